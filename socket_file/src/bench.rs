@@ -1,0 +1,106 @@
+//! `socket_file bench`: the protocol's throughput against a raw TCP copy.
+//!
+//! Both run in this process over loopback, one after the other, with the same
+//! size: the protocol lends a generated book from a file to a file (framing,
+//! SHA-256 on the client, temporary file and rename included); the floor
+//! copies the same number of bytes from memory to memory with large buffers.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::Result;
+use crate::client::borrow_book;
+use crate::server::{ServerConfig, serve};
+
+const RAW_BUFFER: usize = 1 << 20;
+
+/// Writes `size` bytes of reproducible pseudo-random data (incompressible,
+/// like a real book's bytes would be to the hash) to `path`.
+pub fn generate_book(path: &Path, size: u64) -> std::io::Result<()> {
+    let mut file = std::io::BufWriter::with_capacity(RAW_BUFFER, std::fs::File::create(path)?);
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut left = size;
+    while left > 0 {
+        // xorshift64: fast, and good enough to defeat any shortcut.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let word = state.to_le_bytes();
+        let take = left.min(8) as usize;
+        file.write_all(&word[..take])?;
+        left -= take as u64;
+    }
+    file.flush()
+}
+
+/// Lends `book` `runs` times through the real server and client; MB/s per run.
+pub async fn protocol_runs(book: &Path, out_dir: &Path, runs: usize) -> Result<Vec<f64>> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let mut config = ServerConfig::new(book);
+    config.announce = false;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let out = out_dir.join("received.bin");
+    let mut rates = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let borrowed = borrow_book(&addr, crate::DEFAULT_REQUEST, &out, |_| {}).await?;
+        rates.push(borrowed.size as f64 / 1e6 / started.elapsed().as_secs_f64());
+        std::fs::remove_file(&out)?;
+    }
+    let _ = stop.send(());
+    server.await.expect("bench server panicked")?;
+    Ok(rates)
+}
+
+/// The floor: `size` bytes from memory to memory over one TCP connection.
+pub async fn raw_runs(size: u64, runs: usize) -> Result<Vec<f64>> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let sender = tokio::spawn(async move {
+        let block = vec![0x5au8; RAW_BUFFER];
+        for _ in 0..runs {
+            let (mut socket, _) = listener.accept().await?;
+            let mut left = size;
+            while left > 0 {
+                let take = left.min(RAW_BUFFER as u64) as usize;
+                socket.write_all(&block[..take]).await?;
+                left -= take as u64;
+            }
+            socket.shutdown().await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut rates = Vec::with_capacity(runs);
+    let mut buf = vec![0u8; RAW_BUFFER];
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut socket = TcpStream::connect(addr).await?;
+        let mut got = 0u64;
+        loop {
+            let n = socket.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        assert_eq!(got, size, "raw copy lost bytes");
+        rates.push(size as f64 / 1e6 / started.elapsed().as_secs_f64());
+    }
+    sender.await.expect("raw sender panicked")?;
+    Ok(rates)
+}
+
+/// The middle value of a set of measurements.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}

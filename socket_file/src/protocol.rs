@@ -1,0 +1,173 @@
+//! The wire format: kind-length-payload frames.
+//!
+//! Every frame is a 1-byte kind (an ASCII letter), a 4-byte big-endian payload
+//! length, and the payload. The client sends one `Q` frame; the server answers
+//! `B`, then `D` frames, then `S` and `M`, or an `E` frame at any point, and
+//! closes. The crate's README has the full spec.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Payload bytes per data frame: the chapter's 1024-byte blocks.
+pub const BLOCK_SIZE: usize = 1024;
+/// Longest request the server reads; longer ones get an error frame.
+pub const MAX_REQUEST: usize = 1024;
+/// Longest error or closing message either side accepts.
+pub const MAX_TEXT: usize = 64 * 1024;
+/// Kind byte plus length.
+pub const HEADER_LEN: usize = 5;
+/// Size of the `B` frame's payload: the book's size as a u64.
+pub const BOOK_LEN: usize = 8;
+/// Size of the `S` frame's payload: a SHA-256 digest.
+pub const DIGEST_LEN: usize = 32;
+
+/// What a frame carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Client to server: the request text, UTF-8, 1 to 1024 bytes.
+    Request,
+    /// The book's size in bytes, u64 big-endian.
+    Book,
+    /// 1 to 1024 bytes of the book, in order.
+    Data,
+    /// The SHA-256 of the whole book, 32 bytes.
+    Digest,
+    /// The closing message, UTF-8.
+    Closing,
+    /// An error, UTF-8; the sender closes after it.
+    Error,
+}
+
+impl Kind {
+    pub const fn byte(self) -> u8 {
+        match self {
+            Kind::Request => b'Q',
+            Kind::Book => b'B',
+            Kind::Data => b'D',
+            Kind::Digest => b'S',
+            Kind::Closing => b'M',
+            Kind::Error => b'E',
+        }
+    }
+
+    pub const fn from_byte(byte: u8) -> Option<Kind> {
+        Some(match byte {
+            b'Q' => Kind::Request,
+            b'B' => Kind::Book,
+            b'D' => Kind::Data,
+            b'S' => Kind::Digest,
+            b'M' => Kind::Closing,
+            b'E' => Kind::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// A frame header as it goes on the wire.
+pub fn header(kind: Kind, len: usize) -> [u8; HEADER_LEN] {
+    let len = u32::try_from(len).expect("frame payloads are far below 4 GiB");
+    let [a, b, c, d] = len.to_be_bytes();
+    [kind.byte(), a, b, c, d]
+}
+
+/// Writes one whole frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    kind: Kind,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
+    frame.extend_from_slice(&header(kind, payload.len()));
+    frame.extend_from_slice(payload);
+    out.write_all(&frame).await
+}
+
+/// Reads frames from a byte stream through one large buffer.
+///
+/// Frames are parsed straight out of the buffer, so a run of small data
+/// frames costs one read call per buffer fill, not two per frame. A header
+/// is checked against the caller's limit before its payload is waited for,
+/// so a peer cannot make us buffer a huge frame.
+pub struct FrameReader<R> {
+    input: R,
+    buf: BytesMut,
+    capacity: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(input: R, capacity: usize) -> Self {
+        FrameReader {
+            input,
+            buf: BytesMut::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// The kind byte and payload length of the frame at the front, once its
+    /// header is buffered.
+    pub fn header(&self) -> Option<(u8, usize)> {
+        let head = self.buf.get(..HEADER_LEN)?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+        Some((head[0], len as usize))
+    }
+
+    /// The payload of the front frame, if all `len` bytes of it are buffered.
+    pub fn payload(&self, len: usize) -> Option<&[u8]> {
+        self.buf.get(HEADER_LEN..HEADER_LEN + len)
+    }
+
+    /// Drops the front frame (of payload length `len`).
+    pub fn consume(&mut self, len: usize) {
+        self.buf.advance(HEADER_LEN + len);
+    }
+
+    /// Reads more bytes; `Ok(0)` is the end of the stream.
+    pub async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < self.capacity / 4 {
+            self.buf.reserve(self.capacity);
+        }
+        self.input.read_buf(&mut self.buf).await
+    }
+
+    /// Reads one whole frame whose payload may be at most `max_len(kind)`
+    /// bytes. `Ok(None)` on an end of stream before any byte of it.
+    pub async fn next_frame(
+        &mut self,
+        max_len: impl Fn(Option<Kind>) -> usize,
+    ) -> Result<Option<(u8, Bytes)>, FrameError> {
+        let (kind, len) = loop {
+            if let Some(header) = self.header() {
+                break header;
+            }
+            if self.fill().await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+        };
+        let max = max_len(Kind::from_byte(kind));
+        if len > max {
+            return Err(FrameError::TooLong { kind, len, max });
+        }
+        while self.payload(len).is_none() {
+            if self.fill().await? == 0 {
+                return Err(FrameError::Truncated);
+            }
+        }
+        self.buf.advance(HEADER_LEN);
+        Ok(Some((kind, self.buf.split_to(len).freeze())))
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("the stream ended inside a frame")]
+    Truncated,
+    #[error("a frame of kind 0x{kind:02x} with {len} bytes is over the limit of {max}")]
+    TooLong { kind: u8, len: usize, max: usize },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

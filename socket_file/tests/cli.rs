@@ -1,0 +1,122 @@
+//! The `socket_file` binary as a user runs it: a 1 GiB book in constant
+//! memory on both sides, and the exit status of a refused loan.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_socket_file");
+
+/// Starts `socket_file server` on an ephemeral port and returns it with its
+/// address, read from its log line.
+fn start_server(book: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["server", "--addr", "127.0.0.1:0", "--file"])
+        .arg(book)
+        .env("RUST_LOG", "socket_file=info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (found, addr) = std::sync::mpsc::channel();
+    // Keep draining the log so the server never writes to a closed pipe.
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = addr
+        .recv()
+        .expect("the server exited without saying where it listens");
+    (child, addr)
+}
+
+/// Peak resident memory of a process, from /proc, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn one_gib_book_streams_in_constant_memory_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("big.bin");
+    let mut block = vec![0u8; 1 << 20];
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    for chunk in block.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes());
+    }
+    let mut expected = Sha256::new();
+    let mut file = std::fs::File::create(&book).unwrap();
+    for i in 0..1024u32 {
+        block[..4].copy_from_slice(&i.to_le_bytes());
+        file.write_all(&block).unwrap();
+        expected.update(&block);
+    }
+    drop(file);
+    let expected: [u8; 32] = expected.finalize().into();
+
+    let (mut server, addr) = start_server(&book);
+    let out = dir.path().join("received.bin");
+    // Python's resource module reads the client's peak memory after it exits.
+    let measure = "import resource, subprocess, sys\n\
+         r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
+         print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
+    let output = Command::new("python3")
+        .args(["-c", measure, BIN, "client", "--addr", &addr, "--out"])
+        .arg(&out)
+        .output()
+        .expect("python3 must be installed to measure the client's memory");
+    let report = String::from_utf8(output.stdout.clone()).unwrap();
+    let mut fields = report.split_whitespace();
+    assert_eq!(fields.next(), Some("0"), "client failed: {output:?}");
+    let client_kib: u64 = fields.next().unwrap().parse().unwrap();
+    let server_kib = peak_rss_kib(server.id());
+    eprintln!("peak resident memory: client {client_kib} KiB, server {server_kib} KiB");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let mut received = Sha256::new();
+    let mut input = std::fs::File::open(&out).unwrap();
+    std::io::copy(&mut input, &mut received).unwrap();
+    let received: [u8; 32] = received.finalize().into();
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 1 << 30);
+    assert_eq!(received, expected);
+    assert!(client_kib < 30 * 1024, "client peaked at {client_kib} KiB");
+    assert!(server_kib < 30 * 1024, "server peaked at {server_kib} KiB");
+}
+
+#[test]
+fn a_refused_loan_exits_non_zero_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = start_server(&dir.path().join("missing.txt"));
+    let out = dir.path().join("received.txt");
+    let output = Command::new(BIN)
+        .args(["client", "--addr", &addr, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("book not available: missing.txt"),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Peminjaman buku sedang diproses\n"
+    );
+    assert!(!out.exists());
+}

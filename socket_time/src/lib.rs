@@ -1,0 +1,221 @@
+//! The simplest socket pattern: connect, receive one line, done.
+//!
+//! This is the chapter's `server.py` / `client.py` pair. The server accepts a
+//! connection, prints who bought a fairy-tale book, sends the current local
+//! time in Python's `time.ctime()` format followed by `\r\n` (ASCII), and
+//! closes. The close *is* the framing: the client reads until end of stream,
+//! so the message may arrive in any number of TCP segments (the original
+//! client did a single `recv`, which only works by luck on loopback).
+//!
+//! The wire format is kept byte for byte, so the Python programs and these
+//! interoperate in both directions.
+
+pub mod bench;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Local, TimeZone};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
+
+/// Where the chapter's server listens (`server.py` used port 9999).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9999";
+
+/// A `ctime()` line is 24 characters plus `\r\n`; anything much longer is not
+/// a time server talking.
+pub const MAX_REPLY: u64 = 256;
+
+/// How long the client waits to connect, and then for the whole reply.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot connect to the time server at {addr}: {source} (is `socket_time server` running there?)"
+    )]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the time server at {addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("reading the reply from {addr} failed: {source}")]
+    Read {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the reply from {addr} is not a time line: {reason}")]
+    BadReply { addr: String, reason: String },
+    #[error("accepting a connection failed: {0}")]
+    Accept(std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Formats a time like Python's `time.ctime()`: `Tue Nov 24 06:29:34 2026`,
+/// with the day of the month padded by a space (`Nov  4`).
+pub fn ctime<Tz: TimeZone>(time: &DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    time.format("%a %b %e %H:%M:%S %Y").to_string()
+}
+
+/// The bytes the server sends: the current local time, `\r\n`, ASCII.
+pub fn time_reply() -> String {
+    format!("{}\r\n", ctime(&Local::now()))
+}
+
+/// The line the server prints for each connection, as `server.py` printed it
+/// (Python's `print("...", addr)` of the address tuple).
+pub fn sale_line(peer: SocketAddr) -> String {
+    format!(
+        "Telah terjual buku dongeng oleh ip [port]('{}', {})",
+        peer.ip(),
+        peer.port()
+    )
+}
+
+/// The line the client prints with the time it received.
+pub fn checkout_line(time: &str) -> String {
+    format!("Telah melakukan check out buku dongeng pada:{time}")
+}
+
+/// Serves the time on `listener` until `shutdown` completes, then waits for
+/// the connections in flight and returns.
+///
+/// Each connection runs in its own task, so a slow peer never delays the
+/// others. With `announce` the chapter's line is printed per connection
+/// (benches turn it off to measure the protocol, not the terminal).
+pub async fn serve(
+    listener: TcpListener,
+    announce: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let connections = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                // Running out of file descriptors or a peer that reset before
+                // accept are transient: log and keep serving.
+                Err(err) if is_transient_accept_error(&err) => {
+                    tracing::warn!(%err, "accept failed; continuing");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                Err(err) => return Err(Error::Accept(err)),
+            },
+            () = &mut shutdown => break,
+        };
+        if announce {
+            // One locked write per line keeps lines whole under concurrency.
+            let _ = writeln!(std::io::stdout().lock(), "{}", sale_line(peer));
+        }
+        connections.spawn(async move {
+            if let Err(err) = send_time(socket).await {
+                tracing::debug!(%peer, %err, "could not send the time");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+fn is_transient_accept_error(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || err
+        .raw_os_error()
+        .is_some_and(|code| code == 24 || code == 23) // EMFILE, ENFILE
+}
+
+async fn send_time(mut socket: TcpStream) -> std::io::Result<()> {
+    socket.write_all(time_reply().as_bytes()).await?;
+    socket.shutdown().await
+}
+
+/// Connects to a time server and returns the time it sent, without the
+/// trailing `\r\n`.
+pub async fn fetch_time(addr: &str) -> Result<String> {
+    let work = async {
+        let socket = TcpStream::connect(addr)
+            .await
+            .map_err(|source| Error::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        read_reply(socket, addr).await
+    };
+    tokio::time::timeout(CLIENT_TIMEOUT, work)
+        .await
+        .map_err(|_| Error::Timeout {
+            addr: addr.to_owned(),
+            timeout: CLIENT_TIMEOUT,
+        })?
+}
+
+/// Reads a whole reply (until the server closes) and checks it is one ASCII
+/// line ending in `\r\n`.
+pub async fn read_reply(socket: TcpStream, addr: &str) -> Result<String> {
+    let mut reply = Vec::with_capacity(32);
+    socket
+        .take(MAX_REPLY + 1)
+        .read_to_end(&mut reply)
+        .await
+        .map_err(|source| Error::Read {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let bad = |reason: &str| Error::BadReply {
+        addr: addr.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if reply.len() as u64 > MAX_REPLY {
+        return Err(bad("longer than a time line"));
+    }
+    if !reply.is_ascii() {
+        return Err(bad("not ASCII"));
+    }
+    let text = String::from_utf8(reply).map_err(|_| bad("not ASCII"))?;
+    let line = text
+        .strip_suffix("\r\n")
+        .ok_or_else(|| bad(&format!("{text:?} does not end with \\r\\n")))?;
+    Ok(line.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{NaiveDate, Utc};
+
+    #[test]
+    fn ctime_matches_python() {
+        let t = NaiveDate::from_ymd_opt(2026, 11, 24)
+            .and_then(|d| d.and_hms_opt(6, 29, 34))
+            .expect("valid date")
+            .and_utc();
+        assert_eq!(ctime(&t), "Tue Nov 24 06:29:34 2026");
+        let t = t.with_timezone(&Utc) - chrono::Duration::days(20);
+        // Single-digit days are padded with a space, as C's asctime does.
+        assert_eq!(ctime(&t), "Wed Nov  4 06:29:34 2026");
+    }
+
+    #[test]
+    fn sale_line_matches_python_tuple() {
+        let peer: SocketAddr = "127.0.0.1:50123".parse().expect("valid address");
+        assert_eq!(
+            sale_line(peer),
+            "Telah terjual buku dongeng oleh ip [port]('127.0.0.1', 50123)"
+        );
+    }
+}
