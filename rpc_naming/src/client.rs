@@ -1,0 +1,256 @@
+//! The client side: talk to a name server, register with a lease, and find
+//! a service by name.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tarpc::client::{self, RpcError};
+use tarpc::context;
+use tokio::net::lookup_host;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::transport::{self, ClientTransport};
+use crate::{Error, NamingClient, NamingError, Result};
+
+/// How long to wait for a TCP connection to a name server or a service.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deadline of each call to the name server.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time to live of a lease; heartbeats renew it three times as often.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// A context whose deadline is `timeout` from now.
+pub fn deadline_in(timeout: Duration) -> context::Context {
+    let mut ctx = context::current();
+    ctx.deadline = Instant::now() + timeout;
+    ctx
+}
+
+/// Resolves `addr` (host:port) and connects within [`CONNECT_TIMEOUT`].
+pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
+    addr: SocketAddr,
+) -> std::io::Result<ClientTransport<Req, Resp>> {
+    tokio::time::timeout(CONNECT_TIMEOUT, transport::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))?
+}
+
+/// A connection to a name server.
+#[derive(Clone, Debug)]
+pub struct NameServer {
+    addr: String,
+    client: NamingClient,
+}
+
+impl NameServer {
+    /// Connects to the name server at `addr` (host:port).
+    pub async fn connect(addr: &str) -> Result<Self> {
+        let no_server = |source| Error::NoNameServer {
+            addr: addr.to_owned(),
+            source,
+        };
+        let resolved = lookup_host(addr)
+            .await
+            .map_err(no_server)?
+            .next()
+            .ok_or_else(|| no_server(std::io::ErrorKind::NotFound.into()))?;
+        let transport = connect_within(resolved).await.map_err(no_server)?;
+        let client = NamingClient::new(client::Config::default(), transport).spawn();
+        Ok(NameServer {
+            addr: addr.to_owned(),
+            client,
+        })
+    }
+
+    /// The address this connection was made to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn rpc_error(&self, source: RpcError) -> Error {
+        Error::NameServerRpc {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    fn ctx() -> context::Context {
+        deadline_in(CALL_TIMEOUT)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.client
+            .ping(Self::ctx())
+            .await
+            .map_err(|e| self.rpc_error(e))
+    }
+
+    pub async fn lookup(&self, name: &str) -> Result<SocketAddr> {
+        let found = self.client.lookup(Self::ctx(), name.to_owned()).await;
+        Ok(found.map_err(|e| self.rpc_error(e))??)
+    }
+
+    /// Registers `name` for good, as Pyro4's `register` does.
+    pub async fn register(&self, name: &str, addr: SocketAddr, safe: bool) -> Result<()> {
+        let done = self
+            .client
+            .register(Self::ctx(), name.to_owned(), addr, safe)
+            .await;
+        Ok(done.map_err(|e| self.rpc_error(e))??)
+    }
+
+    pub async fn list(&self, prefix: Option<&str>) -> Result<Vec<(String, SocketAddr)>> {
+        self.client
+            .list(Self::ctx(), prefix.map(str::to_owned))
+            .await
+            .map_err(|e| self.rpc_error(e))
+    }
+
+    pub async fn list_matching(&self, pattern: &str) -> Result<Vec<(String, SocketAddr)>> {
+        let found = self
+            .client
+            .list_matching(Self::ctx(), pattern.to_owned())
+            .await;
+        Ok(found.map_err(|e| self.rpc_error(e))??)
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<usize> {
+        self.client
+            .remove(Self::ctx(), name.to_owned())
+            .await
+            .map_err(|e| self.rpc_error(e))
+    }
+
+    pub async fn remove_matching(&self, pattern: &str) -> Result<usize> {
+        let removed = self
+            .client
+            .remove_matching(Self::ctx(), pattern.to_owned())
+            .await;
+        Ok(removed.map_err(|e| self.rpc_error(e))??)
+    }
+
+    /// Registers `name` at `addr` with a lease kept alive by heartbeats until
+    /// the returned [`Lease`] is released or dropped.
+    pub async fn register_lease(&self, name: &str, addr: SocketAddr, safe: bool) -> Result<Lease> {
+        let id = self.lease(name, addr, safe).await?;
+        let (stop, stopped) = oneshot::channel();
+        let heartbeats = tokio::spawn(heartbeat(self.clone(), name.to_owned(), addr, id, stopped));
+        Ok(Lease {
+            ns: self.clone(),
+            name: name.to_owned(),
+            stop: Some(stop),
+            heartbeats,
+        })
+    }
+
+    async fn lease(&self, name: &str, addr: SocketAddr, safe: bool) -> Result<u64> {
+        let ttl_ms = LEASE_TTL.as_millis() as u64;
+        let leased = self
+            .client
+            .register_lease(Self::ctx(), name.to_owned(), addr, safe, ttl_ms)
+            .await;
+        Ok(leased.map_err(|e| self.rpc_error(e))??)
+    }
+
+    /// Looks `name` up and opens a connection to it: hand the transport to
+    /// the service's generated client, `XClient::new(Default::default(), t).spawn()`.
+    pub async fn connect_to<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<ClientTransport<Req, Resp>> {
+        let addr = self.lookup(name).await?;
+        connect_within(addr)
+            .await
+            .map_err(|source| Error::DeadServer {
+                name: name.to_owned(),
+                addr,
+                source,
+            })
+    }
+}
+
+/// A leased registration. Heartbeats keep it alive; [`Lease::release`]
+/// removes it. Dropping it stops the heartbeats, so the name expires within
+/// [`LEASE_TTL`], as it does when the process dies.
+#[derive(Debug)]
+pub struct Lease {
+    ns: NameServer,
+    name: String,
+    stop: Option<oneshot::Sender<()>>,
+    heartbeats: JoinHandle<Option<u64>>,
+}
+
+impl Lease {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops the heartbeats and removes the name; true if it was still ours.
+    pub async fn release(mut self) -> Result<bool> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let Ok(Some(id)) = (&mut self.heartbeats).await else {
+            return Ok(false);
+        };
+        self.ns
+            .client
+            .release(NameServer::ctx(), self.name.clone(), id)
+            .await
+            .map_err(|e| self.ns.rpc_error(e))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.heartbeats.abort();
+    }
+}
+
+/// Renews the lease every third of its time to live. If the name expired
+/// (say the name server restarted), registers it again; if another server
+/// took the name over, gives up. Returns the lease id held when stopped.
+async fn heartbeat(
+    ns: NameServer,
+    name: String,
+    addr: SocketAddr,
+    mut id: u64,
+    mut stopped: oneshot::Receiver<()>,
+) -> Option<u64> {
+    let mut ns = ns;
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return Some(id),
+            () = tokio::time::sleep(LEASE_TTL / 3) => {}
+        }
+        match ns.client.renew(NameServer::ctx(), name.clone(), id).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(NamingError::LeaseLost(_))) => {
+                tracing::warn!(%name, "another server took this name over; no longer registered");
+                return None;
+            }
+            Ok(Err(err)) => tracing::warn!(%name, %err, "lease lapsed; registering again"),
+            Err(err) => {
+                tracing::warn!(%name, %err, "name server unreachable; reconnecting");
+                match NameServer::connect(ns.addr()).await {
+                    Ok(fresh) => ns = fresh,
+                    Err(err) => {
+                        tracing::warn!(%err, "reconnect failed; will retry");
+                        continue;
+                    }
+                }
+            }
+        }
+        match ns.lease(&name, addr, true).await {
+            Ok(fresh) => id = fresh,
+            Err(Error::Naming(NamingError::AlreadyRegistered(_))) => {
+                tracing::warn!(%name, "another server registered this name meanwhile; no longer registered");
+                return None;
+            }
+            Err(err) => tracing::warn!(%name, %err, "registering again failed; will retry"),
+        }
+    }
+}

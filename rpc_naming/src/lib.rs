@@ -1,0 +1,187 @@
+//! A name server for the RPC examples: Pyro4's `Pyro4.naming`, on tarpc.
+//!
+//! RPC servers in the chapter do not tell their clients where they are: they
+//! register a *name* (`server`, `example.chainTopology.1`) with a name server
+//! at a well-known address, and clients look the name up. This crate is that
+//! name server ([`server`]), the [`Naming`] service it speaks, and a client
+//! helper ([`NameServer`]) with which a server registers and a client finds a
+//! service in one line each.
+//!
+//! It keeps Pyro4's semantics: `register` overwrites unless `safe`; `lookup`
+//! of an unknown name fails with `unknown name: X`; `remove` counts what it
+//! removed (0 for an unknown name); `list` filters by prefix or regex. It adds
+//! leases: a server registered through [`NameServer::register_lease`] keeps
+//! its name alive with heartbeats, so a crashed server's name disappears
+//! within seconds instead of staying until someone removes it, and
+//! [`Lease::release`] removes it on a clean stop.
+
+pub mod client;
+pub mod server;
+pub mod transport;
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{Lease, NameServer};
+
+/// Where the name server listens by default (Pyro4's port).
+pub const DEFAULT_NS_ADDR: &str = "127.0.0.1:9090";
+/// The environment variable that overrides it, beside `--ns`.
+pub const NS_ENV: &str = "RPC_NAMESERVER";
+/// Longest name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+/// Longest regex pattern accepted, in bytes.
+pub const MAX_PATTERN_LEN: usize = 256;
+/// Most names the table holds by default.
+pub const DEFAULT_MAX_NAMES: usize = 10_000;
+
+/// The name server's operations.
+#[tarpc::service]
+pub trait Naming {
+    /// Registers `name` at `addr` for good (until removed). Overwrites an
+    /// existing registration unless `safe`.
+    async fn register(name: String, addr: SocketAddr, safe: bool) -> Result<(), NamingError>;
+    /// Registers `name` with a lease that expires unless renewed within
+    /// `ttl_ms`; returns the lease id to renew and release it with.
+    async fn register_lease(
+        name: String,
+        addr: SocketAddr,
+        safe: bool,
+        ttl_ms: u64,
+    ) -> Result<u64, NamingError>;
+    /// Extends the lease `lease` on `name` by its time to live.
+    async fn renew(name: String, lease: u64) -> Result<(), NamingError>;
+    /// Removes `name` if it is still held by `lease`; true if it was.
+    async fn release(name: String, lease: u64) -> bool;
+    /// The address registered under `name`.
+    async fn lookup(name: String) -> Result<SocketAddr, NamingError>;
+    /// Every registration whose name starts with `prefix` (all without one),
+    /// sorted by name.
+    async fn list(prefix: Option<String>) -> Vec<(String, SocketAddr)>;
+    /// Every registration whose name matches `pattern` (a regex anchored at
+    /// the start, like Python's `re.match`), sorted by name.
+    async fn list_matching(pattern: String) -> Result<Vec<(String, SocketAddr)>, NamingError>;
+    /// Removes `name`; returns how many were removed (0 or 1).
+    async fn remove(name: String) -> usize;
+    /// Removes every name matching `pattern`; returns how many.
+    async fn remove_matching(pattern: String) -> Result<usize, NamingError>;
+    /// Answers if the name server is up.
+    async fn ping();
+}
+
+/// What the name server can refuse, as it travels back to the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum NamingError {
+    #[error("unknown name: {0}")]
+    UnknownName(String),
+    #[error("name already registered: {0}")]
+    AlreadyRegistered(String),
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    InvalidPattern { pattern: String, reason: String },
+    #[error("the name table is full ({0} names); remove some first")]
+    TableFull(usize),
+    #[error("lease time {0} ms is out of range (100 ms to 1 h)")]
+    InvalidLease(u64),
+    #[error("{0} was taken over by another registration; this lease is void")]
+    LeaseLost(String),
+}
+
+/// Checks a name: non-empty, at most [`MAX_NAME_LEN`] bytes, printable, no
+/// white space.
+pub fn validate_name(name: &str) -> Result<(), NamingError> {
+    let invalid = |reason: &str| {
+        Err(NamingError::InvalidName {
+            name: name.chars().take(MAX_NAME_LEN).collect(),
+            reason: reason.to_owned(),
+        })
+    };
+    if name.is_empty() {
+        return invalid("a name cannot be empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return invalid(&format!("longer than {MAX_NAME_LEN} bytes"));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return invalid("only printable characters without spaces are allowed");
+    }
+    Ok(())
+}
+
+/// Everything a user of this library can meet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no name server at {addr}: {source}. Start one with `rpc_naming serve --addr {addr}`, \
+         or point --ns (or {NS_ENV}) at a running one"
+    )]
+    NoNameServer {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the name server at {addr} failed to answer: {source}")]
+    NameServerRpc {
+        addr: String,
+        source: tarpc::client::RpcError,
+    },
+    #[error(transparent)]
+    Naming(#[from] NamingError),
+    #[error(
+        "{name} is registered at {addr}, but nothing answers there: {source} \
+         (the server may have crashed; its registration expires within seconds)"
+    )]
+    DeadServer {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM: what a server stops on, so that
+/// it can remove its name on the way out.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("example.chainTopology.1").is_ok());
+        assert!(validate_name("server").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("two words").is_err());
+        assert!(validate_name("bell\u{7}").is_err());
+        assert!(validate_name(&"n".repeat(MAX_NAME_LEN)).is_ok());
+        assert!(validate_name(&"n".repeat(MAX_NAME_LEN + 1)).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! `rpc_naming`: the name server (`serve`, the default) and Pyro4 `nsc`-style
+//! commands to query and change it.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, NS_ENV, NameServer, server};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "A name server for the RPC examples (replaces python -m Pyro4.naming and nsc)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+struct Ns {
+    /// The name server to talk to.
+    #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR)]
+    ns: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the name server (the default).
+    Serve {
+        /// Address to listen on; 0.0.0.0 lets anyone on the network connect.
+        #[arg(long, default_value = DEFAULT_NS_ADDR)]
+        addr: SocketAddr,
+        /// Most names the table holds.
+        #[arg(long, default_value_t = DEFAULT_MAX_NAMES)]
+        max_names: usize,
+    },
+    /// List registrations, all or those starting with PREFIX.
+    List {
+        prefix: Option<String>,
+        /// List the names matching this regex instead (anchored at the start).
+        #[arg(long, conflicts_with = "prefix")]
+        regex: Option<String>,
+        #[command(flatten)]
+        ns: Ns,
+    },
+    /// Print the address registered under NAME.
+    Lookup {
+        name: String,
+        #[command(flatten)]
+        ns: Ns,
+    },
+    /// Register NAME at ADDR (overwrites unless --safe); it stays until removed.
+    Register {
+        name: String,
+        addr: SocketAddr,
+        /// Fail if the name is already registered.
+        #[arg(long)]
+        safe: bool,
+        #[command(flatten)]
+        ns: Ns,
+    },
+    /// Remove NAME (or with --regex, every name matching it); prints how many.
+    Remove {
+        name: String,
+        /// Treat NAME as a regex (anchored at the start).
+        #[arg(long)]
+        regex: bool,
+        #[command(flatten)]
+        ns: Ns,
+    },
+    /// Check that the name server answers.
+    Ping {
+        #[command(flatten)]
+        ns: Ns,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let command = Cli::parse().command.unwrap_or(Command::Serve {
+        addr: DEFAULT_NS_ADDR.parse().expect("valid default address"),
+        max_names: DEFAULT_MAX_NAMES,
+    });
+    match run(command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { addr, max_names } => {
+            let listener =
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| rpc_naming::Error::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+            if addr.ip().is_unspecified() {
+                tracing::warn!("listening on {addr}: anyone on the network can connect");
+            }
+            println!("NS running on {}", listener.local_addr()?);
+            server::serve(listener, max_names.max(1), rpc_naming::shutdown_signal()).await;
+        }
+        Command::List { prefix, regex, ns } => {
+            let ns = NameServer::connect(&ns.ns).await?;
+            let names = match regex {
+                Some(pattern) => ns.list_matching(&pattern).await?,
+                None => ns.list(prefix.as_deref()).await?,
+            };
+            for (name, addr) in names {
+                println!("{name} --> {addr}");
+            }
+        }
+        Command::Lookup { name, ns } => {
+            println!(
+                "{}",
+                NameServer::connect(&ns.ns).await?.lookup(&name).await?
+            );
+        }
+        Command::Register {
+            name,
+            addr,
+            safe,
+            ns,
+        } => {
+            NameServer::connect(&ns.ns)
+                .await?
+                .register(&name, addr, safe)
+                .await?;
+            println!("registered {name} --> {addr}");
+        }
+        Command::Remove { name, regex, ns } => {
+            let ns = NameServer::connect(&ns.ns).await?;
+            let removed = if regex {
+                ns.remove_matching(&name).await?
+            } else {
+                ns.remove(&name).await?
+            };
+            println!("{removed}");
+        }
+        Command::Ping { ns } => {
+            NameServer::connect(&ns.ns).await?.ping().await?;
+            println!("Name server ping ok.");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! The name server: a table of names behind the [`Naming`] service.
+//!
+//! Leased entries carry an expiry time and are dropped lazily: a lookup of an
+//! expired name fails as unknown, and listing or registering purges every
+//! expired entry. No timer task is needed, and an expired name is never
+//! served.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use regex::{Regex, RegexBuilder};
+use tarpc::context::Context;
+use tarpc::server::{BaseChannel, Channel};
+use tokio::net::TcpListener;
+
+use crate::transport::{serve_connections, spawn_request};
+use crate::{MAX_PATTERN_LEN, Naming, NamingError, validate_name};
+
+const MIN_LEASE: Duration = Duration::from_millis(100);
+const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Copy, Debug)]
+struct LeaseState {
+    id: u64,
+    ttl: Duration,
+    expires: Instant,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    addr: SocketAddr,
+    lease: Option<LeaseState>,
+}
+
+impl Entry {
+    fn alive(&self, now: Instant) -> bool {
+        self.lease.is_none_or(|lease| lease.expires > now)
+    }
+}
+
+#[derive(Debug)]
+struct Table {
+    names: BTreeMap<String, Entry>,
+    max_names: usize,
+    next_lease: u64,
+}
+
+impl Table {
+    fn purge_expired(&mut self, now: Instant) {
+        self.names.retain(|name, entry| {
+            let alive = entry.alive(now);
+            if !alive {
+                tracing::info!(%name, addr = %entry.addr, "lease expired");
+            }
+            alive
+        });
+    }
+
+    /// The live entry for `name`, dropping it if its lease has run out.
+    fn live(&mut self, name: &str, now: Instant) -> Option<Entry> {
+        let entry = *self.names.get(name)?;
+        if entry.alive(now) {
+            Some(entry)
+        } else {
+            self.names.remove(name);
+            None
+        }
+    }
+
+    fn insert(&mut self, name: String, entry: Entry, safe: bool) -> Result<(), NamingError> {
+        validate_name(&name)?;
+        let now = Instant::now();
+        if self.live(&name, now).is_some() {
+            if safe {
+                return Err(NamingError::AlreadyRegistered(name));
+            }
+        } else {
+            if self.names.len() >= self.max_names {
+                self.purge_expired(now);
+            }
+            if self.names.len() >= self.max_names {
+                return Err(NamingError::TableFull(self.max_names));
+            }
+        }
+        tracing::info!(%name, addr = %entry.addr, leased = entry.lease.is_some(), "registered");
+        self.names.insert(name, entry);
+        Ok(())
+    }
+
+    fn matching(&mut self, keep: impl Fn(&str) -> bool) -> Vec<(String, SocketAddr)> {
+        self.purge_expired(Instant::now());
+        self.names
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(name, entry)| (name.clone(), entry.addr))
+            .collect()
+    }
+
+    fn remove_where(&mut self, remove: impl Fn(&str) -> bool) -> usize {
+        let before = self.names.len();
+        self.names.retain(|name, _| !remove(name));
+        before - self.names.len()
+    }
+}
+
+fn compile(pattern: &str) -> Result<Regex, NamingError> {
+    let invalid = |reason: String| NamingError::InvalidPattern {
+        pattern: pattern.chars().take(MAX_PATTERN_LEN).collect(),
+        reason,
+    };
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(invalid(format!("longer than {MAX_PATTERN_LEN} bytes")));
+    }
+    // Anchored at the start, like Python's re.match in Pyro4.
+    RegexBuilder::new(&format!("^(?:{pattern})"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|err| invalid(err.to_string()))
+}
+
+/// The [`Naming`] service over a shared table; clone it per connection.
+#[derive(Clone, Debug)]
+pub struct NamingServer {
+    table: Arc<Mutex<Table>>,
+}
+
+impl NamingServer {
+    /// A name server holding at most `max_names` names.
+    pub fn new(max_names: usize) -> Self {
+        // Lease ids start from the clock so that ids from before a restart
+        // do not match new ones.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        NamingServer {
+            table: Arc::new(Mutex::new(Table {
+                names: BTreeMap::new(),
+                max_names,
+                next_lease: seed,
+            })),
+        }
+    }
+
+    fn with_table<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
+        f(&mut self.table.lock().expect("name table poisoned"))
+    }
+}
+
+impl Naming for NamingServer {
+    async fn register(
+        self,
+        _: Context,
+        name: String,
+        addr: SocketAddr,
+        safe: bool,
+    ) -> Result<(), NamingError> {
+        self.with_table(|t| t.insert(name, Entry { addr, lease: None }, safe))
+    }
+
+    async fn register_lease(
+        self,
+        _: Context,
+        name: String,
+        addr: SocketAddr,
+        safe: bool,
+        ttl_ms: u64,
+    ) -> Result<u64, NamingError> {
+        let ttl = Duration::from_millis(ttl_ms);
+        if !(MIN_LEASE..=MAX_LEASE).contains(&ttl) {
+            return Err(NamingError::InvalidLease(ttl_ms));
+        }
+        self.with_table(|t| {
+            t.next_lease = t.next_lease.wrapping_add(1);
+            let id = t.next_lease;
+            let lease = LeaseState {
+                id,
+                ttl,
+                expires: Instant::now() + ttl,
+            };
+            t.insert(
+                name,
+                Entry {
+                    addr,
+                    lease: Some(lease),
+                },
+                safe,
+            )?;
+            Ok(id)
+        })
+    }
+
+    async fn renew(self, _: Context, name: String, lease: u64) -> Result<(), NamingError> {
+        self.with_table(|t| {
+            let now = Instant::now();
+            let Some(entry) = t.live(&name, now) else {
+                return Err(NamingError::UnknownName(name));
+            };
+            match entry.lease {
+                Some(held) if held.id == lease => {
+                    let renewed = LeaseState {
+                        expires: now + held.ttl,
+                        ..held
+                    };
+                    t.names.insert(
+                        name,
+                        Entry {
+                            lease: Some(renewed),
+                            ..entry
+                        },
+                    );
+                    Ok(())
+                }
+                _ => Err(NamingError::LeaseLost(name)),
+            }
+        })
+    }
+
+    async fn release(self, _: Context, name: String, lease: u64) -> bool {
+        self.with_table(|t| {
+            let held = t
+                .names
+                .get(&name)
+                .and_then(|e| e.lease)
+                .is_some_and(|l| l.id == lease);
+            if held {
+                t.names.remove(&name);
+                tracing::info!(%name, "released");
+            }
+            held
+        })
+    }
+
+    async fn lookup(self, _: Context, name: String) -> Result<SocketAddr, NamingError> {
+        self.with_table(|t| t.live(&name, Instant::now()))
+            .map(|entry| entry.addr)
+            .ok_or(NamingError::UnknownName(name))
+    }
+
+    async fn list(self, _: Context, prefix: Option<String>) -> Vec<(String, SocketAddr)> {
+        let prefix = prefix.unwrap_or_default();
+        self.with_table(|t| t.matching(|name| name.starts_with(&prefix)))
+    }
+
+    async fn list_matching(
+        self,
+        _: Context,
+        pattern: String,
+    ) -> Result<Vec<(String, SocketAddr)>, NamingError> {
+        let regex = compile(&pattern)?;
+        Ok(self.with_table(|t| t.matching(|name| regex.is_match(name))))
+    }
+
+    async fn remove(self, _: Context, name: String) -> usize {
+        self.with_table(|t| t.remove_where(|n| n == name))
+    }
+
+    async fn remove_matching(self, _: Context, pattern: String) -> Result<usize, NamingError> {
+        let regex = compile(&pattern)?;
+        Ok(self.with_table(|t| t.remove_where(|name| regex.is_match(name))))
+    }
+
+    async fn ping(self, _: Context) {}
+}
+
+/// Serves a name server holding at most `max_names` names on `listener`
+/// until `shutdown` completes.
+pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Future<Output = ()>) {
+    let server = NamingServer::new(max_names);
+    serve_connections(listener, shutdown, move |transport| {
+        BaseChannel::with_defaults(transport)
+            .execute(server.clone().serve())
+            .for_each(spawn_request)
+    })
+    .await;
+}

@@ -1,0 +1,264 @@
+//! The name server on port 0, driven through the client helper and the CLI.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rpc_naming::client::LEASE_TTL;
+use rpc_naming::{Error, NameServer, NamingError, server};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+struct TestNs {
+    addr: String,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_ns(max_names: usize) -> TestNs {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, max_names, async {
+        let _ = stopped.await;
+    }));
+    TestNs { addr, _stop: stop }
+}
+
+fn sock(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn naming_error(result: Result<impl std::fmt::Debug, Error>) -> NamingError {
+    match result {
+        Err(Error::Naming(err)) => err,
+        other => panic!("expected a naming error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn register_lookup_overwrite_and_safe() {
+    let ns_server = start_ns(100).await;
+    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    ns.ping().await.unwrap();
+
+    ns.register("server", sock(1000), false).await.unwrap();
+    assert_eq!(ns.lookup("server").await.unwrap(), sock(1000));
+
+    // Pyro4: register overwrites unless safe.
+    ns.register("server", sock(2000), false).await.unwrap();
+    assert_eq!(ns.lookup("server").await.unwrap(), sock(2000));
+    let err = naming_error(ns.register("server", sock(3000), true).await);
+    assert_eq!(err, NamingError::AlreadyRegistered("server".into()));
+    assert_eq!(err.to_string(), "name already registered: server");
+    assert_eq!(ns.lookup("server").await.unwrap(), sock(2000));
+
+    let err = naming_error(ns.lookup("nobody").await);
+    assert_eq!(err.to_string(), "unknown name: nobody");
+}
+
+#[tokio::test]
+async fn list_and_remove_by_prefix_and_regex() {
+    let ns_server = start_ns(100).await;
+    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    for (i, name) in [
+        "example.chainTopology.1",
+        "example.chainTopology.2",
+        "example.other",
+        "server",
+    ]
+    .iter()
+    .enumerate()
+    {
+        ns.register(name, sock(1000 + i as u16), false)
+            .await
+            .unwrap();
+    }
+    let names =
+        |list: Vec<(String, SocketAddr)>| list.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+
+    assert_eq!(names(ns.list(None).await.unwrap()).len(), 4);
+    assert_eq!(
+        names(ns.list(Some("example.chain")).await.unwrap()),
+        ["example.chainTopology.1", "example.chainTopology.2"]
+    );
+    assert_eq!(
+        names(
+            ns.list_matching(r"example\.chainTopology\.\d")
+                .await
+                .unwrap()
+        ),
+        ["example.chainTopology.1", "example.chainTopology.2"]
+    );
+    // Anchored at the start, like re.match.
+    assert!(ns.list_matching("chainTopology").await.unwrap().is_empty());
+    assert!(matches!(
+        naming_error(ns.list_matching("(unclosed").await),
+        NamingError::InvalidPattern { .. }
+    ));
+
+    assert_eq!(ns.remove("server").await.unwrap(), 1);
+    assert_eq!(
+        ns.remove("server").await.unwrap(),
+        0,
+        "unknown is 0, not an error"
+    );
+    assert_eq!(ns.remove_matching(r"example\.chain").await.unwrap(), 2);
+    assert_eq!(names(ns.list(None).await.unwrap()), ["example.other"]);
+}
+
+#[tokio::test]
+async fn invalid_names_and_a_full_table_are_refused() {
+    let ns_server = start_ns(2).await;
+    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    for bad in ["", "two words", "tab\there", &"x".repeat(201)] {
+        assert!(
+            matches!(
+                naming_error(ns.register(bad, sock(1), false).await),
+                NamingError::InvalidName { .. }
+            ),
+            "{bad:?}"
+        );
+    }
+    ns.register("a", sock(1), false).await.unwrap();
+    ns.register("b", sock(2), false).await.unwrap();
+    assert_eq!(
+        naming_error(ns.register("c", sock(3), false).await),
+        NamingError::TableFull(2)
+    );
+    // Overwriting an existing name needs no new room.
+    ns.register("a", sock(4), false).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_and_the_server_keeps_serving() {
+    let ns_server = start_ns(100).await;
+    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let huge = "x".repeat(2 << 20);
+    assert!(ns.lookup(&huge).await.is_err());
+    let fresh = NameServer::connect(&ns_server.addr).await.unwrap();
+    fresh.register("still", sock(9), false).await.unwrap();
+    assert_eq!(fresh.lookup("still").await.unwrap(), sock(9));
+}
+
+#[tokio::test]
+async fn a_lease_lives_while_held_and_is_removed_on_release() {
+    let ns_server = start_ns(100).await;
+    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let lease = ns.register_lease("server", sock(5000), true).await.unwrap();
+    // Heartbeats keep it well past its time to live.
+    tokio::time::sleep(LEASE_TTL * 2).await;
+    assert_eq!(ns.lookup("server").await.unwrap(), sock(5000));
+    assert!(lease.release().await.unwrap());
+    assert!(matches!(
+        naming_error(ns.lookup("server").await),
+        NamingError::UnknownName(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_dropped_lease_expires_like_a_crashed_server() {
+    let ns_server = start_ns(100).await;
+    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let lease = ns
+        .register_lease("crashy", sock(5001), false)
+        .await
+        .unwrap();
+    let dropped_at = Instant::now();
+    drop(lease);
+    assert_eq!(ns.lookup("crashy").await.unwrap(), sock(5001));
+    loop {
+        match ns.lookup("crashy").await {
+            Ok(_) => {
+                assert!(
+                    dropped_at.elapsed() < LEASE_TTL + Duration::from_secs(2),
+                    "the name outlived its lease"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => {
+                assert!(
+                    matches!(err, Error::Naming(NamingError::UnknownName(_))),
+                    "{err}"
+                );
+                break;
+            }
+        }
+    }
+    assert!(ns.list(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_taken_over_lease_is_not_released_by_its_old_holder() {
+    let ns_server = start_ns(100).await;
+    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let old = ns.register_lease("server", sock(1), false).await.unwrap();
+    ns.register("server", sock(2), false).await.unwrap();
+    assert!(!old.release().await.unwrap());
+    assert_eq!(ns.lookup("server").await.unwrap(), sock(2));
+}
+
+#[tokio::test]
+async fn no_name_server_is_a_clear_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let err = NameServer::connect(&addr).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("no name server at {addr}")),
+        "{text}"
+    );
+    assert!(text.contains("rpc_naming serve"), "{text}");
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_rpc_naming");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_reports_success_and_failure_by_exit_status() {
+    let ns_server = start_ns(100).await;
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .args(args)
+            .env("RPC_NAMESERVER", &ns_server.addr)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // The CLI blocks; run it off the runtime's threads.
+    let (ok, out, _) =
+        tokio::task::block_in_place(|| run(&["register", "server", "127.0.0.1:7000"]));
+    assert!(ok, "{out}");
+    let (ok, out, _) = tokio::task::block_in_place(|| run(&["lookup", "server"]));
+    assert!(ok);
+    assert_eq!(out.trim(), "127.0.0.1:7000");
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| run(&["register", "server", "127.0.0.1:7001", "--safe"]));
+    assert!(!ok);
+    assert!(err.contains("name already registered: server"), "{err}");
+    let (ok, out, _) = tokio::task::block_in_place(|| run(&["list", "ser"]));
+    assert!(ok);
+    assert_eq!(out.trim(), "server --> 127.0.0.1:7000");
+    let (ok, _, err) = tokio::task::block_in_place(|| run(&["lookup", "nosuch"]));
+    assert!(!ok);
+    assert!(err.contains("unknown name: nosuch"), "{err}");
+    let (ok, out, _) = tokio::task::block_in_place(|| run(&["remove", "server"]));
+    assert!(ok);
+    assert_eq!(out.trim(), "1");
+    let (ok, out, _) = tokio::task::block_in_place(|| run(&["ping"]));
+    assert!(ok, "{out}");
+
+    let started = Instant::now();
+    let output = tokio::task::block_in_place(|| {
+        Command::new(BIN)
+            .args(["ping", "--ns", "127.0.0.1:1"])
+            .output()
+            .unwrap()
+    });
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no name server at 127.0.0.1:1"));
+}

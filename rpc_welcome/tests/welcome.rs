@@ -1,0 +1,216 @@
+//! The welcome server and client found through a real name server on port 0,
+//! in process and as the binary a user runs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rpc_naming::client::LEASE_TTL;
+use rpc_naming::{NameServer, NamingError};
+use rpc_welcome::{CALL_TIMEOUT, DEFAULT_NAME, Error, buy, connect, serve};
+use tokio::net::TcpListener;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rpc_welcome");
+
+async fn start_ns() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(rpc_naming::server::serve(
+        listener,
+        100,
+        std::future::pending(),
+    ));
+    addr
+}
+
+#[tokio::test]
+async fn client_finds_the_server_by_name() {
+    let ns_addr = start_ns().await;
+    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lease = ns
+        .register_lease(DEFAULT_NAME, listener.local_addr().unwrap(), false)
+        .await
+        .unwrap();
+    tokio::spawn(serve(listener, std::future::pending()));
+
+    let client = connect(&ns, DEFAULT_NAME).await.unwrap();
+    assert_eq!(
+        buy(&client, DEFAULT_NAME, "Pemrograman Rust")
+            .await
+            .unwrap(),
+        "Buku dengan judul Pemrograman Rust berhasil dibeli!"
+    );
+    // Many calls in flight on one connection.
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { buy(&client, DEFAULT_NAME, &format!("Buku {i}")).await })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(
+            call.await.unwrap().unwrap(),
+            format!("Buku dengan judul Buku {i} berhasil dibeli!")
+        );
+    }
+    lease.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_name_is_reported() {
+    let ns = NameServer::connect(&start_ns().await).await.unwrap();
+    let err = connect(&ns, "nosuch").await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Naming(rpc_naming::Error::Naming(NamingError::UnknownName(n))) if n == "nosuch"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_died_after_registering_is_reported() {
+    let ns = NameServer::connect(&start_ns().await).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = listener.local_addr().unwrap();
+    drop(listener);
+    ns.register(DEFAULT_NAME, dead, false).await.unwrap();
+    let err = connect(&ns, DEFAULT_NAME).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("nothing answers there") && text.contains(&dead.to_string()),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_hangs_hits_the_deadline() {
+    let ns = NameServer::connect(&start_ns().await).await.unwrap();
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ns.register(DEFAULT_NAME, listener.local_addr().unwrap(), false)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let client = connect(&ns, DEFAULT_NAME).await.unwrap();
+    let started = Instant::now();
+    let err = buy(&client, DEFAULT_NAME, "x").await.unwrap_err();
+    assert!(matches!(err, Error::Call { .. }), "{err}");
+    assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(2));
+}
+
+/// Starts `rpc_welcome server` and waits for its `Ready.` line.
+fn start_server_process(ns: &str) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["server", "--ns", ns])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(
+        ready.starts_with("Ready. Object uri = server@127.0.0.1:"),
+        "{ready}"
+    );
+    child
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_prompts_and_a_stopped_server_deregisters() {
+    let ns_addr = start_ns().await;
+    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let mut server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
+
+    let output = tokio::task::block_in_place(|| {
+        let mut client = Command::new(BIN)
+            .args(["client", "--ns", &ns_addr])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        client
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"  Pemrograman Terdistribusi \n")
+            .unwrap();
+        client.wait_with_output().unwrap()
+    });
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "Mau beli buku dengan judul apa? Buku dengan judul Pemrograman Terdistribusi berhasil dibeli!\n"
+    );
+
+    // Ctrl-C (SIGINT) and SIGTERM both stop it cleanly, removing its name.
+    signal(&server, "INT");
+    let status = tokio::task::block_in_place(|| server.wait().unwrap());
+    assert!(status.success(), "{status}");
+    assert!(matches!(
+        ns.lookup(DEFAULT_NAME).await,
+        Err(rpc_naming::Error::Naming(NamingError::UnknownName(_)))
+    ));
+    let mut server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
+    assert!(ns.lookup(DEFAULT_NAME).await.is_ok());
+    signal(&server, "TERM");
+    let status = tokio::task::block_in_place(|| server.wait().unwrap());
+    assert!(status.success(), "{status}");
+    assert!(ns.lookup(DEFAULT_NAME).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_disappears_from_the_name_server() {
+    let ns_addr = start_ns().await;
+    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let mut server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
+    assert!(ns.lookup(DEFAULT_NAME).await.is_ok());
+    signal(&server, "KILL");
+    tokio::task::block_in_place(|| server.wait().unwrap());
+    let killed_at = Instant::now();
+    while ns.lookup(DEFAULT_NAME).await.is_ok() {
+        assert!(killed_at.elapsed() < LEASE_TTL + Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The client now gets a clear error rather than a hang.
+    let output = tokio::task::block_in_place(|| {
+        Command::new(BIN)
+            .args(["client", "--ns", &ns_addr, "--title", "x"])
+            .output()
+            .unwrap()
+    });
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown name: server"));
+}
+
+#[test]
+fn no_name_server_fails_fast_with_a_hint() {
+    let started = Instant::now();
+    let output = Command::new(BIN)
+        .args(["client", "--ns", "127.0.0.1:1", "--title", "x"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no name server at 127.0.0.1:1") && stderr.contains("rpc_naming serve"),
+        "{stderr}"
+    );
+}
