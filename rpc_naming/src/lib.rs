@@ -15,6 +15,7 @@
 //! within seconds instead of staying until someone removes it, and
 //! [`Lease::release`] removes it on a clean stop.
 
+pub mod bench;
 pub mod client;
 pub mod server;
 pub mod transport;
@@ -145,6 +146,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Removes a stopping server's name. If the name server is gone too, says
+/// so and carries on: the lease expires by itself.
+pub async fn release_on_exit(lease: Lease) {
+    let name = lease.name().to_owned();
+    if let Err(err) = lease.release().await {
+        tracing::warn!(%name, %err, "could not remove the name; it expires within seconds");
+    }
+}
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM: what a server stops on, so that
 /// it can remove its name on the way out.

@@ -157,7 +157,7 @@ async fn server(naming: &Naming, addr: SocketAddr) -> anyhow::Result<()> {
     let lease = ns.register_lease(&naming.name, bound, false).await?;
     println!("{}", ready_line(&naming.name, bound));
     serve(listener, rpc_naming::shutdown_signal()).await;
-    lease.release().await?;
+    rpc_naming::release_on_exit(lease).await;
     Ok(())
 }
 
@@ -180,7 +180,7 @@ async fn run_bench(
                 DEFAULT_MAX_NAMES,
                 std::future::pending(),
             ));
-            let server = bench::spawn_server_thread(|listener, stopped| {
+            let server = rpc_naming::bench::spawn_server_thread(|listener, stopped| {
                 serve(listener, async {
                     let _ = stopped.await;
                 })
@@ -193,19 +193,19 @@ async fn run_bench(
     };
     let ns = NameServer::connect(&ns_addr).await?;
     let client = connect(&ns, name).await?;
-    let echo = bench::spawn_server_thread(bench::serve_echo)?;
+    let echo = rpc_naming::bench::spawn_server_thread(rpc_naming::bench::serve_echo)?;
 
     // Warm up both paths before measuring.
     bench::calls(&client, name, 1_000, 1).await?;
-    bench::ping_pong(echo.addr, 1_000).await?;
+    rpc_naming::bench::ping_pong(echo.addr, 1_000).await?;
 
     let sequential = bench::calls(&client, name, calls, 1).await?;
-    let raw = bench::ping_pong(echo.addr, calls).await?;
+    let raw = rpc_naming::bench::ping_pong(echo.addr, calls).await?;
     let concurrent = bench::calls(&client, name, calls, concurrency).await?;
     println!("welcome_message, sequential:      {}", sequential.summary());
     println!(
         "raw TCP ping-pong, {} bytes:      {}",
-        bench::PING_SIZE,
+        rpc_naming::bench::PING_SIZE,
         raw.summary()
     );
     println!(

@@ -1,0 +1,281 @@
+//! A ring of RPC servers passing a message on: the chapter's second Pyro4
+//! example (a chain of books, read one after the other).
+//!
+//! Server `N` registers as `example.chainTopology.N` and knows only the id of
+//! the next server. `process(message)` follows the chapter's rule: a server
+//! that finds its own id in the message has seen it before, so the ring is
+//! complete and it answers `["Kembali ke buku N"]`; otherwise it appends its
+//! id, forwards the message to the next server, and puts its own line in
+//! front of what comes back.
+//!
+//! What makes this work in a ring: the first server is called again while
+//! its own call is still waiting, so every request runs in its own task
+//! ([`rpc_naming::transport::spawn_request`]); a server that handled one call
+//! at a time would deadlock. The caller's deadline travels with the message
+//! (each hop forwards its handler's context), and a hop that is missing or
+//! dead comes back as an error naming it, long before that deadline.
+
+pub mod bench;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use rpc_naming::NameServer;
+use rpc_naming::client::deadline_in;
+use rpc_naming::transport::{serve_connections, spawn_request};
+use serde::{Deserialize, Serialize};
+use tarpc::client::RpcError;
+use tarpc::context::Context;
+use tarpc::server::{BaseChannel, Channel};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+/// Most elements a message may have. Every hop appends one, so this is also
+/// the hop limit: no message can circle for ever.
+pub const MAX_ITEMS: usize = 256;
+/// Most bytes the elements of a message may add up to.
+pub const MAX_BYTES: usize = 64 * 1024;
+/// The client's deadline for a whole trip round the ring.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The name server's name for server `id`.
+pub fn server_name(id: u32) -> String {
+    format!("example.chainTopology.{id}")
+}
+
+/// A server in the ring.
+#[tarpc::service]
+pub trait Chain {
+    /// Passes `message` on round the ring; returns what each server said.
+    async fn process(message: Vec<String>) -> Result<Vec<String>, ChainError>;
+}
+
+/// Why a trip round the ring failed, as it travels back to the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ChainError {
+    #[error(
+        "message refused by {server}: {items} elements / {bytes} bytes is over the limit \
+         ({MAX_ITEMS} elements, {MAX_BYTES} bytes; every hop adds one element)"
+    )]
+    TooLarge {
+        server: String,
+        items: usize,
+        bytes: usize,
+    },
+    #[error("{hop} cannot be reached from {from}: {reason}")]
+    HopUnreachable {
+        hop: String,
+        from: String,
+        reason: String,
+    },
+}
+
+/// The chapter's lines.
+pub fn starting_line(id: u32) -> String {
+    format!("Buku {id} mulai dibaca ")
+}
+pub fn back_line(id: u32) -> String {
+    format!("Kembali ke buku {id}; Buku akan di ulang dari halaman 1")
+}
+pub fn forward_line(id: u32, next: u32) -> String {
+    format!("Buku {id} sudah selesai di baca lanjutkan ke buku {next}")
+}
+pub fn finished(id: u32) -> String {
+    format!("Buku {id} sudah selesai di baca!")
+}
+pub fn returned(id: u32) -> String {
+    format!("Kembali ke buku {id}")
+}
+
+/// Formats a list of strings as Python's `repr` does, to print
+/// `Status = [...]` exactly as the chapter's client did.
+pub fn python_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| python_str(s)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn python_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// One server of the ring.
+#[derive(Clone)]
+pub struct ChainServer {
+    id: u32,
+    next: u32,
+    announce: bool,
+    ns: NameServer,
+    /// The next hop, resolved on first use and again after it fails.
+    next_client: Arc<Mutex<Option<ChainClient>>>,
+}
+
+impl ChainServer {
+    /// Server `id`, forwarding to server `next`, found through `ns`. With
+    /// `announce` it prints the chapter's lines.
+    pub fn new(id: u32, next: u32, ns: NameServer, announce: bool) -> Self {
+        ChainServer {
+            id,
+            next,
+            announce,
+            ns,
+            next_client: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn unreachable(&self, reason: impl std::fmt::Display) -> ChainError {
+        ChainError::HopUnreachable {
+            hop: server_name(self.next),
+            from: server_name(self.id),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The client for the next hop, connecting if there is none.
+    async fn next_hop(&self) -> Result<ChainClient, ChainError> {
+        let mut slot = self.next_client.lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let transport = self
+            .ns
+            .connect_to(&server_name(self.next))
+            .await
+            .map_err(|err| self.unreachable(err))?;
+        let client = ChainClient::new(Default::default(), transport).spawn();
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Forwards to the next hop with the caller's context (and so its
+    /// deadline). A broken connection is dropped and the hop resolved again
+    /// once, so a hop that restarted elsewhere is found.
+    async fn forward(&self, ctx: Context, message: Vec<String>) -> Result<Vec<String>, ChainError> {
+        let client = self.next_hop().await?;
+        match client.process(ctx, message.clone()).await {
+            Ok(reply) => reply,
+            Err(RpcError::Shutdown | RpcError::Send(_) | RpcError::Channel(_)) => {
+                self.next_client.lock().await.take();
+                let client = self.next_hop().await?;
+                client
+                    .process(ctx, message)
+                    .await
+                    .map_err(|err| self.unreachable(err))?
+            }
+            Err(err) => Err(self.unreachable(err)),
+        }
+    }
+}
+
+impl Chain for ChainServer {
+    async fn process(
+        self,
+        ctx: Context,
+        mut message: Vec<String>,
+    ) -> Result<Vec<String>, ChainError> {
+        let bytes: usize = message.iter().map(String::len).sum();
+        if message.len() >= MAX_ITEMS || bytes > MAX_BYTES {
+            return Err(ChainError::TooLarge {
+                server: server_name(self.id),
+                items: message.len(),
+                bytes,
+            });
+        }
+        let me = self.id.to_string();
+        if message.contains(&me) {
+            if self.announce {
+                println!("{}", back_line(self.id));
+            }
+            return Ok(vec![returned(self.id)]);
+        }
+        if self.announce {
+            println!("{}", forward_line(self.id, self.next));
+        }
+        message.push(me);
+        let mut result = self.forward(ctx, message).await?;
+        result.insert(0, finished(self.id));
+        Ok(result)
+    }
+}
+
+/// Serves `server` on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, server: ChainServer, shutdown: impl Future<Output = ()>) {
+    serve_connections(listener, shutdown, move |transport| {
+        BaseChannel::with_defaults(transport)
+            .execute(server.clone().serve())
+            .for_each(spawn_request)
+    })
+    .await;
+}
+
+/// Everything that can go wrong for a caller of the ring.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Naming(#[from] rpc_naming::Error),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("{name} did not answer: {source}")]
+    Call { name: String, source: RpcError },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Finds server `start` through `ns` and connects to it.
+pub async fn connect(ns: &NameServer, start: u32) -> Result<ChainClient> {
+    let transport = ns.connect_to(&server_name(start)).await?;
+    Ok(ChainClient::new(Default::default(), transport).spawn())
+}
+
+/// Sends `message` round the ring from the server behind `client`.
+pub async fn send(client: &ChainClient, start: u32, message: Vec<String>) -> Result<Vec<String>> {
+    let reply = client
+        .process(deadline_in(CALL_TIMEOUT), message)
+        .await
+        .map_err(|source| Error::Call {
+            name: server_name(start),
+            source,
+        })?;
+    Ok(reply?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_print_like_python() {
+        let items = vec![finished(1), returned(1)];
+        assert_eq!(
+            python_list(&items),
+            "['Buku 1 sudah selesai di baca!', 'Kembali ke buku 1']"
+        );
+        assert_eq!(python_list(&["it's".into()]), "[\"it's\"]");
+        assert_eq!(python_list(&["a'b\"c\n".into()]), "['a\\'b\"c\\n']");
+        assert_eq!(python_list(&[]), "[]");
+    }
+}

@@ -1,0 +1,232 @@
+//! `rpc_chain`: a ring of RPC servers passing a message on, its client, a
+//! demo and a bench.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use rpc_chain::{
+    ChainServer, bench, connect, python_list, send, serve, server_name, starting_line,
+};
+use rpc_naming::bench::{PING_SIZE, ping_pong, serve_echo, spawn_server_thread};
+use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Lease, NS_ENV, NameServer};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "A ring of RPC servers passing a message on (replaces the Pyro4 chain example)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Name server, a ring of servers and the client in one process (the default).
+    Demo {
+        /// How many servers in the ring.
+        #[arg(long, default_value_t = 3)]
+        servers: u32,
+    },
+    /// Run server N of the ring (replaces server_chain_N.py).
+    Server {
+        /// The name server (start one with `rpc_naming serve`).
+        #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR)]
+        ns: String,
+        /// This server's id: it registers as example.chainTopology.ID.
+        #[arg(long)]
+        id: u32,
+        /// The id of the server it passes messages on to.
+        #[arg(long)]
+        next: u32,
+        /// Address to listen on; 0.0.0.0 lets anyone on the network connect.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+    },
+    /// Send a message round the ring and print the status (replaces client_chain.py).
+    Client {
+        /// The name server.
+        #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR)]
+        ns: String,
+        /// The server to start at.
+        #[arg(long, default_value_t = 1)]
+        start: u32,
+        /// The message's words.
+        #[arg(default_values_t = ["hello".to_owned()])]
+        words: Vec<String>,
+    },
+    /// Chains/s sequential and concurrent, and four raw ping-pongs per chain as the floor.
+    Bench {
+        /// A name server whose ring to measure; without it, the bench starts
+        /// its own name server and a ring of --servers servers.
+        #[arg(long, env = NS_ENV)]
+        ns: Option<String>,
+        /// Ring size when the bench starts its own ring.
+        #[arg(long, default_value_t = 3)]
+        servers: u32,
+        /// The server to start at.
+        #[arg(long, default_value_t = 1)]
+        start: u32,
+        /// Chains per run.
+        #[arg(long, default_value_t = 10_000)]
+        calls: u64,
+        /// Chains in flight at once in the concurrent run.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match Cli::parse().command.unwrap_or(Command::Demo { servers: 3 }) {
+        Command::Demo { servers } => demo(servers.max(1)).await,
+        Command::Server { ns, id, next, addr } => server(&ns, id, next, addr).await,
+        Command::Client { ns, start, words } => {
+            let ns = NameServer::connect(&ns).await?;
+            let client = connect(&ns, start).await?;
+            let status = send(&client, start, words).await?;
+            println!("Status = {}", python_list(&status));
+            Ok(())
+        }
+        Command::Bench {
+            ns,
+            servers,
+            start,
+            calls,
+            concurrency,
+        } => run_bench(ns, servers.max(1), start, calls, concurrency).await,
+    }
+}
+
+/// Starts an in-process name server; returns its address.
+async fn local_name_server() -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    tokio::spawn(rpc_naming::server::serve(
+        listener,
+        DEFAULT_MAX_NAMES,
+        std::future::pending(),
+    ));
+    Ok(addr)
+}
+
+/// Binds, registers and serves server `id` of a ring of `size` in this process.
+async fn spawn_ring_server(ns: &NameServer, id: u32, size: u32) -> anyhow::Result<Lease> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let lease = ns
+        .register_lease(&server_name(id), listener.local_addr()?, false)
+        .await?;
+    println!("{}", starting_line(id));
+    let server = ChainServer::new(id, id % size + 1, ns.clone(), true);
+    tokio::spawn(serve(listener, server, std::future::pending()));
+    Ok(lease)
+}
+
+async fn demo(servers: u32) -> anyhow::Result<()> {
+    let ns = NameServer::connect(&local_name_server().await?).await?;
+    let mut leases = Vec::new();
+    for id in 1..=servers {
+        leases.push(spawn_ring_server(&ns, id, servers).await?);
+    }
+    let client = connect(&ns, 1).await?;
+    let status = send(&client, 1, vec!["hello".to_owned()]).await?;
+    println!("Status = {}", python_list(&status));
+    for lease in leases {
+        lease.release().await?;
+    }
+    Ok(())
+}
+
+async fn server(ns: &str, id: u32, next: u32, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    if addr.ip().is_unspecified() {
+        tracing::warn!("listening on {addr}: anyone on the network can connect");
+    }
+    let ns = NameServer::connect(ns).await?;
+    let lease = ns
+        .register_lease(&server_name(id), listener.local_addr()?, false)
+        .await?;
+    println!("{}", starting_line(id));
+    serve(
+        listener,
+        ChainServer::new(id, next, ns, true),
+        rpc_naming::shutdown_signal(),
+    )
+    .await;
+    rpc_naming::release_on_exit(lease).await;
+    Ok(())
+}
+
+async fn run_bench(
+    ns: Option<String>,
+    servers: u32,
+    start: u32,
+    calls: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    // Without a ring to measure, start one: each server on its own thread
+    // and runtime, as separate processes would be.
+    let mut _ring = Vec::new();
+    let ns_addr = match ns {
+        Some(ns) => ns,
+        None => {
+            let addr = local_name_server().await?;
+            let ns = NameServer::connect(&addr).await?;
+            for id in 1..=servers {
+                let ns_addr = addr.clone();
+                let thread = spawn_server_thread(move |listener, stopped| async move {
+                    match NameServer::connect(&ns_addr).await {
+                        Ok(ns) => {
+                            let server = ChainServer::new(id, id % servers + 1, ns, false);
+                            serve(listener, server, async {
+                                let _ = stopped.await;
+                            })
+                            .await;
+                        }
+                        Err(err) => tracing::error!(%err, "bench ring server could not start"),
+                    }
+                })?;
+                ns.register(&server_name(id), thread.addr, false).await?;
+                _ring.push(thread);
+            }
+            addr
+        }
+    };
+    let ns = NameServer::connect(&ns_addr).await?;
+    let hops = ns.list(Some("example.chainTopology.")).await?.len() as u64 + 1;
+    let client = connect(&ns, start).await?;
+    let echo = spawn_server_thread(serve_echo)?;
+
+    // Warm up: connects every hop, fills caches.
+    bench::chains(&client, start, 500, 1).await?;
+    ping_pong(echo.addr, 1_000).await?;
+
+    let sequential = bench::chains(&client, start, calls, 1).await?;
+    let raw = ping_pong(echo.addr, calls * hops).await?;
+    let concurrent = bench::chains(&client, start, calls, concurrency).await?;
+    let floor = raw.per_second() / hops as f64;
+    println!("ring of {} servers: {hops} calls per chain", hops - 1);
+    println!("chains, sequential:             {}", sequential.summary());
+    println!(
+        "chains, concurrency {concurrency:<3}         {}",
+        concurrent.summary()
+    );
+    println!("raw TCP ping-pong, {PING_SIZE} bytes:    {}", raw.summary());
+    println!("floor: {floor:.0} chains/s ({hops} raw round trips each)");
+    println!(
+        "ratio sequential/floor: {:.2}",
+        sequential.per_second() / floor
+    );
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! Rings of real tarpc servers on port 0, found through a real name server.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rpc_chain::{
+    Chain, ChainError, ChainServer, Error, MAX_BYTES, MAX_ITEMS, connect, finished, python_list,
+    returned, send, serve, server_name,
+};
+use rpc_naming::client::deadline_in;
+use rpc_naming::transport::{serve_connections, spawn_request};
+use rpc_naming::{Lease, NameServer};
+use tarpc::context::Context;
+use tarpc::server::{BaseChannel, Channel};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+async fn start_ns() -> NameServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(rpc_naming::server::serve(
+        listener,
+        100,
+        std::future::pending(),
+    ));
+    NameServer::connect(&addr).await.unwrap()
+}
+
+/// A running ring server; dropping `stop` closes its connections.
+struct RingServer {
+    lease: Lease,
+    stop: oneshot::Sender<()>,
+}
+
+impl RingServer {
+    async fn stop(self) {
+        self.lease.release().await.unwrap();
+        let _ = self.stop.send(());
+    }
+}
+
+async fn start_server(ns: &NameServer, id: u32, next: u32) -> RingServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lease = ns
+        .register_lease(&server_name(id), listener.local_addr().unwrap(), false)
+        .await
+        .unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = ChainServer::new(id, next, ns.clone(), false);
+    tokio::spawn(serve(listener, server, async {
+        let _ = stopped.await;
+    }));
+    RingServer { lease, stop }
+}
+
+async fn start_ring(ns: &NameServer, size: u32) -> Vec<RingServer> {
+    let mut ring = Vec::new();
+    for id in 1..=size {
+        ring.push(start_server(ns, id, id % size + 1).await);
+    }
+    ring
+}
+
+fn hello() -> Vec<String> {
+    vec!["hello".to_owned()]
+}
+
+#[tokio::test]
+async fn three_servers_give_the_chapters_status() {
+    let ns = start_ns().await;
+    let _ring = start_ring(&ns, 3).await;
+    let client = connect(&ns, 1).await.unwrap();
+    let status = send(&client, 1, hello()).await.unwrap();
+    assert_eq!(
+        format!("Status = {}", python_list(&status)),
+        "Status = ['Buku 1 sudah selesai di baca!', 'Buku 2 sudah selesai di baca!', \
+         'Buku 3 sudah selesai di baca!', 'Kembali ke buku 1']"
+    );
+    // Starting elsewhere in the ring comes back there.
+    let client = connect(&ns, 2).await.unwrap();
+    let status = send(&client, 2, hello()).await.unwrap();
+    assert_eq!(status, [finished(2), finished(3), finished(1), returned(2)]);
+}
+
+#[tokio::test]
+async fn rings_of_one_and_five() {
+    let ns = start_ns().await;
+    let _ring = start_ring(&ns, 1).await;
+    let client = connect(&ns, 1).await.unwrap();
+    assert_eq!(
+        send(&client, 1, hello()).await.unwrap(),
+        [finished(1), returned(1)]
+    );
+
+    let ns = start_ns().await;
+    let _ring = start_ring(&ns, 5).await;
+    let client = connect(&ns, 1).await.unwrap();
+    let mut expected: Vec<String> = (1..=5).map(finished).collect();
+    expected.push(returned(1));
+    assert_eq!(send(&client, 1, hello()).await.unwrap(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_at_once_all_get_their_reply() {
+    let ns = start_ns().await;
+    let _ring = start_ring(&ns, 3).await;
+    let clients: Vec<_> = (0..50)
+        .map(|i| {
+            let ns = ns.clone();
+            tokio::spawn(async move {
+                let client = connect(&ns, 1).await.unwrap();
+                let word = format!("word-{i}");
+                let status = send(&client, 1, vec![word]).await.unwrap();
+                assert_eq!(status.len(), 4);
+                status
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.await.unwrap().last().unwrap(), "Kembali ke buku 1");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_hop_is_named_quickly_and_it_can_join_later() {
+    let ns = start_ns().await;
+    let _one = start_server(&ns, 1, 2).await;
+    let _two = start_server(&ns, 2, 3).await;
+    let client = connect(&ns, 1).await.unwrap();
+
+    let started = Instant::now();
+    let err = send(&client, 1, hello()).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    match &err {
+        Error::Chain(ChainError::HopUnreachable { hop, from, reason }) => {
+            assert_eq!(hop, "example.chainTopology.3");
+            assert_eq!(from, "example.chainTopology.2");
+            assert!(reason.contains("unknown name"), "{reason}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(
+        err.to_string()
+            .starts_with("example.chainTopology.3 cannot be reached")
+    );
+
+    // The servers kept serving: once 3 joins, the ring works.
+    let _three = start_server(&ns, 3, 1).await;
+    assert_eq!(send(&client, 1, hello()).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_dead_hop_is_named_and_a_restarted_hop_is_found_again() {
+    let ns = start_ns().await;
+    let mut ring = start_ring(&ns, 3).await;
+    let client = connect(&ns, 1).await.unwrap();
+    assert_eq!(send(&client, 1, hello()).await.unwrap().len(), 4);
+
+    // Server 3 goes away but its name stays (as after a crash, until the
+    // lease runs out): registered, yet nothing answers.
+    let three = ring.pop().unwrap();
+    let dead_addr = ns.lookup(&server_name(3)).await.unwrap();
+    three.stop().await;
+    ns.register(&server_name(3), dead_addr, false)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = send(&client, 1, hello()).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        matches!(&err, Error::Chain(ChainError::HopUnreachable { hop, reason, .. })
+            if hop == "example.chainTopology.3" && reason.contains("nothing answers")),
+        "{err}"
+    );
+
+    // It restarts on another port: server 2 resolves the name again.
+    ns.remove(&server_name(3)).await.unwrap();
+    let _three = start_server(&ns, 3, 1).await;
+    assert_eq!(send(&client, 1, hello()).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused() {
+    let ns = start_ns().await;
+    let _ring = start_ring(&ns, 3).await;
+    let client = connect(&ns, 1).await.unwrap();
+
+    let many = vec!["w".to_owned(); MAX_ITEMS];
+    let err = send(&client, 1, many).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Chain(ChainError::TooLarge { server, items, .. })
+            if server == "example.chainTopology.1" && *items == MAX_ITEMS),
+        "{err}"
+    );
+    let big = vec!["x".repeat(MAX_BYTES + 1)];
+    assert!(matches!(
+        send(&client, 1, big).await.unwrap_err(),
+        Error::Chain(ChainError::TooLarge { .. })
+    ));
+    // Grown hop by hop to the limit: refused further down the ring.
+    let nearly = vec!["w".to_owned(); MAX_ITEMS - 2];
+    let err = send(&client, 1, nearly).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Chain(ChainError::TooLarge { server, .. }) if server == "example.chainTopology.3"),
+        "{err}"
+    );
+    // And the ring still works.
+    assert_eq!(send(&client, 1, hello()).await.unwrap().len(), 4);
+}
+
+/// A hop that records the deadline it was called with and never answers in time.
+#[derive(Clone)]
+struct SlowHop {
+    seen: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Chain for SlowHop {
+    async fn process(self, ctx: Context, _: Vec<String>) -> Result<Vec<String>, ChainError> {
+        *self.seen.lock().unwrap() = Some(ctx.deadline);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn the_callers_deadline_travels_along_the_chain() {
+    let ns = start_ns().await;
+    let _one = start_server(&ns, 1, 2).await;
+    let _two = start_server(&ns, 2, 3).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ns.register(&server_name(3), listener.local_addr().unwrap(), false)
+        .await
+        .unwrap();
+    let slow = SlowHop {
+        seen: Arc::new(Mutex::new(None)),
+    };
+    let serving = slow.clone();
+    tokio::spawn(serve_connections(
+        listener,
+        std::future::pending(),
+        move |t| {
+            BaseChannel::with_defaults(t)
+                .execute(serving.clone().serve())
+                .for_each(spawn_request)
+        },
+    ));
+
+    let client = connect(&ns, 1).await.unwrap();
+    let ctx = deadline_in(Duration::from_millis(800));
+    let started = Instant::now();
+    let result = client.process(ctx, hello()).await;
+    // Either the client's own deadline fires, or server 1's wait for the
+    // next hop does first and it answers with an error: never a reply.
+    assert!(!matches!(result, Ok(Ok(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let seen = slow.seen.lock().unwrap().expect("the slow hop was called");
+    let drift = if seen > ctx.deadline {
+        seen - ctx.deadline
+    } else {
+        ctx.deadline - seen
+    };
+    assert!(
+        drift < Duration::from_millis(100),
+        "hop 3 saw a deadline {drift:?} off the caller's"
+    );
+}
+
+#[test]
+fn the_demo_prints_the_chapters_lines() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rpc_chain"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "Buku 1 mulai dibaca \n\
+         Buku 2 mulai dibaca \n\
+         Buku 3 mulai dibaca \n\
+         Buku 1 sudah selesai di baca lanjutkan ke buku 2\n\
+         Buku 2 sudah selesai di baca lanjutkan ke buku 3\n\
+         Buku 3 sudah selesai di baca lanjutkan ke buku 1\n\
+         Kembali ke buku 1; Buku akan di ulang dari halaman 1\n\
+         Status = ['Buku 1 sudah selesai di baca!', 'Buku 2 sudah selesai di baca!', \
+         'Buku 3 sudah selesai di baca!', 'Kembali ke buku 1']\n"
+    );
+}
