@@ -1,0 +1,271 @@
+//! The task itself: `add(x, y)` with Python's `+` on JSON values.
+//!
+//! The chapter's task is `return x + y`, and its real call passes two
+//! strings (`add("Kamu sudah membaca 4", " halaman")`), so a port that only
+//! added numbers would break it. Python's `+` adds numbers (a bool counts as
+//! an int), concatenates strings and lists, and raises `TypeError` for
+//! anything else, with messages Python users know; those messages travel to
+//! Python callers, who re-raise them.
+
+use serde_json::{Map, Value};
+
+/// A Python exception, as Celery carries it in a FAILURE result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyException {
+    /// The exception's class, e.g. `TypeError`.
+    pub exc_type: String,
+    /// Its module, e.g. `builtins`.
+    pub exc_module: String,
+    /// Its message (Celery sends the exception's args; here there is one).
+    pub message: String,
+}
+
+impl PyException {
+    pub fn builtin(exc_type: &str, message: impl Into<String>) -> Self {
+        PyException {
+            exc_type: exc_type.to_owned(),
+            exc_module: "builtins".to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PyException {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.exc_type, self.message)
+    }
+}
+
+/// Python's name for the type of a JSON value.
+pub fn python_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// An integer as Python sees it (a bool is 0 or 1), if the value is one.
+fn as_int(value: &Value) -> Option<i128> {
+    match value {
+        Value::Bool(b) => Some(i128::from(*b)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
+        _ => None,
+    }
+}
+
+fn as_float(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) if n.is_f64() => n.as_f64(),
+        other => as_int(other).map(|i| i as f64),
+    }
+}
+
+/// `x + y` as Python computes it, for values that JSON can carry.
+///
+/// Integers are exact up to 64 bits; a sum beyond that is an
+/// `OverflowError` (Python would grow the integer, but JSON interop with
+/// other clients stops at 64 bits), and so is a float sum that is not
+/// finite (JSON has no infinity).
+pub fn python_add(x: &Value, y: &Value) -> Result<Value, PyException> {
+    match (x, y) {
+        (Value::String(a), Value::String(b)) => Ok(Value::String(format!("{a}{b}"))),
+        (Value::Array(a), Value::Array(b)) => {
+            Ok(Value::Array(a.iter().chain(b).cloned().collect()))
+        }
+        (Value::String(_), other) => Err(PyException::builtin(
+            "TypeError",
+            format!(
+                "can only concatenate str (not \"{}\") to str",
+                python_type(other)
+            ),
+        )),
+        (Value::Array(_), other) => Err(PyException::builtin(
+            "TypeError",
+            format!(
+                "can only concatenate list (not \"{}\") to list",
+                python_type(other)
+            ),
+        )),
+        _ => {
+            if let (Some(a), Some(b)) = (as_int(x), as_int(y)) {
+                let sum = a + b;
+                return i64::try_from(sum)
+                    .map(Value::from)
+                    .or_else(|_| u64::try_from(sum).map(Value::from))
+                    .map_err(|_| {
+                        PyException::builtin(
+                            "OverflowError",
+                            format!("{a} + {b} does not fit in 64 bits"),
+                        )
+                    });
+            }
+            if let (Some(a), Some(b)) = (as_float(x), as_float(y)) {
+                let sum = a + b;
+                return serde_json::Number::from_f64(sum)
+                    .map(Value::Number)
+                    .ok_or_else(|| {
+                        PyException::builtin("OverflowError", format!("{a} + {b} is not finite"))
+                    });
+            }
+            Err(PyException::builtin(
+                "TypeError",
+                format!(
+                    "unsupported operand type(s) for +: '{}' and '{}'",
+                    python_type(x),
+                    python_type(y)
+                ),
+            ))
+        }
+    }
+}
+
+/// Binds Celery's `args` and `kwargs` to `add(x, y)` as Python would, with
+/// Python's messages for a wrong call.
+pub fn bind_add_arguments(
+    args: &[Value],
+    kwargs: &Map<String, Value>,
+) -> Result<(Value, Value), PyException> {
+    const PARAMS: [&str; 2] = ["x", "y"];
+    let type_error = |message: String| PyException::builtin("TypeError", message);
+    if args.len() > PARAMS.len() {
+        return Err(type_error(format!(
+            "add() takes 2 positional arguments but {} were given",
+            args.len()
+        )));
+    }
+    let mut bound: [Option<Value>; 2] = [args.first().cloned(), args.get(1).cloned()];
+    for (key, value) in kwargs {
+        let Some(slot) = PARAMS.iter().position(|p| p == key) else {
+            return Err(type_error(format!(
+                "add() got an unexpected keyword argument '{key}'"
+            )));
+        };
+        if bound[slot].is_some() {
+            return Err(type_error(format!(
+                "add() got multiple values for argument '{key}'"
+            )));
+        }
+        bound[slot] = Some(value.clone());
+    }
+    match bound {
+        [Some(x), Some(y)] => Ok((x, y)),
+        [None, None] => Err(type_error(
+            "add() missing 2 required positional arguments: 'x' and 'y'".into(),
+        )),
+        [None, _] => Err(type_error(
+            "add() missing 1 required positional argument: 'x'".into(),
+        )),
+        [_, None] => Err(type_error(
+            "add() missing 1 required positional argument: 'y'".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn add(x: Value, y: Value) -> Result<Value, String> {
+        python_add(&x, &y).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn numbers_add_like_python() {
+        assert_eq!(add(json!(4), json!(10)), Ok(json!(14)));
+        assert_eq!(add(json!(-4), json!(1)), Ok(json!(-3)));
+        assert_eq!(add(json!(1.5), json!(2)), Ok(json!(3.5)));
+        assert_eq!(add(json!(true), json!(1)), Ok(json!(2)));
+        assert_eq!(
+            add(json!(i64::MAX), json!(1)),
+            Ok(json!(9_223_372_036_854_775_808u64))
+        );
+        assert_eq!(
+            add(json!(u64::MAX), json!(1)),
+            Err(format!(
+                "OverflowError: {} + 1 does not fit in 64 bits",
+                u64::MAX
+            ))
+        );
+        assert!(
+            add(json!(f64::MAX), json!(f64::MAX))
+                .unwrap_err()
+                .starts_with("OverflowError")
+        );
+    }
+
+    #[test]
+    fn strings_and_lists_concatenate() {
+        assert_eq!(
+            add(json!("Kamu sudah membaca 4"), json!(" halaman")),
+            Ok(json!("Kamu sudah membaca 4 halaman"))
+        );
+        assert_eq!(add(json!([1]), json!([2, "a"])), Ok(json!([1, 2, "a"])));
+    }
+
+    #[test]
+    fn mixed_types_raise_pythons_type_error() {
+        assert_eq!(
+            add(json!("a"), json!(1)),
+            Err("TypeError: can only concatenate str (not \"int\") to str".into())
+        );
+        assert_eq!(
+            add(json!([1]), json!("a")),
+            Err("TypeError: can only concatenate list (not \"str\") to list".into())
+        );
+        assert_eq!(
+            add(json!(4), json!("halaman")),
+            Err("TypeError: unsupported operand type(s) for +: 'int' and 'str'".into())
+        );
+        assert_eq!(
+            add(json!(null), json!({})),
+            Err("TypeError: unsupported operand type(s) for +: 'NoneType' and 'dict'".into())
+        );
+    }
+
+    #[test]
+    fn arguments_bind_like_python() {
+        let none = Map::new();
+        let kw = |pairs: Value| pairs.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            bind_add_arguments(&[json!(4), json!(10)], &none),
+            Ok((json!(4), json!(10)))
+        );
+        assert_eq!(
+            bind_add_arguments(&[], &kw(json!({"x": 4, "y": 10}))),
+            Ok((json!(4), json!(10)))
+        );
+        assert_eq!(
+            bind_add_arguments(&[json!(4)], &kw(json!({"y": 10}))),
+            Ok((json!(4), json!(10)))
+        );
+        let err = |args: &[Value], kwargs: Value| {
+            bind_add_arguments(args, &kw(kwargs)).unwrap_err().message
+        };
+        assert_eq!(
+            err(&[json!(1)], json!({})),
+            "add() missing 1 required positional argument: 'y'"
+        );
+        assert_eq!(
+            err(&[json!(1), json!(2), json!(3)], json!({})),
+            "add() takes 2 positional arguments but 3 were given"
+        );
+        assert_eq!(
+            err(&[json!(1)], json!({"x": 2})),
+            "add() got multiple values for argument 'x'"
+        );
+        assert_eq!(
+            err(&[], json!({"z": 2})),
+            "add() got an unexpected keyword argument 'z'"
+        );
+    }
+}

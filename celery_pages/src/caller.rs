@@ -1,0 +1,199 @@
+//! The caller: publishes tasks as Python Celery 5 does and collects their
+//! results from its own reply queue (Celery's `rpc://` backend).
+//!
+//! One connection serves any number of calls at once: each call registers
+//! its task id before publishing, and a single consumer on the reply queue
+//! hands every result to the call waiting for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::protocol::{TaskOutcome, parse_result, task_message};
+use crate::{AmqpContext, Error, Result, connect, declare_task_queue};
+
+type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::PyException>>>>>;
+
+/// A connection to the broker that sends tasks and receives their results.
+pub struct Caller {
+    connection: Connection,
+    channel: Channel,
+    queue: String,
+    reply_queue: String,
+    origin: String,
+    waiting: Waiting,
+}
+
+/// A task that was sent and whose result may still come.
+pub struct PendingResult {
+    pub id: String,
+    queue: String,
+    result: oneshot::Receiver<Result<Value, crate::PyException>>,
+}
+
+impl PendingResult {
+    /// Waits up to `timeout` for the result.
+    pub async fn wait(self, timeout: Duration) -> Result<Value> {
+        match tokio::time::timeout(timeout, self.result).await {
+            Err(_) => Err(Error::Timeout {
+                id: self.id,
+                queue: self.queue,
+                timeout,
+            }),
+            Ok(Err(_)) => Err(Error::ResultLost { id: self.id }),
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(exception))) => Err(Error::TaskFailed {
+                id: self.id,
+                exception,
+            }),
+        }
+    }
+}
+
+impl Caller {
+    /// Connects to `broker`, declares the task `queue` (as Celery does) and
+    /// a reply queue of its own (exclusive: it goes away with the caller).
+    pub async fn connect(broker: &str, queue: &str) -> Result<Self> {
+        let connection = connect(broker).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .doing("opening a channel")?;
+        declare_task_queue(&channel, queue).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .doing("enabling publisher confirms")?;
+        let reply_queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .doing("declaring the reply queue")?
+            .name()
+            .as_str()
+            .to_owned();
+        let results = channel
+            .basic_consume(
+                reply_queue.as_str().into(),
+                "celery_pages-caller".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .doing("consuming the reply queue")?;
+        let waiting: Waiting = Arc::default();
+        tokio::spawn(route_results(results, Arc::clone(&waiting)));
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+        Ok(Caller {
+            connection,
+            channel,
+            queue: queue.to_owned(),
+            reply_queue,
+            origin: format!("{}@{}", std::process::id(), host.trim()),
+            waiting,
+        })
+    }
+
+    /// Publishes task `task` with positional `args` and waits for the
+    /// broker to confirm it holds the message.
+    pub async fn send(&self, task: &str, args: &[Value]) -> Result<PendingResult> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .expect("waiting map poisoned")
+            .insert(id.clone(), tx);
+        let (body, properties) = task_message(&id, task, args, &self.reply_queue, &self.origin);
+        let confirmed = async {
+            self.channel
+                .basic_publish(
+                    "".into(),
+                    self.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties,
+                )
+                .await?
+                .await
+        }
+        .await;
+        let failed = match confirmed {
+            Ok(confirm) if confirm.is_ack() => None,
+            Ok(_) => Some(Error::NotConfirmed),
+            Err(source) => Some(Error::Amqp {
+                doing: "publishing the task",
+                source,
+            }),
+        };
+        if let Some(err) = failed {
+            self.waiting
+                .lock()
+                .expect("waiting map poisoned")
+                .remove(&id);
+            return Err(err);
+        }
+        Ok(PendingResult {
+            id,
+            queue: self.queue.clone(),
+            result: rx,
+        })
+    }
+
+    /// Sends a task and waits up to `timeout` for its result.
+    pub async fn call(&self, task: &str, args: &[Value], timeout: Duration) -> Result<Value> {
+        self.send(task, args).await?.wait(timeout).await
+    }
+
+    /// Closes the connection (the reply queue goes with it).
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "caller done".into()).await;
+    }
+}
+
+/// Hands each result to the call waiting for it; when the consumer ends,
+/// every waiting call learns its result is lost.
+async fn route_results(mut results: lapin::Consumer, waiting: Waiting) {
+    while let Some(Ok(delivery)) = results.next().await {
+        let (id, outcome) = match parse_result(&delivery.data) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                tracing::warn!(%reason, "ignoring a malformed result message");
+                continue;
+            }
+        };
+        let outcome = match outcome {
+            TaskOutcome::Success(value) => Ok(value),
+            TaskOutcome::Failure(exception) => Err(exception),
+            TaskOutcome::Pending(state) => {
+                tracing::debug!(%id, %state, "task state");
+                continue;
+            }
+        };
+        match waiting.lock().expect("waiting map poisoned").remove(&id) {
+            Some(tx) => {
+                let _ = tx.send(outcome);
+            }
+            None => tracing::debug!(%id, "result for a task nobody waits for (a redelivered task)"),
+        }
+    }
+    waiting.lock().expect("waiting map poisoned").clear();
+}

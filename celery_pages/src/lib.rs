@@ -1,0 +1,164 @@
+//! A task queue over AMQP, wire-compatible with Python Celery 5: the
+//! chapter's `addTask.py` (a worker running `add`) and `addTask_main.py`
+//! (a caller), on lapin.
+//!
+//! A caller does not run the task: it publishes a message to the broker's
+//! `celery` queue, and whichever worker takes the message runs it and sends
+//! the result back to the caller's own reply queue (Celery's `rpc://` result
+//! backend). Because the messages follow Celery's protocol exactly
+//! ([`protocol`]), a Python caller can use this worker and this caller can
+//! use a Python worker.
+//!
+//! What this worker adds to Celery's defaults: a task is acknowledged only
+//! after its result is confirmed by the broker (late ack), so a worker killed
+//! mid-stream loses nothing; a message that can never run is rejected, logged
+//! and answered instead of crashing the worker or looping; and a lost broker
+//! connection is retried with backoff.
+
+pub mod add;
+pub mod bench;
+pub mod caller;
+pub mod protocol;
+pub mod worker;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+pub use add::PyException;
+
+/// The chapter's broker (`amqp://guest@localhost//`), spelled out.
+pub const DEFAULT_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The environment variable that overrides it, beside `--broker`.
+pub const BROKER_ENV: &str = "AMQP_ADDR";
+/// Celery's default queue.
+pub const DEFAULT_QUEUE: &str = "celery";
+/// The chapter's task: app `addTask`, function `add`.
+pub const ADD_TASK: &str = "addTask.add";
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot reach the AMQP broker at {url}: {source}. Start RabbitMQ with \
+         `docker compose up -d` in the workspace (or install it and run \
+         `rabbitmq-server -detached`), or point --broker / {BROKER_ENV} at a running one"
+    )]
+    Broker { url: String, source: lapin::Error },
+    #[error("AMQP error while {doing}: {source}")]
+    Amqp {
+        doing: &'static str,
+        source: lapin::Error,
+    },
+    #[error("the broker did not accept the task message (negative publisher confirm)")]
+    NotConfirmed,
+    #[error("no result for task {id} within {timeout:?}: is a worker consuming queue {queue:?}?")]
+    Timeout {
+        id: String,
+        queue: String,
+        timeout: std::time::Duration,
+    },
+    #[error("task {id} failed: {exception}")]
+    TaskFailed { id: String, exception: PyException },
+    #[error("the broker connection closed before the result of task {id} came back")]
+    ResultLost { id: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds the context of what was being done to a lapin error.
+pub(crate) trait AmqpContext<T> {
+    fn doing(self, doing: &'static str) -> Result<T>;
+}
+
+impl<T> AmqpContext<T> for lapin::Result<T> {
+    fn doing(self, doing: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Amqp { doing, source })
+    }
+}
+
+/// A broker URL with its password hidden, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects to the broker at `url`; the error says where it looked and how
+/// to start one.
+pub async fn connect(url: &str) -> Result<Connection> {
+    Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name("celery_pages".into()),
+    )
+    .await
+    .map_err(|source| Error::Broker {
+        url: redact(url),
+        source,
+    })
+}
+
+/// Declares Celery's topology for `queue` exactly as Python Celery does (a
+/// durable queue, a durable direct exchange of the same name, bound by the
+/// same routing key), so neither side meets PRECONDITION_FAILED.
+pub async fn declare_task_queue(channel: &Channel, queue: &str) -> Result<()> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("declaring the task queue")?;
+    channel
+        .exchange_declare(
+            queue.into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("declaring the task exchange")?;
+    channel
+        .queue_bind(
+            queue.into(),
+            queue.into(),
+            queue.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .doing("binding the task queue")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact(DEFAULT_BROKER),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact("amqp://localhost//"), "amqp://localhost//");
+        assert_eq!(
+            redact("amqp://guest@localhost//"),
+            "amqp://guest@localhost//"
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! Celery's message protocol v2 and its `rpc://` results, on AMQP.
+//!
+//! A task message carries its metadata in AMQP headers (`task`, `id`, ...)
+//! and its arguments in a JSON body `[args, kwargs, embed]`. A result goes to
+//! the caller's `reply_to` queue with the task id as correlation id. The
+//! facts followed here, including two places where Celery's own docs are
+//! wrong, are in `shared/specs/celery-wire.md`.
+
+use std::collections::BTreeMap;
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use serde_json::{Map, Value, json};
+
+use crate::add::PyException;
+
+pub const CONTENT_TYPE: &str = "application/json";
+pub const CONTENT_ENCODING: &str = "utf-8";
+
+/// A task request taken apart and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRequest {
+    pub id: String,
+    pub task: String,
+    pub args: Vec<Value>,
+    pub kwargs: Map<String, Value>,
+}
+
+/// Why a message cannot be run, and the id to answer with, if there is one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Poison {
+    pub reason: String,
+    /// The task id to put in a FAILURE result (the `id` header, else the
+    /// correlation id); `None` means no result can be addressed.
+    pub reply_id: Option<String>,
+}
+
+fn header_str(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<String> {
+    match headers.get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Parses a task message. Missing optional headers and unknown extra ones
+/// are fine; what makes a message impossible to run is a [`Poison`].
+pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskRequest, Poison> {
+    let empty = BTreeMap::new();
+    let headers = properties
+        .headers()
+        .as_ref()
+        .map_or(&empty, FieldTable::inner);
+    let correlation = properties
+        .correlation_id()
+        .as_ref()
+        .map(|c| c.as_str().to_owned());
+    let id = header_str(headers, "id");
+    let poison = |reason: String| Poison {
+        reason,
+        reply_id: id.clone().or_else(|| correlation.clone()),
+    };
+    match properties.content_type().as_ref().map(ShortString::as_str) {
+        None => return Err(poison("no content type (expected application/json)".into())),
+        Some(CONTENT_TYPE) => {}
+        Some(other) => {
+            return Err(poison(format!(
+                "content type {other:?} is not supported (only application/json)"
+            )));
+        }
+    }
+    let Some(task) = header_str(headers, "task") else {
+        return Err(poison(
+            "no `task` header (not a Celery protocol v2 message)".into(),
+        ));
+    };
+    let Some(id) = id.clone() else {
+        return Err(poison(format!("task {task} has no `id` header")));
+    };
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|err| poison(format!("body is not valid JSON: {err}")))?;
+    let shape = || poison("body is not [args, kwargs, embed]".into());
+    let Value::Array(mut parts) = body else {
+        return Err(shape());
+    };
+    if parts.len() != 3 {
+        return Err(shape());
+    }
+    let embed = parts.pop().unwrap_or(Value::Null);
+    let kwargs = parts.pop().unwrap_or(Value::Null);
+    let args = parts.pop().unwrap_or(Value::Null);
+    match (args, kwargs, embed) {
+        (Value::Array(args), Value::Object(kwargs), Value::Object(_) | Value::Null) => {
+            Ok(TaskRequest {
+                id,
+                task,
+                args,
+                kwargs,
+            })
+        }
+        _ => Err(shape()),
+    }
+}
+
+/// A JSON value as py-amqp writes it into a header: strings as long
+/// strings, integers as 32- or 64-bit ints (never 16-bit, which py-amqp
+/// would misread), `None` as void.
+pub fn to_amqp(value: &Value) -> AMQPValue {
+    match value {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i32::try_from(i).map_or(AMQPValue::LongLongInt(i), AMQPValue::LongInt),
+            (None, Some(f)) => AMQPValue::Double(f),
+            (None, None) => AMQPValue::Void,
+        },
+        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
+        Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(
+            items.iter().map(to_amqp).collect::<Vec<_>>(),
+        )),
+        Value::Object(map) => {
+            let mut table = FieldTable::default();
+            for (k, v) in map {
+                table.insert(ShortString::from(k.as_str()), to_amqp(v));
+            }
+            AMQPValue::FieldTable(table)
+        }
+    }
+}
+
+/// Python's `repr` of JSON arguments, for the `argsrepr` header.
+fn python_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("'{k}': {}", python_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The body and properties of a task message, as Python Celery 5 sends them.
+pub fn task_message(
+    id: &str,
+    task: &str,
+    args: &[Value],
+    reply_to: &str,
+    origin: &str,
+) -> (Vec<u8>, BasicProperties) {
+    let args_repr = match args {
+        [one] => format!("({},)", python_repr(one)),
+        _ => format!(
+            "({})",
+            args.iter().map(python_repr).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let headers = json!({
+        "lang": "py",
+        "task": task,
+        "id": id,
+        "shadow": null,
+        "eta": null,
+        "expires": null,
+        "group": null,
+        "group_index": null,
+        "retries": 0,
+        "timelimit": [null, null],
+        "root_id": id,
+        "parent_id": null,
+        "argsrepr": args_repr,
+        "kwargsrepr": "{}",
+        "origin": origin,
+        "ignore_result": false,
+        "replaced_task_nesting": 0,
+        "stamped_headers": null,
+        "stamps": {},
+    });
+    let AMQPValue::FieldTable(headers) = to_amqp(&headers) else {
+        unreachable!("an object converts to a table");
+    };
+    let body =
+        json!([args, {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]);
+    let properties = BasicProperties::default()
+        .with_content_type(CONTENT_TYPE.into())
+        .with_content_encoding(CONTENT_ENCODING.into())
+        .with_delivery_mode(2)
+        .with_priority(0)
+        .with_correlation_id(id.into())
+        .with_reply_to(reply_to.into())
+        .with_headers(headers);
+    (body.to_string().into_bytes(), properties)
+}
+
+/// The properties of a result message for task `id`.
+pub fn result_properties(correlation_id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type(CONTENT_TYPE.into())
+        .with_content_encoding(CONTENT_ENCODING.into())
+        .with_delivery_mode(1)
+        .with_correlation_id(correlation_id.into())
+}
+
+fn now_iso() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+        .to_string()
+}
+
+/// A SUCCESS result body.
+pub fn success_body(id: &str, result: &Value) -> Vec<u8> {
+    json!({
+        "task_id": id,
+        "status": "SUCCESS",
+        "result": result,
+        "traceback": null,
+        "children": [],
+        "date_done": now_iso(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A FAILURE result body, which a Python caller re-raises as `exception`.
+pub fn failure_body(id: &str, exception: &PyException) -> Vec<u8> {
+    let traceback = format!(
+        "Traceback (most recent call last):\n  (raised by the Rust worker celery_pages)\n{}.{}: {}\n",
+        exception.exc_module, exception.exc_type, exception.message
+    );
+    json!({
+        "task_id": id,
+        "status": "FAILURE",
+        "result": {
+            "exc_type": exception.exc_type,
+            "exc_message": [exception.message],
+            "exc_module": exception.exc_module,
+        },
+        "traceback": traceback,
+        "children": [],
+        "date_done": now_iso(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// What a result message says about a task.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskOutcome {
+    Success(Value),
+    Failure(PyException),
+    /// STARTED, RETRY and the like: not the end yet.
+    Pending(String),
+}
+
+/// Parses a result body sent by any Celery 5 worker.
+pub fn parse_result(body: &[u8]) -> Result<(String, TaskOutcome), String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|err| format!("result is not JSON: {err}"))?;
+    let id = value["task_id"]
+        .as_str()
+        .ok_or("result has no task_id")?
+        .to_owned();
+    let status = value["status"].as_str().ok_or("result has no status")?;
+    let outcome = match status {
+        "SUCCESS" => TaskOutcome::Success(value["result"].clone()),
+        "FAILURE" => {
+            let result = &value["result"];
+            let message = match &result["exc_message"] {
+                Value::Array(parts) if parts.len() == 1 => parts[0]
+                    .as_str()
+                    .map_or_else(|| parts[0].to_string(), str::to_owned),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            TaskOutcome::Failure(PyException {
+                exc_type: result["exc_type"]
+                    .as_str()
+                    .unwrap_or("Exception")
+                    .to_owned(),
+                exc_module: result["exc_module"]
+                    .as_str()
+                    .unwrap_or("builtins")
+                    .to_owned(),
+                message,
+            })
+        }
+        other => TaskOutcome::Pending(other.to_owned()),
+    };
+    Ok((id, outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(content_type: Option<&str>, headers: Value) -> BasicProperties {
+        let AMQPValue::FieldTable(table) = to_amqp(&headers) else {
+            unreachable!()
+        };
+        let props = BasicProperties::default().with_headers(table);
+        match content_type {
+            Some(ct) => props.with_content_type(ct.into()),
+            None => props,
+        }
+    }
+
+    #[test]
+    fn a_python_message_parses() {
+        let p = props(
+            Some(CONTENT_TYPE),
+            json!({"task": "addTask.add", "id": "abc", "eta": null, "extra": 1}),
+        );
+        let body = br#"[[4, 10], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#;
+        let task = parse_task(&p, body).unwrap();
+        assert_eq!(task.id, "abc");
+        assert_eq!(task.task, "addTask.add");
+        assert_eq!(task.args, vec![json!(4), json!(10)]);
+        assert!(parse_task(&p, br#"[[], {"x": 4, "y": 10}, null]"#).is_ok());
+    }
+
+    #[test]
+    fn bad_messages_are_poison_with_a_reason() {
+        let good = props(
+            Some(CONTENT_TYPE),
+            json!({"task": "addTask.add", "id": "abc"}),
+        );
+        let reason = |p: &BasicProperties, body: &[u8]| parse_task(p, body).unwrap_err().reason;
+        assert!(
+            reason(&props(None, json!({"task": "t", "id": "i"})), b"[]")
+                .contains("no content type")
+        );
+        assert!(
+            reason(&props(Some(CONTENT_TYPE), json!({"id": "i"})), b"[]").contains("no `task`")
+        );
+        assert!(
+            reason(&props(Some(CONTENT_TYPE), json!({"task": "t"})), b"[]").contains("no `id`")
+        );
+        assert!(reason(&good, b"{not json").contains("not valid JSON"));
+        assert!(reason(&good, b"[[1, 2], {}]").contains("not [args, kwargs, embed]"));
+        assert!(reason(&good, b"{\"args\": []}").contains("not [args, kwargs, embed]"));
+    }
+
+    #[test]
+    fn integers_never_go_out_as_short_ints() {
+        assert_eq!(to_amqp(&json!(0)), AMQPValue::LongInt(0));
+        assert_eq!(
+            to_amqp(&json!(5_000_000_000i64)),
+            AMQPValue::LongLongInt(5_000_000_000)
+        );
+        assert!(matches!(to_amqp(&json!("s")), AMQPValue::LongString(_)));
+        assert_eq!(to_amqp(&json!(null)), AMQPValue::Void);
+    }
+
+    #[test]
+    fn argsrepr_looks_like_python() {
+        let (_, p) = task_message("id", "addTask.add", &[json!("Kamu"), json!(4)], "q", "1@h");
+        let headers = p.headers().as_ref().unwrap().inner();
+        assert_eq!(
+            header_str(headers, "argsrepr").as_deref(),
+            Some("('Kamu', 4)")
+        );
+        assert_eq!(header_str(headers, "root_id").as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn results_round_trip() {
+        let (id, outcome) = parse_result(&success_body("t1", &json!(14))).unwrap();
+        assert_eq!(
+            (id.as_str(), outcome),
+            ("t1", TaskOutcome::Success(json!(14)))
+        );
+        let exc =
+            PyException::builtin("TypeError", "can only concatenate str (not \"int\") to str");
+        let (_, outcome) = parse_result(&failure_body("t2", &exc)).unwrap();
+        assert_eq!(outcome, TaskOutcome::Failure(exc));
+    }
+}

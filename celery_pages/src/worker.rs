@@ -1,0 +1,311 @@
+//! The worker: consumes the task queue and runs `addTask.add`.
+//!
+//! Each delivery runs in its own task, at most `concurrency` at once, and is
+//! settled only at the end: acked after its result was confirmed by the
+//! broker, or rejected (without requeue) if it can never run. A worker that
+//! dies before that point leaves the message unacked, and the broker hands it
+//! to the next worker: nothing is lost, at the price of a task possibly
+//! running twice, which is harmless for `add`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::add::{PyException, bind_add_arguments, python_add};
+use crate::protocol::{
+    Poison, TaskRequest, failure_body, parse_task, result_properties, success_body,
+};
+use crate::{ADD_TASK, AmqpContext, Result, connect, declare_task_queue, redact};
+
+/// How the worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub broker: String,
+    pub queue: String,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// Messages the broker sends ahead of acknowledgement.
+    pub prefetch: u16,
+}
+
+impl WorkerConfig {
+    /// Defaults: Celery's queue, 16 tasks at once, prefetch four per task
+    /// (Celery's multiplier).
+    pub fn new(broker: impl Into<String>) -> Self {
+        WorkerConfig {
+            broker: broker.into(),
+            queue: crate::DEFAULT_QUEUE.to_owned(),
+            concurrency: 16,
+            prefetch: 64,
+        }
+    }
+}
+
+const CONSUMER_TAG: &str = "celery_pages-worker";
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Runs the worker until `shutdown` completes. The first connection must
+/// succeed (so a wrong address is reported at once); after that a lost
+/// connection is retried with exponential backoff and consumption resumes.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    tokio::pin!(shutdown);
+    let mut connection = connect(&config.broker).await?;
+    let mut backoff = RECONNECT_FIRST;
+    loop {
+        match consume(&connection, &config, &mut shutdown).await {
+            Ok(Stopped::Shutdown) => {
+                let _ = connection.close(200, "worker stopped".into()).await;
+                return Ok(());
+            }
+            Ok(Stopped::Lost) => tracing::warn!("broker connection lost; reconnecting"),
+            Err(err) => tracing::warn!(%err, "broker connection failed; reconnecting"),
+        }
+        // Reconnect with backoff, but stop at once if asked to.
+        connection = loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            match connect(&config.broker).await {
+                Ok(fresh) => {
+                    tracing::info!(broker = %redact(&config.broker), "reconnected");
+                    backoff = RECONNECT_FIRST;
+                    break fresh;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, retry_in = ?backoff, "reconnect failed");
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
+                }
+            }
+        };
+    }
+}
+
+enum Stopped {
+    Shutdown,
+    Lost,
+}
+
+/// Consumes on one connection until it breaks or `shutdown` completes; on
+/// shutdown, stops consuming and waits for the tasks in flight.
+async fn consume(
+    connection: &Connection,
+    config: &WorkerConfig,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Stopped> {
+    let channel = connection
+        .create_channel()
+        .await
+        .doing("opening a channel")?;
+    declare_task_queue(&channel, &config.queue).await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .doing("setting the prefetch")?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .doing("enabling publisher confirms")?;
+    let mut deliveries = channel
+        .basic_consume(
+            config.queue.as_str().into(),
+            CONSUMER_TAG.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .doing("starting to consume")?;
+    tracing::info!(queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let stopped = loop {
+        let delivery = tokio::select! {
+            () = shutdown.as_mut() => break Stopped::Shutdown,
+            next = deliveries.next() => next,
+        };
+        let delivery = match delivery {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(err)) => {
+                tracing::warn!(%err, "consumer failed");
+                break Stopped::Lost;
+            }
+            None => break Stopped::Lost,
+        };
+        let slot = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            handle(&channel, delivery).await;
+            drop(slot);
+        });
+    };
+    if let Stopped::Shutdown = stopped {
+        tracing::info!("stopping: no new tasks; finishing the ones in flight");
+        let _ = channel
+            .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
+            .await;
+    }
+    // Wait for every task in flight to settle its message.
+    let _all = slots
+        .acquire_many(u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX))
+        .await;
+    let _ = channel.close(200, "worker stopped".into()).await;
+    Ok(stopped)
+}
+
+/// Runs one delivery to the end: answer, then ack or reject.
+async fn handle(channel: &Channel, delivery: Delivery) {
+    let reply_to = delivery
+        .properties
+        .reply_to()
+        .as_ref()
+        .map(|r| r.as_str().to_owned());
+    let correlation = delivery
+        .properties
+        .correlation_id()
+        .as_ref()
+        .map(|c| c.as_str().to_owned());
+    let request = match parse_task(&delivery.properties, &delivery.data) {
+        Ok(request) => request,
+        Err(Poison { reason, reply_id }) => {
+            tracing::error!(%reason, "rejecting a message that cannot run");
+            if let Some(id) = reply_id {
+                let exc = PyException {
+                    exc_type: "InvalidTaskError".into(),
+                    exc_module: "celery.exceptions".into(),
+                    message: reason,
+                };
+                reply(
+                    channel,
+                    reply_to.as_deref(),
+                    correlation.as_deref().unwrap_or(&id),
+                    &failure_body(&id, &exc),
+                )
+                .await;
+            }
+            reject(&delivery).await;
+            return;
+        }
+    };
+    let answer_to = correlation.as_deref().unwrap_or(&request.id).to_owned();
+    match run_task(&request) {
+        Ok(Ok(value)) => {
+            tracing::info!(target: "celery_pages::task", "Task {}[{}] succeeded: {value}", request.task, request.id);
+            if reply(
+                channel,
+                reply_to.as_deref(),
+                &answer_to,
+                &success_body(&request.id, &value),
+            )
+            .await
+            {
+                ack(&delivery).await;
+            }
+        }
+        Ok(Err(exc)) => {
+            tracing::warn!(target: "celery_pages::task", "Task {}[{}] raised {exc}", request.task, request.id);
+            if reply(
+                channel,
+                reply_to.as_deref(),
+                &answer_to,
+                &failure_body(&request.id, &exc),
+            )
+            .await
+            {
+                ack(&delivery).await;
+            }
+        }
+        Err(exc) => {
+            tracing::error!(task = %request.task, id = %request.id, "rejecting: {exc}");
+            reply(
+                channel,
+                reply_to.as_deref(),
+                &answer_to,
+                &failure_body(&request.id, &exc),
+            )
+            .await;
+            reject(&delivery).await;
+        }
+    }
+}
+
+/// Runs a request. The outer error means the call itself is wrong (unknown
+/// task, wrong arguments: the message is rejected); the inner one is the
+/// task raising (a normal, acknowledged failure).
+fn run_task(request: &TaskRequest) -> Result<Result<Value, PyException>, PyException> {
+    if request.task != ADD_TASK {
+        return Err(PyException {
+            exc_type: "NotRegistered".into(),
+            exc_module: "celery.exceptions".into(),
+            message: request.task.clone(),
+        });
+    }
+    let (x, y) = bind_add_arguments(&request.args, &request.kwargs)?;
+    Ok(python_add(&x, &y))
+}
+
+/// Publishes a result to `reply_to` and waits for the broker's confirm.
+/// True if it is safe to ack: the result is with the broker, or nobody asked
+/// for one.
+async fn reply(
+    channel: &Channel,
+    reply_to: Option<&str>,
+    correlation_id: &str,
+    body: &[u8],
+) -> bool {
+    let Some(reply_to) = reply_to else {
+        return true;
+    };
+    let published = async {
+        channel
+            .basic_publish(
+                "".into(),
+                reply_to.into(),
+                BasicPublishOptions::default(),
+                body,
+                result_properties(correlation_id),
+            )
+            .await?
+            .await
+    };
+    match published.await {
+        Ok(confirm) if confirm.is_ack() => true,
+        Ok(_) => {
+            tracing::warn!(%reply_to, "the broker refused a result; the task will be redelivered");
+            false
+        }
+        Err(err) => {
+            tracing::warn!(%err, "could not publish a result; the task will be redelivered");
+            false
+        }
+    }
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
+        tracing::warn!(%err, "ack failed; the broker will redeliver the task");
+    }
+}
+
+async fn reject(delivery: &Delivery) {
+    if let Err(err) = delivery
+        .acker
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+    {
+        tracing::warn!(%err, "reject failed");
+    }
+}
