@@ -1,0 +1,473 @@
+//! The Rust worker and caller against the real RabbitMQ: the chapter's
+//! calls, poison messages, a worker killed mid-stream, a broken connection.
+
+mod common;
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use celery_pages::caller::Caller;
+use celery_pages::worker::{self, WorkerConfig};
+use celery_pages::{ADD_TASK, Error};
+use common::{RawClient, broker, delete_queue, ready_count, unique_queue};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const BIN: &str = env!("CARGO_BIN_EXE_celery_pages");
+const WAIT: Duration = Duration::from_secs(30);
+
+struct TestWorker {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<celery_pages::Result<()>>,
+}
+
+impl TestWorker {
+    fn start(broker: &str, queue: &str) -> Self {
+        let mut config = WorkerConfig::new(broker);
+        config.queue = queue.to_owned();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(worker::run(config, async {
+            let _ = stopped.await;
+        }));
+        TestWorker { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_chapters_calls() {
+    let queue = unique_queue("chapter");
+    let worker = TestWorker::start(&broker(), &queue);
+    let caller = Caller::connect(&broker(), &queue).await.unwrap();
+    assert_eq!(
+        caller
+            .call(
+                ADD_TASK,
+                &[json!("Kamu sudah membaca 4"), json!(" halaman")],
+                WAIT
+            )
+            .await
+            .unwrap(),
+        json!("Kamu sudah membaca 4 halaman")
+    );
+    assert_eq!(
+        caller
+            .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+            .await
+            .unwrap(),
+        json!(14)
+    );
+    assert_eq!(
+        caller
+            .call(ADD_TASK, &[json!(1.5), json!(2)], WAIT)
+            .await
+            .unwrap(),
+        json!(3.5)
+    );
+    assert_eq!(
+        caller
+            .call(ADD_TASK, &[json!([1]), json!([2])], WAIT)
+            .await
+            .unwrap(),
+        json!([1, 2])
+    );
+    match caller
+        .call(ADD_TASK, &[json!(4), json!("halaman")], WAIT)
+        .await
+    {
+        Err(Error::TaskFailed { exception, .. }) => {
+            assert_eq!(exception.exc_type, "TypeError");
+            assert_eq!(
+                exception.message,
+                "unsupported operand type(s) for +: 'int' and 'str'"
+            );
+        }
+        other => panic!("expected a TypeError, got {other:?}"),
+    }
+    match caller
+        .call(ADD_TASK, &[json!(u64::MAX), json!(1)], WAIT)
+        .await
+    {
+        Err(Error::TaskFailed { exception, .. }) => assert_eq!(exception.exc_type, "OverflowError"),
+        other => panic!("expected an OverflowError, got {other:?}"),
+    }
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn the_command_line_caller() {
+    let queue = unique_queue("cli");
+    let worker = TestWorker::start(&broker(), &queue);
+    let cli_queue = queue.clone();
+    let run = move |args: &[&str]| {
+        let output = Command::new(BIN)
+            .arg("add")
+            .args(args)
+            .args(["--queue", &cli_queue, "--broker", &broker()])
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&["Kamu sudah membaca 4", " halaman"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "Kamu sudah membaca 4 halaman\n");
+    let (ok, out, _) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&["4", "10"])
+    })
+    .await
+    .unwrap();
+    assert!(ok);
+    assert_eq!(out, "14\n");
+    let (ok, _, err) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&["4", "halaman"])
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("TypeError: unsupported operand type(s) for +: 'int' and 'str'"),
+        "{err}"
+    );
+    let (ok, out, _) = tokio::task::spawn_blocking(move || run(&["1", "2", "--no-wait"]))
+        .await
+        .unwrap();
+    assert!(ok);
+    assert!(uuid::Uuid::parse_str(out.trim()).is_ok(), "{out}");
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+#[test]
+fn no_broker_says_where_it_looked_and_how_to_start_one() {
+    for args in [&["add", "1", "2"][..], &["worker"][..], &[][..]] {
+        let started = Instant::now();
+        let output = Command::new(BIN)
+            .args(args)
+            .env("AMQP_ADDR", "amqp://guest:secret@127.0.0.1:1/%2f")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("cannot reach the AMQP broker at amqp://guest:***@127.0.0.1:1/%2f")
+                && stderr.contains("docker compose up -d")
+                && !stderr.contains("secret"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+fn task_properties(headers: Value, reply_to: &str) -> BasicProperties {
+    let AMQPValue::FieldTable(table) = celery_pages::protocol::to_amqp(&headers) else {
+        unreachable!()
+    };
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_headers(table)
+        .with_reply_to(reply_to.into())
+}
+
+#[tokio::test]
+async fn poison_messages_are_rejected_answered_and_the_worker_keeps_going() {
+    let queue = unique_queue("poison");
+    let worker = TestWorker::start(&broker(), &queue);
+    let mut client = RawClient::connect().await;
+    let reply_to = client.reply_queue.clone();
+    let embed = r#"{"callbacks": null, "errbacks": null, "chain": null, "chord": null}"#;
+    let good_body = format!("[[4, 10], {{}}, {embed}]");
+
+    // (properties, body, the exception expected in the FAILURE reply)
+    let cases: Vec<(BasicProperties, Vec<u8>, &str)> = vec![
+        (
+            task_properties(json!({"task": ADD_TASK, "id": "bad-json"}), &reply_to),
+            b"[[4, 10], {".to_vec(),
+            "InvalidTaskError",
+        ),
+        (
+            task_properties(json!({"task": ADD_TASK}), &reply_to)
+                .with_correlation_id("no-id".into()),
+            good_body.clone().into_bytes(),
+            "InvalidTaskError",
+        ),
+        (
+            BasicProperties::default()
+                .with_headers(
+                    match celery_pages::protocol::to_amqp(&json!({"task": ADD_TASK, "id": "no-ct"}))
+                    {
+                        AMQPValue::FieldTable(t) => t,
+                        _ => FieldTable::default(),
+                    },
+                )
+                .with_reply_to(reply_to.as_str().into()),
+            good_body.clone().into_bytes(),
+            "InvalidTaskError",
+        ),
+        (
+            task_properties(json!({"task": ADD_TASK, "id": "bad-shape"}), &reply_to),
+            b"{\"args\": [4, 10]}".to_vec(),
+            "InvalidTaskError",
+        ),
+        (
+            task_properties(
+                json!({"task": "addTask.multiply", "id": "unknown-task"}),
+                &reply_to,
+            ),
+            good_body.clone().into_bytes(),
+            "NotRegistered",
+        ),
+        (
+            task_properties(json!({"task": ADD_TASK, "id": "three-args"}), &reply_to),
+            format!("[[1, 2, 3], {{}}, {embed}]").into_bytes(),
+            "TypeError",
+        ),
+    ];
+    for (properties, body, _) in &cases {
+        client.publish(&queue, properties.clone(), body).await;
+    }
+    let mut failures = std::collections::HashMap::new();
+    for _ in &cases {
+        let reply = client
+            .next_reply(WAIT)
+            .await
+            .expect("a FAILURE reply for each poison message");
+        assert_eq!(reply["status"], "FAILURE", "{reply}");
+        failures.insert(
+            reply["task_id"].as_str().unwrap().to_owned(),
+            reply["result"]["exc_type"].as_str().unwrap().to_owned(),
+        );
+    }
+    for (id, expected) in [
+        ("bad-json", "InvalidTaskError"),
+        ("no-id", "InvalidTaskError"),
+        ("no-ct", "InvalidTaskError"),
+        ("bad-shape", "InvalidTaskError"),
+        ("unknown-task", "NotRegistered"),
+        ("three-args", "TypeError"),
+    ] {
+        assert_eq!(
+            failures.get(id).map(String::as_str),
+            Some(expected),
+            "{id}: {failures:?}"
+        );
+    }
+
+    // A message with no `task` header and no reply address: nothing to
+    // answer, but it must not stop the worker either.
+    client
+        .publish(
+            &queue,
+            task_properties(json!({"id": "x"}), "").with_reply_to("".into()),
+            b"[]",
+        )
+        .await;
+
+    // The worker still answers a good task...
+    client
+        .publish(
+            &queue,
+            task_properties(json!({"task": ADD_TASK, "id": "good"}), &reply_to),
+            good_body.as_bytes(),
+        )
+        .await;
+    let reply = client.next_reply(WAIT).await.unwrap();
+    assert_eq!(
+        (reply["task_id"].as_str(), &reply["result"]),
+        (Some("good"), &json!(14))
+    );
+
+    // ...and none of the poison came back to the queue.
+    worker.stop().await;
+    assert_eq!(ready_count(&queue).await, 0);
+    delete_queue(&queue).await;
+}
+
+fn spawn_worker_process(queue: &str) -> Child {
+    Command::new(BIN)
+        .args([
+            "worker",
+            "--queue",
+            queue,
+            "--concurrency",
+            "1",
+            "--prefetch",
+            "100",
+        ])
+        .env("AMQP_ADDR", broker())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_stream_loses_nothing() {
+    const TASKS: usize = 3000;
+    let queue = unique_queue("kill");
+    let caller = Arc::new(Caller::connect(&broker(), &queue).await.unwrap());
+    let mut pending = Vec::with_capacity(TASKS);
+    for i in 0..TASKS {
+        pending.push(caller.send(ADD_TASK, &[json!(i), json!(1)]).await.unwrap());
+    }
+    let mut first = spawn_worker_process(&queue);
+    // Kill it once it is well under way, with tasks still queued.
+    let started = Instant::now();
+    loop {
+        let ready = ready_count(&queue).await as usize;
+        if ready < TASKS * 3 / 4 {
+            assert!(ready > 0, "the worker finished before it could be killed");
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the worker did not start consuming"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let mut second = spawn_worker_process(&queue);
+    for (i, result) in pending.into_iter().enumerate() {
+        assert_eq!(result.wait(WAIT).await.unwrap(), json!(i + 1), "task {i}");
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    delete_queue(&queue).await;
+}
+
+/// A TCP proxy to RabbitMQ that the test can cut and restore.
+struct Proxy {
+    addr: String,
+    down: Arc<AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let down = Arc::new(AtomicBool::new(false));
+        let links: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (down2, links2) = (Arc::clone(&down), Arc::clone(&links));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if down2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                links2.lock().unwrap().push(link);
+            }
+        });
+        Proxy { addr, down, links }
+    }
+
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_cut_broker_connection_is_retried_and_consumption_resumes() {
+    let queue = unique_queue("proxy");
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let through_proxy = broker().replace("127.0.0.1:5672", &proxy.addr);
+    assert_ne!(
+        through_proxy,
+        broker(),
+        "the proxy test needs the broker at 127.0.0.1:5672"
+    );
+    let worker = TestWorker::start(&through_proxy, &queue);
+    let caller = Caller::connect(&broker(), &queue).await.unwrap();
+    assert_eq!(
+        caller
+            .call(ADD_TASK, &[json!(1), json!(2)], WAIT)
+            .await
+            .unwrap(),
+        json!(3)
+    );
+
+    proxy.cut();
+    let during = caller
+        .send(ADD_TASK, &[json!(20), json!(22)])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.restore();
+    assert_eq!(during.wait(WAIT).await.unwrap(), json!(42));
+    assert_eq!(
+        caller
+            .call(ADD_TASK, &[json!(2), json!(2)], WAIT)
+            .await
+            .unwrap(),
+        json!(4)
+    );
+
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn ctrl_c_finishes_the_tasks_in_flight() {
+    let queue = unique_queue("sigint");
+    let caller = Caller::connect(&broker(), &queue).await.unwrap();
+    let mut pending = Vec::new();
+    for i in 0..500 {
+        pending.push(caller.send(ADD_TASK, &[json!(i), json!(0)]).await.unwrap());
+    }
+    let worker = spawn_worker_process(&queue);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = Command::new("kill")
+        .args(["-INT", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || worker.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    // Whatever it did not finish is back in the queue, not lost: a new
+    // worker answers every task.
+    let mut second = spawn_worker_process(&queue);
+    for (i, result) in pending.into_iter().enumerate() {
+        assert_eq!(result.wait(WAIT).await.unwrap(), json!(i));
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    delete_queue(&queue).await;
+}
