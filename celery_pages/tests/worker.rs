@@ -196,6 +196,11 @@ async fn poison_messages_are_rejected_answered_and_the_worker_keeps_going() {
     let queue = unique_queue("poison");
     let worker = TestWorker::start(&broker(), &queue);
     let mut client = RawClient::connect().await;
+    // Declared here too: the worker may not have declared it yet, and a
+    // message published to a queue that does not exist is dropped.
+    celery_pages::declare_task_queue(&client.channel, &queue)
+        .await
+        .unwrap();
     let reply_to = client.reply_queue.clone();
     let embed = r#"{"callbacks": null, "errbacks": null, "chain": null, "chord": null}"#;
     let good_body = format!("[[4, 10], {{}}, {embed}]");
