@@ -17,7 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
 use crate::protocol::{
@@ -122,9 +122,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Taken here, in arrival order, so that whoever connected first
+        // gets the slot.
+        let slot = Arc::clone(&shared.slots).try_acquire_owned().ok();
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
-            if let Err(err) = lend(socket, &shared).await {
+            if let Err(err) = lend(socket, slot, &shared).await {
                 tracing::info!(%peer, %err, "borrower not served");
             }
         });
@@ -148,10 +151,15 @@ impl From<Error> for Refusal {
     }
 }
 
-async fn lend(mut socket: TcpStream, shared: &Shared) -> Result<()> {
+/// Serves one borrower; without a `slot` the server is full and says so.
+async fn lend(
+    mut socket: TcpStream,
+    slot: Option<OwnedSemaphorePermit>,
+    shared: &Shared,
+) -> Result<()> {
     let _ = socket.set_nodelay(true);
     let config = &shared.config;
-    let Ok(_slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
+    let Some(_slot) = slot else {
         let text = format!(
             "server busy: {} borrowers are being served, try again shortly",
             config.max_connections
