@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::caller::Caller;
-use crate::{ADD_TASK, AmqpContext, Error, Result, connect};
+use crate::{ADD_TASK, AmqpContext, Error, Result, connect, reply_queue};
 
 /// What a run measured.
 #[derive(Debug)]
@@ -157,33 +157,7 @@ pub async fn raw_run(broker: &str, requests: u64, window: usize, prefetch: u16) 
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .doing("enabling publisher confirms")?;
-    let reply_queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("declaring the reply queue")?
-        .name()
-        .as_str()
-        .to_owned();
-    let replies = channel
-        .basic_consume(
-            reply_queue.as_str().into(),
-            "raw-requester".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("consuming the reply queue")?;
+    let (reply_queue, replies) = reply_queue(&channel, "raw-requester").await?;
     let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::default();
     {
         let waiting = Arc::clone(&waiting);

@@ -10,16 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Connection};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::protocol::{TaskOutcome, parse_result, task_message};
-use crate::{AmqpContext, Error, Result, connect, declare_task_queue};
+use crate::{AmqpContext, Error, Result, connect, declare_task_queue, reply_queue};
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::PyException>>>>>;
 
@@ -73,33 +70,7 @@ impl Caller {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .doing("enabling publisher confirms")?;
-        let reply_queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .doing("declaring the reply queue")?
-            .name()
-            .as_str()
-            .to_owned();
-        let results = channel
-            .basic_consume(
-                reply_queue.as_str().into(),
-                "celery_pages-caller".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .doing("consuming the reply queue")?;
+        let (reply_queue, results) = reply_queue(&channel, "celery_pages-caller").await?;
         let waiting: Waiting = Arc::default();
         tokio::spawn(route_results(results, Arc::clone(&waiting)));
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());

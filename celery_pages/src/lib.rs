@@ -21,9 +21,11 @@ pub mod caller;
 pub mod protocol;
 pub mod worker;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
 pub use add::PyException;
 
@@ -143,6 +145,40 @@ pub async fn declare_task_queue(channel: &Channel, queue: &str) -> Result<()> {
         .await
         .doing("binding the task queue")?;
     Ok(())
+}
+
+/// Declares a reply queue of the caller's own (server-named, exclusive and
+/// auto-delete: it goes away with the connection, and RabbitMQ 4 accepts it)
+/// and consumes it without acks. Returns its name, for `reply_to`.
+pub async fn reply_queue(channel: &Channel, consumer_tag: &str) -> Result<(String, Consumer)> {
+    let name = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("declaring the reply queue")?
+        .name()
+        .as_str()
+        .to_owned();
+    let consumer = channel
+        .basic_consume(
+            name.as_str().into(),
+            consumer_tag.into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("consuming the reply queue")?;
+    Ok((name, consumer))
 }
 
 #[cfg(test)]

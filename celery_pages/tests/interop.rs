@@ -6,23 +6,16 @@ use std::process::Command;
 use std::time::Duration;
 
 use celery_pages::caller::Caller;
-use celery_pages::worker::{self, WorkerConfig};
 use celery_pages::{ADD_TASK, Error};
-use common::{broker, delete_queue, python_caller, python_worker, unique_queue};
+use common::{TestWorker, broker, delete_queue, python_caller, python_worker, unique_queue};
 use serde_json::json;
-use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_caller_is_served_by_the_rust_worker() {
     let queue = unique_queue("py-caller");
-    let mut config = WorkerConfig::new(broker());
-    config.queue = queue.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(worker::run(config, async {
-        let _ = stopped.await;
-    }));
+    let worker = TestWorker::start(&broker(), &queue);
 
     for (call, expected) in [
         ("numbers", "14\n"),
@@ -44,8 +37,7 @@ async fn a_python_caller_is_served_by_the_rust_worker() {
         );
         assert_eq!(String::from_utf8_lossy(&output.stdout), expected, "{call}");
     }
-    let _ = stop.send(());
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
     delete_queue(&queue).await;
 }
 

@@ -9,40 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use celery_pages::caller::Caller;
-use celery_pages::worker::{self, WorkerConfig};
 use celery_pages::{ADD_TASK, Error};
-use common::{RawClient, broker, delete_queue, ready_count, unique_queue};
+use common::{RawClient, TestWorker, broker, delete_queue, ready_count, unique_queue};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_celery_pages");
 const WAIT: Duration = Duration::from_secs(30);
-
-struct TestWorker {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<celery_pages::Result<()>>,
-}
-
-impl TestWorker {
-    fn start(broker: &str, queue: &str) -> Self {
-        let mut config = WorkerConfig::new(broker);
-        config.queue = queue.to_owned();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(worker::run(config, async {
-            let _ = stopped.await;
-        }));
-        TestWorker { stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 #[tokio::test]
 async fn the_chapters_calls() {

@@ -3,9 +3,7 @@
 //! 1 to 2, 2 to 3, 3 back to 1, for three servers), from the ping-pong in
 //! [`rpc_naming::bench`], measured in the same run.
 
-use std::time::Instant;
-
-use rpc_naming::bench::{Stats, histogram};
+use rpc_naming::bench::{Stats, closed_loop};
 
 use crate::{ChainClient, Result, send};
 
@@ -16,31 +14,14 @@ pub async fn chains(
     calls: u64,
     concurrency: usize,
 ) -> Result<Stats> {
-    let concurrency = concurrency.max(1) as u64;
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|worker| {
-            let client = client.clone();
-            let share = calls / concurrency + u64::from(worker < calls % concurrency);
-            tokio::spawn(async move {
-                let mut latency_us = histogram();
-                for _ in 0..share {
-                    let began = Instant::now();
-                    send(&client, start, vec!["hello".to_owned()]).await?;
-                    let _ = latency_us.record(began.elapsed().as_micros() as u64);
-                }
-                Ok::<_, crate::Error>(latency_us)
-            })
-        })
-        .collect();
-    let mut latency_us = histogram();
-    for worker in workers {
-        let hist = worker.await.expect("bench worker panicked")?;
-        latency_us.add(&hist).expect("histograms share bounds");
-    }
-    Ok(Stats {
-        calls,
-        elapsed: started.elapsed(),
-        latency_us,
+    let client = client.clone();
+    closed_loop(calls, concurrency, move |_| {
+        let client = client.clone();
+        async move {
+            send(&client, start, vec!["hello".to_owned()])
+                .await
+                .map(drop)
+        }
     })
+    .await
 }

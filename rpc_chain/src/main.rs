@@ -154,16 +154,12 @@ async fn server(ns: &str, id: u32, next: u32, addr: SocketAddr) -> anyhow::Resul
         tracing::warn!("listening on {addr}: anyone on the network can connect");
     }
     let ns = NameServer::connect(ns).await?;
+    let stop = rpc_naming::shutdown_signal();
     let lease = ns
         .register_lease(&server_name(id), listener.local_addr()?, false)
         .await?;
     println!("{}", starting_line(id));
-    serve(
-        listener,
-        ChainServer::new(id, next, ns, true),
-        rpc_naming::shutdown_signal(),
-    )
-    .await;
+    serve(listener, ChainServer::new(id, next, ns, true), stop).await;
     rpc_naming::release_on_exit(lease).await;
     Ok(())
 }

@@ -122,3 +122,42 @@ pub async fn ping_pong(addr: SocketAddr, calls: u64) -> std::io::Result<Stats> {
         latency_us,
     })
 }
+
+/// Makes `calls` calls of `one`, `concurrency` at a time (a closed loop: each
+/// of the `concurrency` workers starts its next call when the last returns),
+/// and measures them. `one` gets the call's number within its worker.
+pub async fn closed_loop<F, Fut, E>(calls: u64, concurrency: usize, one: F) -> Result<Stats, E>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Send + 'static,
+{
+    let concurrency = concurrency.max(1) as u64;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let one = one.clone();
+            // Spread the remainder so exactly `calls` calls are made.
+            let share = calls / concurrency + u64::from(worker < calls % concurrency);
+            tokio::spawn(async move {
+                let mut latency_us = histogram();
+                for i in 0..share {
+                    let began = Instant::now();
+                    one(i).await?;
+                    let _ = latency_us.record(began.elapsed().as_micros() as u64);
+                }
+                Ok::<_, E>(latency_us)
+            })
+        })
+        .collect();
+    let mut latency_us = histogram();
+    for worker in workers {
+        let hist = worker.await.expect("bench worker panicked")?;
+        latency_us.add(&hist).expect("histograms share bounds");
+    }
+    Ok(Stats {
+        calls,
+        elapsed: started.elapsed(),
+        latency_us,
+    })
+}

@@ -156,26 +156,35 @@ pub async fn release_on_exit(lease: Lease) {
     }
 }
 
-/// Completes on Ctrl-C or, on Unix, SIGTERM: what a server stops on, so that
-/// it can remove its name on the way out.
-pub async fn shutdown_signal() {
+/// A future that completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what a
+/// server stops on, so that it can remove its name on the way out.
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: call it before announcing the server, or a signal sent
+/// right after the announcement would kill the process uncleanly.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+        let handlers = signal(SignalKind::interrupt()).and_then(|interrupt| {
+            signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
+        });
+        async move {
+            match handlers {
+                Ok((mut interrupt, mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -112,8 +112,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if addr.ip().is_unspecified() {
                 tracing::warn!("listening on {addr}: anyone on the network can connect");
             }
+            let stop = rpc_naming::shutdown_signal();
             println!("NS running on {}", listener.local_addr()?);
-            server::serve(listener, max_names.max(1), rpc_naming::shutdown_signal()).await;
+            server::serve(listener, max_names.max(1), stop).await;
         }
         Command::List { prefix, regex, ns } => {
             let ns = NameServer::connect(&ns.ns).await?;

@@ -154,9 +154,10 @@ async fn server(naming: &Naming, addr: SocketAddr) -> anyhow::Result<()> {
     }
     let bound = listener.local_addr()?;
     let ns = NameServer::connect(&naming.ns).await?;
+    let stop = rpc_naming::shutdown_signal();
     let lease = ns.register_lease(&naming.name, bound, false).await?;
     println!("{}", ready_line(&naming.name, bound));
-    serve(listener, rpc_naming::shutdown_signal()).await;
+    serve(listener, stop).await;
     rpc_naming::release_on_exit(lease).await;
     Ok(())
 }

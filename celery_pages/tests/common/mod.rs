@@ -8,9 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 
@@ -151,6 +149,30 @@ pub fn python_worker(queue: &str) -> Child {
     child
 }
 
+/// A Rust worker running in the test process.
+pub struct TestWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<celery_pages::Result<()>>,
+}
+
+impl TestWorker {
+    pub fn start(broker: &str, queue: &str) -> Self {
+        let mut config = celery_pages::worker::WorkerConfig::new(broker);
+        config.queue = queue.to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(celery_pages::worker::run(config, async {
+            let _ = stopped.await;
+        }));
+        TestWorker { stop, task }
+    }
+
+    /// Stops it as Ctrl-C would and checks it ended cleanly.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 /// A bare AMQP client with a reply queue, for messages Celery would never send.
 pub struct RawClient {
     pub connection: Connection,
@@ -163,31 +185,7 @@ impl RawClient {
     pub async fn connect() -> Self {
         let connection = celery_pages::connect(&broker()).await.unwrap();
         let channel = connection.create_channel().await.unwrap();
-        let reply_queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .name()
-            .as_str()
-            .to_owned();
-        let replies = channel
-            .basic_consume(
-                reply_queue.as_str().into(),
-                "raw-test-client".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let (reply_queue, replies) = celery_pages::reply_queue(&channel, "raw-test-client")
             .await
             .unwrap();
         RawClient {
