@@ -74,7 +74,10 @@ enum Command {
     },
 }
 
-#[tokio::main]
+// One thread: an RPC is microseconds of work, and on two cores hand-offs
+// between the threads of a work-stealing pool cost more than they give
+// (measured in the README).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
