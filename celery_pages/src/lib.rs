@@ -42,12 +42,12 @@ pub const ADD_TASK: &str = "addTask.add";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "cannot reach the AMQP broker at {url}: {source}. Start RabbitMQ with \
+        "cannot reach the AMQP broker at {url}. Start RabbitMQ with \
          `docker compose up -d` in the workspace (or install it and run \
          `rabbitmq-server -detached`), or point --broker / {BROKER_ENV} at a running one"
     )]
     Broker { url: String, source: lapin::Error },
-    #[error("AMQP error while {doing}: {source}")]
+    #[error("AMQP error while {doing}")]
     Amqp {
         doing: &'static str,
         source: lapin::Error,

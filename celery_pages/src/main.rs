@@ -126,7 +126,7 @@ async fn main() -> ExitCode {
     match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {:#}", anyhow::Error::from(err));
             ExitCode::FAILURE
         }
     }

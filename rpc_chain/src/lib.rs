@@ -147,11 +147,11 @@ impl ChainServer {
         }
     }
 
-    fn unreachable(&self, reason: impl std::fmt::Display) -> ChainError {
+    fn unreachable(&self, reason: &(dyn std::error::Error + 'static)) -> ChainError {
         ChainError::HopUnreachable {
             hop: server_name(self.next),
             from: server_name(self.id),
-            reason: reason.to_string(),
+            reason: rpc_naming::describe(reason),
         }
     }
 
@@ -165,7 +165,7 @@ impl ChainServer {
             .ns
             .connect_to(&server_name(self.next))
             .await
-            .map_err(|err| self.unreachable(err))?;
+            .map_err(|err| self.unreachable(&err))?;
         let client = ChainClient::new(Default::default(), transport).spawn();
         *slot = Some(client.clone());
         Ok(client)
@@ -184,9 +184,9 @@ impl ChainServer {
                 client
                     .process(ctx, message)
                     .await
-                    .map_err(|err| self.unreachable(err))?
+                    .map_err(|err| self.unreachable(&err))?
             }
-            Err(err) => Err(self.unreachable(err)),
+            Err(err) => Err(self.unreachable(&err)),
         }
     }
 }
@@ -239,7 +239,7 @@ pub enum Error {
     Naming(#[from] rpc_naming::Error),
     #[error(transparent)]
     Chain(#[from] ChainError),
-    #[error("{name} did not answer: {source}")]
+    #[error("{name} did not answer")]
     Call { name: String, source: RpcError },
 }
 

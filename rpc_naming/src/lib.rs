@@ -115,14 +115,14 @@ pub fn validate_name(name: &str) -> Result<(), NamingError> {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "no name server at {addr}: {source}. Start one with `rpc_naming serve --addr {addr}`, \
+        "no name server at {addr}. Start one with `rpc_naming serve --addr {addr}`, \
          or point --ns (or {NS_ENV}) at a running one"
     )]
     NoNameServer {
         addr: String,
         source: std::io::Error,
     },
-    #[error("the name server at {addr} failed to answer: {source}")]
+    #[error("the name server at {addr} failed to answer")]
     NameServerRpc {
         addr: String,
         source: tarpc::client::RpcError,
@@ -130,7 +130,7 @@ pub enum Error {
     #[error(transparent)]
     Naming(#[from] NamingError),
     #[error(
-        "{name} is registered at {addr}, but nothing answers there: {source} \
+        "{name} is registered at {addr}, but nothing answers there \
          (the server may have crashed; its registration expires within seconds)"
     )]
     DeadServer {
@@ -138,7 +138,7 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
         source: std::io::Error,
@@ -146,6 +146,19 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error with its causes, `outer: inner: innermost`, for an error that
+/// must travel as text (a `Display` here leaves its cause to `source()`).
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
 
 /// Removes a stopping server's name. If the name server is gone too, says
 /// so and carries on: the lease expires by itself.

@@ -60,7 +60,7 @@ impl Welcome for WelcomeServer {
 pub enum Error {
     #[error(transparent)]
     Naming(#[from] rpc_naming::Error),
-    #[error("{name} did not answer: {source} (is the server stuck or gone?)")]
+    #[error("{name} did not answer (is the server stuck or gone?)")]
     Call { name: String, source: RpcError },
 }
 

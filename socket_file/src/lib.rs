@@ -39,16 +39,14 @@ pub const CLOSING_MESSAGE: &str = "->Peminjaman buku telah selesai diproses";
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "cannot connect to the book server at {addr}: {source} (is `socket_file server` running there?)"
-    )]
+    #[error("cannot connect to the book server at {addr} (is `socket_file server` running there?)")]
     Connect {
         addr: String,
         source: std::io::Error,
     },
     #[error("the server refused: {0}")]
     Refused(String),
-    #[error("the connection broke after {received} of {expected} bytes: {source}")]
+    #[error("the connection broke after {received} of {expected} bytes")]
     Interrupted {
         received: u64,
         expected: u64,
@@ -60,12 +58,12 @@ pub enum Error {
     Protocol(String),
     #[error("the book is corrupt: SHA-256 {actual} does not match the server's {expected}")]
     DigestMismatch { expected: String, actual: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Output {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("network I/O failed: {0}")]
+    #[error("network I/O failed")]
     Io(#[from] std::io::Error),
 }
 

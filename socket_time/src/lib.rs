@@ -35,24 +35,22 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "cannot connect to the time server at {addr}: {source} (is `socket_time server` running there?)"
-    )]
+    #[error("cannot connect to the time server at {addr} (is `socket_time server` running there?)")]
     Connect {
         addr: String,
         source: std::io::Error,
     },
     #[error("the time server at {addr} did not answer within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
-    #[error("reading the reply from {addr} failed: {source}")]
+    #[error("reading the reply from {addr} failed")]
     Read {
         addr: String,
         source: std::io::Error,
     },
     #[error("the reply from {addr} is not a time line: {reason}")]
     BadReply { addr: String, reason: String },
-    #[error("accepting a connection failed: {0}")]
-    Accept(std::io::Error),
+    #[error("accepting a connection failed")]
+    Accept(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

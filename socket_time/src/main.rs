@@ -50,7 +50,7 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -67,8 +67,17 @@ fn main() -> anyhow::Result<()> {
         _ => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()
-    .build()?;
-    runtime.block_on(run(command))
+    .build();
+    match runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(command)))
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
