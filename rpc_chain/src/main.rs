@@ -120,18 +120,6 @@ async fn run_cli() -> anyhow::Result<()> {
     }
 }
 
-/// Starts an in-process name server; returns its address.
-async fn local_name_server() -> anyhow::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    tokio::spawn(rpc_naming::server::serve(
-        listener,
-        DEFAULT_MAX_NAMES,
-        std::future::pending(),
-    ));
-    Ok(addr)
-}
-
 /// Binds, registers and serves server `id` of a ring of `size` in this process.
 async fn spawn_ring_server(ns: &NameServer, id: u32, size: u32) -> anyhow::Result<Lease> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -145,7 +133,8 @@ async fn spawn_ring_server(ns: &NameServer, id: u32, size: u32) -> anyhow::Resul
 }
 
 async fn demo(servers: u32) -> anyhow::Result<()> {
-    let ns = NameServer::connect(&local_name_server().await?).await?;
+    let ns =
+        NameServer::connect(&rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?).await?;
     let mut leases = Vec::new();
     for id in 1..=servers {
         leases.push(spawn_ring_server(&ns, id, servers).await?);
@@ -190,7 +179,7 @@ async fn run_bench(
     let ns_addr = match ns {
         Some(ns) => ns,
         None => {
-            let addr = local_name_server().await?;
+            let addr = rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?;
             let ns = NameServer::connect(&addr).await?;
             for id in 1..=servers {
                 let ns_addr = addr.clone();

@@ -17,13 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 async fn start_ns() -> NameServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(rpc_naming::server::serve(
-        listener,
-        100,
-        std::future::pending(),
-    ));
+    let addr = rpc_naming::server::spawn_local(100).await.unwrap();
     NameServer::connect(&addr).await.unwrap()
 }
 

@@ -277,3 +277,13 @@ pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Futur
     })
     .await;
 }
+
+/// Starts a name server on an ephemeral loopback port in this process (for
+/// demos, benches and tests) that runs as long as the runtime does. Returns
+/// its address.
+pub async fn spawn_local(max_names: usize) -> std::io::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    tokio::spawn(serve(listener, max_names, std::future::pending()));
+    Ok(addr)
+}

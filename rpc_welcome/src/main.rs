@@ -130,13 +130,7 @@ async fn ask_title() -> anyhow::Result<String> {
 }
 
 async fn demo(title: &str) -> anyhow::Result<()> {
-    let ns_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let ns_addr = ns_listener.local_addr()?.to_string();
-    tokio::spawn(rpc_naming::server::serve(
-        ns_listener,
-        DEFAULT_MAX_NAMES,
-        std::future::pending(),
-    ));
+    let ns_addr = rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?;
     let ns = NameServer::connect(&ns_addr).await?;
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -187,13 +181,7 @@ async fn run_bench(
     let ns_addr = match ns {
         Some(ns) => ns,
         None => {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?.to_string();
-            tokio::spawn(rpc_naming::server::serve(
-                listener,
-                DEFAULT_MAX_NAMES,
-                std::future::pending(),
-            ));
+            let addr = rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?;
             let server = rpc_naming::bench::spawn_server_thread(|listener, stopped| {
                 serve(listener, async {
                     let _ = stopped.await;

@@ -13,14 +13,7 @@ use tokio::net::TcpListener;
 const BIN: &str = env!("CARGO_BIN_EXE_rpc_welcome");
 
 async fn start_ns() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(rpc_naming::server::serve(
-        listener,
-        100,
-        std::future::pending(),
-    ));
-    addr
+    rpc_naming::server::spawn_local(100).await.unwrap()
 }
 
 #[tokio::test]
