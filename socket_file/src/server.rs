@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
@@ -29,6 +29,10 @@ use crate::{CLOSING_MESSAGE, Error, Result};
 const CHUNK_BLOCKS: usize = 256;
 /// Chunks buffered between the reader thread and the socket (memory bound).
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// How long, and for how many bytes, a refused client is drained before the
+/// close (see `refuse`).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// How the server behaves; `ServerConfig::new(book)` gives the defaults.
 #[derive(Clone, Debug)]
@@ -159,7 +163,7 @@ async fn lend(
 ) -> Result<()> {
     let _ = socket.set_nodelay(true);
     let config = &shared.config;
-    let Some(_slot) = slot else {
+    let Some(slot) = slot else {
         let text = format!(
             "server busy: {} borrowers are being served, try again shortly",
             config.max_connections
@@ -188,7 +192,11 @@ async fn lend(
             }
             Ok(())
         }
-        Err(Refusal::Tell(text)) => refuse(&mut socket, text, config.stall_timeout).await,
+        Err(Refusal::Tell(text)) => {
+            // Free the slot first: the refusal may linger up to a second.
+            drop(slot);
+            refuse(&mut socket, text, config.stall_timeout).await
+        }
         Err(Refusal::Lost(err)) => Err(err),
     }
 }
@@ -200,9 +208,24 @@ async fn refuse(socket: &mut TcpStream, text: String, stall: Duration) -> Result
         socket.shutdown().await
     };
     match tokio::time::timeout(stall, send).await {
-        Ok(sent) => sent.map_err(Error::Io),
-        Err(_) => Err(Error::Stalled(stall)),
+        Ok(sent) => sent.map_err(Error::Io)?,
+        Err(_) => return Err(Error::Stalled(stall)),
     }
+    // Closing with unread input (a request we never read) makes the kernel
+    // send a reset, which can destroy the error frame before the client reads
+    // it. Drain what the client still sends, briefly, then close.
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+    Ok(())
 }
 
 /// Reads and checks the one request frame.
