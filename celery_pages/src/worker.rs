@@ -55,6 +55,9 @@ impl WorkerConfig {
 const CONSUMER_TAG: &str = "celery_pages-worker";
 const RECONNECT_FIRST: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Longest wait for a result's confirm, an ack or a reject: on a connection
+/// that died mid-call, lapin may never answer.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the worker until `shutdown` completes. The first connection must
 /// succeed (so a wrong address is reported at once); after that a lost
@@ -152,17 +155,28 @@ async fn consume(
             drop(slot);
         });
     };
-    if let Stopped::Shutdown = stopped {
-        tracing::info!("stopping: no new tasks; finishing the ones in flight");
-        let _ = channel
-            .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
-            .await;
+    match stopped {
+        Stopped::Shutdown => {
+            tracing::info!("stopping: no new tasks; finishing the ones in flight");
+            let _ = channel
+                .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
+                .await;
+            // Wait for every task in flight to settle its message.
+            let all = u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX);
+            if tokio::time::timeout(SETTLE_TIMEOUT, slots.acquire_many(all))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "tasks still unsettled after {SETTLE_TIMEOUT:?}; the broker will redeliver them"
+                );
+            }
+            let _ = channel.close(200, "worker stopped".into()).await;
+        }
+        // The tasks in flight cannot settle on a dead connection (the broker
+        // redelivers their messages): reconnect at once, without them.
+        Stopped::Lost => {}
     }
-    // Wait for every task in flight to settle its message.
-    let _all = slots
-        .acquire_many(u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX))
-        .await;
-    let _ = channel.close(200, "worker stopped".into()).await;
     Ok(stopped)
 }
 
@@ -281,7 +295,11 @@ async fn reply(
             .await?
             .await
     };
-    match published.await {
+    let Ok(published) = tokio::time::timeout(SETTLE_TIMEOUT, published).await else {
+        tracing::warn!(%reply_to, "no confirm for a result; the task will be redelivered");
+        return false;
+    };
+    match published {
         Ok(confirm) if confirm.is_ack() => true,
         Ok(_) => {
             tracing::warn!(%reply_to, "the broker refused a result; the task will be redelivered");
@@ -295,17 +313,22 @@ async fn reply(
 }
 
 async fn ack(delivery: &Delivery) {
-    if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
-        tracing::warn!(%err, "ack failed; the broker will redeliver the task");
+    let acked = tokio::time::timeout(
+        SETTLE_TIMEOUT,
+        delivery.acker.ack(BasicAckOptions::default()),
+    );
+    match acked.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::warn!(%err, "ack failed; the broker will redeliver the task"),
+        Err(_) => tracing::warn!("ack timed out; the broker will redeliver the task"),
     }
 }
 
 async fn reject(delivery: &Delivery) {
-    if let Err(err) = delivery
-        .acker
-        .reject(BasicRejectOptions { requeue: false })
-        .await
-    {
-        tracing::warn!(%err, "reject failed");
+    let rejected = delivery.acker.reject(BasicRejectOptions { requeue: false });
+    match tokio::time::timeout(SETTLE_TIMEOUT, rejected).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::warn!(%err, "reject failed"),
+        Err(_) => tracing::warn!("reject timed out"),
     }
 }
