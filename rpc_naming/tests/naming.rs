@@ -262,3 +262,43 @@ async fn the_command_line_reports_success_and_failure_by_exit_status() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no name server at 127.0.0.1:1"));
 }
+
+#[tokio::test]
+async fn a_lease_comes_back_after_the_name_server_restarts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let first = tokio::spawn(server::serve(listener, 100, async {
+        let _ = stopped.await;
+    }));
+    let ns = NameServer::connect(&addr.to_string()).await.unwrap();
+    let _lease = ns
+        .register_lease("server", sock(6000), false)
+        .await
+        .unwrap();
+
+    // The name server goes away and comes back empty on the same address.
+    let _ = stop.send(());
+    first.await.unwrap();
+    let listener = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(server::serve(listener, 100, std::future::pending()));
+    let fresh = NameServer::connect(&addr.to_string()).await.unwrap();
+
+    // The heartbeats notice and register the name again.
+    let restarted = Instant::now();
+    loop {
+        match fresh.lookup("server").await {
+            Ok(found) => {
+                assert_eq!(found, sock(6000));
+                break;
+            }
+            Err(_) => {
+                assert!(
+                    restarted.elapsed() < LEASE_TTL * 3,
+                    "the lease was not registered again"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
