@@ -412,3 +412,41 @@ async fn a_client_with_no_server_says_where_it_looked() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = pseudo_random(32 * 1024 * 1024);
+    let mut config = ServerConfig::new(write_book(dir.path(), &content));
+    config.announce = false;
+    config.max_connections = 1;
+    config.stall_timeout = Duration::from_millis(300);
+    let server = TestServer::start(config).await;
+
+    // Asks for the book, then reads nothing: the socket buffers fill and the
+    // server's sends stall.
+    let mut stuck = TcpStream::connect(&server.addr).await.unwrap();
+    stuck
+        .write_all(&request_frame(DEFAULT_REQUEST.as_bytes()))
+        .await
+        .unwrap();
+
+    let out = dir.path().join("received.txt");
+    let started = std::time::Instant::now();
+    loop {
+        match borrow_book(&server.addr, DEFAULT_REQUEST, &out, |_| {}).await {
+            Ok(_) => break,
+            Err(Error::Refused(text)) if text.starts_with("server busy") => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the stalled client kept its slot"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), content);
+    drop(stuck);
+    server.shutdown().await;
+}
