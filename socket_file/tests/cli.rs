@@ -120,3 +120,39 @@ fn a_refused_loan_exits_non_zero_with_the_reason() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn a_big_book_shows_a_progress_bar_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("big.bin");
+    std::fs::write(&book, vec![7u8; 64 << 20]).unwrap();
+    let (mut server, addr) = start_server(&book);
+    let client = format!(
+        "{BIN} client --addr {addr} --out {}",
+        dir.path().join("received.bin").display()
+    );
+
+    // `script` (util-linux) runs the client on a pseudo-terminal.
+    let on_terminal = Command::new("script")
+        .args(["-qec", &client, "/dev/null"])
+        .output()
+        .expect("`script` from util-linux runs the client on a terminal");
+    let screen = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(on_terminal.status.success(), "{screen}");
+    assert!(
+        screen.contains("/64.00 MiB"),
+        "no progress bar in {screen:?}"
+    );
+    assert!(screen.contains("Buku siap dipinjam!"), "{screen}");
+
+    let piped = Command::new("sh").args(["-c", &client]).output().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(piped.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&piped.stdout),
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert!(!all.contains("MiB"), "a progress bar on a pipe: {all:?}");
+}
