@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-
-use crate::{Error, Result};
+use tokio::net::TcpListener;
 
 /// What one load run measured.
 #[derive(Debug)]
@@ -48,7 +46,7 @@ impl Report {
 
 /// Opens `connections` connections to `addr`, `concurrency` at a time, each
 /// reading the whole reply and checking it is a `\r\n`-terminated line.
-pub async fn load(addr: SocketAddr, connections: u64, concurrency: usize) -> Result<Report> {
+pub async fn load(addr: SocketAddr, connections: u64, concurrency: usize) -> Report {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
@@ -60,8 +58,8 @@ pub async fn load(addr: SocketAddr, connections: u64, concurrency: usize) -> Res
                 let mut first_error = None;
                 while next.fetch_add(1, Ordering::Relaxed) < connections {
                     let began = Instant::now();
-                    match exchange(addr).await {
-                        Ok(()) => {
+                    match crate::fetch_time(&addr.to_string()).await {
+                        Ok(_) => {
                             let _ = hist.record(began.elapsed().as_micros() as u64);
                         }
                         Err(err) => {
@@ -84,27 +82,16 @@ pub async fn load(addr: SocketAddr, connections: u64, concurrency: usize) -> Res
             tracing::warn!(%err, "bench connection failed");
         }
     }
-    Ok(Report {
+    Report {
         connections,
         failures,
         elapsed: started.elapsed(),
         latency_us,
-    })
+    }
 }
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-async fn exchange(addr: SocketAddr) -> Result<()> {
-    let shown = addr.to_string();
-    let socket = TcpStream::connect(addr)
-        .await
-        .map_err(|source| Error::Connect {
-            addr: shown.clone(),
-            source,
-        })?;
-    crate::read_reply(socket, &shown).await.map(drop)
 }
 
 /// The floor: accept, write a fixed line, close. No clock, no printing.

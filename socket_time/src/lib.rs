@@ -164,7 +164,7 @@ pub async fn fetch_time(addr: &str) -> Result<String> {
 
 /// Reads a whole reply (until the server closes) and checks it is one ASCII
 /// line ending in `\r\n`.
-pub async fn read_reply(socket: TcpStream, addr: &str) -> Result<String> {
+async fn read_reply(socket: TcpStream, addr: &str) -> Result<String> {
     let mut reply = Vec::with_capacity(32);
     socket
         .take(MAX_REPLY + 1)

@@ -146,9 +146,9 @@ async fn run_bench(
     tokio::spawn(bench::serve_floor(floor_listener));
 
     println!("{connections} connections, concurrency {concurrency}");
-    let measured = bench::load(target, connections, concurrency).await?;
+    let measured = bench::load(target, connections, concurrency).await;
     println!("server {target:<21} {}", measured.summary());
-    let floor = bench::load(floor_addr, connections, concurrency).await?;
+    let floor = bench::load(floor_addr, connections, concurrency).await;
     println!("floor  {floor_addr:<21} {}", floor.summary());
     println!(
         "ratio server/floor: {:.2}",
