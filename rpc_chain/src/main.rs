@@ -174,34 +174,34 @@ async fn run_bench(
     concurrency: usize,
 ) -> anyhow::Result<()> {
     // Without a ring to measure, start one: each server on its own thread
-    // and runtime, as separate processes would be.
-    let mut _ring = Vec::new();
+    // and runtime, as separate processes would be (and so each connects to
+    // the name server from its own runtime).
+    let own = ns.is_none();
     let ns_addr = match ns {
         Some(ns) => ns,
-        None => {
-            let addr = rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?;
-            let ns = NameServer::connect(&addr).await?;
-            for id in 1..=servers {
-                let ns_addr = addr.clone();
-                let thread = spawn_server_thread(move |listener, stopped| async move {
-                    match NameServer::connect(&ns_addr).await {
-                        Ok(ns) => {
-                            let server = ChainServer::new(id, id % servers + 1, ns, false);
-                            serve(listener, server, async {
-                                let _ = stopped.await;
-                            })
-                            .await;
-                        }
-                        Err(err) => tracing::error!(%err, "bench ring server could not start"),
-                    }
-                })?;
-                ns.register(&server_name(id), thread.addr, false).await?;
-                _ring.push(thread);
-            }
-            addr
-        }
+        None => rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?,
     };
     let ns = NameServer::connect(&ns_addr).await?;
+    let mut _ring = Vec::new();
+    if own {
+        for id in 1..=servers {
+            let addr = ns_addr.clone();
+            let thread = spawn_server_thread(move |listener, stopped| async move {
+                match NameServer::connect(&addr).await {
+                    Ok(ns) => {
+                        let server = ChainServer::new(id, id % servers + 1, ns, false);
+                        serve(listener, server, async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                    }
+                    Err(err) => tracing::error!(%err, "bench ring server could not start"),
+                }
+            })?;
+            ns.register(&server_name(id), thread.addr, false).await?;
+            _ring.push(thread);
+        }
+    }
     let hops = ns.list(Some("example.chainTopology.")).await?.len() as u64 + 1;
     let client = connect(&ns, start).await?;
     let echo = spawn_server_thread(serve_echo)?;

@@ -177,23 +177,23 @@ async fn run_bench(
 ) -> anyhow::Result<()> {
     // Without a name server to measure against, start one here and a
     // welcome server on its own thread, registered through it.
-    let mut _own_server = None;
+    let own = ns.is_none();
     let ns_addr = match ns {
         Some(ns) => ns,
-        None => {
-            let addr = rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?;
-            let server = rpc_naming::bench::spawn_server_thread(|listener, stopped| {
-                serve(listener, async {
-                    let _ = stopped.await;
-                })
-            })?;
-            let ns = NameServer::connect(&addr).await?;
-            ns.register(name, server.addr, false).await?;
-            _own_server = Some(server);
-            addr
-        }
+        None => rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?,
     };
     let ns = NameServer::connect(&ns_addr).await?;
+    let _own_server = if own {
+        let server = rpc_naming::bench::spawn_server_thread(|listener, stopped| {
+            serve(listener, async {
+                let _ = stopped.await;
+            })
+        })?;
+        ns.register(name, server.addr, false).await?;
+        Some(server)
+    } else {
+        None
+    };
     let client = connect(&ns, name).await?;
     let echo = rpc_naming::bench::spawn_server_thread(rpc_naming::bench::serve_echo)?;
 
