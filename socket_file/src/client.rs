@@ -180,11 +180,11 @@ async fn receive_blocks<R: AsyncRead + Unpin>(
             expected: size,
             source,
         };
-        match stalled(frames.fill()).await {
-            Ok(0) => return Err(interrupted(std::io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => {}
-            Err(Error::Io(source)) => return Err(interrupted(source)),
-            Err(err) => return Err(err),
+        match tokio::time::timeout(CLIENT_TIMEOUT, frames.fill()).await {
+            Err(_) => return Err(Error::Stalled(CLIENT_TIMEOUT)),
+            Ok(Ok(0)) => return Err(interrupted(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => return Err(interrupted(source)),
         }
     }
     Ok(())
@@ -221,14 +221,6 @@ fn unexpected(kind: Kind, payload: &[u8], wanted: &str) -> Error {
             "expected {wanted}, got a {kind:?} frame of {} bytes",
             payload.len()
         )),
-    }
-}
-
-/// Runs `io` with the stall timeout.
-async fn stalled<T>(io: impl Future<Output = std::io::Result<T>>) -> Result<T> {
-    match tokio::time::timeout(CLIENT_TIMEOUT, io).await {
-        Ok(done) => Ok(done?),
-        Err(_) => Err(Error::Stalled(CLIENT_TIMEOUT)),
     }
 }
 
