@@ -215,44 +215,27 @@ async fn handle(channel: &Channel, delivery: Delivery) {
         }
     };
     let answer_to = correlation.as_deref().unwrap_or(&request.id).to_owned();
-    match run_task(&request) {
+    // A task that ran (even if it raised) is acked once its result is with
+    // the broker; a call that cannot run is rejected whatever happens.
+    let (body, ran) = match run_task(&request) {
         Ok(Ok(value)) => {
             tracing::info!(target: "celery_pages::task", "Task {}[{}] succeeded: {value}", request.task, request.id);
-            if reply(
-                channel,
-                reply_to.as_deref(),
-                &answer_to,
-                &success_body(&request.id, &value),
-            )
-            .await
-            {
-                ack(&delivery).await;
-            }
+            (success_body(&request.id, &value), true)
         }
         Ok(Err(exc)) => {
             tracing::warn!(target: "celery_pages::task", "Task {}[{}] raised {exc}", request.task, request.id);
-            if reply(
-                channel,
-                reply_to.as_deref(),
-                &answer_to,
-                &failure_body(&request.id, &exc),
-            )
-            .await
-            {
-                ack(&delivery).await;
-            }
+            (failure_body(&request.id, &exc), true)
         }
         Err(exc) => {
             tracing::error!(task = %request.task, id = %request.id, "rejecting: {exc}");
-            reply(
-                channel,
-                reply_to.as_deref(),
-                &answer_to,
-                &failure_body(&request.id, &exc),
-            )
-            .await;
-            reject(&delivery).await;
+            (failure_body(&request.id, &exc), false)
         }
+    };
+    let replied = reply(channel, reply_to.as_deref(), &answer_to, &body).await;
+    if !ran {
+        reject(&delivery).await;
+    } else if replied {
+        ack(&delivery).await;
     }
 }
 
