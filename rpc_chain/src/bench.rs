@@ -1,11 +1,140 @@
 //! `rpc_chain bench`: whole trips round the ring per second, sequential and
-//! concurrent. The floor is four raw round trips per chain (client to 1,
-//! 1 to 2, 2 to 3, 3 back to 1, for three servers), from the ping-pong in
-//! [`rpc_naming::bench`], measured in the same run.
+//! concurrent. The floor is one raw round trip per call of a chain (client
+//! to 1, 1 to 2, 2 to 3, 3 back to 1, for three servers), from the
+//! ping-pong in [`rpc_naming::bench`], measured in the same run.
 
-use rpc_naming::bench::{Stats, closed_loop};
+use std::fmt;
 
-use crate::{ChainClient, Result, send};
+use plumbing::bench::{ServerThread, Stats, closed_loop, spawn_server_thread};
+use rpc_naming::bench::{PING_SIZE, ping_pong, serve_echo};
+use rpc_naming::{DEFAULT_MAX_NAMES, NameServer};
+
+use crate::{ChainClient, ChainServer, Error, Result, connect, send, serve, server_name};
+
+/// What a bench run measured.
+#[derive(Debug)]
+pub struct Report {
+    /// Calls per chain: one per server, and the one that closes the ring.
+    pub hops: u64,
+    pub sequential: Stats,
+    pub concurrency: usize,
+    pub concurrent: Stats,
+    pub raw: Stats,
+}
+
+impl Report {
+    /// Chains per second the raw round trips allow.
+    pub fn floor(&self) -> f64 {
+        self.raw.per_second() / self.hops as f64
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hops = self.hops;
+        writeln!(f, "ring of {} servers: {hops} calls per chain", hops - 1)?;
+        writeln!(
+            f,
+            "chains, sequential:             {}",
+            self.sequential.summary()
+        )?;
+        writeln!(
+            f,
+            "chains, concurrency {:<3}         {}",
+            self.concurrency,
+            self.concurrent.summary()
+        )?;
+        writeln!(
+            f,
+            "raw TCP ping-pong, {PING_SIZE} bytes:    {}",
+            self.raw.summary()
+        )?;
+        writeln!(
+            f,
+            "floor: {:.0} chains/s ({hops} raw round trips each)",
+            self.floor()
+        )?;
+        write!(
+            f,
+            "ratio sequential/floor: {:.2}",
+            self.sequential.per_second() / self.floor()
+        )
+    }
+}
+
+/// Measures the ring registered with the name server `ns`, starting at
+/// server `start`; without `ns`, starts a name server here and a ring of
+/// `servers` servers, each on its own thread and runtime as separate
+/// processes would be.
+pub async fn run(
+    ns: Option<String>,
+    servers: u32,
+    start: u32,
+    calls: u64,
+    concurrency: usize,
+) -> Result<Report> {
+    let own = ns.is_none();
+    let ns_addr = match ns {
+        Some(ns) => ns,
+        None => rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES)
+            .await
+            .map_err(Error::BenchSetup)?,
+    };
+    let ns = NameServer::connect(&ns_addr).await?;
+    let _ring = if own {
+        spawn_ring(&ns, servers.max(1)).await?
+    } else {
+        Vec::new()
+    };
+    let hops = ns.list(Some("example.chainTopology.")).await?.len() as u64 + 1;
+    let client = connect(&ns, start).await?;
+    let echo = spawn_server_thread(serve_echo).map_err(Error::BenchSetup)?;
+
+    // Warm up: connects every hop, fills caches.
+    chains(&client, start, 500, 1).await?;
+    ping_pong(echo.addr, 1_000)
+        .await
+        .map_err(Error::BenchSetup)?;
+
+    let sequential = chains(&client, start, calls, 1).await?;
+    let raw = ping_pong(echo.addr, calls * hops)
+        .await
+        .map_err(Error::BenchSetup)?;
+    let concurrent = chains(&client, start, calls, concurrency).await?;
+    Ok(Report {
+        hops,
+        sequential,
+        concurrency,
+        concurrent,
+        raw,
+    })
+}
+
+/// Starts a ring of `size` quiet servers, each on its own thread and
+/// runtime (and so with its own connection to the name server), and
+/// registers them. The ring runs while the returned threads are held.
+async fn spawn_ring(ns: &NameServer, size: u32) -> Result<Vec<ServerThread>> {
+    let mut ring = Vec::new();
+    for id in 1..=size {
+        let addr = ns.addr().to_owned();
+        let thread = spawn_server_thread(move |listener, stopped| async move {
+            match NameServer::connect(&addr).await {
+                Ok(ns) => {
+                    let server = ChainServer::new(id, id % size + 1, ns, false);
+                    serve(listener, server, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                }
+                Err(err) => tracing::error!(%err, "bench ring server could not start"),
+            }
+        })
+        .map_err(Error::BenchSetup)?;
+        ns.register(&server_name(id), thread.addr, false).await?;
+        ring.push(thread);
+    }
+    Ok(ring)
+}
 
 /// `calls` trips round the ring from server `start`, `concurrency` at a time.
 pub async fn chains(

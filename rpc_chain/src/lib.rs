@@ -151,7 +151,7 @@ impl ChainServer {
         ChainError::HopUnreachable {
             hop: server_name(self.next),
             from: server_name(self.id),
-            reason: rpc_naming::describe(reason),
+            reason: plumbing::describe(reason),
         }
     }
 
@@ -224,7 +224,7 @@ impl Chain for ChainServer {
 
 /// Serves `server` on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, server: ChainServer, shutdown: impl Future<Output = ()>) {
-    serve_connections(listener, shutdown, move |transport| {
+    serve_connections(listener, "chain server", shutdown, move |transport| {
         BaseChannel::with_defaults(transport)
             .execute(server.clone().serve())
             .for_each(spawn_request)
@@ -241,6 +241,8 @@ pub enum Error {
     Chain(#[from] ChainError),
     #[error("{name} did not answer")]
     Call { name: String, source: RpcError },
+    #[error("the bench could not set up its servers")]
+    BenchSetup(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,15 +2,16 @@
 //! demo and a bench.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use plumbing::cli::{Runtime, host_port, socket_addr};
 use tokio::net::TcpListener;
 
 use rpc_chain::{
     ChainServer, bench, connect, python_list, send, serve, server_name, starting_line,
 };
-use rpc_naming::bench::{PING_SIZE, ping_pong, serve_echo, spawn_server_thread};
 use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Lease, NS_ENV, NameServer};
 
 #[derive(Parser)]
@@ -33,8 +34,8 @@ enum Command {
     },
     /// Run server N of the ring (replaces server_chain_N.py).
     Server {
-        /// The name server (start one with `rpc_naming serve`).
-        #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR)]
+        /// The name server, HOST:PORT (start one with `rpc_naming serve`).
+        #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
         ns: String,
         /// This server's id: it registers as example.chainTopology.ID.
         #[arg(long)]
@@ -42,14 +43,15 @@ enum Command {
         /// The id of the server it passes messages on to.
         #[arg(long)]
         next: u32,
-        /// Address to listen on; 0.0.0.0 lets anyone on the network connect.
-        #[arg(long, default_value = "127.0.0.1:0")]
+        /// Address to listen on (IP:PORT; port 0 picks a free one); 0.0.0.0
+        /// lets anyone on the network connect.
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = socket_addr)]
         addr: SocketAddr,
     },
     /// Send a message round the ring and print the status (replaces client_chain.py).
     Client {
-        /// The name server.
-        #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR)]
+        /// The name server, HOST:PORT.
+        #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
         ns: String,
         /// The server to start at.
         #[arg(long, default_value_t = 1)]
@@ -62,7 +64,7 @@ enum Command {
     Bench {
         /// A name server whose ring to measure; without it, the bench starts
         /// its own name server and a ring of --servers servers.
-        #[arg(long, env = NS_ENV)]
+        #[arg(long, env = NS_ENV, value_parser = host_port)]
         ns: Option<String>,
         /// Ring size when the bench starts its own ring.
         #[arg(long, default_value_t = 3)]
@@ -82,25 +84,17 @@ enum Command {
 // One thread: an RPC is microseconds of work, and on two cores hand-offs
 // between the threads of a work-stealing pool cost more than they give
 // (measured in the README).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
-    match run_cli().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    let command = Cli::parse().command.unwrap_or(Command::Demo { servers: 3 });
+    plumbing::cli::run(
+        Runtime::CurrentThread,
+        "warn,rpc_chain=info,plumbing=info",
+        run(command),
+    )
 }
 
-async fn run_cli() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    match Cli::parse().command.unwrap_or(Command::Demo { servers: 3 }) {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Demo { servers } => demo(servers.max(1)).await,
         Command::Server { ns, id, next, addr } => server(&ns, id, next, addr).await,
         Command::Client { ns, start, words } => {
@@ -116,16 +110,20 @@ async fn run_cli() -> anyhow::Result<()> {
             start,
             calls,
             concurrency,
-        } => run_bench(ns, servers.max(1), start, calls, concurrency).await,
+        } => {
+            println!(
+                "{}",
+                bench::run(ns, servers, start, calls, concurrency).await?
+            );
+            Ok(())
+        }
     }
 }
 
 /// Binds, registers and serves server `id` of a ring of `size` in this process.
 async fn spawn_ring_server(ns: &NameServer, id: u32, size: u32) -> anyhow::Result<Lease> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let lease = ns
-        .register_lease(&server_name(id), listener.local_addr()?, false)
-        .await?;
+    let lease = ns.claim(&server_name(id), listener.local_addr()?).await?;
     println!("{}", starting_line(id));
     let server = ChainServer::new(id, id % size + 1, ns.clone(), true);
     tokio::spawn(serve(listener, server, std::future::pending()));
@@ -156,75 +154,10 @@ async fn server(ns: &str, id: u32, next: u32, addr: SocketAddr) -> anyhow::Resul
         tracing::warn!("listening on {addr}: anyone on the network can connect");
     }
     let ns = NameServer::connect(ns).await?;
-    let stop = rpc_naming::shutdown_signal();
-    let lease = ns
-        .register_lease(&server_name(id), listener.local_addr()?, false)
-        .await?;
+    let stop = plumbing::shutdown::signal();
+    let lease = ns.claim(&server_name(id), listener.local_addr()?).await?;
     println!("{}", starting_line(id));
     serve(listener, ChainServer::new(id, next, ns, true), stop).await;
     rpc_naming::release_on_exit(lease).await;
-    Ok(())
-}
-
-async fn run_bench(
-    ns: Option<String>,
-    servers: u32,
-    start: u32,
-    calls: u64,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    // Without a ring to measure, start one: each server on its own thread
-    // and runtime, as separate processes would be (and so each connects to
-    // the name server from its own runtime).
-    let own = ns.is_none();
-    let ns_addr = match ns {
-        Some(ns) => ns,
-        None => rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?,
-    };
-    let ns = NameServer::connect(&ns_addr).await?;
-    let mut _ring = Vec::new();
-    if own {
-        for id in 1..=servers {
-            let addr = ns_addr.clone();
-            let thread = spawn_server_thread(move |listener, stopped| async move {
-                match NameServer::connect(&addr).await {
-                    Ok(ns) => {
-                        let server = ChainServer::new(id, id % servers + 1, ns, false);
-                        serve(listener, server, async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                    }
-                    Err(err) => tracing::error!(%err, "bench ring server could not start"),
-                }
-            })?;
-            ns.register(&server_name(id), thread.addr, false).await?;
-            _ring.push(thread);
-        }
-    }
-    let hops = ns.list(Some("example.chainTopology.")).await?.len() as u64 + 1;
-    let client = connect(&ns, start).await?;
-    let echo = spawn_server_thread(serve_echo)?;
-
-    // Warm up: connects every hop, fills caches.
-    bench::chains(&client, start, 500, 1).await?;
-    ping_pong(echo.addr, 1_000).await?;
-
-    let sequential = bench::chains(&client, start, calls, 1).await?;
-    let raw = ping_pong(echo.addr, calls * hops).await?;
-    let concurrent = bench::chains(&client, start, calls, concurrency).await?;
-    let floor = raw.per_second() / hops as f64;
-    println!("ring of {} servers: {hops} calls per chain", hops - 1);
-    println!("chains, sequential:             {}", sequential.summary());
-    println!(
-        "chains, concurrency {concurrency:<3}         {}",
-        concurrent.summary()
-    );
-    println!("raw TCP ping-pong, {PING_SIZE} bytes:    {}", raw.summary());
-    println!("floor: {floor:.0} chains/s ({hops} raw round trips each)");
-    println!(
-        "ratio sequential/floor: {:.2}",
-        sequential.per_second() / floor
-    );
     Ok(())
 }

@@ -232,6 +232,7 @@ async fn the_callers_deadline_travels_along_the_chain() {
     let serving = slow.clone();
     tokio::spawn(serve_connections(
         listener,
+        "spy server",
         std::future::pending(),
         move |t| {
             BaseChannel::with_defaults(t)

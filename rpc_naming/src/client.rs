@@ -1,7 +1,9 @@
 //! The client side: talk to a name server, register with a lease, and find
 //! a service by name.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -38,16 +40,36 @@ pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))?
 }
 
-/// A connection to a name server.
+/// A connection to a name server that mends itself.
+///
+/// A name server may restart, or drop a connection that was idle too long:
+/// a call that finds the connection broken connects again and is made once
+/// more, so a server that registered an hour ago can still resolve its next
+/// hop.
 #[derive(Clone, Debug)]
 pub struct NameServer {
     addr: String,
-    client: NamingClient,
+    client: Arc<Mutex<NamingClient>>,
+}
+
+/// Whether an RPC error means the connection is gone (rather than the call).
+fn connection_broken(err: &RpcError) -> bool {
+    matches!(
+        err,
+        RpcError::Shutdown | RpcError::Send(_) | RpcError::Channel(_)
+    )
 }
 
 impl NameServer {
     /// Connects to the name server at `addr` (host:port).
     pub async fn connect(addr: &str) -> Result<Self> {
+        Ok(NameServer {
+            addr: addr.to_owned(),
+            client: Arc::new(Mutex::new(Self::open(addr).await?)),
+        })
+    }
+
+    async fn open(addr: &str) -> Result<NamingClient> {
         let no_server = |source| Error::NoNameServer {
             addr: addr.to_owned(),
             source,
@@ -58,16 +80,38 @@ impl NameServer {
             .next()
             .ok_or_else(|| no_server(std::io::ErrorKind::NotFound.into()))?;
         let transport = connect_within(resolved).await.map_err(no_server)?;
-        let client = NamingClient::new(client::Config::default(), transport).spawn();
-        Ok(NameServer {
-            addr: addr.to_owned(),
-            client,
-        })
+        Ok(NamingClient::new(client::Config::default(), transport).spawn())
     }
 
     /// The address this connection was made to.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    fn current(&self) -> NamingClient {
+        self.client
+            .lock()
+            .expect("name server client poisoned")
+            .clone()
+    }
+
+    /// Makes one call with `op`; if the connection turns out to be broken,
+    /// connects again and makes it once more.
+    async fn call<T, Fut>(&self, op: impl Fn(NamingClient, context::Context) -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, RpcError>>,
+    {
+        match op(self.current(), deadline_in(CALL_TIMEOUT)).await {
+            Err(err) if connection_broken(&err) => {
+                tracing::debug!(addr = %self.addr, %err, "name server connection broken; reconnecting");
+                let fresh = Self::open(&self.addr).await?;
+                *self.client.lock().expect("name server client poisoned") = fresh.clone();
+                op(fresh, deadline_in(CALL_TIMEOUT))
+                    .await
+                    .map_err(|e| self.rpc_error(e))
+            }
+            done => done.map_err(|e| self.rpc_error(e)),
+        }
     }
 
     fn rpc_error(&self, source: RpcError) -> Error {
@@ -77,59 +121,47 @@ impl NameServer {
         }
     }
 
-    fn ctx() -> context::Context {
-        deadline_in(CALL_TIMEOUT)
-    }
-
     pub async fn ping(&self) -> Result<()> {
-        self.client
-            .ping(Self::ctx())
-            .await
-            .map_err(|e| self.rpc_error(e))
+        self.call(|c, ctx| async move { c.ping(ctx).await }).await
     }
 
     pub async fn lookup(&self, name: &str) -> Result<SocketAddr> {
-        let found = self.client.lookup(Self::ctx(), name.to_owned()).await;
-        Ok(found.map_err(|e| self.rpc_error(e))??)
+        let found = self
+            .call(|c, ctx| async move { c.lookup(ctx, name.to_owned()).await })
+            .await?;
+        Ok(found?)
     }
 
     /// Registers `name` for good, as Pyro4's `register` does.
     pub async fn register(&self, name: &str, addr: SocketAddr, safe: bool) -> Result<()> {
         let done = self
-            .client
-            .register(Self::ctx(), name.to_owned(), addr, safe)
-            .await;
-        Ok(done.map_err(|e| self.rpc_error(e))??)
+            .call(|c, ctx| async move { c.register(ctx, name.to_owned(), addr, safe).await })
+            .await?;
+        Ok(done?)
     }
 
     pub async fn list(&self, prefix: Option<&str>) -> Result<Vec<(String, SocketAddr)>> {
-        self.client
-            .list(Self::ctx(), prefix.map(str::to_owned))
+        self.call(|c, ctx| async move { c.list(ctx, prefix.map(str::to_owned)).await })
             .await
-            .map_err(|e| self.rpc_error(e))
     }
 
     pub async fn list_matching(&self, pattern: &str) -> Result<Vec<(String, SocketAddr)>> {
         let found = self
-            .client
-            .list_matching(Self::ctx(), pattern.to_owned())
-            .await;
-        Ok(found.map_err(|e| self.rpc_error(e))??)
+            .call(|c, ctx| async move { c.list_matching(ctx, pattern.to_owned()).await })
+            .await?;
+        Ok(found?)
     }
 
     pub async fn remove(&self, name: &str) -> Result<usize> {
-        self.client
-            .remove(Self::ctx(), name.to_owned())
+        self.call(|c, ctx| async move { c.remove(ctx, name.to_owned()).await })
             .await
-            .map_err(|e| self.rpc_error(e))
     }
 
     pub async fn remove_matching(&self, pattern: &str) -> Result<usize> {
         let removed = self
-            .client
-            .remove_matching(Self::ctx(), pattern.to_owned())
-            .await;
-        Ok(removed.map_err(|e| self.rpc_error(e))??)
+            .call(|c, ctx| async move { c.remove_matching(ctx, pattern.to_owned()).await })
+            .await?;
+        Ok(removed?)
     }
 
     /// Registers `name` at `addr` with a lease kept alive by heartbeats until
@@ -146,13 +178,41 @@ impl NameServer {
         })
     }
 
+    /// Registers `name` at `addr` with a lease, as [`Self::register_lease`],
+    /// but refuses to take the name from a live server: what a server that
+    /// starts under a fixed name does, so that a second copy of it says so
+    /// instead of silently stealing the first one's clients.
+    pub async fn claim(&self, name: &str, addr: SocketAddr) -> Result<Lease> {
+        match self.register_lease(name, addr, true).await {
+            Err(Error::Naming(NamingError::AlreadyRegistered(_))) => Err(Error::NameTaken {
+                name: name.to_owned(),
+                holder: self.lookup(name).await?,
+            }),
+            claimed => claimed,
+        }
+    }
+
     async fn lease(&self, name: &str, addr: SocketAddr, safe: bool) -> Result<u64> {
         let ttl_ms = LEASE_TTL.as_millis() as u64;
         let leased = self
-            .client
-            .register_lease(Self::ctx(), name.to_owned(), addr, safe, ttl_ms)
-            .await;
-        Ok(leased.map_err(|e| self.rpc_error(e))??)
+            .call(|c, ctx| async move {
+                c.register_lease(ctx, name.to_owned(), addr, safe, ttl_ms)
+                    .await
+            })
+            .await?;
+        Ok(leased?)
+    }
+
+    async fn renew(&self, name: &str, lease: u64) -> Result<()> {
+        let renewed = self
+            .call(|c, ctx| async move { c.renew(ctx, name.to_owned(), lease).await })
+            .await?;
+        Ok(renewed?)
+    }
+
+    async fn release(&self, name: &str, lease: u64) -> Result<bool> {
+        self.call(|c, ctx| async move { c.release(ctx, name.to_owned(), lease).await })
+            .await
     }
 
     /// Looks `name` up and opens a connection to it: hand the transport to
@@ -196,11 +256,7 @@ impl Lease {
         let Ok(Some(id)) = (&mut self.heartbeats).await else {
             return Ok(false);
         };
-        self.ns
-            .client
-            .release(NameServer::ctx(), self.name.clone(), id)
-            .await
-            .map_err(|e| self.ns.rpc_error(e))
+        self.ns.release(&self.name, id).await
     }
 }
 
@@ -220,28 +276,23 @@ async fn heartbeat(
     mut id: u64,
     mut stopped: oneshot::Receiver<()>,
 ) -> Option<u64> {
-    let mut ns = ns;
     loop {
         tokio::select! {
             _ = &mut stopped => return Some(id),
             () = tokio::time::sleep(LEASE_TTL / 3) => {}
         }
-        match ns.client.renew(NameServer::ctx(), name.clone(), id).await {
-            Ok(Ok(())) => continue,
-            Ok(Err(NamingError::LeaseLost(_))) => {
+        match ns.renew(&name, id).await {
+            Ok(()) => continue,
+            Err(Error::Naming(NamingError::LeaseLost(_))) => {
                 tracing::warn!(%name, "another server took this name over; no longer registered");
                 return None;
             }
-            Ok(Err(err)) => tracing::warn!(%name, %err, "lease lapsed; registering again"),
+            Err(Error::Naming(err)) => {
+                tracing::warn!(%name, %err, "lease lapsed; registering again")
+            }
             Err(err) => {
-                tracing::warn!(%name, %err, "name server unreachable; reconnecting");
-                match NameServer::connect(ns.addr()).await {
-                    Ok(fresh) => ns = fresh,
-                    Err(err) => {
-                        tracing::warn!(%err, "reconnect failed; will retry");
-                        continue;
-                    }
-                }
+                tracing::warn!(%name, %err, "name server unreachable; will retry");
+                continue;
             }
         }
         match ns.lease(&name, addr, true).await {

@@ -138,6 +138,11 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "{name} is already registered by a live server at {holder}; stop that one first, \
+         or choose another name (a crashed server's name expires within seconds)"
+    )]
+    NameTaken { name: String, holder: SocketAddr },
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
@@ -147,58 +152,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An error with its causes, `outer: inner: innermost`, for an error that
-/// must travel as text (a `Display` here leaves its cause to `source()`).
-pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
-}
-
 /// Removes a stopping server's name. If the name server is gone too, says
 /// so and carries on: the lease expires by itself.
 pub async fn release_on_exit(lease: Lease) {
     let name = lease.name().to_owned();
     if let Err(err) = lease.release().await {
         tracing::warn!(%name, %err, "could not remove the name; it expires within seconds");
-    }
-}
-
-/// A future that completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what a
-/// server stops on, so that it can remove its name on the way out.
-///
-/// The handlers are installed when this is called, not when the future is
-/// first polled: call it before announcing the server, or a signal sent
-/// right after the announcement would kill the process uncleanly.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let handlers = signal(SignalKind::interrupt()).and_then(|interrupt| {
-            signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
-        });
-        async move {
-            match handlers {
-                Ok((mut interrupt, mut terminate)) => {
-                    tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = terminate.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use plumbing::cli::{Runtime, host_port, socket_addr};
 use tokio::net::TcpListener;
 
 use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, NS_ENV, NameServer, server};
@@ -21,8 +22,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Ns {
-    /// The name server to talk to.
-    #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR)]
+    /// The name server to talk to (HOST:PORT).
+    #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
     ns: String,
 }
 
@@ -30,8 +31,8 @@ struct Ns {
 enum Command {
     /// Run the name server (the default).
     Serve {
-        /// Address to listen on; 0.0.0.0 lets anyone on the network connect.
-        #[arg(long, default_value = DEFAULT_NS_ADDR)]
+        /// Address to listen on (IP:PORT); 0.0.0.0 lets anyone on the network connect.
+        #[arg(long, default_value = DEFAULT_NS_ADDR, value_parser = socket_addr)]
         addr: SocketAddr,
         /// Most names the table holds.
         #[arg(long, default_value_t = DEFAULT_MAX_NAMES)]
@@ -55,6 +56,8 @@ enum Command {
     /// Register NAME at ADDR (overwrites unless --safe); it stays until removed.
     Register {
         name: String,
+        /// The server's address (IP:PORT).
+        #[arg(value_parser = socket_addr)]
         addr: SocketAddr,
         /// Fail if the name is already registered.
         #[arg(long)]
@@ -81,25 +84,16 @@ enum Command {
 // One thread: an RPC is microseconds of work, and on two cores hand-offs
 // between the threads of a work-stealing pool cost more than they give
 // (measured in the README).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+fn main() -> ExitCode {
     let command = Cli::parse().command.unwrap_or(Command::Serve {
         addr: DEFAULT_NS_ADDR.parse().expect("valid default address"),
         max_names: DEFAULT_MAX_NAMES,
     });
-    match run(command).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    plumbing::cli::run(
+        Runtime::CurrentThread,
+        "warn,rpc_naming=info,plumbing=info",
+        run(command),
+    )
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -115,7 +109,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if addr.ip().is_unspecified() {
                 tracing::warn!("listening on {addr}: anyone on the network can connect");
             }
-            let stop = rpc_naming::shutdown_signal();
+            let stop = plumbing::shutdown::signal();
             println!("NS running on {}", listener.local_addr()?);
             server::serve(listener, max_names.max(1), stop).await;
         }

@@ -270,7 +270,7 @@ impl Naming for NamingServer {
 /// until `shutdown` completes.
 pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Future<Output = ()>) {
     let server = NamingServer::new(max_names);
-    serve_connections(listener, shutdown, move |transport| {
+    serve_connections(listener, "name server", shutdown, move |transport| {
         BaseChannel::with_defaults(transport)
             .execute(server.clone().serve())
             .for_each(spawn_request)

@@ -8,20 +8,22 @@
 //! - `TCP_NODELAY`: RPC is small request/response messages, which Nagle's
 //!   algorithm would delay.
 //!
-//! It also gives servers an accept loop that stops on a shutdown signal,
-//! which tarpc does not have built in.
+//! Servers accept through the workspace's one accept loop
+//! ([`plumbing::accept`]): a connection limit, an idle timeout and a
+//! graceful stop, which tarpc does not have built in.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
+use plumbing::accept::{self, AcceptConfig, Connection, IdleTimeout, OnShutdown};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tarpc::serde_transport::{self, Transport};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::LengthDelimitedCodec;
 use tarpc::{ClientMessage, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 /// Largest frame either end sends or accepts. A larger request is refused by
 /// the receiving end, which drops that connection, and only that one.
@@ -38,20 +40,18 @@ pub type ClientTransport<Req, Resp> = Transport<
 
 /// The server side of a connection: hand it to `BaseChannel::with_defaults`.
 pub type ServerTransport<Req, Resp> = Transport<
-    TcpStream,
+    IdleTimeout<TcpStream>,
     ClientMessage<Req>,
     Response<Resp>,
     Bincode<ClientMessage<Req>, Response<Resp>>,
 >;
 
-fn frame<Item, SinkItem>(
-    stream: TcpStream,
-) -> Transport<TcpStream, Item, SinkItem, Bincode<Item, SinkItem>>
+fn frame<Io, Item, SinkItem>(stream: Io) -> Transport<Io, Item, SinkItem, Bincode<Item, SinkItem>>
 where
+    Io: AsyncRead + AsyncWrite,
     Item: DeserializeOwned,
     SinkItem: Serialize,
 {
-    let _ = stream.set_nodelay(true);
     let framed = LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME)
         .new_framed(stream);
@@ -64,12 +64,25 @@ where
     Req: Serialize,
     Resp: DeserializeOwned,
 {
-    Ok(frame(TcpStream::connect(addr).await?))
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(frame(stream))
+}
+
+/// How the RPC servers accept: 256 connections at once, a 60 s idle
+/// timeout (longer than any call's deadline, so only a connection with
+/// nothing in flight is dropped), and on a stop the open connections are
+/// closed rather than waited for (clients keep theirs open).
+pub fn accept_config(name: &'static str) -> AcceptConfig {
+    AcceptConfig {
+        on_shutdown: OnShutdown::Close,
+        ..AcceptConfig::new(name)
+    }
 }
 
 /// Accepts connections on `listener` until `shutdown` completes, running
-/// `on_connection(transport)` for each in its own task; then stops accepting
-/// and closes the open connections.
+/// `on_connection(transport)` for each in its own task (through
+/// [`plumbing::accept::serve`], with [`accept_config`]).
 ///
 /// `on_connection` is where the concrete service runs the channel, typically
 /// `BaseChannel::with_defaults(t).execute(server.serve()).for_each(spawn)`
@@ -77,6 +90,7 @@ where
 /// request in its own task).
 pub async fn serve_connections<Req, Resp, Conn>(
     listener: TcpListener,
+    name: &'static str,
     shutdown: impl Future<Output = ()>,
     mut on_connection: impl FnMut(ServerTransport<Req, Resp>) -> Conn,
 ) where
@@ -84,27 +98,14 @@ pub async fn serve_connections<Req, Resp, Conn>(
     Resp: Serialize,
     Conn: Future<Output = ()> + Send + 'static,
 {
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tracing::debug!(%peer, "connection");
-                    connections.spawn(on_connection(frame(stream)));
-                }
-                Err(err) => {
-                    // Out of descriptors or a reset peer: keep serving.
-                    tracing::warn!(%err, "accept failed; continuing");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            },
-            // Reap finished connections so the set does not grow forever.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = &mut shutdown => break,
-        }
-    }
-    connections.shutdown().await;
+    accept::serve(
+        listener,
+        &accept_config(name),
+        shutdown,
+        |connection: Connection| on_connection(frame(connection.stream)),
+        accept::close,
+    )
+    .await;
 }
 
 /// Spawns one request's future; for `execute(..).for_each(spawn_request)`.

@@ -1,16 +1,102 @@
-//! `rpc_welcome bench`: welcome calls per second, sequential and concurrent;
-//! the raw ping-pong floor it is compared with is in [`rpc_naming::bench`].
+//! `rpc_welcome bench`: welcome calls per second, sequential and concurrent,
+//! against the raw TCP ping-pong floor ([`rpc_naming::bench`]) in the same
+//! run.
 
-use rpc_naming::bench::{Stats, closed_loop};
+use std::fmt;
 
-use crate::{Result, WelcomeClient, buy};
+use plumbing::bench::{Stats, closed_loop, spawn_server_thread};
+use rpc_naming::bench::{PING_SIZE, ping_pong, serve_echo};
+use rpc_naming::{DEFAULT_MAX_NAMES, NameServer};
+
+use crate::{Error, Result, WelcomeClient, buy, connect, serve};
 
 /// The title every bench call buys.
 pub const TITLE: &str = "Sistem Terdistribusi";
 
+/// What a bench run measured.
+#[derive(Debug)]
+pub struct Report {
+    pub sequential: Stats,
+    pub raw: Stats,
+    pub concurrency: usize,
+    pub concurrent: Stats,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "welcome_message, sequential:      {}",
+            self.sequential.summary()
+        )?;
+        writeln!(
+            f,
+            "raw TCP ping-pong, {PING_SIZE} bytes:      {}",
+            self.raw.summary()
+        )?;
+        writeln!(
+            f,
+            "welcome_message, concurrency {:<3} {}",
+            self.concurrency,
+            self.concurrent.summary()
+        )?;
+        write!(
+            f,
+            "ratio sequential/raw: {:.2}",
+            self.sequential.per_second() / self.raw.per_second()
+        )
+    }
+}
+
+/// Measures the server registered as `name` with the name server `ns`;
+/// without `ns`, starts a name server here and a welcome server on a thread
+/// of its own (as a separate process would be), registered through it.
+pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize) -> Result<Report> {
+    let own = ns.is_none();
+    let ns_addr = match ns {
+        Some(ns) => ns,
+        None => rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES)
+            .await
+            .map_err(Error::BenchSetup)?,
+    };
+    let ns = NameServer::connect(&ns_addr).await?;
+    let _own_server = if own {
+        let server = spawn_server_thread(|listener, stopped| {
+            serve(listener, async {
+                let _ = stopped.await;
+            })
+        })
+        .map_err(Error::BenchSetup)?;
+        ns.register(name, server.addr, false).await?;
+        Some(server)
+    } else {
+        None
+    };
+    let client = connect(&ns, name).await?;
+    let echo = spawn_server_thread(serve_echo).map_err(Error::BenchSetup)?;
+
+    // Warm up both paths before measuring.
+    welcome_calls(&client, name, 1_000, 1).await?;
+    ping_pong(echo.addr, 1_000)
+        .await
+        .map_err(Error::BenchSetup)?;
+
+    let sequential = welcome_calls(&client, name, calls, 1).await?;
+    let raw = ping_pong(echo.addr, calls)
+        .await
+        .map_err(Error::BenchSetup)?;
+    let concurrent = welcome_calls(&client, name, calls, concurrency).await?;
+    Ok(Report {
+        sequential,
+        raw,
+        concurrency,
+        concurrent,
+    })
+}
+
 /// `calls` welcome calls, `concurrency` at a time, over one connection
 /// (tarpc multiplexes the calls in flight).
-pub async fn calls(
+pub async fn welcome_calls(
     client: &WelcomeClient,
     name: &str,
     calls: u64,

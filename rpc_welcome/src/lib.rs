@@ -62,13 +62,15 @@ pub enum Error {
     Naming(#[from] rpc_naming::Error),
     #[error("{name} did not answer (is the server stuck or gone?)")]
     Call { name: String, source: RpcError },
+    #[error("the bench could not set up its servers")]
+    BenchSetup(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Serves [`WelcomeServer`] on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    serve_connections(listener, shutdown, |transport| {
+    serve_connections(listener, "welcome server", shutdown, |transport| {
         BaseChannel::with_defaults(transport)
             .execute(WelcomeServer.serve())
             .for_each(spawn_request)

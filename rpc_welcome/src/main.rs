@@ -3,9 +3,11 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use plumbing::cli::{Runtime, host_port, socket_addr};
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 
@@ -24,8 +26,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Naming {
-    /// The name server (start one with `rpc_naming serve`).
-    #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR)]
+    /// The name server, HOST:PORT (start one with `rpc_naming serve`).
+    #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
     ns: String,
     /// The name the server registers under.
     #[arg(long, default_value = DEFAULT_NAME)]
@@ -37,15 +39,16 @@ enum Command {
     /// Name server, server and client in one process (the default).
     Demo {
         /// The book to buy.
-        #[arg(long, default_value = "Sistem Terdistribusi")]
+        #[arg(long, default_value = bench::TITLE)]
         title: String,
     },
     /// Serve welcome_message and register it with the name server.
     Server {
         #[command(flatten)]
         naming: Naming,
-        /// Address to listen on; 0.0.0.0 lets anyone on the network connect.
-        #[arg(long, default_value = "127.0.0.1:0")]
+        /// Address to listen on (IP:PORT; port 0 picks a free one); 0.0.0.0
+        /// lets anyone on the network connect.
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = socket_addr)]
         addr: SocketAddr,
     },
     /// Buy a book: find the server by name and call welcome_message.
@@ -60,7 +63,7 @@ enum Command {
     Bench {
         /// A name server whose registered server to measure; without it, the
         /// bench starts its own name server and server.
-        #[arg(long, env = NS_ENV)]
+        #[arg(long, env = NS_ENV, value_parser = host_port)]
         ns: Option<String>,
         /// The name of the server to measure.
         #[arg(long, default_value = DEFAULT_NAME)]
@@ -77,27 +80,19 @@ enum Command {
 // One thread: an RPC is microseconds of work, and on two cores hand-offs
 // between the threads of a work-stealing pool cost more than they give
 // (measured in the README).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
-    match run_cli().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    let command = Cli::parse().command.unwrap_or(Command::Demo {
+        title: bench::TITLE.into(),
+    });
+    plumbing::cli::run(
+        Runtime::CurrentThread,
+        "warn,rpc_welcome=info,plumbing=info",
+        run(command),
+    )
 }
 
-async fn run_cli() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    match Cli::parse().command.unwrap_or(Command::Demo {
-        title: "Sistem Terdistribusi".into(),
-    }) {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Demo { title } => demo(&title).await,
         Command::Server { naming, addr } => server(&naming, addr).await,
         Command::Client { naming, title } => {
@@ -115,7 +110,10 @@ async fn run_cli() -> anyhow::Result<()> {
             name,
             calls,
             concurrency,
-        } => run_bench(ns, &name, calls, concurrency).await,
+        } => {
+            println!("{}", bench::run(ns, &name, calls, concurrency).await?);
+            Ok(())
+        }
     }
 }
 
@@ -135,7 +133,7 @@ async fn demo(title: &str) -> anyhow::Result<()> {
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let lease = ns.register_lease(DEFAULT_NAME, addr, false).await?;
+    let lease = ns.claim(DEFAULT_NAME, addr).await?;
     println!("{}", ready_line(DEFAULT_NAME, addr));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, async {
@@ -161,62 +159,10 @@ async fn server(naming: &Naming, addr: SocketAddr) -> anyhow::Result<()> {
     }
     let bound = listener.local_addr()?;
     let ns = NameServer::connect(&naming.ns).await?;
-    let stop = rpc_naming::shutdown_signal();
-    let lease = ns.register_lease(&naming.name, bound, false).await?;
+    let stop = plumbing::shutdown::signal();
+    let lease = ns.claim(&naming.name, bound).await?;
     println!("{}", ready_line(&naming.name, bound));
     serve(listener, stop).await;
     rpc_naming::release_on_exit(lease).await;
-    Ok(())
-}
-
-async fn run_bench(
-    ns: Option<String>,
-    name: &str,
-    calls: u64,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    // Without a name server to measure against, start one here and a
-    // welcome server on its own thread, registered through it.
-    let own = ns.is_none();
-    let ns_addr = match ns {
-        Some(ns) => ns,
-        None => rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?,
-    };
-    let ns = NameServer::connect(&ns_addr).await?;
-    let _own_server = if own {
-        let server = rpc_naming::bench::spawn_server_thread(|listener, stopped| {
-            serve(listener, async {
-                let _ = stopped.await;
-            })
-        })?;
-        ns.register(name, server.addr, false).await?;
-        Some(server)
-    } else {
-        None
-    };
-    let client = connect(&ns, name).await?;
-    let echo = rpc_naming::bench::spawn_server_thread(rpc_naming::bench::serve_echo)?;
-
-    // Warm up both paths before measuring.
-    bench::calls(&client, name, 1_000, 1).await?;
-    rpc_naming::bench::ping_pong(echo.addr, 1_000).await?;
-
-    let sequential = bench::calls(&client, name, calls, 1).await?;
-    let raw = rpc_naming::bench::ping_pong(echo.addr, calls).await?;
-    let concurrent = bench::calls(&client, name, calls, concurrency).await?;
-    println!("welcome_message, sequential:      {}", sequential.summary());
-    println!(
-        "raw TCP ping-pong, {} bytes:      {}",
-        rpc_naming::bench::PING_SIZE,
-        raw.summary()
-    );
-    println!(
-        "welcome_message, concurrency {concurrency:<3} {}",
-        concurrent.summary()
-    );
-    println!(
-        "ratio sequential/raw: {:.2}",
-        sequential.per_second() / raw.per_second()
-    );
     Ok(())
 }

@@ -18,9 +18,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, TimeZone};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use plumbing::accept::{self, AcceptConfig, Connection};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::task::TaskTracker;
 
 /// Where the chapter's server listens (`server.py` used port 9999).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9999";
@@ -49,8 +49,8 @@ pub enum Error {
     },
     #[error("the reply from {addr} is not a time line: {reason}")]
     BadReply { addr: String, reason: String },
-    #[error("accepting a connection failed")]
-    Accept(#[source] std::io::Error),
+    #[error("the bench could not set up its servers")]
+    BenchSetup(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -84,60 +84,37 @@ pub fn checkout_line(time: &str) -> String {
     format!("Telah melakukan check out buku dongeng pada:{time}")
 }
 
+/// Connections served at once; one more is closed at once.
+pub const MAX_CONNECTIONS: usize = 512;
+
 /// Serves the time on `listener` until `shutdown` completes, then waits for
 /// the connections in flight and returns.
 ///
-/// Each connection runs in its own task, so a slow peer never delays the
-/// others. With `announce` the chapter's line is printed per connection
-/// (benches turn it off to measure the protocol, not the terminal).
-pub async fn serve(
-    listener: TcpListener,
-    announce: bool,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let connections = TaskTracker::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                // Running out of file descriptors or a peer that reset before
-                // accept are transient: log and keep serving.
-                Err(err) if is_transient_accept_error(&err) => {
-                    tracing::warn!(%err, "accept failed; continuing");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-                Err(err) => return Err(Error::Accept(err)),
-            },
-            () = &mut shutdown => break,
-        };
+/// Connections are accepted by the workspace's one accept loop
+/// ([`plumbing::accept`]): each runs in its own task, so a slow peer never
+/// delays the others, at most [`MAX_CONNECTIONS`] at once, and a peer that
+/// takes no byte for [`CLIENT_TIMEOUT`] is dropped. With `announce` the
+/// chapter's line is printed per connection (benches turn it off to measure
+/// the protocol, not the terminal).
+pub async fn serve(listener: TcpListener, announce: bool, shutdown: impl Future<Output = ()>) {
+    let config = AcceptConfig {
+        max_connections: MAX_CONNECTIONS,
+        idle_timeout: CLIENT_TIMEOUT,
+        ..AcceptConfig::new("time server")
+    };
+    let send = move |connection: Connection| async move {
         if announce {
             // One locked write per line keeps lines whole under concurrency.
-            let _ = writeln!(std::io::stdout().lock(), "{}", sale_line(peer));
+            let _ = writeln!(std::io::stdout().lock(), "{}", sale_line(connection.peer));
         }
-        connections.spawn(async move {
-            if let Err(err) = send_time(socket).await {
-                tracing::debug!(%peer, %err, "could not send the time");
-            }
-        });
-    }
-    connections.close();
-    connections.wait().await;
-    Ok(())
+        if let Err(err) = send_time(connection.stream).await {
+            tracing::debug!(peer = %connection.peer, %err, "could not send the time");
+        }
+    };
+    accept::serve(listener, &config, shutdown, send, accept::close).await;
 }
 
-fn is_transient_accept_error(err: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        err.kind(),
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
-    ) || err
-        .raw_os_error()
-        .is_some_and(|code| code == 24 || code == 23) // EMFILE, ENFILE
-}
-
-async fn send_time(mut socket: TcpStream) -> std::io::Result<()> {
+async fn send_time(mut socket: impl AsyncWrite + Unpin) -> std::io::Result<()> {
     socket.write_all(time_reply().as_bytes()).await?;
     socket.shutdown().await
 }
