@@ -95,11 +95,25 @@ impl AcceptConfig {
 }
 
 /// A connection being served. Its place under the limit is held until the
-/// future serving it ends.
+/// future serving it ends, or until [`Slot::release`].
 #[derive(Debug)]
 pub struct Connection {
     pub stream: IdleTimeout<TcpStream>,
     pub peer: SocketAddr,
+    pub slot: Slot,
+}
+
+/// A connection's place under the limit.
+#[derive(Clone, Debug)]
+pub struct Slot(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl Slot {
+    /// Frees the place now, before the connection ends: for a connection
+    /// that is only saying goodbye (an error already sent) and should not
+    /// keep a new client waiting meanwhile.
+    pub fn release(&self) {
+        self.0.lock().expect("slot poisoned").take();
+    }
 }
 
 /// A connection over the limit, handed to the server's refusal.
@@ -166,10 +180,16 @@ pub async fn serve<H, HFut, R, RFut>(
         let stream = IdleTimeout::new(socket, config.idle_timeout);
         if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
             tracing::debug!(%peer, "{}: connection", config.name);
-            let served = handle(Connection { stream, peer });
+            let slot = Slot(Arc::new(std::sync::Mutex::new(Some(slot))));
+            let served = handle(Connection {
+                stream,
+                peer,
+                slot: slot.clone(),
+            });
             connections.spawn(held_while(served, slot));
         } else if let Ok(refusing) = Arc::clone(&refusal_slots).try_acquire_owned() {
             tracing::warn!(%peer, "{}: {limit} connections open; refusing one more", config.name);
+            let refusing = Slot(Arc::new(std::sync::Mutex::new(Some(refusing))));
             connections.spawn(held_while(refuse(Refused { stream, peer }), refusing));
         } else {
             tracing::debug!(%peer, "{}: over the limit, closed at once", config.name);
@@ -182,10 +202,10 @@ pub async fn serve<H, HFut, R, RFut>(
     tracing::info!("{} on {addr} stopped", config.name);
 }
 
-/// Runs `work`, keeping `slot` taken until it ends.
-async fn held_while(work: impl Future<Output = ()>, slot: OwnedSemaphorePermit) {
+/// Runs `work`, keeping `slot` taken until it ends (or is released).
+async fn held_while(work: impl Future<Output = ()>, slot: Slot) {
     work.await;
-    drop(slot);
+    slot.release();
 }
 
 /// A stream that fails its reads and writes once no byte has moved, either

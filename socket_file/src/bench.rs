@@ -5,8 +5,9 @@
 //! SHA-256 on the client, temporary file and rename included); the floor
 //! copies the same number of bytes from memory to memory with large buffers.
 
+use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,7 +57,7 @@ pub async fn protocol_runs(book: &Path, out_dir: &Path, runs: usize) -> Result<V
         std::fs::remove_file(&out)?;
     }
     let _ = stop.send(());
-    server.await.expect("bench server panicked")?;
+    server.await.expect("bench server panicked");
     Ok(rates)
 }
 
@@ -96,6 +97,69 @@ pub async fn raw_runs(size: u64, runs: usize) -> Result<Vec<f64>> {
     }
     sender.await.expect("raw sender panicked")?;
     Ok(rates)
+}
+
+/// What a bench run measured: MB/s per run of each kind.
+#[derive(Debug)]
+pub struct Report {
+    pub protocol: Vec<f64>,
+    pub raw: Vec<f64>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |rates: &[f64]| {
+            rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        writeln!(
+            f,
+            "protocol (file to file, SHA-256 verified): median {:>6.0} MB/s  runs: {}",
+            median(&self.protocol),
+            show(&self.protocol)
+        )?;
+        writeln!(
+            f,
+            "raw TCP copy (memory to memory):           median {:>6.0} MB/s  runs: {}",
+            median(&self.raw),
+            show(&self.raw)
+        )?;
+        write!(
+            f,
+            "ratio protocol/raw: {:.2}",
+            median(&self.protocol) / median(&self.raw)
+        )
+    }
+}
+
+/// Generates a book of `size_mib` MiB in `dir` (default: a temporary
+/// folder), lends it `runs` times, copies as many bytes raw `runs` times,
+/// and deletes the book.
+pub async fn run(size_mib: u64, runs: usize, dir: Option<PathBuf>) -> Result<Report> {
+    let temp;
+    let dir = match dir {
+        Some(dir) => dir,
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let size = size_mib << 20;
+    let book = dir.join("book.bin");
+    tracing::info!("generating a {size_mib} MiB book in {}", dir.display());
+    tokio::task::spawn_blocking({
+        let book = book.clone();
+        move || generate_book(&book, size)
+    })
+    .await
+    .expect("book generator panicked")?;
+    let protocol = protocol_runs(&book, &dir, runs).await?;
+    let raw = raw_runs(size, runs).await?;
+    std::fs::remove_file(&book)?;
+    Ok(Report { protocol, raw })
 }
 
 /// The middle value of a set of measurements.

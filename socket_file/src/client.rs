@@ -6,19 +6,21 @@
 //! overlap. The temporary file sits beside the target (same file system, so
 //! the final rename is atomic) and is deleted if anything fails.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
-use tempfile::NamedTempFile;
+use tempfile::{NamedTempFile, TempPath};
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use crate::protocol::{
-    self, BLOCK_SIZE, BOOK_LEN, DIGEST_LEN, FrameError, FrameReader, Kind, MAX_TEXT,
+    self, BLOCK_SIZE, BOOK_LEN, DIGEST_LEN, FrameError, FrameReader, Front, Kind, MAX_TEXT,
 };
 use crate::{Error, Result, hex};
 
@@ -52,28 +54,17 @@ pub struct Borrowed {
 /// Borrows a book: sends `request` to `addr` and saves the reply to `out`.
 ///
 /// `out` is only created or replaced once the whole book has arrived and its
-/// size and SHA-256 match what the server announced.
+/// size and SHA-256 match what the server announced. Until then the book is
+/// written to a hidden temporary file beside `out`, which is deleted if
+/// anything fails *or if this future is dropped* (a caller that stops on
+/// Ctrl-C leaves nothing behind).
 pub async fn borrow_book(
     addr: &str,
     request: &str,
     out: &Path,
     mut on_event: impl FnMut(Event<'_>),
 ) -> Result<Borrowed> {
-    let socket = tokio::time::timeout(CLIENT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| Error::Connect {
-            addr: addr.to_owned(),
-            source: std::io::ErrorKind::TimedOut.into(),
-        })?
-        .map_err(|source| Error::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
-    let _ = socket.set_nodelay(true);
-    let (reader, mut writer) = socket.into_split();
-    protocol::write_frame(&mut writer, Kind::Request, request.as_bytes()).await?;
-    let mut frames = FrameReader::new(reader, READ_BUFFER);
-
+    let mut frames = send_request(addr, request).await?;
     let size = match next_frame(&mut frames).await? {
         (Kind::Book, payload) if payload.len() == BOOK_LEN => {
             u64::from_be_bytes(payload[..].try_into().expect("checked length"))
@@ -81,32 +72,16 @@ pub async fn borrow_book(
         (kind, payload) => return Err(unexpected(kind, &payload, "the book's size")),
     };
     on_event(Event::Started { size });
-
-    let temp = temp_file_beside(out)?;
-    let temp_path = temp.path().to_owned();
-    let (to_writer, writer_rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let (to_hasher, hasher_rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let writing = tokio::task::spawn_blocking(move || write_chunks(temp, writer_rx));
-    let hashing = tokio::task::spawn_blocking(move || hash_chunks(hasher_rx));
-
-    let received = receive_blocks(&mut frames, size, &to_writer, &to_hasher, &mut on_event).await;
-    drop((to_writer, to_hasher));
-    let written = writing.await.expect("writer thread panicked");
-    let actual = hashing.await.expect("hasher thread panicked");
-    received?;
-    let temp = written.map_err(|source| Error::Output {
-        path: temp_path,
-        source,
-    })?;
+    let (temp, sha256) = receive_book(&mut frames, size, out, &mut on_event).await?;
 
     let expected = match next_frame(&mut frames).await? {
         (Kind::Digest, payload) if payload.len() == DIGEST_LEN => payload,
         (kind, payload) => return Err(unexpected(kind, &payload, "the digest")),
     };
-    if expected[..] != actual[..] {
+    if expected[..] != sha256[..] {
         return Err(Error::DigestMismatch {
             expected: hex(&expected),
-            actual: hex(&actual),
+            actual: hex(&sha256),
         });
     }
     let closing = match next_frame(&mut frames).await? {
@@ -114,7 +89,6 @@ pub async fn borrow_book(
             .map_err(|_| Error::Protocol("the closing message is not UTF-8".into()))?,
         (kind, payload) => return Err(unexpected(kind, &payload, "the closing message")),
     };
-
     temp.persist(out).map_err(|err| Error::Output {
         path: out.to_owned(),
         source: err.error,
@@ -122,9 +96,55 @@ pub async fn borrow_book(
     Ok(Borrowed {
         path: out.to_owned(),
         size,
-        sha256: actual,
+        sha256,
         closing,
     })
+}
+
+/// Connects to `addr`, sends the request frame, and returns a reader for
+/// the reply.
+async fn send_request(addr: &str, request: &str) -> Result<FrameReader<OwnedReadHalf>> {
+    let connect_failed = |source| Error::Connect {
+        addr: addr.to_owned(),
+        source,
+    };
+    let socket = tokio::time::timeout(CLIENT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| connect_failed(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(connect_failed)?;
+    let _ = socket.set_nodelay(true);
+    let (reader, mut writer) = socket.into_split();
+    protocol::write_frame(&mut writer, Kind::Request, request.as_bytes()).await?;
+    Ok(FrameReader::new(reader, READ_BUFFER))
+}
+
+/// Receives the `size` bytes of the book into a temporary file beside
+/// `out`, hashing them on the way; returns the file (deleted when dropped)
+/// and the digest of what arrived.
+async fn receive_book<R: AsyncRead + Unpin>(
+    frames: &mut FrameReader<R>,
+    size: u64,
+    out: &Path,
+    on_event: &mut impl FnMut(Event<'_>),
+) -> Result<(TempPath, [u8; DIGEST_LEN])> {
+    // The path stays with this future, so dropping it deletes the file; the
+    // writer thread only holds the open file.
+    let (file, temp) = temp_file_beside(out)?.into_parts();
+    let (to_writer, writer_rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    let (to_hasher, hasher_rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    let writing = tokio::task::spawn_blocking(move || write_chunks(file, writer_rx));
+    let hashing = tokio::task::spawn_blocking(move || hash_chunks(hasher_rx));
+
+    let received = receive_blocks(frames, size, &to_writer, &to_hasher, on_event).await;
+    drop((to_writer, to_hasher));
+    let written = writing.await.expect("writer thread panicked");
+    let sha256 = hashing.await.expect("hasher thread panicked");
+    received?;
+    written.map_err(|source| Error::Output {
+        path: temp.to_path_buf(),
+        source,
+    })?;
+    Ok((temp, sha256))
 }
 
 /// Parses the `D` frames of a book of `size` bytes straight out of the read
@@ -139,41 +159,38 @@ async fn receive_blocks<R: AsyncRead + Unpin>(
     let mut received = 0u64;
     let mut chunk = BytesMut::with_capacity(CHUNK);
     while received < size {
-        match frames.header() {
-            Some((kind, len)) if kind == Kind::Data.byte() => {
-                if len == 0 || len > BLOCK_SIZE {
-                    return Err(Error::Protocol(format!(
-                        "a data frame of {len} bytes (1 to {BLOCK_SIZE} allowed)"
-                    )));
-                }
+        match frames
+            .front_block()
+            .map_err(|err| Error::Protocol(err.to_string()))?
+        {
+            Front::Block(block) => {
+                let len = block.len();
                 if received + len as u64 > size {
                     return Err(Error::Protocol(format!(
                         "the server sent more than the {size} bytes it announced"
                     )));
                 }
-                if let Some(block) = frames.payload(len) {
-                    chunk.extend_from_slice(block);
-                    on_event(Event::Block(block));
-                    frames.consume(len);
-                    received += len as u64;
-                    if chunk.len() + BLOCK_SIZE > CHUNK || received == size {
-                        let full = chunk.split().freeze();
-                        chunk.reserve(CHUNK);
-                        // A worker that stopped has failed; its result says why.
-                        if to_writer.send(full.clone()).await.is_err()
-                            || to_hasher.send(full).await.is_err()
-                        {
-                            return Ok(());
-                        }
+                chunk.extend_from_slice(block);
+                on_event(Event::Block(block));
+                frames.consume(len);
+                received += len as u64;
+                if chunk.len() + BLOCK_SIZE > CHUNK || received == size {
+                    let full = chunk.split().freeze();
+                    chunk.reserve(CHUNK);
+                    // A worker that stopped has failed; its result says why.
+                    if to_writer.send(full.clone()).await.is_err()
+                        || to_hasher.send(full).await.is_err()
+                    {
+                        return Ok(());
                     }
-                    continue;
                 }
+                continue;
             }
-            Some(_) => {
+            Front::OtherKind => {
                 let (kind, payload) = next_frame(frames).await?;
                 return Err(unexpected(kind, &payload, "a data frame"));
             }
-            None => {}
+            Front::Incomplete => {}
         }
         let interrupted = |source| Error::Interrupted {
             received,
@@ -242,22 +259,18 @@ fn temp_file_beside(out: &Path) -> Result<NamedTempFile> {
         })
 }
 
-fn write_chunks(
-    mut temp: NamedTempFile,
-    mut chunks: mpsc::Receiver<Bytes>,
-) -> std::io::Result<NamedTempFile> {
+fn write_chunks(mut file: File, mut chunks: mpsc::Receiver<Bytes>) -> std::io::Result<()> {
     while let Some(chunk) = chunks.blocking_recv() {
-        temp.write_all(&chunk)?;
+        file.write_all(&chunk)?;
     }
-    temp.flush()?;
+    file.flush()?;
     #[cfg(unix)]
     {
         // tempfile creates 0600; a received book is an ordinary file.
         use std::os::unix::fs::PermissionsExt;
-        temp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
-    Ok(temp)
+    Ok(())
 }
 
 fn hash_chunks(mut chunks: mpsc::Receiver<Bytes>) -> [u8; DIGEST_LEN] {

@@ -4,19 +4,21 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use plumbing::cli::{Runtime, host_port, socket_addr};
 use tokio::net::TcpListener;
 
 use socket_file::client::{Borrowed, Event, borrow_book};
 use socket_file::server::{ServerConfig, serve};
 use socket_file::{DEFAULT_ADDR, DEFAULT_REQUEST, bench, hex};
 
-/// The chapter's book, shipped in this crate.
-const SHIPPED_BOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mytext.txt");
+/// The chapter's book, shipped inside the binary.
+const SHIPPED_BOOK: &[u8] = include_bytes!("../mytext.txt");
 /// Books at least this large get a progress bar (on a terminal).
 const PROGRESS_FROM: u64 = 1 << 20;
 
@@ -36,12 +38,13 @@ enum Command {
     Demo,
     /// Lend a book to every borrower (replaces server2.py).
     Server {
-        /// Address to listen on; 0.0.0.0 lets anyone on the network connect.
-        #[arg(long, default_value = DEFAULT_ADDR)]
+        /// Address to listen on (IP:PORT); 0.0.0.0 lets anyone on the network connect.
+        #[arg(long, default_value = DEFAULT_ADDR, value_parser = socket_addr)]
         addr: SocketAddr,
-        /// The book to lend.
-        #[arg(long, default_value = SHIPPED_BOOK)]
-        file: PathBuf,
+        /// The book to lend (default: the chapter's mytext.txt, shipped in
+        /// the binary).
+        #[arg(long)]
+        file: Option<PathBuf>,
         /// Print every block sent, as the original did (not for big books).
         #[arg(long)]
         verbose: bool,
@@ -54,8 +57,8 @@ enum Command {
     },
     /// Borrow the book and save it (replaces client2.py).
     Client {
-        /// Address of the book server.
-        #[arg(long, default_value = DEFAULT_ADDR)]
+        /// Address of the book server (HOST:PORT).
+        #[arg(long, default_value = DEFAULT_ADDR, value_parser = host_port)]
         addr: String,
         /// Where to save the book; written only once it is complete and verified.
         #[arg(long, default_value = "received.txt")]
@@ -82,25 +85,17 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run_cli().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    let command = Cli::parse().command.unwrap_or(Command::Demo);
+    plumbing::cli::run(
+        Runtime::MultiThread,
+        "warn,socket_file=info,plumbing=info",
+        run(command),
+    )
 }
 
-async fn run_cli() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    match Cli::parse().command.unwrap_or(Command::Demo) {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Demo => demo().await,
         Command::Server {
             addr,
@@ -108,32 +103,47 @@ async fn run_cli() -> anyhow::Result<()> {
             verbose,
             max_connections,
             request_timeout,
-        } => {
-            let mut config = ServerConfig::new(file);
-            config.verbose = verbose;
-            config.max_connections = max_connections.max(1);
-            config.request_timeout = Duration::from_secs(request_timeout);
-            server(addr, config).await
-        }
+        } => server(addr, file, verbose, max_connections, request_timeout).await,
         Command::Client {
             addr,
             out,
             request,
             verbose,
-        } => client(&addr, &request, &out, verbose).await.map(drop),
+        } => {
+            // Stop on Ctrl-C or SIGTERM by dropping the loan, which deletes
+            // its temporary file: an interrupted loan leaves nothing behind.
+            let stop = plumbing::shutdown::signal();
+            tokio::select! {
+                borrowed = client(&addr, &request, &out, verbose) => borrowed.map(drop),
+                () = stop => anyhow::bail!("interrupted; {} was not written", out.display()),
+            }
+        }
         Command::Bench {
             size_mib,
             runs,
             dir,
-        } => run_bench(size_mib, runs.max(1), dir).await,
+        } => {
+            println!("{}", bench::run(size_mib, runs.max(1), dir).await?);
+            Ok(())
+        }
     }
 }
 
+/// The chapter's book, shipped inside the binary, saved to a temporary
+/// folder that lives as long as the returned guard.
+fn shipped_book() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir().context("cannot create a folder for the shipped book")?;
+    let book = dir.path().join("mytext.txt");
+    std::fs::write(&book, SHIPPED_BOOK).context("cannot save the shipped book")?;
+    Ok((dir, book))
+}
+
 async fn demo() -> anyhow::Result<()> {
+    let (_shipped, book) = shipped_book()?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, ServerConfig::new(SHIPPED_BOOK), async {
+    let server = tokio::spawn(serve(listener, ServerConfig::new(book), async {
         let _ = stopped.await;
     }));
     let dir = tempfile::tempdir()?;
@@ -145,7 +155,7 @@ async fn demo() -> anyhow::Result<()> {
     )
     .await?;
     let _ = stop.send(());
-    server.await??;
+    server.await?;
     println!(
         "(demo: {} bytes saved to a temporary received.txt, SHA-256 {})",
         borrowed.size,
@@ -154,19 +164,42 @@ async fn demo() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn server(addr: SocketAddr, config: ServerConfig) -> anyhow::Result<()> {
+async fn server(
+    addr: SocketAddr,
+    file: Option<PathBuf>,
+    verbose: bool,
+    max_connections: usize,
+    request_timeout: u64,
+) -> anyhow::Result<()> {
+    let mut _shipped = None;
+    let book = match file {
+        Some(file) => {
+            anyhow::ensure!(
+                file.is_file(),
+                "the book {} does not exist or is not a file",
+                file.display()
+            );
+            file
+        }
+        None => {
+            let (dir, book) = shipped_book()?;
+            _shipped = Some(dir);
+            book
+        }
+    };
+    let mut config = ServerConfig::new(book);
+    config.verbose = verbose;
+    config.max_connections = max_connections.max(1);
+    config.request_timeout = Duration::from_secs(request_timeout);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     if addr.ip().is_unspecified() {
         tracing::warn!("listening on {addr}: anyone on the network can connect");
     }
+    let stop = plumbing::shutdown::signal();
     tracing::info!(book = %config.book.display(), "book server listening on {}", listener.local_addr()?);
-    serve(listener, config, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::warn!("Ctrl-C: finishing the transfers in flight");
-    })
-    .await?;
+    serve(listener, config, stop).await;
     Ok(())
 }
 
@@ -209,48 +242,4 @@ async fn client(addr: &str, request: &str, out: &Path, verbose: bool) -> anyhow:
     println!("peminjaman selesai");
     tracing::info!(bytes = borrowed.size, sha256 = %hex(&borrowed.sha256), path = %borrowed.path.display(), "saved");
     Ok(borrowed)
-}
-
-async fn run_bench(size_mib: u64, runs: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let temp;
-    let dir = match dir {
-        Some(dir) => dir,
-        None => {
-            temp = tempfile::tempdir()?;
-            temp.path().to_owned()
-        }
-    };
-    let size = size_mib << 20;
-    let book = dir.join("book.bin");
-    println!("generating a {size_mib} MiB book in {}", dir.display());
-    tokio::task::spawn_blocking({
-        let book = book.clone();
-        move || bench::generate_book(&book, size)
-    })
-    .await??;
-    let protocol = bench::protocol_runs(&book, &dir, runs).await?;
-    let raw = bench::raw_runs(size, runs).await?;
-    std::fs::remove_file(&book)?;
-    let show = |rates: &[f64]| {
-        rates
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    println!(
-        "protocol (file to file, SHA-256 verified): median {:>6.0} MB/s  runs: {}",
-        bench::median(&protocol),
-        show(&protocol)
-    );
-    println!(
-        "raw TCP copy (memory to memory):           median {:>6.0} MB/s  runs: {}",
-        bench::median(&raw),
-        show(&raw)
-    );
-    println!(
-        "ratio protocol/raw: {:.2}",
-        bench::median(&protocol) / bench::median(&raw)
-    );
-    Ok(())
 }

@@ -5,7 +5,7 @@
 //! `B`, then `D` frames, then `S` and `M`, or an `E` frame at any point, and
 //! closes. The crate's README has the full spec.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Payload bytes per data frame: the chapter's 1024-byte blocks.
@@ -70,16 +70,75 @@ pub fn header(kind: Kind, len: usize) -> [u8; HEADER_LEN] {
     [kind.byte(), a, b, c, d]
 }
 
+/// Appends one whole frame to `out`.
+///
+/// ```
+/// use socket_file::protocol::{Kind, put_frame};
+/// let mut wire = bytes::BytesMut::new();
+/// put_frame(&mut wire, Kind::Request, b"Pinjam");
+/// assert_eq!(&wire[..], b"Q\0\0\0\x06Pinjam");
+/// ```
+pub fn put_frame(out: &mut BytesMut, kind: Kind, payload: &[u8]) {
+    out.reserve(HEADER_LEN + payload.len());
+    out.put_slice(&header(kind, payload.len()));
+    out.put_slice(payload);
+}
+
+/// Appends `book` to `out` as data frames of [`BLOCK_SIZE`] bytes (the last
+/// one shorter), calling `on_block` with each block.
+///
+/// ```
+/// use socket_file::protocol::{HEADER_LEN, put_data_frames};
+/// let mut wire = bytes::BytesMut::new();
+/// put_data_frames(&mut wire, &[7u8; 1500], |_| {});
+/// assert_eq!(wire.len(), 2 * HEADER_LEN + 1500);
+/// assert_eq!(&wire[..HEADER_LEN], b"D\0\0\x04\0");
+/// ```
+pub fn put_data_frames(out: &mut BytesMut, book: &[u8], mut on_block: impl FnMut(&[u8])) {
+    out.reserve(book.len() + book.len().div_ceil(BLOCK_SIZE) * HEADER_LEN);
+    for block in book.chunks(BLOCK_SIZE) {
+        on_block(block);
+        put_frame(out, Kind::Data, block);
+    }
+}
+
+/// The `B` frame: the book's size.
+pub fn book_frame(size: u64) -> BytesMut {
+    let mut out = BytesMut::new();
+    put_frame(&mut out, Kind::Book, &size.to_be_bytes());
+    out
+}
+
+/// What closes a loan: the `S` frame with the book's digest and the `M`
+/// frame with the closing message.
+pub fn closing_frames(digest: &[u8; DIGEST_LEN], message: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    put_frame(&mut out, Kind::Digest, digest);
+    put_frame(&mut out, Kind::Closing, message.as_bytes());
+    out
+}
+
 /// Writes one whole frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     out: &mut W,
     kind: Kind,
     payload: &[u8],
 ) -> std::io::Result<()> {
-    let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
-    frame.extend_from_slice(&header(kind, payload.len()));
-    frame.extend_from_slice(payload);
+    let mut frame = BytesMut::new();
+    put_frame(&mut frame, kind, payload);
     out.write_all(&frame).await
+}
+
+/// The front of the read buffer, seen as a data block.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Front<'a> {
+    /// A whole `D` frame: its block (consume it with
+    /// [`FrameReader::consume`]).
+    Block(&'a [u8]),
+    /// Not enough bytes buffered yet to tell.
+    Incomplete,
+    /// Another kind of frame: read it with [`FrameReader::next_frame`].
+    OtherKind,
 }
 
 /// Reads frames from a byte stream through one large buffer.
@@ -105,18 +164,33 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The kind byte and payload length of the frame at the front, once its
     /// header is buffered.
-    pub fn header(&self) -> Option<(u8, usize)> {
+    fn header(&self) -> Option<(u8, usize)> {
         let head = self.buf.get(..HEADER_LEN)?;
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
         Some((head[0], len as usize))
     }
 
-    /// The payload of the front frame, if all `len` bytes of it are buffered.
-    pub fn payload(&self, len: usize) -> Option<&[u8]> {
-        self.buf.get(HEADER_LEN..HEADER_LEN + len)
+    /// The front frame as a data block, parsed straight out of the buffer
+    /// (no copy). A `D` frame of 0 or more than [`BLOCK_SIZE`] bytes is an
+    /// error, found as soon as its header is buffered.
+    pub fn front_block(&self) -> Result<Front<'_>, FrameError> {
+        let Some((kind, len)) = self.header() else {
+            return Ok(Front::Incomplete);
+        };
+        if kind != Kind::Data.byte() {
+            return Ok(Front::OtherKind);
+        }
+        if len == 0 || len > BLOCK_SIZE {
+            return Err(FrameError::BadBlock(len));
+        }
+        Ok(self
+            .buf
+            .get(HEADER_LEN..HEADER_LEN + len)
+            .map_or(Front::Incomplete, Front::Block))
     }
 
-    /// Drops the front frame (of payload length `len`).
+    /// Drops the front frame, a block of `len` bytes seen with
+    /// [`Self::front_block`].
     pub fn consume(&mut self, len: usize) {
         self.buf.advance(HEADER_LEN + len);
     }
@@ -151,7 +225,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if len > max {
             return Err(FrameError::TooLong { kind, len, max });
         }
-        while self.payload(len).is_none() {
+        while self.buf.len() < HEADER_LEN + len {
             if self.fill().await? == 0 {
                 return Err(FrameError::Truncated);
             }
@@ -168,6 +242,8 @@ pub enum FrameError {
     Truncated,
     #[error("a frame of kind 0x{kind:02x} with {len} bytes is over the limit of {max}")]
     TooLong { kind: u8, len: usize, max: usize },
+    #[error("a data frame of {0} bytes (1 to {BLOCK_SIZE} allowed)")]
+    BadBlock(usize),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

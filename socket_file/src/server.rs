@@ -13,16 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use plumbing::accept::{self, AcceptConfig, Connection, IdleTimeout, OnShutdown, Refused, Slot};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_util::task::TaskTracker;
+use tokio::sync::mpsc;
 
-use crate::protocol::{
-    self, BLOCK_SIZE, DIGEST_LEN, FrameError, FrameReader, HEADER_LEN, Kind, MAX_REQUEST,
-};
+use crate::protocol::{self, BLOCK_SIZE, DIGEST_LEN, FrameError, FrameReader, Kind, MAX_REQUEST};
 use crate::{CLOSING_MESSAGE, Error, Result};
 
 /// Book bytes per chunk handed from the reader thread to the socket writer.
@@ -43,7 +41,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long a client may take to send its request.
     pub request_timeout: Duration,
-    /// How long a send may make no progress before the client is dropped.
+    /// How long a connection may move no byte (a client that says nothing,
+    /// or stops reading) before it is dropped.
     pub stall_timeout: Duration,
     /// Print the chapter's per-connection lines.
     pub announce: bool,
@@ -88,57 +87,62 @@ impl FileStamp {
 
 struct Shared {
     config: ServerConfig,
-    slots: Arc<Semaphore>,
     digest_cache: Mutex<Option<(FileStamp, [u8; DIGEST_LEN])>>,
 }
 
+/// A borrower's connection, failed by the accept loop once it moves no
+/// byte for the stall timeout.
+type Stream = IdleTimeout<TcpStream>;
+
 /// Serves `config.book` on `listener` until `shutdown` completes, then waits
 /// for the transfers in flight and returns.
+///
+/// Connections come through the workspace's accept loop
+/// ([`plumbing::accept`]): at most `max_connections` borrowers at once (one
+/// more gets a "server busy" error frame), and a borrower that takes no
+/// byte for `stall_timeout` is dropped, freeing its slot.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
-) -> Result<()> {
+) {
     if config.announce {
         println!("Menunggu peminjaman buku");
     }
     if !config.book.is_file() {
         tracing::warn!(book = %config.book.display(), "the book does not exist yet; borrowers get an error until it does");
     }
+    let accept_config = AcceptConfig {
+        max_connections: config.max_connections,
+        idle_timeout: config.stall_timeout,
+        on_shutdown: OnShutdown::Finish,
+        ..AcceptConfig::new("book server")
+    };
+    let busy = format!(
+        "server busy: {} borrowers are being served, try again shortly",
+        config.max_connections
+    );
     let shared = Arc::new(Shared {
-        slots: Arc::new(Semaphore::new(config.max_connections)),
         config,
         digest_cache: Mutex::new(None),
     });
-    let connections = TaskTracker::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // Out of descriptors, or a peer that reset before accept:
-                    // keep serving the others.
-                    tracing::warn!(%err, "accept failed; continuing");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Taken here, in arrival order, so that whoever connected first
-        // gets the slot.
-        let slot = Arc::clone(&shared.slots).try_acquire_owned().ok();
+    let serve_one = move |connection: Connection| {
         let shared = Arc::clone(&shared);
-        connections.spawn(async move {
-            if let Err(err) = lend(socket, slot, &shared).await {
-                tracing::info!(%peer, %err, "borrower not served");
+        async move {
+            if let Err(err) = lend(connection.stream, &connection.slot, &shared).await {
+                tracing::info!(peer = %connection.peer, %err, "borrower not served");
             }
-        });
-    }
-    connections.close();
-    connections.wait().await;
-    Ok(())
+        }
+    };
+    let refuse_one = move |refused: Refused| {
+        let busy = busy.clone();
+        async move {
+            if let Err(err) = refuse(refused.stream, busy).await {
+                tracing::debug!(peer = %refused.peer, %err, "could not tell a borrower the server is busy");
+            }
+        }
+    };
+    accept::serve(listener, &accept_config, shutdown, serve_one, refuse_one).await;
 }
 
 /// Why a connection ended early: told to the client when it still listens.
@@ -155,21 +159,9 @@ impl From<Error> for Refusal {
     }
 }
 
-/// Serves one borrower; without a `slot` the server is full and says so.
-async fn lend(
-    mut socket: TcpStream,
-    slot: Option<OwnedSemaphorePermit>,
-    shared: &Shared,
-) -> Result<()> {
-    let _ = socket.set_nodelay(true);
+/// Serves one borrower.
+async fn lend(mut socket: Stream, slot: &Slot, shared: &Shared) -> Result<()> {
     let config = &shared.config;
-    let Some(slot) = slot else {
-        let text = format!(
-            "server busy: {} borrowers are being served, try again shortly",
-            config.max_connections
-        );
-        return refuse(&mut socket, text, config.stall_timeout).await;
-    };
     let outcome =
         match tokio::time::timeout(config.request_timeout, read_request(&mut socket)).await {
             Err(_) => Err(Refusal::Tell(format!(
@@ -194,23 +186,21 @@ async fn lend(
         }
         Err(Refusal::Tell(text)) => {
             // Free the slot first: the refusal may linger up to a second.
-            drop(slot);
-            refuse(&mut socket, text, config.stall_timeout).await
+            slot.release();
+            refuse(socket, text).await
         }
         Err(Refusal::Lost(err)) => Err(err),
     }
 }
 
-async fn refuse(socket: &mut TcpStream, text: String, stall: Duration) -> Result<()> {
+/// Sends `text` in an error frame and closes.
+async fn refuse(mut socket: Stream, text: String) -> Result<()> {
     tracing::info!(reason = %text, "refusing a borrower");
-    let send = async {
-        protocol::write_frame(socket, Kind::Error, text.as_bytes()).await?;
-        socket.shutdown().await
-    };
-    match tokio::time::timeout(stall, send).await {
-        Ok(sent) => sent.map_err(Error::Io)?,
-        Err(_) => return Err(Error::Stalled(stall)),
-    }
+    let stall = socket.timeout();
+    protocol::write_frame(&mut socket, Kind::Error, text.as_bytes())
+        .await
+        .map_err(|err| lost(err, stall))?;
+    socket.shutdown().await.map_err(|err| lost(err, stall))?;
     // Closing with unread input (a request we never read) makes the kernel
     // send a reset, which can destroy the error frame before the client reads
     // it. Drain what the client still sends, briefly, then close.
@@ -228,8 +218,27 @@ async fn refuse(socket: &mut TcpStream, text: String, stall: Duration) -> Result
     Ok(())
 }
 
+/// A failed send: a stall (the accept loop's idle timeout) or another error.
+fn lost(err: std::io::Error, stall: Duration) -> Error {
+    if err.kind() == std::io::ErrorKind::TimedOut {
+        Error::Stalled(stall)
+    } else {
+        Error::Io(err)
+    }
+}
+
+/// Writes `bytes`; a client that takes none of them for the stall timeout
+/// is dropped.
+async fn send(socket: &mut Stream, bytes: &[u8]) -> Result<(), Refusal> {
+    let stall = socket.timeout();
+    socket
+        .write_all(bytes)
+        .await
+        .map_err(|err| Refusal::Lost(lost(err, stall)))
+}
+
 /// Reads and checks the one request frame.
-async fn read_request(socket: &mut TcpStream) -> Result<String, Refusal> {
+async fn read_request(socket: &mut Stream) -> Result<String, Refusal> {
     let not_a_request = |kind: u8| {
         Refusal::Tell(format!(
             "bad request: expected a request frame (kind 'Q'), got byte 0x{kind:02x}"
@@ -255,6 +264,7 @@ async fn read_request(socket: &mut TcpStream) -> Result<String, Refusal> {
         Err(FrameError::Truncated) => {
             return Err(Error::Protocol("closed in the middle of the request".into()).into());
         }
+        Err(FrameError::BadBlock(_)) => return Err(not_a_request(Kind::Data.byte())),
         Err(FrameError::Io(err)) => return Err(Error::Io(err).into()),
     };
     if kind != Kind::Request.byte() {
@@ -274,49 +284,29 @@ async fn read_request(socket: &mut TcpStream) -> Result<String, Refusal> {
 }
 
 /// Sends `B`, the `D` frames, `S` and `M`.
-async fn send_book(socket: &mut TcpStream, shared: &Shared) -> Result<(), Refusal> {
-    let config = &shared.config;
-    let book_name = config.book.file_name().map_or_else(
-        || config.book.display().to_string(),
+async fn send_book(socket: &mut Stream, shared: &Shared) -> Result<(), Refusal> {
+    let book = &shared.config.book;
+    let book_name = book.file_name().map_or_else(
+        || book.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let (file, stamp) = open_book(&config.book)
+    let (file, stamp) = open_book(book)
         .map_err(|err| Refusal::Tell(format!("book not available: {book_name}: {err}")))?;
-    let cached = shared
-        .digest_cache
-        .lock()
-        .expect("digest cache poisoned")
-        .filter(|(cached_stamp, _)| *cached_stamp == stamp)
-        .map(|(_, digest)| digest);
-
-    let stall = config.stall_timeout;
-    let mut book_frame = BytesMut::with_capacity(HEADER_LEN + 8);
-    book_frame.put_slice(&protocol::header(Kind::Book, 8));
-    book_frame.put_u64(stamp.len);
-    send_within(socket, book_frame.freeze(), stall).await?;
-
-    let (chunks_tx, mut chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let path = config.book.clone();
-    let verbose = config.verbose;
-    let reader = tokio::task::spawn_blocking(move || {
-        read_frames(file, stamp.len, cached.is_none(), verbose, &chunks_tx)
-    });
-    while let Some(chunk) = chunks.recv().await {
-        if let Err(lost) = send_within(socket, chunk, stall).await {
-            // Dropping the receiver stops the reader thread at its next send.
-            drop(chunks);
-            let _ = reader.await;
-            return Err(lost);
-        }
-    }
-    let hashed = reader
-        .await
-        .expect("book reader panicked")
-        .map_err(|err| Refusal::Tell(format!("reading {book_name} failed: {err}")))?;
+    let cached = shared.cached_digest(stamp);
+    send(socket, &protocol::book_frame(stamp.len)).await?;
+    let hashed = stream_blocks(
+        socket,
+        file,
+        stamp.len,
+        cached.is_none(),
+        shared.config.verbose,
+    )
+    .await?
+    .map_err(|err| Refusal::Tell(format!("reading {book_name} failed: {err}")))?;
 
     // If the file changed while it was read, what was sent may be a mix of
     // two versions: say so rather than vouch for it with a digest.
-    let now = open_book(&path).map(|(_, stamp)| stamp).ok();
+    let now = open_book(book).map(|(_, stamp)| stamp).ok();
     if now != Some(stamp) {
         return Err(Refusal::Tell(format!(
             "{book_name} changed during the transfer; borrow it again"
@@ -328,23 +318,45 @@ async fn send_book(socket: &mut TcpStream, shared: &Shared) -> Result<(), Refusa
     if cached.is_none() {
         *shared.digest_cache.lock().expect("digest cache poisoned") = Some((stamp, digest));
     }
-
-    let mut tail = BytesMut::with_capacity(2 * HEADER_LEN + DIGEST_LEN + CLOSING_MESSAGE.len());
-    tail.put_slice(&protocol::header(Kind::Digest, DIGEST_LEN));
-    tail.put_slice(&digest);
-    tail.put_slice(&protocol::header(Kind::Closing, CLOSING_MESSAGE.len()));
-    tail.put_slice(CLOSING_MESSAGE.as_bytes());
-    send_within(socket, tail.freeze(), stall).await?;
+    send(socket, &protocol::closing_frames(&digest, CLOSING_MESSAGE)).await?;
     let _ = socket.shutdown().await;
     Ok(())
 }
 
-/// Writes `bytes`, dropping a client that accepts nothing for `stall`.
-async fn send_within(socket: &mut TcpStream, bytes: Bytes, stall: Duration) -> Result<(), Refusal> {
-    match tokio::time::timeout(stall, socket.write_all(&bytes)).await {
-        Ok(sent) => sent.map_err(|err| Refusal::Lost(Error::Io(err))),
-        Err(_) => Err(Refusal::Lost(Error::Stalled(stall))),
+impl Shared {
+    /// The digest of the book version `stamp`, if it was hashed before.
+    fn cached_digest(&self, stamp: FileStamp) -> Option<[u8; DIGEST_LEN]> {
+        self.digest_cache
+            .lock()
+            .expect("digest cache poisoned")
+            .filter(|(cached, _)| *cached == stamp)
+            .map(|(_, digest)| digest)
     }
+}
+
+/// Streams `len` bytes of `file` as data frames: a blocking thread reads,
+/// hashes (with `hash`) and frames, and this task sends. The outer error is
+/// a lost connection; the inner result is the reader's (the digest, if
+/// hashed).
+async fn stream_blocks(
+    socket: &mut Stream,
+    file: File,
+    len: u64,
+    hash: bool,
+    verbose: bool,
+) -> Result<std::io::Result<Option<[u8; DIGEST_LEN]>>, Refusal> {
+    let (chunks_tx, mut chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let reader =
+        tokio::task::spawn_blocking(move || read_frames(file, len, hash, verbose, &chunks_tx));
+    while let Some(chunk) = chunks.recv().await {
+        if let Err(lost) = send(socket, &chunk).await {
+            // Dropping the receiver stops the reader thread at its next send.
+            drop(chunks);
+            let _ = reader.await;
+            return Err(lost);
+        }
+    }
+    Ok(reader.await.expect("book reader panicked"))
 }
 
 fn open_book(path: &Path) -> std::io::Result<(File, FileStamp)> {
@@ -382,8 +394,8 @@ fn read_frames(
         if let Some(hasher) = hasher.as_mut() {
             hasher.update(&read[..]);
         }
-        let mut chunk = BytesMut::with_capacity(want + want.div_ceil(BLOCK_SIZE) * HEADER_LEN);
-        for block in read.chunks(BLOCK_SIZE) {
+        let mut chunk = BytesMut::new();
+        protocol::put_data_frames(&mut chunk, read, |block| {
             if verbose {
                 let _ = writeln!(
                     std::io::stdout().lock(),
@@ -391,9 +403,7 @@ fn read_frames(
                     String::from_utf8_lossy(block)
                 );
             }
-            chunk.put_slice(&protocol::header(Kind::Data, block.len()));
-            chunk.put_slice(block);
-        }
+        });
         left -= want as u64;
         if chunks.blocking_send(chunk.freeze()).is_err() {
             return Ok(None);

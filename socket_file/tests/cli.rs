@@ -99,7 +99,10 @@ fn one_gib_book_streams_in_constant_memory_on_both_sides() {
 #[test]
 fn a_refused_loan_exits_non_zero_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, addr) = start_server(&dir.path().join("missing.txt"));
+    let book = dir.path().join("missing.txt");
+    std::fs::write(&book, "soon gone").unwrap();
+    let (mut server, addr) = start_server(&book);
+    std::fs::remove_file(&book).unwrap();
     let out = dir.path().join("received.txt");
     let output = Command::new(BIN)
         .args(["client", "--addr", &addr, "--out"])
@@ -155,4 +158,94 @@ fn a_big_book_shows_a_progress_bar_only_on_a_terminal() {
         String::from_utf8_lossy(&piped.stderr)
     );
     assert!(!all.contains("MiB"), "a progress bar on a pipe: {all:?}");
+}
+
+#[test]
+fn a_server_without_its_book_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["server", "--addr", "127.0.0.1:0", "--file"])
+        .arg(dir.path().join("missing.txt"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: the book ") && stderr.contains("missing.txt does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_address_without_a_port_is_explained() {
+    let output = Command::new(BIN)
+        .args(["server", "--addr", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("IP:PORT"), "{stderr}");
+}
+
+/// A server that starts lending a 1 MiB book, sends 64 KiB of it, then
+/// waits for ever (until the test ends).
+fn stalling_server() -> String {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut request = [0u8; 5 + 27];
+        let _ = socket.read_exact(&mut request);
+        let mut wire = vec![b'B', 0, 0, 0, 8];
+        wire.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        for _ in 0..64 {
+            wire.extend_from_slice(&[b'D', 0, 0, 4, 0]);
+            wire.extend_from_slice(&[b'x'; 1024]);
+        }
+        socket.write_all(&wire).unwrap();
+        std::thread::park();
+    });
+    addr
+}
+
+#[test]
+fn an_interrupted_loan_leaves_no_temporary_file() {
+    for signal in ["-INT", "-TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = stalling_server();
+        let client = Command::new(BIN)
+            .args(["client", "--addr", &addr, "--out"])
+            .arg(dir.path().join("received.txt"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait (bounded) until the loan has its temporary file.
+        let has_part = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".part"))
+        };
+        let mut waited = 0;
+        while !has_part() {
+            assert!(waited < 500, "the client never created its temporary file");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            waited += 1;
+        }
+        let killed = Command::new("kill")
+            .args([signal, &client.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let output = client.wait_with_output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("interrupted"), "{signal}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{signal} left {left:?}");
+    }
 }

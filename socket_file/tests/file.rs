@@ -19,7 +19,7 @@ use socket_file::{CLOSING_MESSAGE, DEFAULT_REQUEST, Error};
 struct TestServer {
     addr: String,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<socket_file::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 impl TestServer {
@@ -41,7 +41,7 @@ impl TestServer {
 
     async fn shutdown(self) {
         let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.task.await.unwrap();
     }
 }
 
