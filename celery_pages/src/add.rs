@@ -9,32 +9,7 @@
 
 use serde_json::{Map, Value};
 
-/// A Python exception, as Celery carries it in a FAILURE result.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PyException {
-    /// The exception's class, e.g. `TypeError`.
-    pub exc_type: String,
-    /// Its module, e.g. `builtins`.
-    pub exc_module: String,
-    /// Its message (Celery sends the exception's args; here there is one).
-    pub message: String,
-}
-
-impl PyException {
-    pub fn builtin(exc_type: &str, message: impl Into<String>) -> Self {
-        PyException {
-            exc_type: exc_type.to_owned(),
-            exc_module: "builtins".to_owned(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for PyException {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.exc_type, self.message)
-    }
-}
+use crate::protocol::PyException;
 
 /// Python's name for the type of a JSON value.
 pub fn python_type(value: &Value) -> &'static str {

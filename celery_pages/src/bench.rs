@@ -9,85 +9,93 @@
 //! worker's late ack after a confirmed result.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
+use lapin::{BasicProperties, Channel, Connection};
+use plumbing::bench::{Stats, closed_loop};
 use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::caller::Caller;
+use crate::worker::{self, WorkerConfig};
 use crate::{ADD_TASK, AmqpContext, Error, Result, connect, reply_queue};
 
-/// What a run measured.
+/// What a bench run measured.
 #[derive(Debug)]
-pub struct Stats {
-    pub requests: u64,
-    pub elapsed: Duration,
-    pub latency_us: Histogram<u64>,
+pub struct Report {
+    pub tasks: u64,
+    pub window: usize,
+    /// Which worker was measured, for the report.
+    pub worker: String,
+    pub celery: Stats,
+    pub raw: Stats,
 }
 
-impl Stats {
-    pub fn per_second(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-
-    pub fn summary(&self) -> String {
-        format!(
-            "{:>8.0}/s  p50 {:>6} us  p99 {:>6} us  ({} in {:.2} s)",
-            self.per_second(),
-            self.latency_us.value_at_quantile(0.5),
-            self.latency_us.value_at_quantile(0.99),
-            self.requests,
-            self.elapsed.as_secs_f64()
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} tasks, {} in flight, through {}",
+            self.tasks, self.window, self.worker
+        )?;
+        writeln!(f, "celery add tasks:      {}", self.celery.summary())?;
+        writeln!(f, "raw AMQP round trips:  {}", self.raw.summary())?;
+        write!(
+            f,
+            "ratio tasks/raw: {:.2}",
+            self.celery.per_second() / self.raw.per_second()
         )
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
-}
-
-/// Runs `requests` calls of `one`, `window` at a time.
-async fn closed_loop<F, Fut>(requests: u64, window: usize, one: F) -> Result<Stats>
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<()>> + Send,
-{
-    let window = window.max(1) as u64;
-    let started = Instant::now();
-    let workers: Vec<_> = (0..window)
-        .map(|worker| {
-            let one = one.clone();
-            let share = requests / window + u64::from(worker < requests % window);
-            tokio::spawn(async move {
-                let mut latency_us = histogram();
-                for i in 0..share {
-                    let began = Instant::now();
-                    one(i).await?;
-                    let _ = latency_us.record(began.elapsed().as_micros() as u64);
-                }
-                Ok::<_, Error>(latency_us)
-            })
-        })
-        .collect();
-    let mut latency_us = histogram();
-    for worker in workers {
-        latency_us
-            .add(&worker.await.expect("bench worker panicked")?)
-            .expect("histograms share bounds");
+/// Measures `tasks` tasks through a worker started here with `config`, or
+/// with `external_worker` through whatever worker consumes `config.queue`
+/// (a Python one, say), then as many raw AMQP round trips; `window` in
+/// flight in both runs.
+pub async fn run(
+    config: &WorkerConfig,
+    tasks: u64,
+    window: usize,
+    external_worker: bool,
+) -> Result<Report> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = (!external_worker).then(|| {
+        tokio::spawn(worker::run(config.clone(), async {
+            let _ = stopped.await;
+        }))
+    });
+    let caller = Arc::new(Caller::connect(&config.broker, &config.queue).await?);
+    let timeout = Duration::from_secs(60);
+    // Warm up: connections, queues, the worker's prefetch.
+    celery_run(Arc::clone(&caller), 500, window, timeout).await?;
+    let celery = celery_run(Arc::clone(&caller), tasks, window, timeout).await?;
+    let raw = raw_run(&config.broker, tasks, window, config.prefetch.max(100)).await?;
+    let worker_name = if external_worker {
+        format!("the worker on queue {:?}", config.queue)
+    } else {
+        format!(
+            "the in-process worker (concurrency {}, prefetch {})",
+            config.concurrency, config.prefetch
+        )
+    };
+    let _ = stop.send(());
+    if let Some(worker) = worker {
+        worker.await.expect("worker task panicked")?;
     }
-    Ok(Stats {
-        requests,
-        elapsed: started.elapsed(),
-        latency_us,
+    Ok(Report {
+        tasks,
+        window,
+        worker: worker_name,
+        celery,
+        raw,
     })
 }
 
@@ -115,39 +123,12 @@ pub async fn celery_run(
 
 const RAW_QUEUE: &str = "celery_pages.bench.raw";
 
+/// Results awaited by the raw requester, by correlation id.
+type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
+
 /// The floor: `requests` raw AMQP round trips through a plain responder.
 pub async fn raw_run(broker: &str, requests: u64, window: usize, prefetch: u16) -> Result<Stats> {
-    let responder_connection = connect(broker).await?;
-    let responder = responder_connection
-        .create_channel()
-        .await
-        .doing("opening a channel")?;
-    responder
-        .queue_declare(
-            RAW_QUEUE.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("declaring the raw bench queue")?;
-    responder
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await
-        .doing("setting the prefetch")?;
-    let deliveries = responder
-        .basic_consume(
-            RAW_QUEUE.into(),
-            "raw-responder".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .doing("consuming the raw bench queue")?;
-    tokio::spawn(respond(responder.clone(), deliveries));
-
+    let (responder, responder_channel) = start_responder(broker, prefetch).await?;
     let connection = connect(broker).await?;
     let channel = connection
         .create_channel()
@@ -158,49 +139,80 @@ pub async fn raw_run(broker: &str, requests: u64, window: usize, prefetch: u16) 
         .await
         .doing("enabling publisher confirms")?;
     let (reply_queue, replies) = reply_queue(&channel, "raw-requester").await?;
-    let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::default();
-    {
-        let waiting = Arc::clone(&waiting);
-        tokio::spawn(async move {
-            let mut replies = replies;
-            while let Some(Ok(reply)) = replies.next().await {
-                let id = reply
-                    .properties
-                    .correlation_id()
-                    .as_ref()
-                    .map(|c| c.as_str().to_owned());
-                if let Some(tx) = id.and_then(|id| waiting.lock().expect("poisoned").remove(&id)) {
-                    let _ = tx.send(());
-                }
-            }
-        });
-    }
-    let stats = closed_loop(requests, window, {
-        let channel = channel.clone();
-        move |_| {
-            let channel = channel.clone();
-            let waiting = Arc::clone(&waiting);
-            let reply_queue = reply_queue.clone();
-            async move {
-                let id = uuid::Uuid::new_v4().to_string();
-                let (tx, rx) = oneshot::channel();
-                waiting.lock().expect("poisoned").insert(id.clone(), tx);
-                let properties = BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_correlation_id(id.as_str().into())
-                    .with_reply_to(reply_queue.as_str().into());
-                publish_confirmed(&channel, RAW_QUEUE, b"[[4, 10], {}, {}]", properties).await?;
-                rx.await.map_err(|_| Error::ResultLost { id })
-            }
+    let waiting: Waiting = Arc::default();
+    tokio::spawn(route_replies(replies, Arc::clone(&waiting)));
+    let stats = closed_loop(requests, window, move |_| {
+        let (channel, waiting, reply_queue) =
+            (channel.clone(), Arc::clone(&waiting), reply_queue.clone());
+        async move {
+            let id = uuid::Uuid::new_v4().to_string();
+            let (tx, rx) = oneshot::channel();
+            waiting.lock().expect("poisoned").insert(id.clone(), tx);
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_correlation_id(id.as_str().into())
+                .with_reply_to(reply_queue.as_str().into());
+            publish_confirmed(&channel, RAW_QUEUE, b"[[4, 10], {}, {}]", properties).await?;
+            rx.await.map_err(|_| Error::ResultLost { id })
         }
     })
     .await?;
-    let _ = responder
+    let _ = responder_channel
         .queue_delete(RAW_QUEUE.into(), QueueDeleteOptions::default())
         .await;
     let _ = connection.close(200, "bench done".into()).await;
-    let _ = responder_connection.close(200, "bench done".into()).await;
+    let _ = responder.close(200, "bench done".into()).await;
     Ok(stats)
+}
+
+/// Starts the raw responder on a connection of its own: a durable queue
+/// consumed with `prefetch`, each message answered and acked.
+async fn start_responder(broker: &str, prefetch: u16) -> Result<(Connection, Channel)> {
+    let connection = connect(broker).await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .doing("opening a channel")?;
+    channel
+        .queue_declare(
+            RAW_QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("declaring the raw bench queue")?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .doing("setting the prefetch")?;
+    let deliveries = channel
+        .basic_consume(
+            RAW_QUEUE.into(),
+            "raw-responder".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .doing("consuming the raw bench queue")?;
+    tokio::spawn(respond(channel.clone(), deliveries));
+    Ok((connection, channel))
+}
+
+/// Hands each reply to the request waiting for it.
+async fn route_replies(mut replies: lapin::Consumer, waiting: Waiting) {
+    while let Some(Ok(reply)) = replies.next().await {
+        let id = reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str().to_owned());
+        if let Some(tx) = id.and_then(|id| waiting.lock().expect("poisoned").remove(&id)) {
+            let _ = tx.send(());
+        }
+    }
 }
 
 async fn publish_confirmed(

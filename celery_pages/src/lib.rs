@@ -27,7 +27,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
-pub use add::PyException;
+pub use protocol::PyException;
 
 /// The chapter's broker (`amqp://guest@localhost//`), spelled out.
 pub const DEFAULT_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -43,10 +43,24 @@ pub const ADD_TASK: &str = "addTask.add";
 pub enum Error {
     #[error(
         "cannot reach the AMQP broker at {url}. Start RabbitMQ with \
-         `docker compose up -d` in the workspace (or install it and run \
+         `docker compose up -d --wait` in the workspace (or install it and run \
          `rabbitmq-server -detached`), or point --broker / {BROKER_ENV} at a running one"
     )]
     Broker { url: String, source: lapin::Error },
+    #[error(
+        "the AMQP broker at {url} refused the login: check the user name and password \
+         in the URL (RabbitMQ's default guest/guest only works from localhost)"
+    )]
+    LoginRefused { url: String, source: lapin::Error },
+    #[error(
+        "the AMQP broker at {url} refused the connection (is the vhost right? the default is %2f)"
+    )]
+    ConnectionRefused { url: String, source: lapin::Error },
+    #[error(
+        "{url:?} is not an AMQP URL: write amqp://USER:PASSWORD@HOST:PORT/VHOST, \
+         e.g. {DEFAULT_BROKER} ({reason})"
+    )]
+    BadUrl { url: String, reason: String },
     #[error("AMQP error while {doing}")]
     Amqp {
         doing: &'static str,
@@ -93,17 +107,54 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Connects to the broker at `url`; the error says where it looked and how
-/// to start one.
+/// Checks that `url` is an AMQP URL this crate can use, before any
+/// connection is tried.
+///
+/// ```
+/// assert!(celery_pages::check_url(celery_pages::DEFAULT_BROKER).is_ok());
+/// let err = celery_pages::check_url("localhost").unwrap_err();
+/// assert!(err.to_string().contains("amqp://USER:PASSWORD@HOST:PORT/VHOST"));
+/// ```
+pub fn check_url(url: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::BadUrl {
+            url: redact(url),
+            reason: reason.to_owned(),
+        })
+    };
+    if url.starts_with("amqps://") {
+        return bad("amqps:// (TLS) is not supported: lapin is built without TLS here");
+    }
+    if !url.starts_with("amqp://") {
+        return bad("it must start with amqp://");
+    }
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(_) => Ok(()),
+        Err(reason) => bad(&reason),
+    }
+}
+
+/// Connects to the broker at `url`; the error tells an unreachable broker
+/// (and how to start one) from a refused login or vhost.
 pub async fn connect(url: &str) -> Result<Connection> {
+    check_url(url)?;
     Connection::connect(
         url,
         ConnectionProperties::default().with_connection_name("celery_pages".into()),
     )
     .await
-    .map_err(|source| Error::Broker {
-        url: redact(url),
-        source,
+    .map_err(|source| {
+        use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+        let url = redact(url);
+        match source.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => {
+                    Error::LoginRefused { url, source }
+                }
+                _ => Error::ConnectionRefused { url, source },
+            },
+            _ => Error::Broker { url, source },
+        }
     })
 }
 

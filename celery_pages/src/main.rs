@@ -2,11 +2,11 @@
 //! plus a demo and a bench.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
+use plumbing::cli::Runtime;
+use serde_json::{Value, json};
 
 use celery_pages::caller::Caller;
 use celery_pages::worker::{self, WorkerConfig};
@@ -103,33 +103,20 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_filter = match cli.command {
-        Some(Command::Bench { .. } | Command::Add { .. }) => "warn",
-        _ => "warn,celery_pages=info",
+    // lapin logs its own connection errors; ours say the same in one line.
+    let log = match cli.command {
+        Some(Command::Bench { .. } | Command::Add { .. }) => "warn,lapin=off",
+        _ => "warn,lapin=off,celery_pages=info,plumbing=info",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .init();
     let command = cli.command.unwrap_or(Command::Demo {
         broker: Broker {
             broker: std::env::var(BROKER_ENV).unwrap_or_else(|_| DEFAULT_BROKER.into()),
             queue: DEFAULT_QUEUE.into(),
         },
     });
-    match run(command).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {:#}", anyhow::Error::from(err));
-            ExitCode::FAILURE
-        }
-    }
+    plumbing::cli::run(Runtime::MultiThread, log, run(command))
 }
 
 /// A command-line argument as a task argument: JSON if it parses, else a string.
@@ -145,33 +132,10 @@ fn show(value: &Value) -> String {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM. The handlers are installed at the call,
-/// so a signal that comes before the worker's first poll is not missed.
-fn stop_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let handlers = {
-        use tokio::signal::unix::{SignalKind, signal};
-        signal(SignalKind::interrupt()).and_then(|interrupt| {
-            signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
-        })
-    };
-    async move {
-        #[cfg(unix)]
-        if let Ok((mut interrupt, mut terminate)) = handlers {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-async fn run(command: Command) -> celery_pages::Result<()> {
+async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Worker { broker, options } => {
-            worker::run(options.config(&broker), stop_signal()).await
+            worker::run(options.config(&broker), plumbing::shutdown::signal()).await?;
         }
         Command::Add {
             x,
@@ -191,43 +155,8 @@ async fn run(command: Command) -> celery_pages::Result<()> {
                 println!("{}", show(&value));
             }
             caller.close().await;
-            Ok(())
         }
-        Command::Demo { broker } => {
-            let config = WorkerOptions {
-                concurrency: 4,
-                prefetch: None,
-            }
-            .config(&broker);
-            // Connect first, so a missing broker is reported before anything runs.
-            let caller = Caller::connect(&broker.broker, &broker.queue).await?;
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let worker = tokio::spawn(worker::run(config, async {
-                let _ = stopped.await;
-            }));
-            let timeout = Duration::from_secs(30);
-            for (x, y) in [
-                (Value::from("Kamu sudah membaca 4"), Value::from(" halaman")),
-                (Value::from(4), Value::from(10)),
-            ] {
-                let value = caller
-                    .call(ADD_TASK, &[x.clone(), y.clone()], timeout)
-                    .await?;
-                println!("add({x}, {y}) = {}", show(&value));
-            }
-            match caller
-                .call(ADD_TASK, &[Value::from(4), Value::from("halaman")], timeout)
-                .await
-            {
-                Err(celery_pages::Error::TaskFailed { exception, .. }) => {
-                    println!("add(4, \"halaman\") raised {exception}")
-                }
-                other => println!("add(4, \"halaman\") = {other:?}"),
-            }
-            caller.close().await;
-            let _ = stop.send(());
-            worker.await.expect("worker task panicked")
-        }
+        Command::Demo { broker } => demo(&broker).await?,
         Command::Bench {
             broker,
             tasks,
@@ -236,39 +165,44 @@ async fn run(command: Command) -> celery_pages::Result<()> {
             options,
         } => {
             let config = options.config(&broker);
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let worker = (!no_worker).then(|| {
-                tokio::spawn(worker::run(config.clone(), async {
-                    let _ = stopped.await;
-                }))
-            });
-            let caller = Arc::new(Caller::connect(&broker.broker, &broker.queue).await?);
-            let timeout = Duration::from_secs(60);
-            // Warm up: connections, queues, the worker's prefetch.
-            bench::celery_run(Arc::clone(&caller), 500, window, timeout).await?;
-            let celery = bench::celery_run(Arc::clone(&caller), tasks, window, timeout).await?;
-            let raw =
-                bench::raw_run(&broker.broker, tasks, window, config.prefetch.max(100)).await?;
-            let who = if no_worker {
-                format!("the worker on queue {:?}", broker.queue)
-            } else {
-                format!(
-                    "the in-process worker (concurrency {}, prefetch {})",
-                    config.concurrency, config.prefetch
-                )
-            };
-            println!("{tasks} tasks, {window} in flight, through {who}");
-            println!("celery add tasks:      {}", celery.summary());
-            println!("raw AMQP round trips:  {}", raw.summary());
-            println!(
-                "ratio tasks/raw: {:.2}",
-                celery.per_second() / raw.per_second()
-            );
-            let _ = stop.send(());
-            if let Some(worker) = worker {
-                worker.await.expect("worker task panicked")?;
-            }
-            Ok(())
+            println!("{}", bench::run(&config, tasks, window, no_worker).await?);
         }
     }
+    Ok(())
+}
+
+/// A worker and the chapter's calls in one process.
+async fn demo(broker: &Broker) -> anyhow::Result<()> {
+    let config = WorkerOptions {
+        concurrency: 4,
+        prefetch: None,
+    }
+    .config(broker);
+    // Connect first, so a missing broker is reported before anything runs.
+    let caller = Caller::connect(&broker.broker, &broker.queue).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run(config, async {
+        let _ = stopped.await;
+    }));
+    let timeout = Duration::from_secs(30);
+    for (x, y) in [
+        (json!("Kamu sudah membaca 4"), json!(" halaman")),
+        (json!(4), json!(10)),
+        (json!(4), json!("halaman")),
+    ] {
+        match caller
+            .call(ADD_TASK, &[x.clone(), y.clone()], timeout)
+            .await
+        {
+            Ok(value) => println!("add({x}, {y}) = {}", show(&value)),
+            Err(celery_pages::Error::TaskFailed { exception, .. }) => {
+                println!("add({x}, {y}) raised {exception}")
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    caller.close().await;
+    let _ = stop.send(());
+    worker.await.expect("worker task panicked")?;
+    Ok(())
 }

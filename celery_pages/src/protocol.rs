@@ -4,7 +4,7 @@
 //! and its arguments in a JSON body `[args, kwargs, embed]`. A result goes to
 //! the caller's `reply_to` queue with the task id as correlation id. The
 //! facts followed here, including two places where Celery's own docs are
-//! wrong, are in `shared/specs/celery-wire.md`.
+//! wrong, are in the workspace's `docs/celery-protocol.md`.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,32 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use serde_json::{Map, Value, json};
 
-use crate::add::PyException;
+/// A Python exception, as Celery carries it in a FAILURE result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyException {
+    /// The exception's class, e.g. `TypeError`.
+    pub exc_type: String,
+    /// Its module, e.g. `builtins`.
+    pub exc_module: String,
+    /// Its message (Celery sends the exception's args; here there is one).
+    pub message: String,
+}
+
+impl PyException {
+    pub fn builtin(exc_type: &str, message: impl Into<String>) -> Self {
+        PyException {
+            exc_type: exc_type.to_owned(),
+            exc_module: "builtins".to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PyException {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.exc_type, self.message)
+    }
+}
 
 pub const CONTENT_TYPE: &str = "application/json";
 pub const CONTENT_ENCODING: &str = "utf-8";

@@ -22,9 +22,9 @@ use lapin::{Channel, Connection};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::add::{PyException, bind_add_arguments, python_add};
+use crate::add::{bind_add_arguments, python_add};
 use crate::protocol::{
-    Poison, TaskRequest, failure_body, parse_task, result_properties, success_body,
+    Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, success_body,
 };
 use crate::{ADD_TASK, AmqpContext, Result, connect, declare_task_queue, redact};
 
@@ -70,6 +70,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
         match consume(&connection, &config, &mut shutdown).await {
             Ok(Stopped::Shutdown) => {
                 let _ = connection.close(200, "worker stopped".into()).await;
+                tracing::info!(queue = %config.queue, "worker stopped");
                 return Ok(());
             }
             Ok(Stopped::Lost) => tracing::warn!("broker connection lost; reconnecting"),
@@ -78,7 +79,10 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
         // Reconnect with backoff, but stop at once if asked to.
         connection = loop {
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => {
+                    tracing::info!(queue = %config.queue, "worker stopped while reconnecting");
+                    return Ok(());
+                }
                 () = tokio::time::sleep(backoff) => {}
             }
             match connect(&config.broker).await {
@@ -108,28 +112,7 @@ async fn consume(
     config: &WorkerConfig,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<Stopped> {
-    let channel = connection
-        .create_channel()
-        .await
-        .doing("opening a channel")?;
-    declare_task_queue(&channel, &config.queue).await?;
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await
-        .doing("setting the prefetch")?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .doing("enabling publisher confirms")?;
-    let mut deliveries = channel
-        .basic_consume(
-            config.queue.as_str().into(),
-            CONSUMER_TAG.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .doing("starting to consume")?;
+    let (channel, mut deliveries) = open_consumer(connection, config).await?;
     tracing::info!(queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let stopped = loop {
@@ -156,23 +139,7 @@ async fn consume(
         });
     };
     match stopped {
-        Stopped::Shutdown => {
-            tracing::info!("stopping: no new tasks; finishing the ones in flight");
-            let _ = channel
-                .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
-                .await;
-            // Wait for every task in flight to settle its message.
-            let all = u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX);
-            if tokio::time::timeout(SETTLE_TIMEOUT, slots.acquire_many(all))
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "tasks still unsettled after {SETTLE_TIMEOUT:?}; the broker will redeliver them"
-                );
-            }
-            let _ = channel.close(200, "worker stopped".into()).await;
-        }
+        Stopped::Shutdown => finish_in_flight(&channel, &slots, config.concurrency).await,
         // The tasks in flight cannot settle on a dead connection (the broker
         // redelivers their messages): reconnect at once, without them.
         Stopped::Lost => {}
@@ -180,92 +147,154 @@ async fn consume(
     Ok(stopped)
 }
 
+/// Opens a channel that consumes the task queue with the configured
+/// prefetch, and publishes results with confirms.
+async fn open_consumer(
+    connection: &Connection,
+    config: &WorkerConfig,
+) -> Result<(Channel, lapin::Consumer)> {
+    let channel = connection
+        .create_channel()
+        .await
+        .doing("opening a channel")?;
+    declare_task_queue(&channel, &config.queue).await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .doing("setting the prefetch")?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .doing("enabling publisher confirms")?;
+    let deliveries = channel
+        .basic_consume(
+            config.queue.as_str().into(),
+            CONSUMER_TAG.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .doing("starting to consume")?;
+    Ok((channel, deliveries))
+}
+
+/// Stops consuming, waits for every task in flight to settle its message
+/// (all `concurrency` slots free again), and closes the channel. Messages
+/// prefetched but not started go back to the queue with the channel.
+async fn finish_in_flight(channel: &Channel, slots: &Semaphore, concurrency: usize) {
+    tracing::info!("stopping: no new tasks; finishing the ones in flight");
+    let _ = channel
+        .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
+        .await;
+    let all = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
+    if tokio::time::timeout(SETTLE_TIMEOUT, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "tasks still unsettled after {SETTLE_TIMEOUT:?}; the broker will redeliver them"
+        );
+    }
+    let _ = channel.close(200, "worker stopped".into()).await;
+}
+
+/// What a delivery came to.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// The task returned a value: answered SUCCESS, then acked.
+    Succeeded(Value),
+    /// The task raised: answered FAILURE, then acked (a normal failure).
+    Raised(PyException),
+    /// The message can never run (malformed, unknown task, wrong
+    /// arguments): answered FAILURE where an answer can be addressed, then
+    /// rejected without requeue.
+    Refused(PyException),
+}
+
 /// Runs one delivery to the end: answer, then ack or reject.
 async fn handle(channel: &Channel, delivery: Delivery) {
-    let reply_to = delivery
-        .properties
+    let properties = &delivery.properties;
+    let reply_to = properties
         .reply_to()
         .as_ref()
         .map(|r| r.as_str().to_owned());
-    let correlation = delivery
-        .properties
+    let correlation = properties
         .correlation_id()
         .as_ref()
         .map(|c| c.as_str().to_owned());
-    let request = match parse_task(&delivery.properties, &delivery.data) {
-        Ok(request) => request,
+    let (task_id, outcome) = match parse_task(properties, &delivery.data) {
+        Ok(request) => {
+            let outcome = run_task(&request);
+            log_outcome(&request, &outcome);
+            (Some(request.id), outcome)
+        }
         Err(Poison { reason, reply_id }) => {
             tracing::error!(%reason, "rejecting a message that cannot run");
-            if let Some(id) = reply_id {
-                let exc = PyException {
-                    exc_type: "InvalidTaskError".into(),
-                    exc_module: "celery.exceptions".into(),
-                    message: reason,
-                };
-                reply(
-                    channel,
-                    reply_to.as_deref(),
-                    correlation.as_deref().unwrap_or(&id),
-                    &failure_body(&id, &exc),
-                )
-                .await;
-            }
-            reject(&delivery).await;
-            return;
+            let exception = PyException {
+                exc_type: "InvalidTaskError".into(),
+                exc_module: "celery.exceptions".into(),
+                message: reason,
+            };
+            (reply_id, Outcome::Refused(exception))
         }
     };
-    let answer_to = correlation.as_deref().unwrap_or(&request.id).to_owned();
-    // A task that ran (even if it raised) is acked once its result is with
-    // the broker; a call that cannot run is rejected whatever happens.
-    let (body, ran) = match run_task(&request) {
-        Ok(Ok(value)) => {
-            tracing::info!(target: "celery_pages::task", "Task {}[{}] succeeded: {value}", request.task, request.id);
-            (success_body(&request.id, &value), true)
+    // A result goes to the correlation id the caller waits on (Celery sets
+    // it to the task id); a message with neither cannot be answered.
+    let replied = match (task_id, reply_to) {
+        (Some(id), Some(reply_to)) => {
+            let body = match &outcome {
+                Outcome::Succeeded(value) => success_body(&id, value),
+                Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(&id, exc),
+            };
+            let answer_to = correlation.unwrap_or_else(|| id.clone());
+            reply(channel, &reply_to, &answer_to, &body).await
         }
-        Ok(Err(exc)) => {
-            tracing::warn!(target: "celery_pages::task", "Task {}[{}] raised {exc}", request.task, request.id);
-            (failure_body(&request.id, &exc), true)
-        }
-        Err(exc) => {
-            tracing::error!(task = %request.task, id = %request.id, "rejecting: {exc}");
-            (failure_body(&request.id, &exc), false)
-        }
+        _ => true,
     };
-    let replied = reply(channel, reply_to.as_deref(), &answer_to, &body).await;
-    if !ran {
-        reject(&delivery).await;
-    } else if replied {
-        ack(&delivery).await;
+    match outcome {
+        Outcome::Refused(_) => reject(&delivery).await,
+        Outcome::Succeeded(_) | Outcome::Raised(_) if replied => ack(&delivery).await,
+        // No confirmed result: leave the message unacked, so the broker
+        // redelivers it when this channel goes.
+        Outcome::Succeeded(_) | Outcome::Raised(_) => {}
     }
 }
 
-/// Runs a request. The outer error means the call itself is wrong (unknown
-/// task, wrong arguments: the message is rejected); the inner one is the
-/// task raising (a normal, acknowledged failure).
-fn run_task(request: &TaskRequest) -> Result<Result<Value, PyException>, PyException> {
+fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
+    let (task, id) = (&request.task, &request.id);
+    match outcome {
+        Outcome::Succeeded(value) => {
+            tracing::info!(target: "celery_pages::task", "Task {task}[{id}] succeeded: {value}");
+        }
+        Outcome::Raised(exc) => {
+            tracing::warn!(target: "celery_pages::task", "Task {task}[{id}] raised {exc}");
+        }
+        Outcome::Refused(exc) => tracing::error!(%task, %id, "rejecting: {exc}"),
+    }
+}
+
+/// Runs a request: an unknown task or arguments that do not fit are
+/// refused; otherwise the task runs and returns or raises.
+fn run_task(request: &TaskRequest) -> Outcome {
     if request.task != ADD_TASK {
-        return Err(PyException {
+        return Outcome::Refused(PyException {
             exc_type: "NotRegistered".into(),
             exc_module: "celery.exceptions".into(),
             message: request.task.clone(),
         });
     }
-    let (x, y) = bind_add_arguments(&request.args, &request.kwargs)?;
-    Ok(python_add(&x, &y))
+    match bind_add_arguments(&request.args, &request.kwargs) {
+        Err(exc) => Outcome::Refused(exc),
+        Ok((x, y)) => match python_add(&x, &y) {
+            Ok(value) => Outcome::Succeeded(value),
+            Err(exc) => Outcome::Raised(exc),
+        },
+    }
 }
 
 /// Publishes a result to `reply_to` and waits for the broker's confirm.
-/// True if it is safe to ack: the result is with the broker, or nobody asked
-/// for one.
-async fn reply(
-    channel: &Channel,
-    reply_to: Option<&str>,
-    correlation_id: &str,
-    body: &[u8],
-) -> bool {
-    let Some(reply_to) = reply_to else {
-        return true;
-    };
+/// True if it is safe to ack: the result is with the broker.
+async fn reply(channel: &Channel, reply_to: &str, correlation_id: &str, body: &[u8]) -> bool {
     let published = async {
         channel
             .basic_publish(

@@ -44,7 +44,7 @@ async fn a_python_caller_is_served_by_the_rust_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_caller_is_served_by_a_python_worker() {
     let queue = unique_queue("py-worker");
-    let mut python = {
+    let python = {
         let queue = queue.clone();
         tokio::task::spawn_blocking(move || python_worker(&queue))
             .await
@@ -108,7 +108,6 @@ async fn the_rust_caller_is_served_by_a_python_worker() {
         "{stderr}"
     );
 
-    python.kill().unwrap();
-    python.wait().unwrap();
+    drop(python);
     delete_queue(&queue).await;
 }

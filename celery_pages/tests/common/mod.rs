@@ -4,17 +4,38 @@
 #![allow(dead_code)] // each test file uses its own part of this module
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
+pub use plumbing::child::KillOnDrop;
 
-/// The broker the tests use: `AMQP_ADDR`, or the local RabbitMQ.
+/// The broker the tests use: `AMQP_ADDR`, or the local RabbitMQ. A test
+/// that finds no broker fails at once with one line saying so.
 pub fn broker() -> String {
-    std::env::var(celery_pages::BROKER_ENV).unwrap_or_else(|_| celery_pages::DEFAULT_BROKER.into())
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let url = std::env::var(celery_pages::BROKER_ENV)
+        .unwrap_or_else(|_| celery_pages::DEFAULT_BROKER.into());
+    let reachable = CHECKED.get_or_init(|| {
+        let parsed: lapin::uri::AMQPUri = url.parse()?;
+        let addr = format!("{}:{}", parsed.authority.host, parsed.authority.port);
+        std::net::TcpStream::connect(&addr)
+            .map(drop)
+            .map_err(|err| {
+                format!(
+                    "no AMQP broker at {addr} ({err}): start RabbitMQ (`rabbitmq-server -detached`) \
+                     or point {} at one",
+                    celery_pages::BROKER_ENV
+                )
+            })
+    });
+    if let Err(err) = reachable {
+        panic!("{err}");
+    }
+    url
 }
 
 /// A queue name of this test's own, so tests running at once never share one.
@@ -57,29 +78,10 @@ pub async fn ready_count(queue: &str) -> u32 {
     declared.message_count()
 }
 
-/// Python with Celery: `CELERY_PYTHON`, else the workspace's `.venv` (made by
-/// `.ci/run`), else `python3`. A Python without Celery fails the test.
+/// Python with the pinned Celery, from the workspace's test environment
+/// (created on first use).
 pub fn python() -> PathBuf {
-    let python = std::env::var_os("CELERY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let venv = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"));
-            if venv.exists() {
-                venv
-            } else {
-                PathBuf::from("python3")
-            }
-        });
-    let check = Command::new(&python)
-        .args(["-c", "import celery"])
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {}: {err}", python.display()));
-    assert!(
-        check.status.success(),
-        "{} cannot import celery: run .ci/run, or `python3 -m venv .venv && .venv/bin/pip install 'celery>=5.3,<6'`",
-        python.display()
-    );
-    python
+    plumbing::python::python()
 }
 
 pub fn python_dir() -> &'static str {
@@ -104,33 +106,35 @@ fn python_broker() -> String {
 }
 
 /// Starts a Python Celery worker (solo pool) on `queue` and waits until it
-/// is ready.
-pub fn python_worker(queue: &str) -> Child {
-    let mut child = Command::new(python())
-        .args([
-            "-m",
-            "celery",
-            "-A",
-            "addTask",
-            "worker",
-            "-P",
-            "solo",
-            "-Q",
-            queue,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "info",
-        ])
-        .current_dir(python_dir())
-        .env("CELERY_QUEUE", queue)
-        .env("CELERY_BROKER", python_broker())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+/// is ready. It is killed when the guard is dropped.
+pub fn python_worker(queue: &str) -> KillOnDrop {
+    let mut child = KillOnDrop::new(
+        Command::new(python())
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                "addTask",
+                "worker",
+                "-P",
+                "solo",
+                "-Q",
+                queue,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "info",
+            ])
+            .current_dir(python_dir())
+            .env("CELERY_QUEUE", queue)
+            .env("CELERY_BROKER", python_broker())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.child().stderr.take().unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
