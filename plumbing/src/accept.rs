@@ -108,6 +108,12 @@ pub struct Connection {
 pub struct Slot(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
 
 impl Slot {
+    /// A free place under `limit`, if there is one.
+    fn take(limit: &Arc<Semaphore>) -> Option<Slot> {
+        let permit = Arc::clone(limit).try_acquire_owned().ok()?;
+        Some(Slot(Arc::new(std::sync::Mutex::new(Some(permit)))))
+    }
+
     /// Frees the place now, before the connection ends: for a connection
     /// that is only saying goodbye (an error already sent) and should not
     /// keep a new client waiting meanwhile.
@@ -151,9 +157,6 @@ pub async fn serve<H, HFut, R, RFut>(
     let refusal_slots = Arc::new(Semaphore::new(limit));
     let mut connections = JoinSet::new();
     let mut pause = FIRST_PAUSE;
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -178,18 +181,16 @@ pub async fn serve<H, HFut, R, RFut>(
         };
         let _ = socket.set_nodelay(true);
         let stream = IdleTimeout::new(socket, config.idle_timeout);
-        if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
+        if let Some(slot) = Slot::take(&slots) {
             tracing::debug!(%peer, "{}: connection", config.name);
-            let slot = Slot(Arc::new(std::sync::Mutex::new(Some(slot))));
             let served = handle(Connection {
                 stream,
                 peer,
                 slot: slot.clone(),
             });
             connections.spawn(held_while(served, slot));
-        } else if let Ok(refusing) = Arc::clone(&refusal_slots).try_acquire_owned() {
+        } else if let Some(refusing) = Slot::take(&refusal_slots) {
             tracing::warn!(%peer, "{}: {limit} connections open; refusing one more", config.name);
-            let refusing = Slot(Arc::new(std::sync::Mutex::new(Some(refusing))));
             connections.spawn(held_while(refuse(Refused { stream, peer }), refusing));
         } else {
             tracing::debug!(%peer, "{}: over the limit, closed at once", config.name);
@@ -199,7 +200,10 @@ pub async fn serve<H, HFut, R, RFut>(
         OnShutdown::Finish => while connections.join_next().await.is_some() {},
         OnShutdown::Close => connections.shutdown().await,
     }
-    tracing::info!("{} on {addr} stopped", config.name);
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!("{} on {addr} stopped", config.name),
+        Err(_) => tracing::info!("{} stopped", config.name),
+    }
 }
 
 /// Runs `work`, keeping `slot` taken until it ends (or is released).

@@ -276,3 +276,42 @@ fn the_demo_prints_the_chapters_lines() {
          'Buku 3 sudah selesai di baca!', 'Kembali ke buku 1']\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_with_the_same_id_refuses_to_take_the_name() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let ns_addr = rpc_naming::server::spawn_local(100).await.unwrap();
+    let server = |id: &str| {
+        Command::new(env!("CARGO_BIN_EXE_rpc_chain"))
+            .args(["server", "--ns", &ns_addr, "--id", id, "--next", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = plumbing::child::KillOnDrop::new(server("1"));
+    let mut ready = String::new();
+    tokio::task::block_in_place(|| {
+        std::io::BufReader::new(first.child().stdout.as_mut().unwrap()).read_line(&mut ready)
+    })
+    .unwrap();
+    assert_eq!(ready, "Buku 1 mulai dibaca \n");
+
+    let second = tokio::task::block_in_place(|| server("1").wait_with_output().unwrap());
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("example.chainTopology.1 is already registered by a live server"),
+        "{stderr}"
+    );
+    // The first keeps its name.
+    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let client = connect(&ns, 1).await.unwrap();
+    assert!(
+        send(&client, 1, hello()).await.is_err(),
+        "server 2 is missing"
+    );
+    drop(first);
+}

@@ -98,21 +98,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { addr, max_names } => {
-            let listener =
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| rpc_naming::Error::Bind {
-                        addr: addr.to_string(),
-                        source,
-                    })?;
-            if addr.ip().is_unspecified() {
-                tracing::warn!("listening on {addr}: anyone on the network can connect");
-            }
-            let stop = plumbing::shutdown::signal();
-            println!("NS running on {}", listener.local_addr()?);
-            server::serve(listener, max_names.max(1), stop).await;
-        }
+        Command::Serve { addr, max_names } => serve(addr, max_names).await?,
         Command::List { prefix, regex, ns } => {
             let ns = NameServer::connect(&ns.ns).await?;
             let names = match regex {
@@ -155,5 +141,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("Name server ping ok.");
         }
     }
+    Ok(())
+}
+
+async fn serve(addr: SocketAddr, max_names: usize) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| rpc_naming::Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    if addr.ip().is_unspecified() {
+        tracing::warn!("listening on {addr}: anyone on the network can connect");
+    }
+    let stop = plumbing::shutdown::signal();
+    println!("NS running on {}", listener.local_addr()?);
+    server::serve(listener, max_names.max(1), stop).await;
     Ok(())
 }

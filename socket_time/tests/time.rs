@@ -156,3 +156,43 @@ async fn rust_client_reads_the_python_server() {
     );
     python.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_server_logs_without_colour_to_a_pipe_and_one_line_when_it_stops() {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_socket_time"))
+        .args(["server", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
+    let listening = log.next_line().await.unwrap().unwrap();
+    assert!(
+        listening.contains("time server listening on 127.0.0.1:"),
+        "{listening}"
+    );
+    assert!(
+        !listening.contains('\x1b'),
+        "colour codes on a pipe: {listening:?}"
+    );
+
+    let pid = server.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    assert!(server.wait().await.unwrap().success());
+    let mut rest = Vec::new();
+    while let Some(line) = log.next_line().await.unwrap() {
+        rest.push(line);
+    }
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert!(
+        rest[0].contains("time server on 127.0.0.1:") && rest[0].ends_with("stopped"),
+        "{rest:?}"
+    );
+}
