@@ -49,6 +49,15 @@ fn as_float(value: &Value) -> Option<f64> {
 /// `OverflowError` (Python would grow the integer, but JSON interop with
 /// other clients stops at 64 bits), and so is a float sum that is not
 /// finite (JSON has no infinity).
+///
+/// ```
+/// use serde_json::json;
+/// use celery_pages::add::python_add;
+/// assert_eq!(python_add(&json!(4), &json!(10)).unwrap(), json!(14));
+/// assert_eq!(python_add(&json!("Kamu "), &json!("4")).unwrap(), json!("Kamu 4"));
+/// let err = python_add(&json!(4), &json!("halaman")).unwrap_err();
+/// assert_eq!(err.exc_type, "TypeError");
+/// ```
 pub fn python_add(x: &Value, y: &Value) -> Result<Value, PyException> {
     match (x, y) {
         (Value::String(a), Value::String(b)) => Ok(Value::String(format!("{a}{b}"))),

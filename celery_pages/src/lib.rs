@@ -14,6 +14,26 @@
 //! mid-stream loses nothing; a message that can never run is rejected, logged
 //! and answered instead of crashing the worker or looping; and a lost broker
 //! connection is retried with backoff.
+//!
+//! A worker and a call in one program (needs a broker):
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use celery_pages::caller::Caller;
+//! use celery_pages::worker::{self, WorkerConfig};
+//! use serde_json::json;
+//!
+//! let config = WorkerConfig::new(celery_pages::DEFAULT_BROKER);
+//! tokio::spawn(worker::run(config, std::future::pending()));
+//! let caller = Caller::connect(celery_pages::DEFAULT_BROKER, celery_pages::DEFAULT_QUEUE).await?;
+//! let sum = caller
+//!     .call(celery_pages::ADD_TASK, &[json!(4), json!(10)], std::time::Duration::from_secs(30))
+//!     .await?;
+//! assert_eq!(sum, json!(14));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod add;
 pub mod bench;
@@ -94,6 +114,13 @@ impl<T> AmqpContext<T> for lapin::Result<T> {
 }
 
 /// A broker URL with its password hidden, for messages and logs.
+///
+/// ```
+/// assert_eq!(
+///     celery_pages::redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+///     "amqp://guest:***@127.0.0.1:5672/%2f"
+/// );
+/// ```
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {

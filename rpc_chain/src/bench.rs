@@ -6,8 +6,8 @@
 use std::fmt;
 
 use plumbing::bench::{ServerThread, Stats, closed_loop, spawn_server_thread};
-use rpc_naming::bench::{PING_SIZE, ping_pong, serve_echo};
-use rpc_naming::{DEFAULT_MAX_NAMES, NameServer};
+use rpc_naming::NameServer;
+use rpc_naming::bench::{Floor, PING_SIZE, name_server};
 
 use crate::{ChainClient, ChainServer, Error, Result, connect, send, serve, server_name};
 
@@ -73,14 +73,7 @@ pub async fn run(
     calls: u64,
     concurrency: usize,
 ) -> Result<Report> {
-    let own = ns.is_none();
-    let ns_addr = match ns {
-        Some(ns) => ns,
-        None => rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES)
-            .await
-            .map_err(Error::BenchSetup)?,
-    };
-    let ns = NameServer::connect(&ns_addr).await?;
+    let (ns, own) = name_server(ns).await?;
     let _ring = if own {
         spawn_ring(&ns, servers.max(1)).await?
     } else {
@@ -88,16 +81,12 @@ pub async fn run(
     };
     let hops = ns.list(Some("example.chainTopology.")).await?.len() as u64 + 1;
     let client = connect(&ns, start).await?;
-    let echo = spawn_server_thread(serve_echo).map_err(Error::BenchSetup)?;
-
-    // Warm up: connects every hop, fills caches.
-    chains(&client, start, 500, 1).await?;
-    ping_pong(echo.addr, 1_000)
-        .await
-        .map_err(Error::BenchSetup)?;
+    let floor = Floor::start().await.map_err(Error::BenchSetup)?;
+    chains(&client, start, 500, 1).await?; // warm-up: connects every hop
 
     let sequential = chains(&client, start, calls, 1).await?;
-    let raw = ping_pong(echo.addr, calls * hops)
+    let raw = floor
+        .measure(calls * hops)
         .await
         .map_err(Error::BenchSetup)?;
     let concurrent = chains(&client, start, calls, concurrency).await?;

@@ -90,6 +90,14 @@ pub fn returned(id: u32) -> String {
 
 /// Formats a list of strings as Python's `repr` does, to print
 /// `Status = [...]` exactly as the chapter's client did.
+///
+/// ```
+/// let status = vec![rpc_chain::finished(1), "it's".to_owned()];
+/// assert_eq!(
+///     rpc_chain::python_list(&status),
+///     r#"['Buku 1 sudah selesai di baca!', "it's"]"#
+/// );
+/// ```
 pub fn python_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| python_str(s)).collect();
     format!("[{}]", quoted.join(", "))
@@ -254,6 +262,27 @@ pub async fn connect(ns: &NameServer, start: u32) -> Result<ChainClient> {
 }
 
 /// Sends `message` round the ring from the server behind `client`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use rpc_chain::{ChainServer, connect, send, serve, server_name};
+/// use rpc_naming::NameServer;
+///
+/// let ns = NameServer::connect(&rpc_naming::server::spawn_local(100).await?).await?;
+/// let mut leases = Vec::new();
+/// for id in 1..=2 {
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+///     leases.push(ns.claim(&server_name(id), listener.local_addr()?).await?);
+///     let server = ChainServer::new(id, id % 2 + 1, ns.clone(), false);
+///     tokio::spawn(serve(listener, server, std::future::pending()));
+/// }
+/// let client = connect(&ns, 1).await?;
+/// let status = send(&client, 1, vec!["hello".into()]).await?;
+/// assert_eq!(status.last().map(String::as_str), Some("Kembali ke buku 1"));
+/// # Ok(())
+/// # }
+/// ```
 pub async fn send(client: &ChainClient, start: u32, message: Vec<String>) -> Result<Vec<String>> {
     let reply = client
         .process(deadline_in(CALL_TIMEOUT), message)

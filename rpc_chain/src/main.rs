@@ -86,11 +86,12 @@ enum Command {
 // (measured in the README).
 fn main() -> ExitCode {
     let command = Cli::parse().command.unwrap_or(Command::Demo { servers: 3 });
-    plumbing::cli::run(
-        Runtime::CurrentThread,
-        "warn,rpc_chain=info,plumbing=info",
-        run(command),
-    )
+    // A bench's own servers stopping is not news.
+    let log = match command {
+        Command::Bench { .. } => "warn",
+        _ => "warn,rpc_chain=info,plumbing=info",
+    };
+    plumbing::cli::run(Runtime::CurrentThread, log, run(command))
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

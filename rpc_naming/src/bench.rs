@@ -7,13 +7,55 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use plumbing::bench::{Stats, histogram};
+use plumbing::bench::{ServerThread, Stats, histogram, spawn_server_thread};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use crate::NameServer;
+
 /// Bytes per ping-pong message: about what one small RPC puts on the wire.
 pub const PING_SIZE: usize = 64;
+
+/// The name server a bench measures through: the one at `ns`, or, without
+/// it, one started in this process. Also says whether it was started here
+/// (and so whether the bench must start the servers it measures).
+pub async fn name_server(ns: Option<String>) -> crate::Result<(NameServer, bool)> {
+    let own = ns.is_none();
+    let addr = match ns {
+        Some(ns) => ns,
+        None => crate::server::spawn_local(crate::DEFAULT_MAX_NAMES)
+            .await
+            .map_err(|source| crate::Error::Bind {
+                addr: "127.0.0.1:0".into(),
+                source,
+            })?,
+    };
+    Ok((NameServer::connect(&addr).await?, own))
+}
+
+/// The floor: an echo server on a thread of its own, measured by a raw
+/// ping-pong of [`PING_SIZE`] bytes.
+#[derive(Debug)]
+pub struct Floor {
+    echo: ServerThread,
+}
+
+impl Floor {
+    /// Starts the echo server and warms the path up (1,000 round trips).
+    pub async fn start() -> std::io::Result<Self> {
+        let floor = Floor {
+            echo: spawn_server_thread(serve_echo)?,
+        };
+        ping_pong(floor.echo.addr, 1_000).await?;
+        Ok(floor)
+    }
+
+    /// `calls` sequential round trips.
+    pub async fn measure(&self, calls: u64) -> std::io::Result<Stats> {
+        ping_pong(self.echo.addr, calls).await
+    }
+}
 
 /// The floor's server: echoes fixed-size messages back.
 pub async fn serve_echo(listener: TcpListener, stopped: oneshot::Receiver<()>) {

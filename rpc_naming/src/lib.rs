@@ -14,6 +14,24 @@
 //! its name alive with heartbeats, so a crashed server's name disappears
 //! within seconds instead of staying until someone removes it, and
 //! [`Lease::release`] removes it on a clean stop.
+//!
+//! A name server, a registration and a lookup in one program:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use rpc_naming::NameServer;
+//!
+//! let ns_addr = rpc_naming::server::spawn_local(100).await?;
+//! let ns = NameServer::connect(&ns_addr).await?;
+//! let server_addr = "127.0.0.1:4000".parse()?;
+//! let lease = ns.claim("server", server_addr).await?;
+//! assert_eq!(ns.lookup("server").await?, server_addr);
+//! assert!(lease.release().await?);
+//! assert!(ns.lookup("server").await.is_err());
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
 pub mod client;

@@ -5,8 +5,7 @@
 use std::fmt;
 
 use plumbing::bench::{Stats, closed_loop, spawn_server_thread};
-use rpc_naming::bench::{PING_SIZE, ping_pong, serve_echo};
-use rpc_naming::{DEFAULT_MAX_NAMES, NameServer};
+use rpc_naming::bench::{Floor, PING_SIZE, name_server};
 
 use crate::{Error, Result, WelcomeClient, buy, connect, serve};
 
@@ -52,14 +51,7 @@ impl fmt::Display for Report {
 /// without `ns`, starts a name server here and a welcome server on a thread
 /// of its own (as a separate process would be), registered through it.
 pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize) -> Result<Report> {
-    let own = ns.is_none();
-    let ns_addr = match ns {
-        Some(ns) => ns,
-        None => rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES)
-            .await
-            .map_err(Error::BenchSetup)?,
-    };
-    let ns = NameServer::connect(&ns_addr).await?;
+    let (ns, own) = name_server(ns).await?;
     let _own_server = if own {
         let server = spawn_server_thread(|listener, stopped| {
             serve(listener, async {
@@ -73,18 +65,11 @@ pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize)
         None
     };
     let client = connect(&ns, name).await?;
-    let echo = spawn_server_thread(serve_echo).map_err(Error::BenchSetup)?;
-
-    // Warm up both paths before measuring.
-    welcome_calls(&client, name, 1_000, 1).await?;
-    ping_pong(echo.addr, 1_000)
-        .await
-        .map_err(Error::BenchSetup)?;
+    let floor = Floor::start().await.map_err(Error::BenchSetup)?;
+    welcome_calls(&client, name, 1_000, 1).await?; // warm-up
 
     let sequential = welcome_calls(&client, name, calls, 1).await?;
-    let raw = ping_pong(echo.addr, calls)
-        .await
-        .map_err(Error::BenchSetup)?;
+    let raw = floor.measure(calls).await.map_err(Error::BenchSetup)?;
     let concurrent = welcome_calls(&client, name, calls, concurrency).await?;
     Ok(Report {
         sequential,

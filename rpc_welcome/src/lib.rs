@@ -6,6 +6,25 @@
 //! service is a tarpc trait ([`Welcome`]); the name server hands out the
 //! address, and the registration is a lease, so a crashed server's name
 //! disappears within seconds.
+//!
+//! The whole example in one program:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use rpc_naming::NameServer;
+//!
+//! let ns = NameServer::connect(&rpc_naming::server::spawn_local(100).await?).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let _lease = ns.claim("server", listener.local_addr()?).await?;
+//! tokio::spawn(rpc_welcome::serve(listener, std::future::pending()));
+//!
+//! let client = rpc_welcome::connect(&ns, "server").await?;
+//! let reply = rpc_welcome::buy(&client, "server", "Sistem Terdistribusi").await?;
+//! assert_eq!(reply, "Buku dengan judul Sistem Terdistribusi berhasil dibeli!");
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
 

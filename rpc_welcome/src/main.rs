@@ -84,11 +84,12 @@ fn main() -> ExitCode {
     let command = Cli::parse().command.unwrap_or(Command::Demo {
         title: bench::TITLE.into(),
     });
-    plumbing::cli::run(
-        Runtime::CurrentThread,
-        "warn,rpc_welcome=info,plumbing=info",
-        run(command),
-    )
+    // A bench's own servers stopping is not news.
+    let log = match command {
+        Command::Bench { .. } => "warn",
+        _ => "warn,rpc_welcome=info,plumbing=info",
+    };
+    plumbing::cli::run(Runtime::CurrentThread, log, run(command))
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

@@ -18,6 +18,35 @@
 //! - [`client`]: writes to a temporary file beside the target and renames it
 //!   only after the size and digest match, so `received.txt` is never left
 //!   half-written or clobbered by a failed transfer.
+//!
+//! A loan, server and client in one program:
+//!
+//! ```
+//! use socket_file::client::borrow_book;
+//! use socket_file::server::{ServerConfig, serve};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let book = dir.path().join("mytext.txt");
+//! std::fs::write(&book, "Peminjaman buku diterima")?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?.to_string();
+//! let mut config = ServerConfig::new(&book);
+//! config.announce = false;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(serve(listener, config, async {
+//!     let _ = stopped.await;
+//! }));
+//! let out = dir.path().join("received.txt");
+//! let borrowed = borrow_book(&addr, socket_file::DEFAULT_REQUEST, &out, |_| {}).await?;
+//! assert_eq!(borrowed.closing, socket_file::CLOSING_MESSAGE);
+//! assert_eq!(std::fs::read_to_string(&out)?, "Peminjaman buku diterima");
+//! let _ = stop.send(());
+//! server.await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
 pub mod client;

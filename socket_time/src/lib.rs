@@ -9,6 +9,25 @@
 //!
 //! The wire format is kept byte for byte, so the Python programs and these
 //! interoperate in both directions.
+//!
+//! A server and a client in one program:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?.to_string();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(socket_time::serve(listener, false, async {
+//!     let _ = stopped.await;
+//! }));
+//! let time = socket_time::fetch_time(&addr).await?;
+//! println!("{}", socket_time::checkout_line(&time));
+//! let _ = stop.send(());
+//! server.await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
 
