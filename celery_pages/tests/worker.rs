@@ -149,12 +149,52 @@ fn no_broker_says_where_it_looked_and_how_to_start_one() {
         assert!(!output.status.success(), "{args:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.matches("Connection refused").count(),
+            1,
+            "{args:?}: a cause said twice: {stderr}"
+        );
         assert!(
             stderr.contains("cannot reach the AMQP broker at amqp://guest:***@127.0.0.1:1/%2f")
                 && stderr.contains("docker compose up -d")
                 && !stderr.contains("secret"),
             "{args:?}: {stderr}"
         );
+    }
+}
+
+#[test]
+fn a_refused_login_an_unknown_vhost_and_a_bad_url_are_told_apart() {
+    let url = broker();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (_, host_and_vhost) = rest.rsplit_once('@').unwrap();
+    let (host, _) = host_and_vhost.split_once('/').unwrap();
+    for (broker_url, expected) in [
+        (
+            format!("{scheme}://guest:wrong-password@{host}/%2f"),
+            "refused the login: check the user name and password",
+        ),
+        (
+            format!("{scheme}://guest:guest@{host}/no-such-vhost"),
+            "refused the connection (is the vhost right?",
+        ),
+        (
+            "localhost".to_owned(),
+            "is not an AMQP URL: write amqp://USER:PASSWORD@HOST:PORT/VHOST",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .args(["add", "1", "2", "--broker", &broker_url])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{broker_url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{broker_url}: {stderr}");
+        assert!(stderr.contains(expected), "{broker_url}: {stderr}");
+        // One line, no cause said twice, no password.
+        assert_eq!(stderr.lines().count(), 1, "{broker_url}: {stderr}");
+        assert!(!stderr.contains("cannot reach"), "{broker_url}: {stderr}");
+        assert!(!stderr.contains("wrong-password"), "{broker_url}: {stderr}");
     }
 }
 

@@ -39,7 +39,9 @@ pub fn broker() -> String {
 }
 
 /// A queue name of this test's own, so tests running at once never share one.
+/// Every broker test starts here, so it also checks the broker is there.
 pub fn unique_queue(test: &str) -> String {
+    broker();
     format!("celery_pages.test.{test}.{}", uuid::Uuid::new_v4().simple())
 }
 
