@@ -23,11 +23,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rpc_naming::NameServer;
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{serve_connections, spawn_request};
+use rpc_naming::transport::{serve_connections, server_channel, spawn_request};
 use serde::{Deserialize, Serialize};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
-use tarpc::server::{BaseChannel, Channel};
+use tarpc::server::Channel;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
@@ -233,7 +233,7 @@ impl Chain for ChainServer {
 /// Serves `server` on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, server: ChainServer, shutdown: impl Future<Output = ()>) {
     serve_connections(listener, "chain server", shutdown, move |transport| {
-        BaseChannel::with_defaults(transport)
+        server_channel(transport)
             .execute(server.clone().serve())
             .for_each(spawn_request)
     })

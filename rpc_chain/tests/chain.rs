@@ -9,10 +9,10 @@ use rpc_chain::{
     returned, send, serve, server_name,
 };
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{serve_connections, spawn_request};
+use rpc_naming::transport::{serve_connections, server_channel, spawn_request};
 use rpc_naming::{Lease, NameServer};
 use tarpc::context::Context;
-use tarpc::server::{BaseChannel, Channel};
+use tarpc::server::Channel;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -235,7 +235,7 @@ async fn the_callers_deadline_travels_along_the_chain() {
         "spy server",
         std::future::pending(),
         move |t| {
-            BaseChannel::with_defaults(t)
+            server_channel(t)
                 .execute(serving.clone().serve())
                 .for_each(spawn_request)
         },

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use regex::{Regex, RegexBuilder};
 use tarpc::context::Context;
-use tarpc::server::{BaseChannel, Channel};
+use tarpc::server::Channel;
 use tokio::net::TcpListener;
 
-use crate::transport::{serve_connections, spawn_request};
+use crate::transport::{serve_connections, server_channel, spawn_request};
 use crate::{MAX_PATTERN_LEN, Naming, NamingError, validate_name};
 
 const MIN_LEASE: Duration = Duration::from_millis(100);
@@ -271,7 +271,7 @@ impl Naming for NamingServer {
 pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Future<Output = ()>) {
     let server = NamingServer::new(max_names);
     serve_connections(listener, "name server", shutdown, move |transport| {
-        BaseChannel::with_defaults(transport)
+        server_channel(transport)
             .execute(server.clone().serve())
             .for_each(spawn_request)
     })

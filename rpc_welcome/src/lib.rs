@@ -34,10 +34,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use rpc_naming::NameServer;
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{serve_connections, spawn_request};
+use rpc_naming::transport::{serve_connections, server_channel, spawn_request};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
-use tarpc::server::{BaseChannel, Channel};
+use tarpc::server::Channel;
 use tokio::net::TcpListener;
 
 /// The name the chapter's server registers under.
@@ -90,7 +90,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Serves [`WelcomeServer`] on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
     serve_connections(listener, "welcome server", shutdown, |transport| {
-        BaseChannel::with_defaults(transport)
+        server_channel(transport)
             .execute(WelcomeServer.serve())
             .for_each(spawn_request)
     })

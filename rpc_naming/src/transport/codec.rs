@@ -1,0 +1,216 @@
+//! The server's decoder of tarpc requests, which no value from the wire can
+//! make panic.
+//!
+//! tarpc sends a request's deadline as a duration from now and turns it back
+//! into an instant with `Instant::now() + duration`, which panics for a
+//! duration of about 10^8 s or more: one malformed request would kill the
+//! connection's task. This decoder reads the same bytes (bincode with
+//! tarpc's options) into a mirror of tarpc's `ClientMessage`, clamps the
+//! deadline to [`MAX_DEADLINE`], and builds the real message from it.
+
+use std::io;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bincode::Options;
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tarpc::{ClientMessage, Response};
+
+/// The longest deadline a server grants a request: a client that asks for
+/// more (any amount, up to `u64::MAX` seconds) gets this.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(30);
+
+/// tarpc's `ClientMessage`, field for field and variant for variant, with
+/// the deadline left as the duration it is on the wire.
+#[derive(Serialize, Deserialize)]
+enum WireMessage<T> {
+    Request(WireRequest<T>),
+    Cancel {
+        trace_context: tarpc::trace::Context,
+        request_id: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRequest<T> {
+    context: WireContext,
+    id: u64,
+    message: T,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireContext {
+    deadline: Duration,
+    trace_context: tarpc::trace::Context,
+}
+
+fn invalid(err: bincode::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
+
+/// Decodes one request frame as tarpc's bincode does, with the deadline
+/// clamped to [`MAX_DEADLINE`] from now. Never panics, whatever the bytes.
+///
+/// ```
+/// use rpc_naming::transport::codec::{MAX_DEADLINE, decode_request};
+/// // A request whose deadline is u64::MAX seconds away (tarpc would panic).
+/// let mut frame = vec![0u8];          // variant: Request
+/// frame.push(0xfd);                   // deadline secs: a varint u64 follows...
+/// frame.extend(u64::MAX.to_le_bytes()); // ...u64::MAX
+/// frame.push(0);                      // deadline nanos
+/// frame.extend([0u8; 16]);            // trace id
+/// frame.extend([0, 0]);               // span id, sampling decision
+/// frame.push(7);                      // request id; the message, (), takes no bytes
+/// let message = decode_request::<()>(&frame).unwrap();
+/// let tarpc::ClientMessage::Request(request) = message else { panic!() };
+/// assert!(request.context.deadline <= std::time::Instant::now() + MAX_DEADLINE);
+/// ```
+pub fn decode_request<Req: DeserializeOwned>(frame: &[u8]) -> io::Result<ClientMessage<Req>> {
+    let wire: WireMessage<Req> = bincode::DefaultOptions::new()
+        .deserialize(frame)
+        .map_err(invalid)?;
+    Ok(match wire {
+        WireMessage::Request(request) => {
+            let mut context = tarpc::context::current();
+            context.deadline = Instant::now() + request.context.deadline.min(MAX_DEADLINE);
+            context.trace_context = request.context.trace_context;
+            ClientMessage::Request(tarpc::Request {
+                context,
+                id: request.id,
+                message: request.message,
+            })
+        }
+        WireMessage::Cancel {
+            trace_context,
+            request_id,
+        } => ClientMessage::Cancel {
+            trace_context,
+            request_id,
+        },
+    })
+}
+
+/// The server side's serde format: requests through [`decode_request`],
+/// responses as tarpc's own bincode format writes them.
+pub struct ServerCodec<Req, Resp>(PhantomData<fn() -> (Req, Resp)>);
+
+impl<Req, Resp> Default for ServerCodec<Req, Resp> {
+    fn default() -> Self {
+        ServerCodec(PhantomData)
+    }
+}
+
+impl<Req: DeserializeOwned, Resp> tarpc::tokio_serde::Deserializer<ClientMessage<Req>>
+    for ServerCodec<Req, Resp>
+{
+    type Error = io::Error;
+
+    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> io::Result<ClientMessage<Req>> {
+        decode_request(src)
+    }
+}
+
+impl<Req, Resp: Serialize> tarpc::tokio_serde::Serializer<Response<Resp>>
+    for ServerCodec<Req, Resp>
+{
+    type Error = io::Error;
+
+    fn serialize(self: Pin<&mut Self>, item: &Response<Resp>) -> io::Result<Bytes> {
+        bincode::DefaultOptions::new()
+            .serialize(item)
+            .map(Bytes::from)
+            .map_err(invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What tarpc's own client writes for `message` with `deadline`.
+    fn tarpc_frame(deadline: Duration, message: &str) -> Vec<u8> {
+        let mut context = tarpc::context::current();
+        context.deadline = Instant::now() + deadline;
+        let request = ClientMessage::Request(tarpc::Request {
+            context,
+            id: 42,
+            message: message.to_owned(),
+        });
+        bincode::DefaultOptions::new().serialize(&request).unwrap()
+    }
+
+    #[test]
+    fn reads_what_tarpc_writes() {
+        let frame = tarpc_frame(Duration::from_secs(5), "server");
+        let ClientMessage::Request(request) = decode_request::<String>(&frame).unwrap() else {
+            panic!("not a request");
+        };
+        assert_eq!((request.id, request.message.as_str()), (42, "server"));
+        let left = request.context.deadline - Instant::now();
+        assert!(left > Duration::from_secs(4) && left <= Duration::from_secs(5));
+    }
+
+    /// A request frame with any deadline, even one tarpc cannot write.
+    fn frame_with_deadline(deadline: Duration, id: u64, message: &str) -> Vec<u8> {
+        let wire = WireMessage::Request(WireRequest {
+            context: WireContext {
+                deadline,
+                trace_context: tarpc::trace::Context::default(),
+            },
+            id,
+            message: message.to_owned(),
+        });
+        bincode::DefaultOptions::new().serialize(&wire).unwrap()
+    }
+
+    #[test]
+    fn tarpc_reads_what_the_mirror_writes() {
+        let ours = frame_with_deadline(Duration::from_secs(3), 9, "x");
+        let theirs: ClientMessage<String> =
+            bincode::DefaultOptions::new().deserialize(&ours).unwrap();
+        let ClientMessage::Request(request) = theirs else {
+            panic!("not a request");
+        };
+        assert_eq!((request.id, request.message.as_str()), (9, "x"));
+        assert!(request.context.deadline > Instant::now() + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_deadline_of_a_hundred_million_seconds_is_clamped() {
+        for secs in [100_000_000, u64::MAX / 2, u64::MAX] {
+            let frame = frame_with_deadline(Duration::new(secs, 999_999_999), 1, "x");
+            let ClientMessage::Request(request) = decode_request::<String>(&frame).unwrap() else {
+                panic!("not a request");
+            };
+            assert!(request.context.deadline <= Instant::now() + MAX_DEADLINE);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn no_bytes_make_the_decoder_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_request::<String>(&bytes);
+            let _ = decode_request::<(String, std::net::SocketAddr, bool, u64)>(&bytes);
+            let _ = decode_request::<Vec<String>>(&bytes);
+        }
+
+        #[test]
+        fn any_request_with_any_deadline_decodes(
+            secs in any::<u64>(), nanos in 0u32..1_000_000_000, id in any::<u64>(), name in ".{0,40}"
+        ) {
+            let frame = frame_with_deadline(Duration::new(secs, nanos), id, &name);
+            let ClientMessage::Request(request) = decode_request::<String>(&frame).unwrap() else {
+                panic!("not a request");
+            };
+            prop_assert_eq!(request.id, id);
+            prop_assert_eq!(request.message, name);
+            prop_assert!(request.context.deadline <= Instant::now() + MAX_DEADLINE);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! tarpc plumbing shared by every RPC example: how a connection is framed,
+//! encoded and accepted.
+//!
+//! tarpc leaves three choices to the application, made here once:
+//! - the codec: bincode, the fastest of tarpc's serde formats;
+//! - the frame limit: tarpc's length-delimited codec defaults to 8 MiB and
+//!   kills the connection above it; we set it on purpose, on both ends;
+//! - `TCP_NODELAY`: RPC is small request/response messages, which Nagle's
+//!   algorithm would delay.
+//!
+//! Servers accept through the workspace's one accept loop
+//! ([`plumbing::accept`]): a connection limit, an idle timeout and a
+//! graceful stop, which tarpc does not have built in. On top of it, what a
+//! hostile or broken client could otherwise do to a server is bounded here:
+//!
+//! - requests in flight per connection: at most [`MAX_IN_FLIGHT`]; past
+//!   that, the server stops reading the connection until replies have been
+//!   written, so a client that pipelines requests and never reads the
+//!   replies holds a bounded amount of memory ([`server_channel`]);
+//! - a frame begun and not finished within [`frames::FRAME_TIMEOUT`] closes
+//!   the connection ([`frames`]);
+//! - a deadline from the wire is clamped to [`codec::MAX_DEADLINE`], so no
+//!   value can make tarpc panic ([`codec`]);
+//! - a connection over the limit gets an answer that says so: its first
+//!   request is answered with a "busy" error before it is closed.
+
+pub mod backpressure;
+pub mod codec;
+pub mod frames;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use plumbing::accept::{self, AcceptConfig, Connection, IdleTimeout, OnShutdown, Refused};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tarpc::serde_transport::{self, Transport};
+use tarpc::server::BaseChannel;
+use tarpc::tokio_serde::formats::Bincode;
+use tarpc::tokio_util::codec::LengthDelimitedCodec;
+use tarpc::{ClientMessage, Response, ServerError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+use backpressure::Backpressure;
+use codec::{MAX_DEADLINE, ServerCodec};
+use frames::{FRAME_TIMEOUT, FrameWatch};
+
+/// Largest frame either end sends or accepts. A larger request is refused by
+/// the receiving end, which drops that connection, and only that one.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// The client side of a connection to a service with requests `Req` and
+/// responses `Resp`: hand it to the generated `XClient::new`.
+pub type ClientTransport<Req, Resp> = Transport<
+    TcpStream,
+    Response<Resp>,
+    ClientMessage<Req>,
+    Bincode<Response<Resp>, ClientMessage<Req>>,
+>;
+
+/// What a server reads and writes: a connection from the accept loop, its
+/// frames timed.
+pub type ServerStream = FrameWatch<IdleTimeout<TcpStream>>;
+
+/// The server side of a connection: hand it to [`server_channel`].
+pub type ServerTransport<Req, Resp> =
+    Transport<ServerStream, ClientMessage<Req>, Response<Resp>, ServerCodec<Req, Resp>>;
+
+/// A server's channel: tarpc's, reading no more requests while
+/// [`MAX_IN_FLIGHT`] are in flight.
+pub type ServerChannel<Req, Resp> =
+    Backpressure<BaseChannel<Req, Resp, ServerTransport<Req, Resp>>>;
+
+/// Requests in flight on one connection (being handled, or answered and
+/// not yet written). Past this the server reads no more from the connection
+/// until some replies have gone out: back-pressure reaches the client
+/// through TCP, and memory per connection stays bounded.
+pub const MAX_IN_FLIGHT: usize = 32;
+
+/// Length-delimited frames of at most [`MAX_FRAME`] bytes over `stream`,
+/// encoded with `codec`.
+fn frame<Io, Item, SinkItem, Codec>(
+    stream: Io,
+    codec: Codec,
+) -> Transport<Io, Item, SinkItem, Codec>
+where
+    Io: AsyncRead + AsyncWrite,
+    Item: DeserializeOwned,
+    SinkItem: Serialize,
+    Codec: tarpc::tokio_serde::Serializer<SinkItem> + tarpc::tokio_serde::Deserializer<Item>,
+{
+    let framed = LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_framed(stream);
+    serde_transport::new(framed, codec)
+}
+
+fn server_transport<Req, Resp>(stream: IdleTimeout<TcpStream>) -> ServerTransport<Req, Resp>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+{
+    frame(
+        FrameWatch::new(stream, FRAME_TIMEOUT),
+        ServerCodec::default(),
+    )
+}
+
+/// The channel a server runs a connection on: tarpc's defaults, with at
+/// most [`MAX_IN_FLIGHT`] requests in flight.
+pub fn server_channel<Req, Resp>(transport: ServerTransport<Req, Resp>) -> ServerChannel<Req, Resp>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+{
+    Backpressure::new(BaseChannel::with_defaults(transport), MAX_IN_FLIGHT)
+}
+
+/// Opens a connection to a service at `addr`.
+pub async fn connect<Req, Resp>(addr: SocketAddr) -> std::io::Result<ClientTransport<Req, Resp>>
+where
+    Req: Serialize,
+    Resp: DeserializeOwned,
+{
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(frame(stream, Bincode::default()))
+}
+
+/// How the RPC servers accept: [`MAX_CONNECTIONS`] at once, a 60 s idle
+/// timeout (twice the longest deadline a request gets, so only a connection
+/// with nothing in flight is dropped), and on a stop the open connections
+/// are closed rather than waited for (clients keep theirs open).
+pub fn accept_config(name: &'static str) -> AcceptConfig {
+    AcceptConfig {
+        max_connections: MAX_CONNECTIONS,
+        idle_timeout: 2 * MAX_DEADLINE,
+        on_shutdown: OnShutdown::Close,
+        ..AcceptConfig::new(name)
+    }
+}
+
+/// Connections a server serves at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long a refused connection has to send its first request, which is
+/// then answered with the refusal.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
+/// Answers the first request of a connection over the limit with an error
+/// saying so, then closes it. A client sees `ConnectionRefused: <name> is
+/// busy...` instead of a connection that closed for no reason.
+async fn refuse<Req, Resp>(refused: Refused, name: &'static str)
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let mut transport = server_transport::<Req, Resp>(refused.stream);
+    let first = tokio::time::timeout(REFUSAL_WAIT, transport.next()).await;
+    if let Ok(Some(Ok(ClientMessage::Request(request)))) = first {
+        let busy = ServerError::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!(
+                "the {name} is busy: {MAX_CONNECTIONS} connections are open; try again shortly"
+            ),
+        );
+        let _ = tokio::time::timeout(
+            REFUSAL_WAIT,
+            transport.send(Response {
+                request_id: request.id,
+                message: Err(busy),
+            }),
+        )
+        .await;
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` completes, running
+/// `on_connection(transport)` for each in its own task (through
+/// [`plumbing::accept::serve`], with [`accept_config`]).
+///
+/// `on_connection` is where the concrete service runs the channel, typically
+/// `server_channel(t).execute(server.serve()).for_each(spawn_request)`
+/// (tarpc does not spawn requests for you, and a ring of servers needs each
+/// request in its own task).
+pub async fn serve_connections<Req, Resp, Conn>(
+    listener: TcpListener,
+    name: &'static str,
+    shutdown: impl Future<Output = ()>,
+    mut on_connection: impl FnMut(ServerTransport<Req, Resp>) -> Conn,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    Conn: Future<Output = ()> + Send + 'static,
+{
+    accept::serve(
+        listener,
+        &accept_config(name),
+        shutdown,
+        |connection: Connection| on_connection(server_transport(connection.stream)),
+        |refused: Refused| refuse::<Req, Resp>(refused, name),
+    )
+    .await;
+}
+
+/// Spawns one request's future; for `execute(..).for_each(spawn_request)`.
+pub async fn spawn_request(request: impl Future<Output = ()> + Send + 'static) {
+    tokio::spawn(request);
+}
