@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::transport::{self, ClientTransport};
-use crate::{Error, NamingClient, NamingError, Result};
+use crate::{Error, LIST_PAGE, ListFilter, NamingClient, NamingError, Result};
 
 /// How long to wait for a TCP connection to a name server or a service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,6 +50,30 @@ pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
 pub struct NameServer {
     addr: String,
     client: Arc<Mutex<NamingClient>>,
+}
+
+/// Whether an RPC error comes from a frame over the limit (a reply the
+/// client refused to read).
+fn frame_too_large(err: &RpcError) -> bool {
+    use tarpc::tokio_util::codec::LengthDelimitedCodecError;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(inner) = cause {
+        if inner.is::<LengthDelimitedCodecError>() {
+            return true;
+        }
+        // tarpc hands its transport error over in an Arc, and an io::Error
+        // hides the error it wraps from source(): look inside both.
+        type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+        cause = if let Some(shared) = inner.downcast_ref::<Shared>() {
+            Some(&**shared)
+        } else if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            io.get_ref()
+                .map(|e| e as &(dyn std::error::Error + 'static))
+        } else {
+            inner.source()
+        };
+    }
+    false
 }
 
 /// Whether an RPC error means the connection is gone (rather than the call).
@@ -102,7 +126,8 @@ impl NameServer {
         Fut: Future<Output = std::result::Result<T, RpcError>>,
     {
         match op(self.current(), deadline_in(CALL_TIMEOUT)).await {
-            Err(err) if connection_broken(&err) => {
+            // A reply too large for a frame would be too large again.
+            Err(err) if connection_broken(&err) && !frame_too_large(&err) => {
                 tracing::debug!(addr = %self.addr, %err, "name server connection broken; reconnecting");
                 let fresh = Self::open(&self.addr).await?;
                 *self.client.lock().expect("name server client poisoned") = fresh.clone();
@@ -115,6 +140,12 @@ impl NameServer {
     }
 
     fn rpc_error(&self, source: RpcError) -> Error {
+        if frame_too_large(&source) {
+            return Error::ReplyTooLarge {
+                addr: self.addr.clone(),
+                source,
+            };
+        }
         Error::NameServerRpc {
             addr: self.addr.clone(),
             source,
@@ -140,16 +171,47 @@ impl NameServer {
         Ok(done?)
     }
 
+    /// Every registration whose name starts with `prefix` (all without one),
+    /// sorted by name.
     pub async fn list(&self, prefix: Option<&str>) -> Result<Vec<(String, SocketAddr)>> {
-        self.call(|c, ctx| async move { c.list(ctx, prefix.map(str::to_owned)).await })
+        self.list_all(ListFilter::Prefix(prefix.unwrap_or_default().to_owned()))
             .await
     }
 
+    /// Every registration whose name matches `pattern` (a regex anchored at
+    /// the start, like Python's `re.match`), sorted by name.
     pub async fn list_matching(&self, pattern: &str) -> Result<Vec<(String, SocketAddr)>> {
-        let found = self
-            .call(|c, ctx| async move { c.list_matching(ctx, pattern.to_owned()).await })
-            .await?;
-        Ok(found?)
+        self.list_all(ListFilter::Regex(pattern.to_owned())).await
+    }
+
+    /// Lists page by page until a page comes back short.
+    async fn list_all(&self, filter: ListFilter) -> Result<Vec<(String, SocketAddr)>> {
+        let mut all: Vec<(String, SocketAddr)> = Vec::new();
+        loop {
+            let after = all.last().map(|(name, _)| name.clone());
+            let filter = &filter;
+            let page = self
+                .call(|c, ctx| {
+                    let after = after.clone();
+                    async move { c.list_page(ctx, filter.clone(), after).await }
+                })
+                .await??;
+            let full = page.len() == LIST_PAGE;
+            let advances = match (page.first(), &after) {
+                (Some((first, _)), Some(after)) => first > after,
+                _ => true,
+            };
+            if !advances {
+                return Err(Error::Protocol {
+                    addr: self.addr.clone(),
+                    reason: "a page of the listing went backwards".into(),
+                });
+            }
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     pub async fn remove(&self, name: &str) -> Result<usize> {

@@ -75,18 +75,33 @@ pub trait Naming {
     async fn release(name: String, lease: u64) -> bool;
     /// The address registered under `name`.
     async fn lookup(name: String) -> Result<SocketAddr, NamingError>;
-    /// Every registration whose name starts with `prefix` (all without one),
-    /// sorted by name.
-    async fn list(prefix: Option<String>) -> Vec<(String, SocketAddr)>;
-    /// Every registration whose name matches `pattern` (a regex anchored at
-    /// the start, like Python's `re.match`), sorted by name.
-    async fn list_matching(pattern: String) -> Result<Vec<(String, SocketAddr)>, NamingError>;
+    /// Up to [`LIST_PAGE`] registrations that pass `filter`, sorted by name,
+    /// starting after the name `after` (from the start without it). A table
+    /// of any size is listed page by page, each page well inside a frame.
+    async fn list_page(
+        filter: ListFilter,
+        after: Option<String>,
+    ) -> Result<Vec<(String, SocketAddr)>, NamingError>;
     /// Removes `name`; returns how many were removed (0 or 1).
     async fn remove(name: String) -> usize;
     /// Removes every name matching `pattern`; returns how many.
     async fn remove_matching(pattern: String) -> Result<usize, NamingError>;
     /// Answers if the name server is up.
     async fn ping();
+}
+
+/// Registrations a page holds at most: 1,000 names of at most 200 bytes and
+/// their addresses come to about 240 KB, a quarter of the frame limit.
+pub const LIST_PAGE: usize = 1_000;
+
+/// Which names a listing shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListFilter {
+    /// Names starting with this (every name for an empty prefix).
+    Prefix(String),
+    /// Names matching this regex, anchored at the start like Python's
+    /// `re.match`.
+    Regex(String),
 }
 
 /// What the name server can refuse, as it travels back to the caller.
@@ -110,6 +125,18 @@ pub enum NamingError {
 
 /// Checks a name: non-empty, at most [`MAX_NAME_LEN`] bytes, printable, no
 /// white space.
+///
+/// Printable means no character of Unicode's "Other" categories (control,
+/// format, surrogate, private use, unassigned) nor its separators: a name
+/// with a zero-width space (`ser\u{200b}ver`) or a right-to-left override
+/// would list exactly like another name and fool whoever reads the list.
+///
+/// ```
+/// use rpc_naming::validate_name;
+/// assert!(validate_name("example.chainTopology.1").is_ok());
+/// assert!(validate_name("ser\u{200b}ver").is_err());
+/// assert!(validate_name("buku-ñ").is_ok());
+/// ```
 pub fn validate_name(name: &str) -> Result<(), NamingError> {
     let invalid = |reason: &str| {
         Err(NamingError::InvalidName {
@@ -123,10 +150,23 @@ pub fn validate_name(name: &str) -> Result<(), NamingError> {
     if name.len() > MAX_NAME_LEN {
         return invalid(&format!("longer than {MAX_NAME_LEN} bytes"));
     }
-    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return invalid("only printable characters without spaces are allowed");
+    if let Some(c) = name.chars().find(|&c| !printable(c)) {
+        return invalid(&format!(
+            "{} is not allowed: only printable characters without spaces",
+            c.escape_unicode()
+        ));
     }
     Ok(())
+}
+
+/// Whether `c` may appear in a name: visible, and not a space.
+fn printable(c: char) -> bool {
+    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
+    !c.is_whitespace()
+        && !matches!(
+            c.general_category_group(),
+            GeneralCategoryGroup::Other | GeneralCategoryGroup::Separator
+        )
 }
 
 /// Everything a user of this library can meet.
@@ -145,6 +185,16 @@ pub enum Error {
         addr: String,
         source: tarpc::client::RpcError,
     },
+    #[error(
+        "the name server at {addr} sent a reply larger than the {} MiB frame limit",
+        transport::MAX_FRAME >> 20
+    )]
+    ReplyTooLarge {
+        addr: String,
+        source: tarpc::client::RpcError,
+    },
+    #[error("the name server at {addr} broke the protocol: {reason}")]
+    Protocol { addr: String, reason: String },
     #[error(transparent)]
     Naming(#[from] NamingError),
     #[error(
@@ -190,6 +240,15 @@ mod tests {
         assert!(validate_name("").is_err());
         assert!(validate_name("two words").is_err());
         assert!(validate_name("bell\u{7}").is_err());
+        for invisible in [
+            '\u{200b}', '\u{202e}', '\u{feff}', '\u{2060}', '\u{ad}', '\u{e000}', '\u{a0}',
+            '\u{2028}',
+        ] {
+            let name = format!("ser{invisible}ver");
+            let err = validate_name(&name).unwrap_err().to_string();
+            assert!(err.contains("is not allowed"), "{name:?}: {err}");
+        }
+        assert!(validate_name("Buku-ñ-é-日本").is_ok());
         assert!(validate_name(&"n".repeat(MAX_NAME_LEN)).is_ok());
         assert!(validate_name(&"n".repeat(MAX_NAME_LEN + 1)).is_err());
     }

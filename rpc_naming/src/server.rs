@@ -18,7 +18,7 @@ use tarpc::server::Channel;
 use tokio::net::TcpListener;
 
 use crate::transport::{serve_connections, server_channel, spawn_request};
-use crate::{MAX_PATTERN_LEN, Naming, NamingError, validate_name};
+use crate::{LIST_PAGE, ListFilter, MAX_PATTERN_LEN, Naming, NamingError, validate_name};
 
 const MIN_LEASE: Duration = Duration::from_millis(100);
 const MAX_LEASE: Duration = Duration::from_secs(3600);
@@ -91,11 +91,19 @@ impl Table {
         Ok(())
     }
 
-    fn matching(&mut self, keep: impl Fn(&str) -> bool) -> Vec<(String, SocketAddr)> {
+    /// Up to [`LIST_PAGE`] live names that `keep` accepts, after `after`.
+    fn page(
+        &mut self,
+        after: Option<&str>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<(String, SocketAddr)> {
+        use std::ops::Bound;
         self.purge_expired(Instant::now());
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.names
-            .iter()
+            .range::<str, _>((start, Bound::Unbounded))
             .filter(|(name, _)| keep(name))
+            .take(LIST_PAGE)
             .map(|(name, entry)| (name.clone(), entry.addr))
             .collect()
     }
@@ -240,18 +248,22 @@ impl Naming for NamingServer {
             .ok_or(NamingError::UnknownName(name))
     }
 
-    async fn list(self, _: Context, prefix: Option<String>) -> Vec<(String, SocketAddr)> {
-        let prefix = prefix.unwrap_or_default();
-        self.with_table(|t| t.matching(|name| name.starts_with(&prefix)))
-    }
-
-    async fn list_matching(
+    async fn list_page(
         self,
         _: Context,
-        pattern: String,
+        filter: ListFilter,
+        after: Option<String>,
     ) -> Result<Vec<(String, SocketAddr)>, NamingError> {
-        let regex = compile(&pattern)?;
-        Ok(self.with_table(|t| t.matching(|name| regex.is_match(name))))
+        let after = after.as_deref();
+        Ok(match filter {
+            ListFilter::Prefix(prefix) => {
+                self.with_table(|t| t.page(after, |name| name.starts_with(&prefix)))
+            }
+            ListFilter::Regex(pattern) => {
+                let regex = compile(&pattern)?;
+                self.with_table(|t| t.page(after, |name| regex.is_match(name)))
+            }
+        })
     }
 
     async fn remove(self, _: Context, name: String) -> usize {
