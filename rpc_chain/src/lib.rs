@@ -11,14 +11,16 @@
 //! What makes this work in a ring: the first server is called again while
 //! its own call is still waiting, so every request runs in its own task
 //! ([`rpc_naming::transport::spawn_request`]); a server that handled one call
-//! at a time would deadlock. The caller's deadline travels with the message
-//! (each hop forwards its handler's context), and a hop that is missing or
-//! dead comes back as an error naming it, long before that deadline.
+//! at a time would deadlock. The caller's deadline travels with the message,
+//! each hop forwarding it a little earlier ([`forwarded`]), so that a hop
+//! that hangs is named by the hop before it; a hop that is missing or dead
+//! comes back as an error naming it, long before that deadline.
 
 pub mod bench;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rpc_naming::NameServer;
@@ -37,7 +39,7 @@ pub const MAX_ITEMS: usize = 256;
 /// Most bytes the elements of a message may add up to.
 pub const MAX_BYTES: usize = 64 * 1024;
 /// The client's deadline for a whole trip round the ring.
-pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The name server's name for server `id`.
 pub fn server_name(id: u32) -> String {
@@ -131,6 +133,30 @@ fn python_str(s: &str) -> String {
     out
 }
 
+/// How much earlier than its own deadline a hop's call to the next hop
+/// ends. When a hop hangs, the hop that called it gives up first and names
+/// it, and its error reaches every earlier hop and the client before their
+/// own deadlines: the hop next to the failure is the one that reports it.
+pub const HOP_MARGIN: Duration = Duration::from_millis(200);
+
+/// The context a hop forwards: the caller's, with a deadline [`HOP_MARGIN`]
+/// earlier (or half the time left, when less than twice the margin is).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let mut ctx = tarpc::context::current();
+/// ctx.deadline = Instant::now() + Duration::from_secs(10);
+/// let next = rpc_chain::forwarded(ctx);
+/// assert!(next.deadline <= ctx.deadline - rpc_chain::HOP_MARGIN);
+/// assert!(next.deadline > Instant::now() + Duration::from_secs(9));
+/// ```
+pub fn forwarded(mut ctx: Context) -> Context {
+    let now = Instant::now();
+    let left = ctx.deadline.saturating_duration_since(now);
+    ctx.deadline = now + left.saturating_sub(HOP_MARGIN).max(left / 2);
+    ctx
+}
+
 /// One server of the ring.
 #[derive(Clone)]
 pub struct ChainServer {
@@ -179,10 +205,12 @@ impl ChainServer {
         Ok(client)
     }
 
-    /// Forwards to the next hop with the caller's context (and so its
-    /// deadline). A broken connection is dropped and the hop resolved again
-    /// once, so a hop that restarted elsewhere is found.
+    /// Forwards to the next hop with the caller's context and a deadline
+    /// [`HOP_MARGIN`] earlier ([`forwarded`]). A broken connection is dropped
+    /// and the hop resolved again once, so a hop that restarted elsewhere is
+    /// found.
     async fn forward(&self, ctx: Context, message: Vec<String>) -> Result<Vec<String>, ChainError> {
+        let ctx = forwarded(ctx);
         let client = self.next_hop().await?;
         match client.process(ctx, message.clone()).await {
             Ok(reply) => reply,

@@ -315,3 +315,99 @@ async fn a_second_server_with_the_same_id_refuses_to_take_the_name() {
     );
     drop(first);
 }
+
+/// Starts a hop that never answers in time as server `id`.
+async fn start_slow_hop(ns: &NameServer, id: u32) -> Lease {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lease = ns
+        .register_lease(&server_name(id), listener.local_addr().unwrap(), false)
+        .await
+        .unwrap();
+    let slow = SlowHop {
+        seen: Arc::new(Mutex::new(None)),
+    };
+    tokio::spawn(serve_connections(
+        listener,
+        "slow hop",
+        std::future::pending(),
+        move |t| {
+            server_channel(t)
+                .execute(slow.clone().serve())
+                .for_each(spawn_request)
+        },
+    ));
+    lease
+}
+
+#[tokio::test]
+async fn a_hung_hop_is_named_by_the_hop_before_it() {
+    let ns = start_ns().await;
+    let _one = start_server(&ns, 1, 2).await;
+    let _two = start_slow_hop(&ns, 2).await;
+    let _three = start_server(&ns, 3, 1).await;
+    // Nine clients at once, each with its own connection and deadline.
+    let calls: Vec<_> = (0..9)
+        .map(|_| {
+            let ns = ns.clone();
+            tokio::spawn(async move {
+                let client = connect(&ns, 1).await.unwrap();
+                client
+                    .process(deadline_in(Duration::from_secs(2)), hello())
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(Err(ChainError::HopUnreachable { hop, from, reason })) => {
+                assert_eq!(
+                    (hop.as_str(), from.as_str()),
+                    ("example.chainTopology.2", "example.chainTopology.1"),
+                    "{reason}"
+                );
+                assert!(reason.contains("deadline"), "{reason}");
+            }
+            other => panic!("expected hop 2 to be named, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_ring_keeps_working_after_its_name_server_restarts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ns_addr = listener.local_addr().unwrap();
+    let (stop_ns, ns_stopped) = oneshot::channel::<()>();
+    let first_ns = tokio::spawn(rpc_naming::server::serve(listener, 100, async {
+        let _ = ns_stopped.await;
+    }));
+    let ns = NameServer::connect(&ns_addr.to_string()).await.unwrap();
+    let mut ring = start_ring(&ns, 3).await;
+    let client = connect(&ns, 1).await.unwrap();
+    assert_eq!(send(&client, 1, hello()).await.unwrap().len(), 4);
+
+    // Server 2 stops, and the name server goes and comes back empty on the
+    // same address; server 2 starts again elsewhere under the new one.
+    ring.remove(1).stop().await;
+    let _ = stop_ns.send(());
+    first_ns.await.unwrap();
+    let listener = TcpListener::bind(ns_addr).await.unwrap();
+    tokio::spawn(rpc_naming::server::serve(
+        listener,
+        100,
+        std::future::pending(),
+    ));
+    let _two = start_server(&ns, 2, 3).await;
+
+    // Servers 1 and 3 register again through their heartbeats (bounded
+    // wait), and server 1 finds the new server 2 through the new name server.
+    for polls in 0.. {
+        if ns.list(Some("example.chainTopology.")).await.unwrap().len() == 3 {
+            break;
+        }
+        assert!(polls < 100, "the ring did not register again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = send(&client, 1, hello()).await.unwrap();
+    assert_eq!(status, [finished(1), finished(2), finished(3), returned(1)]);
+    drop(ring);
+}

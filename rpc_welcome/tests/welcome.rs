@@ -214,3 +214,59 @@ fn no_name_server_fails_fast_with_a_hint() {
         "{stderr}"
     );
 }
+
+/// Resident memory of a process, from /proc, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_replies_holds_bounded_memory() {
+    use futures::SinkExt;
+    use rpc_welcome::{WelcomeRequest, WelcomeResponse};
+
+    const FLOOD: u64 = 5_000;
+    let ns_addr = start_ns().await;
+    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
+    let addr = ns.lookup(DEFAULT_NAME).await.unwrap();
+
+    // Pipelines up to 5,000 requests of 64 KiB (320 MB, as many replies)
+    // and never reads a reply. Once the server stops reading, the sends
+    // block: after 2 s of that the flood stops.
+    let mut flood = rpc_naming::transport::connect::<WelcomeRequest, WelcomeResponse>(addr)
+        .await
+        .unwrap();
+    let title = "x".repeat(64 * 1024);
+    let mut sent = 0;
+    for id in 0..FLOOD {
+        let request = tarpc::ClientMessage::Request(tarpc::Request {
+            context: rpc_naming::client::deadline_in(Duration::from_secs(30)),
+            id,
+            message: WelcomeRequest::WelcomeMessage {
+                name: title.clone(),
+            },
+        });
+        match tokio::time::timeout(Duration::from_secs(2), flood.send(request)).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(err)) => panic!("the server dropped the flooding client: {err}"),
+            Err(_) => break,
+        }
+    }
+    assert!(sent < FLOOD, "the server read all {sent} requests");
+    let rss = rss_kib(server.id());
+    assert!(
+        rss < 50 * 1024,
+        "the server holds {rss} KiB after {sent} requests"
+    );
+
+    // Other clients are served meanwhile.
+    let client = connect(&ns, DEFAULT_NAME).await.unwrap();
+    assert_eq!(
+        buy(&client, DEFAULT_NAME, "Buku").await.unwrap(),
+        "Buku dengan judul Buku berhasil dibeli!"
+    );
+    drop(flood);
+}
