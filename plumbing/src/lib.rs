@@ -12,6 +12,7 @@
 //!   one error policy;
 //! - [`bench`]: the closed-loop bench runner and its statistics;
 //! - [`child`]: a child process killed when its test ends, however it ends;
+//! - [`text`]: text from a peer made safe to print;
 //! - [`python`]: the Python peers the interop tests run against.
 //!
 //! The rule: a piece of code goes here only if two or more examples need it
@@ -23,6 +24,7 @@ pub mod child;
 pub mod cli;
 pub mod python;
 pub mod shutdown;
+pub mod text;
 
 /// An error with its causes, `outer: inner: innermost`, each cause once.
 ///

@@ -161,12 +161,7 @@ pub fn validate_name(name: &str) -> Result<(), NamingError> {
 
 /// Whether `c` may appear in a name: visible, and not a space.
 fn printable(c: char) -> bool {
-    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
-    !c.is_whitespace()
-        && !matches!(
-            c.general_category_group(),
-            GeneralCategoryGroup::Other | GeneralCategoryGroup::Separator
-        )
+    plumbing::text::is_visible(c) && !c.is_whitespace()
 }
 
 /// Everything a user of this library can meet.

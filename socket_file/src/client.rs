@@ -233,7 +233,11 @@ async fn next_frame<R: AsyncRead + Unpin>(frames: &mut FrameReader<R>) -> Result
 /// server's own explanation.
 fn unexpected(kind: Kind, payload: &[u8], wanted: &str) -> Error {
     match kind {
-        Kind::Error => Error::Refused(String::from_utf8_lossy(payload).into_owned()),
+        // The server's words, with anything that could take over a terminal
+        // (escape sequences, bells, carriage returns) written as escapes.
+        Kind::Error => Error::Refused(plumbing::text::escape_line(&String::from_utf8_lossy(
+            payload,
+        ))),
         _ => Error::Protocol(format!(
             "expected {wanted}, got a {kind:?} frame of {} bytes",
             payload.len()

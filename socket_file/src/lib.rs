@@ -83,6 +83,8 @@ pub enum Error {
     },
     #[error("the peer sent nothing for {0:?}")]
     Stalled(Duration),
+    #[error("the borrower took the book at less than {min_rate} bytes/s; dropped to free its slot")]
+    TooSlow { min_rate: u64 },
     #[error("protocol violation: {0}")]
     Protocol(String),
     #[error("the book is corrupt: SHA-256 {actual} does not match the server's {expected}")]

@@ -54,6 +54,10 @@ enum Command {
         /// Seconds a client may take to send its request.
         #[arg(long, default_value_t = 10)]
         request_timeout: u64,
+        /// The slowest a borrower may take the book, in KiB/s on average
+        /// after its first 10 s; a slower one is dropped to free its slot.
+        #[arg(long, default_value_t = 256)]
+        min_rate_kib: u64,
     },
     /// Borrow the book and save it (replaces client2.py).
     Client {
@@ -103,7 +107,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             verbose,
             max_connections,
             request_timeout,
-        } => server(addr, file, verbose, max_connections, request_timeout).await,
+            min_rate_kib,
+        } => {
+            let limits = Limits {
+                max_connections,
+                request_timeout: Duration::from_secs(request_timeout),
+                min_rate: min_rate_kib.saturating_mul(1024),
+            };
+            server(addr, file, verbose, limits).await
+        }
         Command::Client {
             addr,
             out,
@@ -164,12 +176,18 @@ async fn demo() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server's limits from the command line.
+struct Limits {
+    max_connections: usize,
+    request_timeout: Duration,
+    min_rate: u64,
+}
+
 async fn server(
     addr: SocketAddr,
     file: Option<PathBuf>,
     verbose: bool,
-    max_connections: usize,
-    request_timeout: u64,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     let mut _shipped = None;
     let book = match file {
@@ -189,8 +207,9 @@ async fn server(
     };
     let mut config = ServerConfig::new(book);
     config.verbose = verbose;
-    config.max_connections = max_connections.max(1);
-    config.request_timeout = Duration::from_secs(request_timeout);
+    config.max_connections = limits.max_connections.max(1);
+    config.request_timeout = limits.request_timeout;
+    config.min_rate = limits.min_rate.max(1);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -220,7 +239,8 @@ async fn client(addr: &str, request: &str, out: &Path, verbose: bool) -> anyhow:
         }
         Event::Block(block) => {
             if verbose {
-                println!("Data=> {}", String::from_utf8_lossy(block));
+                let block = String::from_utf8_lossy(block);
+                println!("Data=> {}", plumbing::text::escape_text(&block));
             }
             if let Some(bar) = &progress {
                 bar.inc(block.len() as u64);
@@ -237,7 +257,8 @@ async fn client(addr: &str, request: &str, out: &Path, verbose: bool) -> anyhow:
             out.display()
         )
     })?;
-    println!("{}", borrowed.closing);
+    // The server's text, never raw: see plumbing::text.
+    println!("{}", plumbing::text::escape_line(&borrowed.closing));
     println!("Buku siap dipinjam!");
     println!("peminjaman selesai");
     tracing::info!(bytes = borrowed.size, sha256 = %hex(&borrowed.sha256), path = %borrowed.path.display(), "saved");

@@ -44,6 +44,13 @@ pub struct ServerConfig {
     /// How long a connection may move no byte (a client that says nothing,
     /// or stops reading) before it is dropped.
     pub stall_timeout: Duration,
+    /// The slowest a borrower may take the book, in bytes per second on
+    /// average, once `rate_grace` has passed: a borrower that reads, but too
+    /// slowly, is dropped, so that a few slow readers cannot hold every slot.
+    pub min_rate: u64,
+    /// Time a loan gets before `min_rate` applies (a slow start, a short
+    /// book).
+    pub rate_grace: Duration,
     /// Print the chapter's per-connection lines.
     pub announce: bool,
     /// Also print every block (`Memproses '<block>'`), as the original did.
@@ -57,6 +64,8 @@ impl ServerConfig {
             max_connections: 64,
             request_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
+            min_rate: 256 * 1024,
+            rate_grace: Duration::from_secs(10),
             announce: true,
             verbose: false,
         }
@@ -172,6 +181,8 @@ async fn lend(mut socket: Stream, slot: &Slot, shared: &Shared) -> Result<()> {
             Ok(Ok(request)) => {
                 if config.announce {
                     println!("Memproses pinjaman buku");
+                    // The client's words, never raw: see plumbing::text.
+                    let request = plumbing::text::escape_line(&request);
                     println!("Peminjaman buku diterima '{request}'");
                 }
                 send_book(&mut socket, shared).await
@@ -294,15 +305,9 @@ async fn send_book(socket: &mut Stream, shared: &Shared) -> Result<(), Refusal> 
         .map_err(|err| Refusal::Tell(format!("book not available: {book_name}: {err}")))?;
     let cached = shared.cached_digest(stamp);
     send(socket, &protocol::book_frame(stamp.len)).await?;
-    let hashed = stream_blocks(
-        socket,
-        file,
-        stamp.len,
-        cached.is_none(),
-        shared.config.verbose,
-    )
-    .await?
-    .map_err(|err| Refusal::Tell(format!("reading {book_name} failed: {err}")))?;
+    let hashed = stream_blocks(socket, file, stamp.len, cached.is_none(), &shared.config)
+        .await?
+        .map_err(|err| Refusal::Tell(format!("reading {book_name} failed: {err}")))?;
 
     // If the file changed while it was read, what was sent may be a mix of
     // two versions: say so rather than vouch for it with a digest.
@@ -335,21 +340,35 @@ impl Shared {
 }
 
 /// Streams `len` bytes of `file` as data frames: a blocking thread reads,
-/// hashes (with `hash`) and frames, and this task sends. The outer error is
-/// a lost connection; the inner result is the reader's (the digest, if
-/// hashed).
+/// hashes (with `hash`) and frames, and this task sends, at no less than the
+/// configured minimum rate. The outer error is a lost (or dropped)
+/// connection; the inner result is the reader's (the digest, if hashed).
 async fn stream_blocks(
     socket: &mut Stream,
     file: File,
     len: u64,
     hash: bool,
-    verbose: bool,
+    config: &ServerConfig,
 ) -> Result<std::io::Result<Option<[u8; DIGEST_LEN]>>, Refusal> {
+    let verbose = config.verbose;
     let (chunks_tx, mut chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let reader =
         tokio::task::spawn_blocking(move || read_frames(file, len, hash, verbose, &chunks_tx));
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
     while let Some(chunk) = chunks.recv().await {
-        if let Err(lost) = send(socket, &chunk).await {
+        sent += chunk.len() as u64;
+        // By when these bytes must be taken: the grace, then the minimum rate.
+        let due = started
+            + config.rate_grace
+            + Duration::from_secs_f64(sent as f64 / config.min_rate.max(1) as f64);
+        let sent_in_time = match tokio::time::timeout_at(due, send(socket, &chunk)).await {
+            Ok(done) => done,
+            Err(_) => Err(Refusal::Lost(Error::TooSlow {
+                min_rate: config.min_rate,
+            })),
+        };
+        if let Err(lost) = sent_in_time {
             // Dropping the receiver stops the reader thread at its next send.
             drop(chunks);
             let _ = reader.await;

@@ -447,3 +447,72 @@ async fn a_client_that_stops_reading_is_dropped_and_frees_its_slot() {
     drop(stuck);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_borrower_that_reads_too_slowly_is_dropped_and_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = pseudo_random(32 * 1024 * 1024);
+    let mut config = ServerConfig::new(write_book(dir.path(), &content));
+    config.announce = false;
+    config.max_connections = 1;
+    config.min_rate = 1024 * 1024;
+    config.rate_grace = Duration::from_millis(300);
+    let server = TestServer::start(config).await;
+
+    // Asks for the book, then reads it at about 160 KiB/s, through a small
+    // receive buffer: it never stalls, it is only slow.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut slow = socket.connect(server.addr.parse().unwrap()).await.unwrap();
+    slow.write_all(&request_frame(DEFAULT_REQUEST.as_bytes()))
+        .await
+        .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        // 32 MiB at this pace would take over 3 minutes; bounded to 60 s.
+        for _ in 0..600 {
+            if let Ok(0) | Err(_) = slow.read(&mut buf).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    // Meanwhile another borrower waits for the slot, and gets it within 30 s:
+    // long before the slow loan could have ended by itself.
+    let out = dir.path().join("received.txt");
+    for attempt in 0.. {
+        match borrow_book(&server.addr, DEFAULT_REQUEST, &out, |_| {}).await {
+            Ok(_) => break,
+            Err(Error::Refused(text)) if text.starts_with("server busy") => {
+                assert!(attempt < 300, "the slow borrower kept its slot");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), content);
+    reader.abort();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_servers_text_is_shown_with_its_control_characters_escaped() {
+    let text = "busy\u{1b}[2J\u{7}\r\u{202e}!";
+    let addr = fake_server(frames(&[(Kind::Error, text.as_bytes())])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let err = borrow_book(
+        &addr.to_string(),
+        DEFAULT_REQUEST,
+        &dir.path().join("r.txt"),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    let shown = err.to_string();
+    assert_eq!(
+        shown,
+        "the server refused: busy\\u{1b}[2J\\u{7}\\r\\u{202e}!"
+    );
+    assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+}
