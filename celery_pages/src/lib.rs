@@ -39,6 +39,7 @@ pub mod add;
 pub mod bench;
 pub mod caller;
 pub mod protocol;
+pub mod quarantine;
 pub mod worker;
 
 use lapin::options::{
@@ -98,6 +99,8 @@ pub enum Error {
     TaskFailed { id: String, exception: PyException },
     #[error("the broker connection closed before the result of task {id} came back")]
     ResultLost { id: String },
+    #[error("setting an unreadable message aside through {url} failed: {reason}")]
+    Quarantine { url: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -409,4 +409,20 @@ mod tests {
         let (_, outcome) = parse_result(&failure_body("t2", &exc)).unwrap();
         assert_eq!(outcome, TaskOutcome::Failure(exc));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn no_body_makes_the_task_or_result_parser_panic(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+            text in ".{0,64}",
+        ) {
+            let p = props(Some(CONTENT_TYPE), json!({"task": "addTask.add", "id": "abc"}));
+            let _ = parse_task(&p, &body);
+            let _ = parse_task(&p, text.as_bytes());
+            let _ = parse_result(&body);
+            let _ = parse_result(text.as_bytes());
+        }
+    }
 }

@@ -65,7 +65,9 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     tokio::pin!(shutdown);
     let mut connection = connect(&config.broker).await?;
-    let mut backoff = RECONNECT_FIRST;
+    // Grows while unreadable messages keep breaking the connection and none
+    // can be found to set aside: no hot reconnect loop.
+    let mut pause = Duration::ZERO;
     loop {
         match consume(&connection, &config, &mut shutdown).await {
             Ok(Stopped::Shutdown) => {
@@ -73,36 +75,98 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
                 tracing::info!(queue = %config.queue, "worker stopped");
                 return Ok(());
             }
-            Ok(Stopped::Lost) => tracing::warn!("broker connection lost; reconnecting"),
-            Err(err) => tracing::warn!(%err, "broker connection failed; reconnecting"),
-        }
-        // Reconnect with backoff, but stop at once if asked to.
-        connection = loop {
-            tokio::select! {
-                () = &mut shutdown => {
-                    tracing::info!(queue = %config.queue, "worker stopped while reconnecting");
-                    return Ok(());
-                }
-                () = tokio::time::sleep(backoff) => {}
+            Ok(Stopped::Lost) => {
+                tracing::warn!("broker connection lost; reconnecting");
+                pause = Duration::ZERO;
             }
-            match connect(&config.broker).await {
-                Ok(fresh) => {
-                    tracing::info!(broker = %redact(&config.broker), "reconnected");
-                    backoff = RECONNECT_FIRST;
-                    break fresh;
-                }
-                Err(err) => {
-                    tracing::warn!(%err, retry_in = ?backoff, "reconnect failed");
-                    backoff = (backoff * 2).min(RECONNECT_MAX);
-                }
+            Ok(Stopped::Unreadable) => {
+                pause = if set_aside_unreadable(&config).await {
+                    Duration::ZERO
+                } else {
+                    (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
+                };
+            }
+            Err(err) => {
+                tracing::warn!(%err, "broker connection failed; reconnecting");
+                pause = Duration::ZERO;
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(pause) => {}
+        }
+        connection = match reconnect(&config, &mut shutdown).await {
+            Some(fresh) => fresh,
+            None => {
+                tracing::info!(queue = %config.queue, "worker stopped while reconnecting");
+                return Ok(());
             }
         };
+    }
+}
+
+/// Connects again with backoff; `None` if told to stop meanwhile.
+async fn reconnect(
+    config: &WorkerConfig,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<Connection> {
+    let mut backoff = RECONNECT_FIRST;
+    loop {
+        tokio::select! {
+            () = shutdown.as_mut() => return None,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        match connect(&config.broker).await {
+            Ok(fresh) => {
+                tracing::info!(broker = %redact(&config.broker), "reconnected");
+                return Some(fresh);
+            }
+            Err(err) => {
+                tracing::warn!(%err, retry_in = ?backoff, "reconnect failed");
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
+}
+
+/// Moves the messages lapin cannot read out of the queue (see
+/// [`crate::quarantine`]), with one log line each. True if any was moved.
+async fn set_aside_unreadable(config: &WorkerConfig) -> bool {
+    let side = crate::quarantine::side_queue(&config.queue);
+    match crate::quarantine::set_aside_unreadable(&config.broker, &config.queue, config.prefetch)
+        .await
+    {
+        Ok(moved) if !moved.is_empty() => {
+            for message in &moved {
+                tracing::error!(
+                    "moved an unreadable message from queue {} to {side}: {} \
+                     (its AMQP properties cannot be parsed; the queue goes on)",
+                    config.queue,
+                    message.description
+                );
+            }
+            true
+        }
+        Ok(_) => {
+            tracing::warn!(
+                "the connection broke on an unreadable message, but it was not found in \
+                 the queue's first {} messages; retrying",
+                config.prefetch
+            );
+            false
+        }
+        Err(err) => {
+            tracing::warn!(%err, "could not set an unreadable message aside; retrying");
+            false
+        }
     }
 }
 
 enum Stopped {
     Shutdown,
     Lost,
+    /// The connection broke on a message lapin cannot parse.
+    Unreadable,
 }
 
 /// Consumes on one connection until it breaks or `shutdown` completes; on
@@ -122,6 +186,10 @@ async fn consume(
         };
         let delivery = match delivery {
             Some(Ok(delivery)) => delivery,
+            Some(Err(err)) if matches!(err.kind(), lapin::ErrorKind::ParsingError(_)) => {
+                tracing::debug!(%err, "a message could not be parsed; setting it aside");
+                break Stopped::Unreadable;
+            }
             Some(Err(err)) => {
                 tracing::warn!(%err, "consumer failed");
                 break Stopped::Lost;
@@ -142,7 +210,7 @@ async fn consume(
         Stopped::Shutdown => finish_in_flight(&channel, &slots, config.concurrency).await,
         // The tasks in flight cannot settle on a dead connection (the broker
         // redelivers their messages): reconnect at once, without them.
-        Stopped::Lost => {}
+        Stopped::Lost | Stopped::Unreadable => {}
     }
     Ok(stopped)
 }

@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -549,5 +550,49 @@ async fn ctrl_c_finishes_the_tasks_in_flight() {
     assert_eq!(seen.len(), TASKS);
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "answered more than once: {twice:?}");
+    delete_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_with_unreadable_properties_is_set_aside_and_the_queue_moves_on() {
+    let queue = unique_queue("unreadable");
+    let side = celery_pages::quarantine::side_queue(&queue);
+    Caller::connect(&broker(), &queue)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let mut client = RawClient::connect().await;
+    let host = lapin::uri::AMQPUri::from_str(&broker()).unwrap().authority;
+    let published = {
+        let (queue, reply_to) = (queue.clone(), client.reply_queue.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(common::python())
+                .arg("publish_unreadable.py")
+                .arg(format!("{}:{}", host.host, host.port))
+                .args([&queue, &reply_to])
+                .current_dir(common::python_dir())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(published.status.success(), "{published:?}");
+
+    let worker = TestWorker::start(&broker(), &queue);
+    // Both good tasks are answered, the one behind the unreadable message too.
+    let mut seen = HashMap::new();
+    collect_replies(&mut client, 2, WAIT, &mut seen).await;
+    assert!(
+        seen.contains_key("id-0") && seen.contains_key("id-2"),
+        "{seen:?}"
+    );
+    worker.stop().await;
+    // The unreadable one waits in the side queue, byte for byte; nothing is
+    // left in the task queue.
+    assert_eq!(ready_count(&side).await, 1);
+    assert_eq!(ready_count(&queue).await, 0);
+    delete_queue(&side).await;
     delete_queue(&queue).await;
 }

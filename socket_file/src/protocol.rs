@@ -247,3 +247,62 @@ pub enum FrameError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads every frame `wire` holds the way the client does: data blocks
+    /// from the buffer, any other frame whole. Returns how many it read.
+    fn read_all(wire: &[u8]) -> usize {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut frames = FrameReader::new(wire, 64);
+            let mut read = 0;
+            loop {
+                match frames.front_block() {
+                    Ok(Front::Block(block)) => {
+                        let len = block.len();
+                        frames.consume(len);
+                        read += 1;
+                        continue;
+                    }
+                    Err(_) => return read,
+                    Ok(Front::Incomplete | Front::OtherKind) => {}
+                }
+                match frames.next_frame(|_| MAX_TEXT).await {
+                    Ok(Some(_)) => read += 1,
+                    Ok(None) | Err(_) => return read,
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn frames_written_are_frames_read() {
+        let mut wire = BytesMut::new();
+        put_frame(&mut wire, Kind::Book, &3000u64.to_be_bytes());
+        put_data_frames(&mut wire, &[1u8; 3000], |_| {});
+        wire.extend_from_slice(&closing_frames(&[0; DIGEST_LEN], "done"));
+        assert_eq!(read_all(&wire), 1 + 3 + 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn no_bytes_make_the_frame_reader_panic(wire in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = read_all(&wire);
+        }
+
+        #[test]
+        fn headers_of_any_length_are_checked_before_their_payload(kind in any::<u8>(), len in any::<u32>()) {
+            let mut wire = vec![kind];
+            wire.extend(len.to_be_bytes());
+            let _ = read_all(&wire);
+        }
+    }
+}
