@@ -270,3 +270,42 @@ async fn a_client_that_never_reads_its_replies_holds_bounded_memory() {
     );
     drop(flood);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_name_server_restart_sigterm_still_removes_the_name() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ns_addr = listener.local_addr().unwrap();
+    let (stop_ns, ns_stopped) = tokio::sync::oneshot::channel::<()>();
+    let first_ns = tokio::spawn(rpc_naming::server::serve(listener, 100, async {
+        let _ = ns_stopped.await;
+    }));
+    let server = tokio::task::block_in_place(|| start_server_process(&ns_addr.to_string()));
+
+    // The name server goes and comes back empty on the same address.
+    let _ = stop_ns.send(());
+    first_ns.await.unwrap();
+    let listener = TcpListener::bind(ns_addr).await.unwrap();
+    tokio::spawn(rpc_naming::server::serve(
+        listener,
+        100,
+        std::future::pending(),
+    ));
+    let ns = NameServer::connect(&ns_addr.to_string()).await.unwrap();
+    // The server's heartbeats register its name again (bounded wait)...
+    for polls in 0.. {
+        if ns.lookup(DEFAULT_NAME).await.is_ok() {
+            break;
+        }
+        assert!(polls < 100, "the name was not registered again");
+        tokio::time::sleep(LEASE_TTL / 30).await;
+    }
+    // ...and SIGTERM removes it through the new name server.
+    signal(&server, "TERM");
+    let mut server = server;
+    let status = tokio::task::block_in_place(|| server.child().wait().unwrap());
+    assert!(status.success(), "{status}");
+    assert!(matches!(
+        ns.lookup(DEFAULT_NAME).await,
+        Err(rpc_naming::Error::Naming(NamingError::UnknownName(_)))
+    ));
+}
