@@ -4,48 +4,26 @@
 //! tarpc sends a request's deadline as a duration from now and turns it back
 //! into an instant with `Instant::now() + duration`, which panics for a
 //! duration of about 10^8 s or more: one malformed request would kill the
-//! connection's task. This decoder reads the same bytes (bincode with
-//! tarpc's options) into a mirror of tarpc's `ClientMessage`, clamps the
-//! deadline to [`MAX_DEADLINE`], and builds the real message from it.
+//! connection's task. This decoder caps the deadline's seconds, which sit
+//! at a known place at the front of a request frame (bincode, tarpc's
+//! options: the variant, then the seconds as a varint), at
+//! [`MAX_DEADLINE`], and then decodes the frame exactly as tarpc does. A
+//! frame is only copied when its deadline is capped.
 
 use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bincode::Options;
 use bytes::{Bytes, BytesMut};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tarpc::{ClientMessage, Response};
 
-/// The longest deadline a server grants a request: a client that asks for
-/// more (any amount, up to `u64::MAX` seconds) gets this.
+/// The longest deadline a server grants a request, to the second: a client
+/// that asks for more (any amount, up to `u64::MAX` seconds) gets this.
 pub const MAX_DEADLINE: Duration = Duration::from_secs(30);
-
-/// tarpc's `ClientMessage`, field for field and variant for variant, with
-/// the deadline left as the duration it is on the wire.
-#[derive(Serialize, Deserialize)]
-enum WireMessage<T> {
-    Request(WireRequest<T>),
-    Cancel {
-        trace_context: tarpc::trace::Context,
-        request_id: u64,
-    },
-}
-
-#[derive(Serialize, Deserialize)]
-struct WireRequest<T> {
-    context: WireContext,
-    id: u64,
-    message: T,
-}
-
-#[derive(Serialize, Deserialize)]
-struct WireContext {
-    deadline: Duration,
-    trace_context: tarpc::trace::Context,
-}
 
 fn invalid(err: bincode::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, err)
@@ -67,30 +45,52 @@ fn invalid(err: bincode::Error) -> io::Error {
 /// let message = decode_request::<()>(&frame).unwrap();
 /// let tarpc::ClientMessage::Request(request) = message else { panic!() };
 /// assert!(request.context.deadline <= std::time::Instant::now() + MAX_DEADLINE);
+/// assert!(request.context.deadline > std::time::Instant::now() + MAX_DEADLINE / 2);
 /// ```
 pub fn decode_request<Req: DeserializeOwned>(frame: &[u8]) -> io::Result<ClientMessage<Req>> {
-    let wire: WireMessage<Req> = bincode::DefaultOptions::new()
-        .deserialize(frame)
-        .map_err(invalid)?;
-    Ok(match wire {
-        WireMessage::Request(request) => {
-            let mut context = tarpc::context::current();
-            context.deadline = Instant::now() + request.context.deadline.min(MAX_DEADLINE);
-            context.trace_context = request.context.trace_context;
-            ClientMessage::Request(tarpc::Request {
-                context,
-                id: request.id,
-                message: request.message,
-            })
-        }
-        WireMessage::Cancel {
-            trace_context,
-            request_id,
-        } => ClientMessage::Cancel {
-            trace_context,
-            request_id,
-        },
-    })
+    let capped = cap_deadline(frame);
+    bincode::DefaultOptions::new()
+        .deserialize(capped.as_deref().unwrap_or(frame))
+        .map_err(invalid)
+}
+
+/// A copy of a request `frame` with its deadline's seconds cut to
+/// [`MAX_DEADLINE`], if they are over it.
+fn cap_deadline(frame: &[u8]) -> Option<Vec<u8>> {
+    // Variant 0 (Request) is the varint 0; a Cancel carries no deadline.
+    let (&0, rest) = frame.split_first()? else {
+        return None;
+    };
+    let (secs, len) = varint_u64(rest)?;
+    let max = MAX_DEADLINE.as_secs();
+    if secs <= max {
+        return None;
+    }
+    // The nanoseconds (a u32 varint, the same encoding) follow: drop them too.
+    let (_, nanos_len) = varint_u64(&rest[len..])?;
+    let mut capped = Vec::with_capacity(frame.len());
+    capped.extend([0, u8::try_from(max).expect("a one-byte varint"), 0]);
+    capped.extend_from_slice(&rest[len + nanos_len..]);
+    Some(capped)
+}
+
+/// bincode's varint for a u64: below 251 the value itself, else a marker
+/// (251, 252, 253) and 2, 4 or 8 little-endian bytes. Returns the value and
+/// its length.
+fn varint_u64(bytes: &[u8]) -> Option<(u64, usize)> {
+    let (&marker, rest) = bytes.split_first()?;
+    let fixed = |n: usize| -> Option<(u64, usize)> {
+        let mut le = [0u8; 8];
+        le[..n].copy_from_slice(rest.get(..n)?);
+        Some((u64::from_le_bytes(le), 1 + n))
+    };
+    match marker {
+        0..=250 => Some((u64::from(marker), 1)),
+        251 => fixed(2),
+        252 => fixed(4),
+        253 => fixed(8),
+        _ => None,
+    }
 }
 
 /// The server side's serde format: requests through [`decode_request`],
@@ -130,6 +130,29 @@ impl<Req, Resp: Serialize> tarpc::tokio_serde::Serializer<Response<Resp>>
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde::Deserialize;
+    use std::time::Instant;
+
+    /// tarpc's `ClientMessage`, field for field and variant for variant,
+    /// with the deadline left as the duration it is on the wire, to write
+    /// frames tarpc's own encoder cannot (a deadline of any length).
+    #[derive(Serialize, Deserialize)]
+    enum WireMessage<T> {
+        Request(WireRequest<T>),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct WireRequest<T> {
+        context: WireContext,
+        id: u64,
+        message: T,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct WireContext {
+        deadline: Duration,
+        trace_context: tarpc::trace::Context,
+    }
 
     /// What tarpc's own client writes for `message` with `deadline`.
     fn tarpc_frame(deadline: Duration, message: &str) -> Vec<u8> {
@@ -190,6 +213,12 @@ mod tests {
         }
     }
 
+    /// The latest deadline a request may be granted: a deadline is capped
+    /// to the second.
+    fn latest() -> Instant {
+        Instant::now() + MAX_DEADLINE + Duration::from_secs(1)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(20_000))]
 
@@ -210,7 +239,7 @@ mod tests {
             };
             prop_assert_eq!(request.id, id);
             prop_assert_eq!(request.message, name);
-            prop_assert!(request.context.deadline <= Instant::now() + MAX_DEADLINE);
+            prop_assert!(request.context.deadline <= latest());
         }
     }
 }

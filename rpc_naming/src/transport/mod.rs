@@ -78,7 +78,7 @@ pub type ServerChannel<Req, Resp> =
 /// not yet written). Past this the server reads no more from the connection
 /// until some replies have gone out: back-pressure reaches the client
 /// through TCP, and memory per connection stays bounded.
-pub const MAX_IN_FLIGHT: usize = 32;
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Length-delimited frames of at most [`MAX_FRAME`] bytes over `stream`,
 /// encoded with `codec`.
