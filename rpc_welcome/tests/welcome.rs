@@ -257,6 +257,7 @@ async fn a_client_that_never_reads_its_replies_holds_bounded_memory() {
     }
     assert!(sent < FLOOD, "the server read all {sent} requests");
     let rss = rss_kib(server.id());
+    println!("server resident memory after {sent} pipelined requests: {rss} KiB");
     assert!(
         rss < 50 * 1024,
         "the server holds {rss} KiB after {sent} requests"
