@@ -7,6 +7,7 @@
 //! anything else, with messages Python users know; those messages travel to
 //! Python callers, who re-raise them.
 
+use num_bigint::BigInt;
 use serde_json::{Map, Value};
 
 use crate::protocol::PyException;
@@ -24,31 +25,41 @@ pub fn python_type(value: &Value) -> &'static str {
     }
 }
 
-/// An integer as Python sees it (a bool is 0 or 1), if the value is one.
-fn as_int(value: &Value) -> Option<i128> {
+/// An integer as Python sees it (a bool is 0 or 1), of any size, if the
+/// value is one. JSON numbers are read without loss (serde_json's
+/// `arbitrary_precision`), so `2**70` arrives as the integer it is.
+fn as_int(value: &Value) -> Option<BigInt> {
     match value {
-        Value::Bool(b) => Some(i128::from(*b)),
-        Value::Number(n) => n
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from)),
+        Value::Bool(b) => Some(BigInt::from(u8::from(*b))),
+        Value::Number(n) if !n.is_f64() => n.to_string().parse().ok(),
         _ => None,
     }
 }
 
-fn as_float(value: &Value) -> Option<f64> {
+/// A number as a Python float; an integer too large for one is Python's
+/// `OverflowError`.
+fn as_float(value: &Value) -> Option<Result<f64, PyException>> {
     match value {
-        Value::Number(n) if n.is_f64() => n.as_f64(),
-        other => as_int(other).map(|i| i as f64),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(Ok),
+        other => as_int(other).map(|i| {
+            // Decimal text to f64 rounds correctly, as Python's int -> float does.
+            let float = i.to_string().parse::<f64>().ok();
+            float.filter(|f| f.is_finite()).ok_or_else(|| {
+                PyException::builtin("OverflowError", "int too large to convert to float")
+            })
+        }),
     }
+}
+
+/// An integer as a JSON number, exactly (Python reads it back as an int).
+fn int_value(i: &BigInt) -> Value {
+    serde_json::from_str(&i.to_string()).expect("an integer is a JSON number")
 }
 
 /// `x + y` as Python computes it, for values that JSON can carry.
 ///
-/// Integers are exact up to 64 bits; a sum beyond that is an
-/// `OverflowError` (Python would grow the integer, but JSON interop with
-/// other clients stops at 64 bits), and so is a float sum that is not
-/// finite (JSON has no infinity).
+/// Integers add exactly, of any size, as Python's do; a float sum that is
+/// not finite is an `OverflowError` (JSON has no infinity).
 ///
 /// ```
 /// use serde_json::json;
@@ -80,18 +91,10 @@ pub fn python_add(x: &Value, y: &Value) -> Result<Value, PyException> {
         )),
         _ => {
             if let (Some(a), Some(b)) = (as_int(x), as_int(y)) {
-                let sum = a + b;
-                return i64::try_from(sum)
-                    .map(Value::from)
-                    .or_else(|_| u64::try_from(sum).map(Value::from))
-                    .map_err(|_| {
-                        PyException::builtin(
-                            "OverflowError",
-                            format!("{a} + {b} does not fit in 64 bits"),
-                        )
-                    });
+                return Ok(int_value(&(a + b)));
             }
             if let (Some(a), Some(b)) = (as_float(x), as_float(y)) {
+                let (a, b) = (a?, b?);
                 let sum = a + b;
                 return serde_json::Number::from_f64(sum)
                     .map(Value::Number)
@@ -173,12 +176,33 @@ mod tests {
             add(json!(i64::MAX), json!(1)),
             Ok(json!(9_223_372_036_854_775_808u64))
         );
+        let big = |text: &str| serde_json::from_str::<Value>(text).unwrap();
         assert_eq!(
             add(json!(u64::MAX), json!(1)),
-            Err(format!(
-                "OverflowError: {} + 1 does not fit in 64 bits",
-                u64::MAX
-            ))
+            Ok(big("18446744073709551616"))
+        );
+        assert_eq!(
+            add(big("1180591620717411303424"), json!(1)),
+            Ok(big("1180591620717411303425"))
+        );
+        assert_eq!(
+            add(
+                big("-1180591620717411303424"),
+                big("1180591620717411303424")
+            ),
+            Ok(json!(0))
+        );
+        assert_eq!(
+            add(big("1180591620717411303424"), json!("a")),
+            Err("TypeError: unsupported operand type(s) for +: 'int' and 'str'".into())
+        );
+        assert_eq!(
+            add(big("1180591620717411303424"), json!(0.5)),
+            Ok(json!(1.1805916207174113e21))
+        );
+        assert_eq!(
+            add(big(&format!("1{}", "0".repeat(400))), json!(0.5)),
+            Err("OverflowError: int too large to convert to float".into())
         );
         assert!(
             add(json!(f64::MAX), json!(f64::MAX))

@@ -38,6 +38,7 @@
 pub mod add;
 pub mod bench;
 pub mod caller;
+pub mod canvas;
 pub mod protocol;
 pub mod quarantine;
 pub mod worker;

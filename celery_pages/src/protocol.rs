@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use serde_json::{Map, Value, json};
@@ -49,6 +50,96 @@ pub struct TaskRequest {
     pub task: String,
     pub args: Vec<Value>,
     pub kwargs: Map<String, Value>,
+    /// Run no earlier than this (`countdown` / `eta`).
+    pub eta: Option<DateTime<Utc>>,
+    /// Do not run after this; answer REVOKED instead.
+    pub expires: Option<DateTime<Utc>>,
+    /// The first task of the workflow this one belongs to.
+    pub root_id: Option<String>,
+    /// What runs after it: the rest of a chain, callbacks, errbacks.
+    pub embed: Embed,
+}
+
+impl TaskRequest {
+    /// A request with nothing but its id to answer with (for a message that
+    /// could not be parsed).
+    pub fn stub() -> Self {
+        TaskRequest {
+            id: String::new(),
+            task: String::new(),
+            args: Vec::new(),
+            kwargs: Map::new(),
+            eta: None,
+            expires: None,
+            root_id: None,
+            embed: Embed::default(),
+        }
+    }
+
+    /// Whether `expires` has passed at `now`.
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires.is_some_and(|expires| expires <= now)
+    }
+}
+
+/// The body's third element: what runs after a task. Each element is a
+/// Celery signature (`{"task", "args", "kwargs", "options", "immutable",
+/// ...}`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Embed {
+    /// The rest of a chain, in reverse: the next step is the last element.
+    pub chain: Vec<Value>,
+    /// `link`: called with the result prepended to their args.
+    pub callbacks: Vec<Value>,
+    /// `link_error`: called when the task raises.
+    pub errbacks: Vec<Value>,
+}
+
+impl Embed {
+    fn parse(embed: &Value) -> Self {
+        let list = |key: &str| match &embed[key] {
+            Value::Array(items) => items.clone(),
+            _ => Vec::new(),
+        };
+        Embed {
+            chain: list("chain"),
+            callbacks: list("callbacks"),
+            errbacks: list("errbacks"),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let list = |items: &Vec<Value>| {
+            if items.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(items.clone())
+            }
+        };
+        json!({
+            "callbacks": list(&self.callbacks),
+            "errbacks": list(&self.errbacks),
+            "chain": list(&self.chain),
+            "chord": null,
+        })
+    }
+}
+
+/// A time header (`eta`, `expires`): ISO 8601 as Celery writes it, with an
+/// offset (`2026-11-25T14:23:21.275707+00:00`), or without one, as UTC.
+fn header_time(
+    headers: &BTreeMap<ShortString, AMQPValue>,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(text) = header_str(headers, key) else {
+        return Ok(None);
+    };
+    if let Ok(time) = DateTime::parse_from_rfc3339(&text) {
+        return Ok(Some(time.with_timezone(&Utc)));
+    }
+    chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f")
+        .map(|naive| Some(naive.and_utc()))
+        .map_err(|_| format!("the `{key}` header {text:?} is not an ISO 8601 time"))
 }
 
 /// Why a message cannot be run, and the id to answer with, if there is one.
@@ -66,6 +157,12 @@ fn header_str(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<S
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         _ => None,
     }
+}
+
+/// The `eta` header of a task message, if it has a readable one.
+pub fn eta_of(properties: &BasicProperties) -> Option<DateTime<Utc>> {
+    let headers = properties.headers().as_ref()?.inner();
+    header_time(headers, "eta").ok().flatten()
 }
 
 /// Parses a task message. Missing optional headers and unknown extra ones
@@ -114,13 +211,20 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
     let embed = parts.pop().unwrap_or(Value::Null);
     let kwargs = parts.pop().unwrap_or(Value::Null);
     let args = parts.pop().unwrap_or(Value::Null);
+    let eta = header_time(headers, "eta").map_err(&poison)?;
+    let expires = header_time(headers, "expires").map_err(&poison)?;
+    let root_id = header_str(headers, "root_id");
     match (args, kwargs, embed) {
-        (Value::Array(args), Value::Object(kwargs), Value::Object(_) | Value::Null) => {
+        (Value::Array(args), Value::Object(kwargs), embed @ (Value::Object(_) | Value::Null)) => {
             Ok(TaskRequest {
                 id,
                 task,
                 args,
                 kwargs,
+                eta,
+                expires,
+                root_id,
+                embed: Embed::parse(&embed),
             })
         }
         _ => Err(shape()),
@@ -175,7 +279,84 @@ fn python_repr(value: &Value) -> String {
     }
 }
 
-/// The body and properties of a task message, as Python Celery 5 sends them.
+/// A task message to send: what Celery's `apply_async` puts in one.
+#[derive(Clone, Debug, Default)]
+pub struct TaskMessage<'a> {
+    pub id: &'a str,
+    pub task: &'a str,
+    pub args: &'a [Value],
+    pub kwargs: Map<String, Value>,
+    /// Where the result goes (the caller's reply queue); none, no result.
+    pub reply_to: Option<&'a str>,
+    /// `<pid>@<host>` of the sender.
+    pub origin: &'a str,
+    /// The workflow's first task (this one's id when it is the first).
+    pub root_id: Option<&'a str>,
+    /// The task that sent this one (a chain's previous step).
+    pub parent_id: Option<&'a str>,
+    pub eta: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
+    pub embed: Embed,
+}
+
+fn iso(time: Option<DateTime<Utc>>) -> Value {
+    time.map_or(Value::Null, |t| {
+        Value::String(t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string())
+    })
+}
+
+impl TaskMessage<'_> {
+    /// The body and properties, as Python Celery 5 sends them.
+    pub fn encode(&self) -> (Vec<u8>, BasicProperties) {
+        let args_repr = match self.args {
+            [one] => format!("({},)", python_repr(one)),
+            args => format!(
+                "({})",
+                args.iter().map(python_repr).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let kwargs = Value::Object(self.kwargs.clone());
+        let headers = json!({
+            "lang": "py",
+            "task": self.task,
+            "id": self.id,
+            "shadow": null,
+            "eta": iso(self.eta),
+            "expires": iso(self.expires),
+            "group": null,
+            "group_index": null,
+            "retries": 0,
+            "timelimit": [null, null],
+            "root_id": self.root_id.unwrap_or(self.id),
+            "parent_id": self.parent_id,
+            "argsrepr": args_repr,
+            "kwargsrepr": python_repr(&kwargs),
+            "origin": self.origin,
+            "ignore_result": false,
+            "replaced_task_nesting": 0,
+            "stamped_headers": null,
+            "stamps": {},
+        });
+        let AMQPValue::FieldTable(headers) = to_amqp(&headers) else {
+            unreachable!("an object converts to a table");
+        };
+        let body = json!([self.args, kwargs, self.embed.to_json()]);
+        let mut properties = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE.into())
+            .with_content_encoding(CONTENT_ENCODING.into())
+            .with_delivery_mode(2)
+            .with_priority(0)
+            .with_correlation_id(self.id.into())
+            .with_headers(headers);
+        if let Some(reply_to) = self.reply_to {
+            properties = properties.with_reply_to(reply_to.into());
+        }
+        (body.to_string().into_bytes(), properties)
+    }
+}
+
+/// The body and properties of a plain task message, as Python Celery 5
+/// sends `task.delay(*args)`.
 pub fn task_message(
     id: &str,
     task: &str,
@@ -183,48 +364,15 @@ pub fn task_message(
     reply_to: &str,
     origin: &str,
 ) -> (Vec<u8>, BasicProperties) {
-    let args_repr = match args {
-        [one] => format!("({},)", python_repr(one)),
-        _ => format!(
-            "({})",
-            args.iter().map(python_repr).collect::<Vec<_>>().join(", ")
-        ),
-    };
-    let headers = json!({
-        "lang": "py",
-        "task": task,
-        "id": id,
-        "shadow": null,
-        "eta": null,
-        "expires": null,
-        "group": null,
-        "group_index": null,
-        "retries": 0,
-        "timelimit": [null, null],
-        "root_id": id,
-        "parent_id": null,
-        "argsrepr": args_repr,
-        "kwargsrepr": "{}",
-        "origin": origin,
-        "ignore_result": false,
-        "replaced_task_nesting": 0,
-        "stamped_headers": null,
-        "stamps": {},
-    });
-    let AMQPValue::FieldTable(headers) = to_amqp(&headers) else {
-        unreachable!("an object converts to a table");
-    };
-    let body =
-        json!([args, {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]);
-    let properties = BasicProperties::default()
-        .with_content_type(CONTENT_TYPE.into())
-        .with_content_encoding(CONTENT_ENCODING.into())
-        .with_delivery_mode(2)
-        .with_priority(0)
-        .with_correlation_id(id.into())
-        .with_reply_to(reply_to.into())
-        .with_headers(headers);
-    (body.to_string().into_bytes(), properties)
+    TaskMessage {
+        id,
+        task,
+        args,
+        reply_to: Some(reply_to),
+        origin,
+        ..TaskMessage::default()
+    }
+    .encode()
 }
 
 /// The properties of a result message for task `id`.
@@ -278,6 +426,25 @@ pub fn failure_body(id: &str, exception: &PyException) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A REVOKED result body (an expired or revoked task), which a Python
+/// caller's `.get()` raises as `TaskRevokedError`.
+pub fn revoked_body(id: &str, reason: &str) -> Vec<u8> {
+    json!({
+        "task_id": id,
+        "status": "REVOKED",
+        "result": {
+            "exc_type": "TaskRevokedError",
+            "exc_message": [reason],
+            "exc_module": "celery.exceptions",
+        },
+        "traceback": null,
+        "children": [],
+        "date_done": now_iso(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
 /// What a result message says about a task.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TaskOutcome {
@@ -298,7 +465,7 @@ pub fn parse_result(body: &[u8]) -> Result<(String, TaskOutcome), String> {
     let status = value["status"].as_str().ok_or("result has no status")?;
     let outcome = match status {
         "SUCCESS" => TaskOutcome::Success(value["result"].clone()),
-        "FAILURE" => {
+        "FAILURE" | "REVOKED" => {
             let result = &value["result"];
             let message = match &result["exc_message"] {
                 Value::Array(parts) if parts.len() == 1 => parts[0]

@@ -21,10 +21,13 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::add::{bind_add_arguments, python_add};
+use crate::canvas;
 use crate::protocol::{
-    Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, success_body,
+    Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
+    success_body,
 };
 use crate::{ADD_TASK, AmqpContext, Result, connect, declare_task_queue, redact};
 
@@ -179,6 +182,14 @@ async fn consume(
     let (channel, mut deliveries) = open_consumer(connection, config).await?;
     tracing::info!(queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let session = Arc::new(Session {
+        channel: channel.clone(),
+        default_queue: config.queue.clone(),
+        origin: origin(),
+        prefetch: config.prefetch,
+        held: tokio::sync::Mutex::new(0),
+        ended: CancellationToken::new(),
+    });
     let stopped = loop {
         let delivery = tokio::select! {
             () = shutdown.as_mut() => break Stopped::Shutdown,
@@ -196,16 +207,31 @@ async fn consume(
             }
             None => break Stopped::Lost,
         };
+        // A task due later is held (unacked) without taking a slot, and the
+        // prefetch grows by one meanwhile, so held tasks never starve the
+        // others of deliveries.
+        if let Some(eta) = due_later(&delivery) {
+            tokio::spawn(hold(
+                Arc::clone(&session),
+                Arc::clone(&slots),
+                delivery,
+                eta,
+            ));
+            continue;
+        }
         let slot = Arc::clone(&slots)
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let channel = channel.clone();
+        let session = Arc::clone(&session);
         tokio::spawn(async move {
-            handle(&channel, delivery).await;
+            handle(&session, delivery).await;
             drop(slot);
         });
     };
+    // Held tasks are let go: unacked, they return to the queue with the
+    // channel, and whoever consumes it next holds them.
+    session.ended.cancel();
     match stopped {
         Stopped::Shutdown => finish_in_flight(&channel, &slots, config.concurrency).await,
         // The tasks in flight cannot settle on a dead connection (the broker
@@ -213,6 +239,75 @@ async fn consume(
         Stopped::Lost | Stopped::Unreadable => {}
     }
     Ok(stopped)
+}
+
+/// What the deliveries of one consuming session share.
+struct Session {
+    channel: Channel,
+    /// Where a chain step without a queue of its own goes.
+    default_queue: String,
+    /// `<pid>@<host>`, the `origin` of the messages this worker sends.
+    origin: String,
+    prefetch: u16,
+    /// Tasks held for their eta.
+    held: tokio::sync::Mutex<u16>,
+    /// Cancelled when the session ends.
+    ended: CancellationToken,
+}
+
+impl Session {
+    /// Counts a held task in (`+1`) or out (`-1`) and sets the prefetch to
+    /// the configured one plus the held ones, as Celery's worker does.
+    async fn hold_count(&self, change: i32) {
+        let mut held = self.held.lock().await;
+        *held = held.saturating_add_signed(i16::try_from(change).unwrap_or(0));
+        let prefetch = self.prefetch.saturating_add(*held);
+        if let Err(err) = self
+            .channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+        {
+            tracing::debug!(%err, "could not change the prefetch");
+        }
+    }
+}
+
+fn origin() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+    format!("{}@{}", std::process::id(), host.trim())
+}
+
+/// The `eta` of a delivery, if it is in the future.
+fn due_later(delivery: &Delivery) -> Option<chrono::DateTime<chrono::Utc>> {
+    let eta = crate::protocol::eta_of(&delivery.properties)?;
+    (eta > chrono::Utc::now()).then_some(eta)
+}
+
+/// Holds a delivery until its `eta`, then runs it like any other. If the
+/// session ends first, lets it go (it returns to the queue unacked).
+async fn hold(
+    session: Arc<Session>,
+    slots: Arc<Semaphore>,
+    delivery: Delivery,
+    eta: chrono::DateTime<chrono::Utc>,
+) {
+    session.hold_count(1).await;
+    let wait = (eta - chrono::Utc::now()).to_std().unwrap_or_default();
+    tracing::info!(eta = %eta, "holding a task until its eta");
+    let due = tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        () = session.ended.cancelled() => false,
+    };
+    session.hold_count(-1).await;
+    if !due {
+        return;
+    }
+    let slot = tokio::select! {
+        slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+        () = session.ended.cancelled() => return,
+    };
+    handle(&session, delivery).await;
+    drop(slot);
 }
 
 /// Opens a channel that consumes the task queue with the configured
@@ -277,10 +372,14 @@ enum Outcome {
     /// arguments): answered FAILURE where an answer can be addressed, then
     /// rejected without requeue.
     Refused(PyException),
+    /// Not run, for this reason (`expired`): answered REVOKED, then acked.
+    Revoked(String),
 }
 
-/// Runs one delivery to the end: answer, then ack or reject.
-async fn handle(channel: &Channel, delivery: Delivery) {
+/// Runs one delivery to the end: run (or not), answer, send what comes
+/// next (chain, callbacks, errbacks), then ack or reject.
+async fn handle(session: &Session, delivery: Delivery) {
+    let channel = &session.channel;
     let properties = &delivery.properties;
     let reply_to = properties
         .reply_to()
@@ -290,11 +389,15 @@ async fn handle(channel: &Channel, delivery: Delivery) {
         .correlation_id()
         .as_ref()
         .map(|c| c.as_str().to_owned());
-    let (task_id, outcome) = match parse_task(properties, &delivery.data) {
+    let (request, outcome) = match parse_task(properties, &delivery.data) {
         Ok(request) => {
-            let outcome = run_task(&request);
+            let outcome = if request.expired(chrono::Utc::now()) {
+                Outcome::Revoked("expired".into())
+            } else {
+                run_task(&request)
+            };
             log_outcome(&request, &outcome);
-            (Some(request.id), outcome)
+            (Some(request), outcome)
         }
         Err(Poison { reason, reply_id }) => {
             tracing::error!(%reason, "rejecting a message that cannot run");
@@ -303,28 +406,123 @@ async fn handle(channel: &Channel, delivery: Delivery) {
                 exc_module: "celery.exceptions".into(),
                 message: reason,
             };
-            (reply_id, Outcome::Refused(exception))
+            let stub = reply_id.map(|id| TaskRequest {
+                id,
+                ..TaskRequest::stub()
+            });
+            (stub, Outcome::Refused(exception))
         }
     };
     // A result goes to the correlation id the caller waits on (Celery sets
     // it to the task id); a message with neither cannot be answered.
-    let replied = match (task_id, reply_to) {
-        (Some(id), Some(reply_to)) => {
+    let replied = match (&request, reply_to) {
+        (Some(request), Some(reply_to)) => {
+            let id = &request.id;
             let body = match &outcome {
-                Outcome::Succeeded(value) => success_body(&id, value),
-                Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(&id, exc),
+                Outcome::Succeeded(value) => success_body(id, value),
+                Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(id, exc),
+                Outcome::Revoked(reason) => revoked_body(id, reason),
             };
             let answer_to = correlation.unwrap_or_else(|| id.clone());
             reply(channel, &reply_to, &answer_to, &body).await
         }
         _ => true,
     };
+    let sent_on = match (&request, &outcome) {
+        (Some(request), Outcome::Succeeded(value)) => send_next(session, request, value).await,
+        (Some(request), Outcome::Raised(_)) => run_errbacks(session, request).await,
+        _ => true,
+    };
     match outcome {
         Outcome::Refused(_) => reject(&delivery).await,
-        Outcome::Succeeded(_) | Outcome::Raised(_) if replied => ack(&delivery).await,
-        // No confirmed result: leave the message unacked, so the broker
-        // redelivers it when this channel goes.
-        Outcome::Succeeded(_) | Outcome::Raised(_) => {}
+        _ if replied && sent_on => ack(&delivery).await,
+        // No confirmed result, or the next step not sent: leave the message
+        // unacked, so the broker redelivers it when this channel goes.
+        _ => {}
+    }
+}
+
+/// Sends what comes after a task that succeeded (its callbacks and the
+/// next step of its chain), each confirmed. True if all went out.
+async fn send_next(session: &Session, request: &TaskRequest, result: &Value) -> bool {
+    match canvas::after_success(request, result, &session.default_queue, &session.origin) {
+        Ok(next) => {
+            for message in next {
+                if !publish_task(session, message).await {
+                    return false;
+                }
+            }
+            true
+        }
+        Err(reason) => {
+            tracing::error!(id = %request.id, %reason, "cannot continue the workflow");
+            true
+        }
+    }
+}
+
+/// Runs the errbacks of a task that raised, as Celery's worker does (see
+/// [`canvas::run_errbacks`]). True unless one that had to be sent was not.
+async fn run_errbacks(session: &Session, request: &TaskRequest) -> bool {
+    let mut sent = true;
+    for errback in canvas::run_errbacks(request, &session.default_queue, &session.origin) {
+        match errback {
+            Ok(canvas::Errback::Ran {
+                args,
+                outcome: Ok(value),
+            }) => {
+                tracing::info!(id = %request.id, "errback {ADD_TASK}{args:?} returned {value}");
+            }
+            Ok(canvas::Errback::Ran {
+                outcome: Err(exc), ..
+            }) => {
+                tracing::error!(id = %request.id, "errback {ADD_TASK} raised an exception: {exc}");
+            }
+            Ok(canvas::Errback::Send(message)) => sent &= publish_task(session, *message).await,
+            Err(reason) => tracing::error!(id = %request.id, %reason, "cannot run an errback"),
+        }
+    }
+    sent
+}
+
+/// Publishes a task message where it is routed, declaring a queue first as
+/// Celery does, and waits for the broker's confirm.
+async fn publish_task(session: &Session, message: canvas::Outgoing) -> bool {
+    let channel = &session.channel;
+    let (exchange, routing_key) = match &message.route {
+        canvas::Route::Queue(queue) => {
+            if let Err(err) = declare_task_queue(channel, queue).await {
+                tracing::warn!(%err, %queue, "cannot declare the next task's queue");
+                return false;
+            }
+            (String::new(), queue.clone())
+        }
+        canvas::Route::Exchange {
+            exchange,
+            routing_key,
+        } => (exchange.clone(), routing_key.clone()),
+    };
+    let published = async {
+        channel
+            .basic_publish(
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &message.body,
+                message.properties,
+            )
+            .await?
+            .await
+    };
+    match tokio::time::timeout(SETTLE_TIMEOUT, published).await {
+        Ok(Ok(confirm)) if confirm.is_ack() => {
+            tracing::info!(task = %message.task, id = %message.id, %routing_key, "sent the next task");
+            true
+        }
+        _ => {
+            tracing::warn!(id = %message.id, "the next task was not confirmed; the task will be redelivered");
+            false
+        }
     }
 }
 
@@ -338,6 +536,9 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
             tracing::warn!(target: "celery_pages::task", "Task {task}[{id}] raised {exc}");
         }
         Outcome::Refused(exc) => tracing::error!(%task, %id, "rejecting: {exc}"),
+        Outcome::Revoked(reason) => {
+            tracing::warn!(target: "celery_pages::task", "Task {task}[{id}] revoked: {reason}");
+        }
     }
 }
 

@@ -1,0 +1,319 @@
+//! What runs after a task: the rest of a chain, `link` callbacks and
+//! `link_error` errbacks, as Celery's worker runs them.
+//!
+//! Celery sends a chain as ONE message, the first task, whose embed carries
+//! the remaining steps as signatures (in reverse: the next step is the last
+//! element). When a task succeeds, the worker calls the next signature with
+//! the result prepended to its args (unless it is immutable), with its own
+//! `task_id` and `reply_to`, `parent_id` set to this task, `root_id` to the
+//! workflow's first, and the rest of the chain in its embed. Callbacks are
+//! called the same way. A step goes where its signature's options say
+//! (`queue`, or `exchange` and `routing_key`), else to the worker's default
+//! queue. Errbacks of `add` (which takes two arguments) are called by
+//! Celery's worker in place, not sent: see [`run_errbacks`].
+
+use serde_json::{Map, Value};
+
+use crate::ADD_TASK;
+use crate::add::{bind_add_arguments, python_add};
+use crate::protocol::{Embed, PyException, TaskMessage, TaskRequest};
+
+/// Where a message goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A queue, through the default exchange (declared first, as Celery
+    /// declares a signature's queue).
+    Queue(String),
+    /// An exchange and routing key named by the signature.
+    Exchange {
+        exchange: String,
+        routing_key: String,
+    },
+}
+
+/// A message ready to publish.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub route: Route,
+    pub id: String,
+    pub task: String,
+    pub body: Vec<u8>,
+    pub properties: lapin::BasicProperties,
+}
+
+/// A list of signatures, or one, or none, as `options.link` may hold.
+fn signatures(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Object(_) => vec![value.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The message that calls signature `sig` with `prefix` prepended to its
+/// args (unless it is immutable), sent by task `parent`, with `chain` as
+/// the rest of its chain.
+pub fn call_signature(
+    sig: &Value,
+    prefix: &[Value],
+    parent: &TaskRequest,
+    chain: Vec<Value>,
+    default_queue: &str,
+    origin: &str,
+) -> Result<Outgoing, String> {
+    let task = sig["task"]
+        .as_str()
+        .ok_or_else(|| format!("a signature without a task name: {sig}"))?;
+    let own_args = match &sig["args"] {
+        Value::Array(args) => args.clone(),
+        Value::Null => Vec::new(),
+        other => return Err(format!("a signature's args are not a list: {other}")),
+    };
+    let kwargs = match &sig["kwargs"] {
+        Value::Object(kwargs) => kwargs.clone(),
+        _ => Map::new(),
+    };
+    let args: Vec<Value> = if sig["immutable"].as_bool().unwrap_or(false) {
+        own_args
+    } else {
+        prefix.iter().cloned().chain(own_args).collect()
+    };
+    let options = &sig["options"];
+    let id = options["task_id"]
+        .as_str()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let route = match (
+        options["queue"].as_str(),
+        options["exchange"].as_str(),
+        options["routing_key"].as_str(),
+    ) {
+        (Some(queue), _, _) => Route::Queue(queue.to_owned()),
+        (None, Some(exchange), Some(routing_key)) => Route::Exchange {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+        },
+        _ => Route::Queue(default_queue.to_owned()),
+    };
+    let root_id = parent.root_id.as_deref().unwrap_or(&parent.id);
+    let (body, properties) = TaskMessage {
+        id: &id,
+        task,
+        args: &args,
+        kwargs,
+        reply_to: options["reply_to"].as_str(),
+        origin,
+        root_id: Some(root_id),
+        parent_id: Some(&parent.id),
+        embed: Embed {
+            chain,
+            callbacks: signatures(&options["link"]),
+            errbacks: signatures(&options["link_error"]),
+        },
+        ..TaskMessage::default()
+    }
+    .encode();
+    Ok(Outgoing {
+        route,
+        id,
+        task: task.to_owned(),
+        body,
+        properties,
+    })
+}
+
+/// What a task that returned `result` sends next: its callbacks, then the
+/// next step of its chain.
+pub fn after_success(
+    request: &TaskRequest,
+    result: &Value,
+    default_queue: &str,
+    origin: &str,
+) -> Result<Vec<Outgoing>, String> {
+    let prefix = std::slice::from_ref(result);
+    let mut next = Vec::new();
+    for callback in &request.embed.callbacks {
+        next.push(call_signature(
+            callback,
+            prefix,
+            request,
+            Vec::new(),
+            default_queue,
+            origin,
+        )?);
+    }
+    if let Some((step, rest)) = request.embed.chain.split_last() {
+        next.push(call_signature(
+            step,
+            prefix,
+            request,
+            rest.to_vec(),
+            default_queue,
+            origin,
+        )?);
+    }
+    Ok(next)
+}
+
+/// What an errback did, for the log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Errback {
+    /// Run in place: `add` with these args gave this.
+    Ran {
+        args: Vec<Value>,
+        outcome: Result<Value, PyException>,
+    },
+    /// Sent as a task (a task this worker does not have), with the failed
+    /// task's id as its argument.
+    Send(Box<Outgoing>),
+}
+
+impl PartialEq for Outgoing {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.route == other.route && self.body == other.body
+    }
+}
+
+/// Runs the errbacks of `request`, which raised, as Celery's worker does.
+///
+/// Celery calls an errback whose task takes more than one argument in
+/// place, as `errback(request, exc, traceback)`: for `add` an immutable
+/// signature (`add.si(0, 0)`) runs with its own args, and a mutable one
+/// gets three more arguments than it takes and raises `TypeError`, which
+/// Celery logs. An errback of a task this worker does not have is sent as a
+/// task with the failed task's id as its first argument.
+pub fn run_errbacks(
+    request: &TaskRequest,
+    default_queue: &str,
+    origin: &str,
+) -> Vec<Result<Errback, String>> {
+    request
+        .embed
+        .errbacks
+        .iter()
+        .map(|sig| {
+            if sig["task"].as_str() != Some(ADD_TASK) {
+                let id = Value::String(request.id.clone());
+                return call_signature(sig, &[id], request, Vec::new(), default_queue, origin)
+                    .map(|message| Errback::Send(Box::new(message)));
+            }
+            let own: Vec<Value> = match &sig["args"] {
+                Value::Array(args) => args.clone(),
+                _ => Vec::new(),
+            };
+            let kwargs = match &sig["kwargs"] {
+                Value::Object(kwargs) => kwargs.clone(),
+                _ => Map::new(),
+            };
+            let args = if sig["immutable"].as_bool().unwrap_or(false) {
+                own
+            } else {
+                // request, exception, traceback: what Celery passes first.
+                let mut args = vec![Value::Null, Value::Null, Value::Null];
+                args.extend(own);
+                args
+            };
+            let outcome = bind_add_arguments(&args, &kwargs).and_then(|(x, y)| python_add(&x, &y));
+            Ok(Errback::Ran { args, outcome })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(embed: Embed) -> TaskRequest {
+        TaskRequest {
+            id: "t1".into(),
+            task: ADD_TASK.into(),
+            args: vec![json!(1), json!(2)],
+            kwargs: Map::new(),
+            eta: None,
+            expires: None,
+            root_id: Some("root".into()),
+            embed,
+        }
+    }
+
+    fn body(out: &Outgoing) -> Value {
+        serde_json::from_slice(&out.body).unwrap()
+    }
+
+    #[test]
+    fn the_next_step_of_a_chain_gets_the_result_and_the_rest() {
+        let last = json!({"task": ADD_TASK, "args": ["!"], "kwargs": {}, "options": {"task_id": "t3", "reply_to": "r"}, "immutable": false});
+        let next = json!({"task": ADD_TASK, "args": [" halaman"], "kwargs": {}, "options": {"task_id": "t2", "reply_to": "r", "queue": "q"}, "immutable": false});
+        let req = request(Embed {
+            chain: vec![last.clone(), next],
+            ..Embed::default()
+        });
+        let out = after_success(&req, &json!("Kamu 4"), "celery", "1@h").unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, "t2");
+        assert_eq!(out[0].route, Route::Queue("q".into()));
+        let body = body(&out[0]);
+        assert_eq!(body[0], json!(["Kamu 4", " halaman"]));
+        assert_eq!(body[2]["chain"], json!([last]));
+        let headers = out[0].properties.headers().as_ref().unwrap().inner();
+        let text = |key: &str| match headers.get(key) {
+            Some(lapin::types::AMQPValue::LongString(s)) => {
+                String::from_utf8_lossy(s.as_bytes()).into_owned()
+            }
+            other => format!("{other:?}"),
+        };
+        assert_eq!(text("parent_id"), "t1");
+        assert_eq!(text("root_id"), "root");
+        assert_eq!(out[0].properties.reply_to().as_ref().unwrap().as_str(), "r");
+    }
+
+    #[test]
+    fn callbacks_get_the_result_unless_immutable_and_route_by_default() {
+        let req = request(Embed {
+            callbacks: vec![
+                json!({"task": ADD_TASK, "args": [10], "options": {}, "immutable": false}),
+                json!({"task": ADD_TASK, "args": [7, 8], "options": {}, "immutable": true}),
+            ],
+            ..Embed::default()
+        });
+        let out = after_success(&req, &json!(3), "tasks", "1@h").unwrap();
+        assert_eq!(body(&out[0])[0], json!([3, 10]));
+        assert_eq!(body(&out[1])[0], json!([7, 8]));
+        assert_eq!(out[0].route, Route::Queue("tasks".into()));
+        assert!(out[0].properties.reply_to().is_none());
+    }
+
+    #[test]
+    fn errbacks_run_in_place_as_celery_runs_them() {
+        let req = request(Embed {
+            errbacks: vec![
+                json!({"task": ADD_TASK, "args": [100, 1], "options": {}, "immutable": true}),
+                json!({"task": ADD_TASK, "args": [10], "options": {}, "immutable": false}),
+                json!({"task": "other.task", "args": [], "options": {"task_id": "e1"}, "immutable": false}),
+            ],
+            ..Embed::default()
+        });
+        let done = run_errbacks(&req, "celery", "1@h");
+        assert_eq!(
+            done[0],
+            Ok(Errback::Ran {
+                args: vec![json!(100), json!(1)],
+                outcome: Ok(json!(101))
+            })
+        );
+        let Ok(Errback::Ran {
+            outcome: Err(exc), ..
+        }) = &done[1]
+        else {
+            panic!("{:?}", done[1]);
+        };
+        assert_eq!(
+            exc.to_string(),
+            "TypeError: add() takes 2 positional arguments but 4 were given"
+        );
+        let Ok(Errback::Send(sent)) = &done[2] else {
+            panic!("{:?}", done[2]);
+        };
+        assert_eq!(body(sent)[0], json!(["t1"]));
+    }
+}
