@@ -12,10 +12,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Connection};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::protocol::{TaskOutcome, parse_result, task_message};
+use crate::protocol::{Embed, TaskMessage, TaskOutcome, parse_result};
 use crate::{AmqpContext, Error, Result, connect, declare_task_queue, reply_queue};
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::PyException>>>>>;
@@ -87,13 +87,107 @@ impl Caller {
     /// Publishes task `task` with positional `args` and waits for the
     /// broker to confirm it holds the message.
     pub async fn send(&self, task: &str, args: &[Value]) -> Result<PendingResult> {
+        self.send_later(task, args, None).await
+    }
+
+    /// [`Self::send`], to be run no earlier than `countdown` from now
+    /// (Celery's `apply_async(countdown=...)`: an `eta` header).
+    pub async fn send_later(
+        &self,
+        task: &str,
+        args: &[Value],
+        countdown: Option<Duration>,
+    ) -> Result<PendingResult> {
         let id = uuid::Uuid::new_v4().to_string();
+        let eta = countdown
+            .and_then(|c| chrono::Duration::from_std(c).ok())
+            .map(|c| chrono::Utc::now() + c);
+        let pending = self.expect(&id);
+        self.publish(&TaskMessage {
+            id: &id,
+            task,
+            args,
+            reply_to: Some(&self.reply_queue),
+            origin: &self.origin,
+            eta,
+            ..TaskMessage::default()
+        })
+        .await?;
+        Ok(pending)
+    }
+
+    /// Sends a chain, as Celery's `chain(task.s(*first), task.s(*rest[0]),
+    /// ...)` does: one message, the first call, carrying the other steps;
+    /// each step gets the previous step's result prepended to its args.
+    /// Returns the result of every step, in order (the last is the chain's).
+    pub async fn send_chain(
+        &self,
+        task: &str,
+        first: &[Value],
+        rest: &[Vec<Value>],
+    ) -> Result<Vec<PendingResult>> {
+        let ids: Vec<String> = (0..=rest.len())
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let mut steps: Vec<Value> = rest
+            .iter()
+            .zip(&ids[1..])
+            .map(|(args, id)| {
+                json!({
+                    "task": task,
+                    "args": args,
+                    "kwargs": {},
+                    "options": {"task_id": id, "reply_to": self.reply_queue},
+                    "subtask_type": null,
+                    "immutable": false,
+                })
+            })
+            .collect();
+        steps.reverse(); // the next step is the last element
+        let pending: Vec<PendingResult> = ids.iter().map(|id| self.expect(id)).collect();
+        let sent = self
+            .publish(&TaskMessage {
+                id: &ids[0],
+                task,
+                args: first,
+                reply_to: Some(&self.reply_queue),
+                origin: &self.origin,
+                embed: Embed {
+                    chain: steps,
+                    ..Embed::default()
+                },
+                ..TaskMessage::default()
+            })
+            .await;
+        if let Err(err) = sent {
+            let mut waiting = self.waiting.lock().expect("waiting map poisoned");
+            for id in &ids {
+                waiting.remove(id);
+            }
+            return Err(err);
+        }
+        Ok(pending)
+    }
+
+    /// Registers interest in the result of task `id` (before it is sent, so
+    /// it cannot be missed).
+    fn expect(&self, id: &str) -> PendingResult {
         let (tx, rx) = oneshot::channel();
         self.waiting
             .lock()
             .expect("waiting map poisoned")
-            .insert(id.clone(), tx);
-        let (body, properties) = task_message(&id, task, args, &self.reply_queue, &self.origin);
+            .insert(id.to_owned(), tx);
+        PendingResult {
+            id: id.to_owned(),
+            queue: self.queue.clone(),
+            result: rx,
+        }
+    }
+
+    /// Publishes a task message to the task queue and waits for the
+    /// broker's confirm.
+    async fn publish(&self, message: &TaskMessage<'_>) -> Result<()> {
+        let (body, properties) = message.encode();
         let confirmed = async {
             self.channel
                 .basic_publish(
@@ -115,18 +209,16 @@ impl Caller {
                 source,
             }),
         };
-        if let Some(err) = failed {
-            self.waiting
-                .lock()
-                .expect("waiting map poisoned")
-                .remove(&id);
-            return Err(err);
+        match failed {
+            None => Ok(()),
+            Some(err) => {
+                self.waiting
+                    .lock()
+                    .expect("waiting map poisoned")
+                    .remove(message.id);
+                Err(err)
+            }
         }
-        Ok(PendingResult {
-            id,
-            queue: self.queue.clone(),
-            result: rx,
-        })
     }
 
     /// Sends a task and waits up to `timeout` for its result.

@@ -83,6 +83,24 @@ enum Command {
         /// Print the task id and exit without waiting for the result.
         #[arg(long)]
         no_wait: bool,
+        /// Run the task no earlier than this many seconds from now
+        /// (Celery's `countdown`).
+        #[arg(long)]
+        countdown: Option<f64>,
+    },
+    /// Pages read through a chain of add tasks: `chain 4 10 6` runs
+    /// add(4, 10), then add(<that>, 6), ..., each step on whichever worker
+    /// takes it; prints each step and the chain's last result.
+    Chain {
+        /// The first two arguments, then one per further step (JSON if
+        /// they parse as JSON, strings otherwise).
+        #[arg(required = true, num_args = 2..)]
+        values: Vec<String>,
+        #[command(flatten)]
+        broker: Broker,
+        /// Seconds to wait for each step's result.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
     },
     /// Tasks/s through a worker, and a raw AMQP round trip in the same run.
     Bench {
@@ -107,7 +125,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // lapin logs its own connection errors; ours say the same in one line.
     let log = match cli.command {
-        Some(Command::Bench { .. } | Command::Add { .. }) => "warn,lapin=off",
+        Some(Command::Bench { .. } | Command::Add { .. } | Command::Chain { .. }) => {
+            "warn,lapin=off"
+        }
         _ => "warn,lapin=off,celery_pages=info,plumbing=info",
     };
     let command = cli.command.unwrap_or(Command::Demo {
@@ -143,10 +163,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             broker,
             timeout,
             no_wait,
+            countdown,
         } => {
+            let countdown = countdown
+                .map(Duration::try_from_secs_f64)
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--countdown takes a number of seconds, 0 or more"))?;
             let caller = Caller::connect(&broker.broker, &broker.queue).await?;
             let pending = caller
-                .send(ADD_TASK, &[task_argument(&x), task_argument(&y)])
+                .send_later(ADD_TASK, &[task_argument(&x), task_argument(&y)], countdown)
                 .await?;
             if no_wait {
                 println!("{}", pending.id);
@@ -157,6 +182,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             caller.close().await;
         }
         Command::Demo { broker } => demo(&broker).await?,
+        Command::Chain {
+            values,
+            broker,
+            timeout,
+        } => chain(&values, &broker, Duration::from_secs(timeout)).await?,
         Command::Bench {
             broker,
             tasks,
@@ -168,6 +198,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", bench::run(&config, tasks, window, no_worker).await?);
         }
     }
+    Ok(())
+}
+
+/// `chain X Y Z...`: add(X, Y), then add(<result>, Z), ...
+async fn chain(values: &[String], broker: &Broker, timeout: Duration) -> anyhow::Result<()> {
+    let values: Vec<Value> = values.iter().map(|v| task_argument(v)).collect();
+    let rest: Vec<Vec<Value>> = values[2..].iter().map(|v| vec![v.clone()]).collect();
+    let caller = Caller::connect(&broker.broker, &broker.queue).await?;
+    let steps = caller.send_chain(ADD_TASK, &values[..2], &rest).await?;
+    let mut total = values[0].clone();
+    let mut last = None;
+    for (step, operand) in steps.into_iter().zip(&values[1..]) {
+        let result = step.wait(timeout).await?;
+        println!("{} + {} = {}", show(&total), show(operand), show(&result));
+        total = result.clone();
+        last = Some(result);
+    }
+    if let Some(last) = last {
+        println!("{}", show(&last));
+    }
+    caller.close().await;
     Ok(())
 }
 

@@ -103,7 +103,7 @@ pub fn python_caller(queue: &str, call: &str) -> std::process::Output {
 }
 
 /// The broker URL in kombu's spelling (`//` for the default vhost).
-fn python_broker() -> String {
+pub fn python_broker() -> String {
     broker().replace("/%2f", "//").replace("/%2F", "//")
 }
 

@@ -1,0 +1,316 @@
+//! What Celery messages mean beyond a plain call (countdown, expiry,
+//! chains, callbacks, errbacks, big integers), on the Rust worker, from the
+//! real Python caller and from the Rust one; and chains across a Rust and a
+//! Python worker.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use celery_pages::ADD_TASK;
+use celery_pages::caller::Caller;
+use common::{
+    KillOnDrop, RawClient, TestWorker, broker, delete_queue, python, python_dir, python_worker,
+    ready_count, unique_queue,
+};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_celery_pages");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `canvas_calls.py CALL [ARGS]` against `queue`; returns its stdout.
+async fn python_calls(queue: &str, call: &[&str]) -> String {
+    let (queue, call): (String, Vec<String>) = (
+        queue.to_owned(),
+        call.iter().map(|s| s.to_string()).collect(),
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg("canvas_calls.py")
+            .args(&call)
+            .current_dir(python_dir())
+            .env("CELERY_QUEUE", &queue)
+            .env("CELERY_BROKER", common::python_broker())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_integers_stay_python_ints() {
+    let queue = unique_queue("bigint");
+    let worker = TestWorker::start(&broker(), &queue);
+    assert_eq!(
+        python_calls(&queue, &["bigint"]).await,
+        "int 1180591620717411303425\n\
+         TypeError: unsupported operand type(s) for +: 'int' and 'str'\n"
+    );
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_countdown_is_honoured_while_other_tasks_are_served() {
+    let queue = unique_queue("countdown");
+    let worker = TestWorker::start(&broker(), &queue);
+    assert_eq!(
+        python_calls(&queue, &["countdown"]).await,
+        "first 10\nthen 3\nwaited for the eta: True\n"
+    );
+    // The same from the Rust caller.
+    let caller = Caller::connect(&broker(), &queue).await.unwrap();
+    let started = Instant::now();
+    let later = caller
+        .send_later(
+            ADD_TASK,
+            &[json!(1), json!(2)],
+            Some(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    let now = caller.send(ADD_TASK, &[json!(5), json!(5)]).await.unwrap();
+    assert_eq!(now.wait(WAIT).await.unwrap(), json!(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the held task blocked the other"
+    );
+    assert_eq!(later.wait(WAIT).await.unwrap(), json!(3));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "ran before its eta"
+    );
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_task_is_revoked_not_run() {
+    let queue = unique_queue("expired");
+    let worker = TestWorker::start(&broker(), &queue);
+    assert_eq!(
+        python_calls(&queue, &["expired"]).await,
+        "TaskRevokedError: expired\n"
+    );
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_runs_to_its_last_result() {
+    let queue = unique_queue("chain");
+    let worker = TestWorker::start(&broker(), &queue);
+    assert_eq!(
+        python_calls(&queue, &["chain"]).await,
+        "Kamu sudah membaca 4 halaman!\n"
+    );
+    // The Rust caller's chain: every step, then the last result.
+    let caller = Caller::connect(&broker(), &queue).await.unwrap();
+    let steps = caller
+        .send_chain(
+            ADD_TASK,
+            &[json!(4), json!(10)],
+            &[vec![json!(6)], vec![json!(30)]],
+        )
+        .await
+        .unwrap();
+    let mut results = Vec::new();
+    for step in steps {
+        results.push(step.wait(WAIT).await.unwrap());
+    }
+    assert_eq!(results, [json!(14), json!(20), json!(50)]);
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+/// Starts `celery_pages worker` on `queue` with its log on a pipe.
+fn worker_process(queue: &str) -> KillOnDrop {
+    KillOnDrop::new(
+        Command::new(BIN)
+            .args(["worker", "--queue", queue])
+            .env("AMQP_ADDR", broker())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_callbacks_and_link_error_errbacks_run_as_celerys_do() {
+    let queue = unique_queue("link");
+    let mut worker = worker_process(&queue);
+    let log = BufReader::new(worker.child().stderr.take().unwrap());
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in log.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    assert_eq!(
+        python_calls(&queue, &["link"]).await,
+        "task 3\ncallback 13\n\
+         TypeError: unsupported operand type(s) for +: 'int' and 'str'\n"
+    );
+    // The errback add.si(100, 1) ran in place, as Celery's worker runs it.
+    let deadline = Instant::now() + WAIT;
+    let ran = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("errback addTask.add") => break line,
+            Ok(_) => {}
+            Err(_) => panic!("no errback in the worker's log"),
+        }
+    };
+    assert!(ran.contains("returned 101"), "{ran}");
+    drop(worker);
+    delete_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_across_a_rust_and_a_python_worker() {
+    let queue = unique_queue("mixed");
+    let python_side = {
+        let queue = queue.clone();
+        tokio::task::spawn_blocking(move || python_worker(&queue))
+            .await
+            .unwrap()
+    };
+    let worker = TestWorker::start(&broker(), &queue);
+    // Twenty steps shared by both workers, whoever takes each.
+    assert_eq!(python_calls(&queue, &["long-chain", "20"]).await, "20\n");
+    // The Rust caller's chain through both, and the command line's.
+    let output = tokio::task::spawn_blocking({
+        let queue = queue.clone();
+        move || {
+            Command::new(BIN)
+                .args([
+                    "chain",
+                    "4",
+                    "10",
+                    "6",
+                    "--queue",
+                    &queue,
+                    "--broker",
+                    &broker(),
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "4 + 10 = 14\n14 + 6 = 20\n20\n"
+    );
+    worker.stop().await;
+    drop(python_side);
+    delete_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_lines_countdown_against_a_python_worker() {
+    let queue = unique_queue("py-countdown");
+    let python_side = {
+        let queue = queue.clone();
+        tokio::task::spawn_blocking(move || python_worker(&queue))
+            .await
+            .unwrap()
+    };
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking({
+        let queue = queue.clone();
+        move || {
+            Command::new(BIN)
+                .args(["add", "1180591620717411303424", "1", "--countdown", "2"])
+                .args(["--queue", &queue, "--broker", &broker()])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "1180591620717411303425\n"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "ran before its eta"
+    );
+    drop(python_side);
+    delete_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_while_holding_an_eta_task_loses_nothing() {
+    let queue = unique_queue("eta-kill");
+    let mut client = RawClient::connect().await;
+    Caller::connect(&broker(), &queue)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let eta = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let (body, props) = celery_pages::protocol::TaskMessage {
+        id: "held-1",
+        task: ADD_TASK,
+        args: &[json!(20), json!(22)],
+        reply_to: Some(&client.reply_queue),
+        origin: "test",
+        eta: Some(eta),
+        ..Default::default()
+    }
+    .encode();
+    client.publish(&queue, props, &body).await;
+    let first = worker_process(&queue);
+    // Once the worker holds it (nothing ready, one unacked), kill it.
+    for polls in 0.. {
+        if ready_count(&queue).await == 0 {
+            break;
+        }
+        assert!(polls < 300, "the worker never took the task");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(first);
+    let second = worker_process(&queue);
+    let mut answers: HashMap<String, Vec<Value>> = HashMap::new();
+    // The answer comes, once: after it, nothing more for a quiet second.
+    let reply = client
+        .next_reply(WAIT)
+        .await
+        .expect("the held task was lost");
+    answers
+        .entry(reply["task_id"].as_str().unwrap().to_owned())
+        .or_default()
+        .push(reply["result"].clone());
+    assert!(chrono::Utc::now() >= eta, "it ran before its eta");
+    while let Some(more) = client.next_reply(Duration::from_secs(1)).await {
+        answers
+            .entry(more["task_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(more["result"].clone());
+    }
+    assert_eq!(
+        answers,
+        HashMap::from([("held-1".to_owned(), vec![json!(42)])])
+    );
+    drop(second);
+    delete_queue(&queue).await;
+}

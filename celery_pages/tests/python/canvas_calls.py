@@ -1,0 +1,68 @@
+"""Celery features a Python user of the chapter's app reaches for, called
+against whatever worker consumes CELERY_QUEUE: python canvas_calls.py CALL.
+
+Each call prints one line per fact the test checks.
+"""
+import datetime
+import os
+import sys
+import time
+
+from celery import chain
+from celery.exceptions import TaskRevokedError
+
+from addTask import add, app
+
+QUEUE = os.environ["CELERY_QUEUE"]
+call = sys.argv[1]
+
+
+def on_queue(sig):
+    # A chain step or callback goes where its own options say: keep them on
+    # the test's queue, as an application with its own queue would.
+    return sig.set(queue=QUEUE)
+
+
+if call == "bigint":
+    result = add.delay(2**70, 1).get(timeout=30)
+    print(type(result).__name__, result)
+    try:
+        add.delay(2**70, "a").get(timeout=30)
+    except TypeError as exc:
+        print("TypeError:", exc)
+elif call == "countdown":
+    started = time.monotonic()
+    later = add.apply_async((1, 2), countdown=3)
+    now = add.delay(5, 5)
+    print("first", now.get(timeout=30))
+    print("then", later.get(timeout=30))
+    print("waited for the eta:", time.monotonic() - started >= 3)
+elif call == "expired":
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    try:
+        print(add.apply_async((1, 2), expires=past).get(timeout=30))
+    except TaskRevokedError as exc:
+        print("TaskRevokedError:", exc)
+elif call == "chain":
+    workflow = chain(
+        on_queue(add.s("Kamu sudah membaca ", "4")),
+        on_queue(add.s(" halaman")),
+        on_queue(add.s("!")),
+    )
+    print(workflow.apply_async().get(timeout=30))
+elif call == "long-chain":
+    steps = [on_queue(add.s(0, 1))] + [on_queue(add.s(1)) for _ in range(int(sys.argv[2]) - 1)]
+    print(chain(*steps).apply_async().get(timeout=60))
+elif call == "link":
+    callback = on_queue(add.s(10))
+    callback.freeze()
+    errback = add.si(100, 1)
+    result = add.apply_async((1, 2), link=callback, link_error=errback)
+    print("task", result.get(timeout=30))
+    print("callback", app.AsyncResult(callback.id).get(timeout=30))
+    try:
+        add.apply_async((1, "a"), link=callback, link_error=errback).get(timeout=30)
+    except TypeError as exc:
+        print("TypeError:", exc)
+else:
+    sys.exit("unknown call " + call)
