@@ -103,6 +103,22 @@ async fn an_expired_task_is_revoked_not_run() {
         python_calls(&queue, &["expired"]).await,
         "TaskRevokedError: expired\n"
     );
+    // The same message from Rust: answered REVOKED, never run.
+    let mut client = RawClient::connect().await;
+    let (body, props) = celery_pages::protocol::TaskMessage {
+        id: "expired-1",
+        task: ADD_TASK,
+        args: &[json!(1), json!(2)],
+        reply_to: Some(&client.reply_queue),
+        origin: "test",
+        expires: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        ..Default::default()
+    }
+    .encode();
+    client.publish(&queue, props, &body).await;
+    let reply = client.next_reply(WAIT).await.expect("no answer");
+    assert_eq!(reply["status"], "REVOKED");
+    assert_eq!(reply["result"]["exc_type"], "TaskRevokedError");
     worker.stop().await;
     delete_queue(&queue).await;
 }
@@ -224,7 +240,7 @@ async fn a_chain_across_a_rust_and_a_python_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_command_lines_countdown_against_a_python_worker() {
+async fn the_command_lines_countdown_and_chain_against_a_python_worker() {
     let queue = unique_queue("py-countdown");
     let python_side = {
         let queue = queue.clone();
