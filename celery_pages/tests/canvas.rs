@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use celery_pages::ADD_TASK;
 use celery_pages::caller::Caller;
 use common::{
-    KillOnDrop, RawClient, TestWorker, broker, delete_queue, python, python_dir, python_worker,
-    ready_count, unique_queue,
+    KillOnDrop, RawClient, TestWorker, broker, cli_on_queue, delete_queue, python, python_dir,
+    python_worker, ready_count, unique_queue,
 };
 use serde_json::{Value, json};
 
@@ -209,26 +209,7 @@ async fn a_chain_across_a_rust_and_a_python_worker() {
     // Twenty steps shared by both workers, whoever takes each.
     assert_eq!(python_calls(&queue, &["long-chain", "20"]).await, "20\n");
     // The Rust caller's chain through both, and the command line's.
-    let output = tokio::task::spawn_blocking({
-        let queue = queue.clone();
-        move || {
-            Command::new(BIN)
-                .args([
-                    "chain",
-                    "4",
-                    "10",
-                    "6",
-                    "--queue",
-                    &queue,
-                    "--broker",
-                    &broker(),
-                ])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let output = cli_on_queue(&["chain", "4", "10", "6"], &queue).await;
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
@@ -249,18 +230,11 @@ async fn the_command_lines_countdown_and_chain_against_a_python_worker() {
             .unwrap()
     };
     let started = Instant::now();
-    let output = tokio::task::spawn_blocking({
-        let queue = queue.clone();
-        move || {
-            Command::new(BIN)
-                .args(["add", "1180591620717411303424", "1", "--countdown", "2"])
-                .args(["--queue", &queue, "--broker", &broker()])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let output = cli_on_queue(
+        &["add", "1180591620717411303424", "1", "--countdown", "2"],
+        &queue,
+    )
+    .await;
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
@@ -269,6 +243,13 @@ async fn the_command_lines_countdown_and_chain_against_a_python_worker() {
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "ran before its eta"
+    );
+    // A chain from the command line, on the Python worker alone.
+    let output = cli_on_queue(&["chain", "4", "10", "6"], &queue).await;
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "4 + 10 = 14\n14 + 6 = 20\n20\n"
     );
     drop(python_side);
     delete_queue(&queue).await;

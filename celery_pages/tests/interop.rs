@@ -2,12 +2,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use celery_pages::caller::Caller;
 use celery_pages::{ADD_TASK, Error};
-use common::{TestWorker, broker, delete_queue, python_caller, python_worker, unique_queue};
+use common::{
+    TestWorker, broker, cli_on_queue, delete_queue, python_caller, python_worker, unique_queue,
+};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -82,25 +83,7 @@ async fn the_rust_caller_is_served_by_a_python_worker() {
     caller.close().await;
 
     // The command-line caller prints the Python worker's failure and exits non-zero.
-    let output = {
-        let queue = queue.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_celery_pages"))
-                .args([
-                    "add",
-                    "\"a\"",
-                    "1",
-                    "--queue",
-                    &queue,
-                    "--broker",
-                    &broker(),
-                ])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let output = cli_on_queue(&["add", "\"a\"", "1"], &queue).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -122,6 +122,10 @@ pub fn python_worker(queue: &str) -> KillOnDrop {
                 "solo",
                 "-Q",
                 queue,
+                // A node name of its own: two workers named alike (the default,
+                // celery@<host>) fight over one pidbox queue, and one dies.
+                "-n",
+                &format!("{queue}@%h"),
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
@@ -137,21 +141,28 @@ pub fn python_worker(queue: &str) -> KillOnDrop {
             .unwrap(),
     );
     let stderr = child.child().stderr.take().unwrap();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
-            if line.contains(" ready.") {
-                let _ = ready_tx.send(());
-            }
+            let _ = lines_tx.send(line);
         }
     });
-    ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the Python Celery worker did not get ready within 60 s");
+    // Ready once it says so; if it exits first, say what it printed.
+    let mut said = Vec::new();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains(" ready.") => break,
+            Ok(line) => said.push(line),
+            Err(_) => panic!(
+                "the Python Celery worker did not get ready within 60 s:\n{}",
+                said.join("\n")
+            ),
+        }
+    }
     child
 }
 
@@ -223,4 +234,24 @@ impl RawClient {
             .ok()?;
         Some(serde_json::from_slice(&delivery.data).unwrap())
     }
+}
+
+/// Runs `celery_pages ARGS --queue QUEUE --broker <the test broker>` off the
+/// async runtime's threads; returns what it printed and its status.
+pub async fn cli_on_queue(args: &[&str], queue: &str) -> std::process::Output {
+    let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    full.extend([
+        "--queue".into(),
+        queue.to_owned(),
+        "--broker".into(),
+        broker(),
+    ]);
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_celery_pages"))
+            .args(&full)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }
