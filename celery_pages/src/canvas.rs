@@ -50,6 +50,23 @@ fn signatures(value: &Value) -> Vec<Value> {
     }
 }
 
+/// Where a signature's options send it: its `queue`, or its `exchange` and
+/// `routing_key`, else the worker's default queue.
+fn route_of(options: &Value, default_queue: &str) -> Route {
+    match (
+        options["queue"].as_str(),
+        options["exchange"].as_str(),
+        options["routing_key"].as_str(),
+    ) {
+        (Some(queue), _, _) => Route::Queue(queue.to_owned()),
+        (None, Some(exchange), Some(routing_key)) => Route::Exchange {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+        },
+        _ => Route::Queue(default_queue.to_owned()),
+    }
+}
+
 /// The message that calls signature `sig` with `prefix` prepended to its
 /// args (unless it is immutable), sent by task `parent`, with `chain` as
 /// the rest of its chain.
@@ -82,18 +99,7 @@ pub fn call_signature(
     let id = options["task_id"]
         .as_str()
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let route = match (
-        options["queue"].as_str(),
-        options["exchange"].as_str(),
-        options["routing_key"].as_str(),
-    ) {
-        (Some(queue), _, _) => Route::Queue(queue.to_owned()),
-        (None, Some(exchange), Some(routing_key)) => Route::Exchange {
-            exchange: exchange.to_owned(),
-            routing_key: routing_key.to_owned(),
-        },
-        _ => Route::Queue(default_queue.to_owned()),
-    };
+    let route = route_of(options, default_queue);
     let root_id = parent.root_id.as_deref().unwrap_or(&parent.id);
     let (body, properties) = TaskMessage {
         id: &id,

@@ -199,33 +199,40 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
     let Some(id) = id.clone() else {
         return Err(poison(format!("task {task} has no `id` header")));
     };
-    let body: Value = serde_json::from_slice(body)
-        .map_err(|err| poison(format!("body is not valid JSON: {err}")))?;
-    let shape = || poison("body is not [args, kwargs, embed]".into());
-    let Value::Array(mut parts) = body else {
-        return Err(shape());
-    };
-    if parts.len() != 3 {
-        return Err(shape());
-    }
-    let embed = parts.pop().unwrap_or(Value::Null);
-    let kwargs = parts.pop().unwrap_or(Value::Null);
-    let args = parts.pop().unwrap_or(Value::Null);
+    let (args, kwargs, embed) = split_body(body).map_err(&poison)?;
     let eta = header_time(headers, "eta").map_err(&poison)?;
     let expires = header_time(headers, "expires").map_err(&poison)?;
     let root_id = header_str(headers, "root_id");
+    Ok(TaskRequest {
+        id,
+        task,
+        args,
+        kwargs,
+        eta,
+        expires,
+        root_id,
+        embed: Embed::parse(&embed),
+    })
+}
+
+/// A task body's three parts: args, kwargs, embed.
+type BodyParts = (Vec<Value>, Map<String, Value>, Value);
+
+/// The body `[args, kwargs, embed]`: a list, an object, and an object or
+/// null.
+fn split_body(body: &[u8]) -> Result<BodyParts, String> {
+    let body: Value =
+        serde_json::from_slice(body).map_err(|err| format!("body is not valid JSON: {err}"))?;
+    let shape = || "body is not [args, kwargs, embed]".to_owned();
+    let Value::Array(parts) = body else {
+        return Err(shape());
+    };
+    let Ok([args, kwargs, embed]) = <[Value; 3]>::try_from(parts) else {
+        return Err(shape());
+    };
     match (args, kwargs, embed) {
         (Value::Array(args), Value::Object(kwargs), embed @ (Value::Object(_) | Value::Null)) => {
-            Ok(TaskRequest {
-                id,
-                task,
-                args,
-                kwargs,
-                eta,
-                expires,
-                root_id,
-                embed: Embed::parse(&embed),
-            })
+            Ok((args, kwargs, embed))
         }
         _ => Err(shape()),
     }

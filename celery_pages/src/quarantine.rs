@@ -234,28 +234,7 @@ impl Raw {
         window: u16,
     ) -> std::io::Result<Vec<SetAside>> {
         let side = side_queue(queue);
-        // queue.declare: durable, not exclusive, not auto-delete.
-        let mut declare = vec![0, 0];
-        shortstr(&mut declare, &side);
-        declare.push(0b0000_0010);
-        declare.extend(0u32.to_be_bytes());
-        self.send_method(CHANNEL, 50, 10, &declare).await?;
-        self.expect(50, 11).await?;
-        self.send_method(CHANNEL, 85, 10, &[0]).await?; // confirm.select
-        self.expect(85, 11).await?;
-        let mut qos = 0u32.to_be_bytes().to_vec();
-        qos.extend(window.max(1).to_be_bytes());
-        qos.push(0);
-        self.send_method(CHANNEL, 60, 10, &qos).await?;
-        self.expect(60, 11).await?;
-        let mut consume = vec![0, 0];
-        shortstr(&mut consume, queue);
-        shortstr(&mut consume, "celery_pages-quarantine");
-        consume.push(0); // acks on
-        consume.extend(0u32.to_be_bytes());
-        self.send_method(CHANNEL, 60, 20, &consume).await?;
-        self.expect(60, 21).await?;
-
+        self.start_consuming(queue, &side, window).await?;
         let mut deliveries = Vec::new();
         while deliveries.len() < usize::from(window.max(1)) {
             match tokio::time::timeout(QUIET, self.next_delivery()).await {
@@ -289,6 +268,38 @@ impl Raw {
             moved.push(SetAside { description });
         }
         Ok(moved)
+    }
+
+    /// Declares the side queue, turns publisher confirms on, and consumes
+    /// `queue` with a prefetch of `window`.
+    async fn start_consuming(
+        &mut self,
+        queue: &str,
+        side: &str,
+        window: u16,
+    ) -> std::io::Result<()> {
+        // queue.declare: durable, not exclusive, not auto-delete.
+        let mut declare = vec![0, 0];
+        shortstr(&mut declare, side);
+        declare.push(0b0000_0010);
+        declare.extend(0u32.to_be_bytes());
+        self.send_method(CHANNEL, 50, 10, &declare).await?;
+        self.expect(50, 11).await?;
+        self.send_method(CHANNEL, 85, 10, &[0]).await?; // confirm.select
+        self.expect(85, 11).await?;
+        let mut qos = 0u32.to_be_bytes().to_vec();
+        qos.extend(window.max(1).to_be_bytes());
+        qos.push(0);
+        self.send_method(CHANNEL, 60, 10, &qos).await?;
+        self.expect(60, 11).await?;
+        let mut consume = vec![0, 0];
+        shortstr(&mut consume, queue);
+        shortstr(&mut consume, "celery_pages-quarantine");
+        consume.push(0); // acks on
+        consume.extend(0u32.to_be_bytes());
+        self.send_method(CHANNEL, 60, 20, &consume).await?;
+        self.expect(60, 21).await?;
+        Ok(())
     }
 
     /// The next basic.deliver with its header and body frames.

@@ -207,27 +207,7 @@ async fn consume(
             }
             None => break Stopped::Lost,
         };
-        // A task due later is held (unacked) without taking a slot, and the
-        // prefetch grows by one meanwhile, so held tasks never starve the
-        // others of deliveries.
-        if let Some(eta) = due_later(&delivery) {
-            tokio::spawn(hold(
-                Arc::clone(&session),
-                Arc::clone(&slots),
-                delivery,
-                eta,
-            ));
-            continue;
-        }
-        let slot = Arc::clone(&slots)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let session = Arc::clone(&session);
-        tokio::spawn(async move {
-            handle(&session, delivery).await;
-            drop(slot);
-        });
+        dispatch(&session, &slots, delivery).await;
     };
     // Held tasks are let go: unacked, they return to the queue with the
     // channel, and whoever consumes it next holds them.
@@ -239,6 +219,26 @@ async fn consume(
         Stopped::Lost | Stopped::Unreadable => {}
     }
     Ok(stopped)
+}
+
+/// Starts a delivery: at once in a free slot (waiting for one: the
+/// concurrency limit), or, due later, held without a slot until its eta
+/// (the prefetch grows by one meanwhile, so held tasks never starve the
+/// others of deliveries).
+async fn dispatch(session: &Arc<Session>, slots: &Arc<Semaphore>, delivery: Delivery) {
+    if let Some(eta) = due_later(&delivery) {
+        tokio::spawn(hold(Arc::clone(session), Arc::clone(slots), delivery, eta));
+        return;
+    }
+    let slot = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let session = Arc::clone(session);
+    tokio::spawn(async move {
+        handle(&session, delivery).await;
+        drop(slot);
+    });
 }
 
 /// What the deliveries of one consuming session share.
@@ -417,13 +417,8 @@ async fn handle(session: &Session, delivery: Delivery) {
     // it to the task id); a message with neither cannot be answered.
     let replied = match (&request, reply_to) {
         (Some(request), Some(reply_to)) => {
-            let id = &request.id;
-            let body = match &outcome {
-                Outcome::Succeeded(value) => success_body(id, value),
-                Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(id, exc),
-                Outcome::Revoked(reason) => revoked_body(id, reason),
-            };
-            let answer_to = correlation.unwrap_or_else(|| id.clone());
+            let answer_to = correlation.unwrap_or_else(|| request.id.clone());
+            let body = result_body(&request.id, &outcome);
             reply(channel, &reply_to, &answer_to, &body).await
         }
         _ => true,
@@ -439,6 +434,15 @@ async fn handle(session: &Session, delivery: Delivery) {
         // No confirmed result, or the next step not sent: leave the message
         // unacked, so the broker redelivers it when this channel goes.
         _ => {}
+    }
+}
+
+/// The result message for task `id` that came to `outcome`.
+fn result_body(id: &str, outcome: &Outcome) -> Vec<u8> {
+    match outcome {
+        Outcome::Succeeded(value) => success_body(id, value),
+        Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(id, exc),
+        Outcome::Revoked(reason) => revoked_body(id, reason),
     }
 }
 

@@ -196,6 +196,12 @@ pub async fn serve<H, HFut, R, RFut>(
             tracing::debug!(%peer, "{}: over the limit, closed at once", config.name);
         }
     }
+    stop(&listener, config, connections).await;
+}
+
+/// Finishes or closes the open connections, as configured, and logs the
+/// server's one line about stopping.
+async fn stop(listener: &TcpListener, config: &AcceptConfig, mut connections: JoinSet<()>) {
     match config.on_shutdown {
         OnShutdown::Finish => while connections.join_next().await.is_some() {},
         OnShutdown::Close => connections.shutdown().await,
