@@ -67,6 +67,15 @@ pub async fn run(
     external_worker: bool,
 ) -> Result<Report> {
     let (stop, stopped) = oneshot::channel::<()>();
+    // A node name of its own, so that the bench runs beside any worker.
+    let config = WorkerConfig {
+        node: format!(
+            "celery_pages-bench-{}@{}",
+            std::process::id(),
+            crate::control::host_name()
+        ),
+        ..config.clone()
+    };
     let worker = (!external_worker).then(|| {
         tokio::spawn(worker::run(config.clone(), async {
             let _ = stopped.await;

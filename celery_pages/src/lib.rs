@@ -39,6 +39,7 @@ pub mod add;
 pub mod bench;
 pub mod caller;
 pub mod canvas;
+pub mod control;
 pub mod protocol;
 pub mod quarantine;
 pub mod worker;
@@ -100,6 +101,11 @@ pub enum Error {
     TaskFailed { id: String, exception: PyException },
     #[error("the broker connection closed before the result of task {id} came back")]
     ResultLost { id: String },
+    #[error(
+        "another worker named {node} is already running on this broker; \
+         give this one another name with -n NAME"
+    )]
+    NodeNameTaken { node: String },
     #[error("setting an unreadable message aside through {url} failed: {reason}")]
     Quarantine { url: String, reason: String },
 }

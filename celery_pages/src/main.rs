@@ -40,14 +40,25 @@ struct WorkerOptions {
     /// Messages the broker sends ahead (default: four per task, as Celery).
     #[arg(long)]
     prefetch: Option<u16>,
+    /// The node name Celery's tools (inspect, control, Flower) know the
+    /// worker by; `%h` is replaced by the host name. Default: celery@<host>.
+    #[arg(short = 'n', long = "hostname")]
+    node: Option<String>,
 }
 
 impl WorkerOptions {
     fn config(&self, broker: &Broker) -> WorkerConfig {
         let concurrency = self.concurrency.max(1);
+        let host = celery_pages::control::host_name();
         WorkerConfig {
             broker: broker.broker.clone(),
             queue: broker.queue.clone(),
+            node: self
+                .node
+                .as_ref()
+                .map_or_else(celery_pages::control::default_node, |node| {
+                    node.replace("%h", &host)
+                }),
             concurrency,
             prefetch: self
                 .prefetch
@@ -224,9 +235,11 @@ async fn chain(values: &[String], broker: &Broker, timeout: Duration) -> anyhow:
 
 /// A worker and the chapter's calls in one process.
 async fn demo(broker: &Broker) -> anyhow::Result<()> {
+    // A node name of its own, so that the demo runs beside any worker.
     let config = WorkerOptions {
         concurrency: 4,
         prefetch: None,
+        node: Some(format!("celery_pages-demo-{}@%h", std::process::id())),
     }
     .config(broker);
     // Connect first, so a missing broker is reported before anything runs.

@@ -76,6 +76,11 @@ impl TaskRequest {
         }
     }
 
+    /// Python's repr of the positional arguments, as `inspect active` shows.
+    pub fn args_repr(&self) -> String {
+        args_repr(&self.args)
+    }
+
     /// Whether `expires` has passed at `now`.
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|expires| expires <= now)
@@ -264,6 +269,17 @@ pub fn to_amqp(value: &Value) -> AMQPValue {
     }
 }
 
+/// Python's repr of a tuple of positional arguments.
+fn args_repr(args: &[Value]) -> String {
+    match args {
+        [one] => format!("({},)", python_repr(one)),
+        args => format!(
+            "({})",
+            args.iter().map(python_repr).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 /// Python's `repr` of JSON arguments, for the `argsrepr` header.
 fn python_repr(value: &Value) -> String {
     match value {
@@ -315,13 +331,7 @@ fn iso(time: Option<DateTime<Utc>>) -> Value {
 impl TaskMessage<'_> {
     /// The body and properties, as Python Celery 5 sends them.
     pub fn encode(&self) -> (Vec<u8>, BasicProperties) {
-        let args_repr = match self.args {
-            [one] => format!("({},)", python_repr(one)),
-            args => format!(
-                "({})",
-                args.iter().map(python_repr).collect::<Vec<_>>().join(", ")
-            ),
-        };
+        let args_repr = args_repr(self.args);
         let kwargs = Value::Object(self.kwargs.clone());
         let headers = json!({
             "lang": "py",

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::add::{bind_add_arguments, python_add};
 use crate::canvas;
+use crate::control::Node;
 use crate::protocol::{
     Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
     success_body,
@@ -36,6 +37,8 @@ use crate::{ADD_TASK, AmqpContext, Result, connect, declare_task_queue, redact};
 pub struct WorkerConfig {
     pub broker: String,
     pub queue: String,
+    /// The node name Celery's tools know it by (`celery@<host>` by default).
+    pub node: String,
     /// Tasks run at once.
     pub concurrency: usize,
     /// Messages the broker sends ahead of acknowledgement.
@@ -49,6 +52,7 @@ impl WorkerConfig {
         WorkerConfig {
             broker: broker.into(),
             queue: crate::DEFAULT_QUEUE.to_owned(),
+            node: crate::control::default_node(),
             concurrency: 16,
             prefetch: 64,
         }
@@ -66,13 +70,27 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// succeed (so a wrong address is reported at once); after that a lost
 /// connection is retried with exponential backoff and consumption resumes.
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let node = Arc::new(Node::new(&config.node, &config));
+    // Stops on the caller's signal or on a remote `shutdown` command.
+    let shutdown = {
+        let node = Arc::clone(&node);
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = node.shutdown.notified() => {}
+            }
+        }
+    };
     tokio::pin!(shutdown);
     let mut connection = connect(&config.broker).await?;
     // Grows while unreadable messages keep breaking the connection and none
     // can be found to set aside: no hot reconnect loop.
     let mut pause = Duration::ZERO;
+    let mut connected_before = false;
     loop {
-        match consume(&connection, &config, &mut shutdown).await {
+        let outcome = consume(&connection, &config, &node, &mut shutdown).await;
+        connected_before |= !matches!(outcome, Err(crate::Error::NodeNameTaken { .. }));
+        match outcome {
             Ok(Stopped::Shutdown) => {
                 let _ = connection.close(200, "worker stopped".into()).await;
                 tracing::info!(queue = %config.queue, "worker stopped");
@@ -89,9 +107,13 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
                     (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
                 };
             }
+            // Fatal at start (another worker has the name); after a lost
+            // connection, the broker may not yet have dropped our own old
+            // queue: retry.
+            Err(err @ crate::Error::NodeNameTaken { .. }) if !connected_before => return Err(err),
             Err(err) => {
                 tracing::warn!(%err, "broker connection failed; reconnecting");
-                pause = Duration::ZERO;
+                pause = (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX);
             }
         }
         tokio::select! {
@@ -177,12 +199,20 @@ enum Stopped {
 async fn consume(
     connection: &Connection,
     config: &WorkerConfig,
+    node: &Arc<Node>,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<Stopped> {
+    let (control_channel, commands) = crate::control::open(connection, node).await?;
     let (channel, mut deliveries) = open_consumer(connection, config).await?;
-    tracing::info!(queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
+    tokio::spawn(crate::control::serve(
+        control_channel,
+        commands,
+        Arc::clone(node),
+    ));
+    tracing::info!(node = %config.node, queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let session = Arc::new(Session {
+        node: Arc::clone(node),
         channel: channel.clone(),
         default_queue: config.queue.clone(),
         origin: origin(),
@@ -243,6 +273,8 @@ async fn dispatch(session: &Arc<Session>, slots: &Arc<Semaphore>, delivery: Deli
 
 /// What the deliveries of one consuming session share.
 struct Session {
+    /// What the worker reports to Celery's tools, and its revoked ids.
+    node: Arc<Node>,
     channel: Channel,
     /// Where a chain step without a queue of its own goes.
     default_queue: String,
@@ -273,8 +305,7 @@ impl Session {
 }
 
 fn origin() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
-    format!("{}@{}", std::process::id(), host.trim())
+    format!("{}@{}", std::process::id(), crate::control::host_name())
 }
 
 /// The `eta` of a delivery, if it is in the future.
@@ -391,10 +422,17 @@ async fn handle(session: &Session, delivery: Delivery) {
         .map(|c| c.as_str().to_owned());
     let (request, outcome) = match parse_task(properties, &delivery.data) {
         Ok(request) => {
-            let outcome = if request.expired(chrono::Utc::now()) {
+            let outcome = if session.node.is_revoked(&request.id) {
+                Outcome::Revoked("revoked".into())
+            } else if request.expired(chrono::Utc::now()) {
                 Outcome::Revoked("expired".into())
             } else {
-                run_task(&request)
+                session
+                    .node
+                    .start_task(&request.id, &request.task, &request.args_repr(), "{}");
+                let outcome = run_task(&request);
+                session.node.finish_task(&request.id);
+                outcome
             };
             log_outcome(&request, &outcome);
             (Some(request), outcome)

@@ -155,7 +155,7 @@ async fn a_chain_runs_to_its_last_result() {
 fn worker_process(queue: &str) -> KillOnDrop {
     KillOnDrop::new(
         Command::new(BIN)
-            .args(["worker", "--queue", queue])
+            .args(["worker", "--queue", queue, "-n", &common::node_name(queue)])
             .env("AMQP_ADDR", broker())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

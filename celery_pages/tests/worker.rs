@@ -342,6 +342,7 @@ fn spawn_worker_process(queue: &str, concurrency: u32) -> KillOnDrop {
     KillOnDrop::new(
         Command::new(BIN)
             .args(["worker", "--queue", queue, "--prefetch", "100"])
+            .args(["-n", &common::node_name(queue)])
             .args(["--concurrency", &concurrency.to_string()])
             .env("AMQP_ADDR", broker())
             .env("RUST_LOG", "warn")

@@ -176,6 +176,8 @@ impl TestWorker {
     pub fn start(broker: &str, queue: &str) -> Self {
         let mut config = celery_pages::worker::WorkerConfig::new(broker);
         config.queue = queue.to_owned();
+        // A node name of its own: tests run at once on one broker.
+        config.node = format!("rs.{queue}@test");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(celery_pages::worker::run(config, async {
             let _ = stopped.await;
@@ -254,4 +256,12 @@ pub async fn cli_on_queue(args: &[&str], queue: &str) -> std::process::Output {
     })
     .await
     .unwrap()
+}
+
+/// A node name no other worker in this test run has: each worker process
+/// a test starts gets its own, so a killed one's name is never in the way.
+pub fn node_name(queue: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("rs{n}.{queue}@%h")
 }

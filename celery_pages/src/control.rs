@@ -1,0 +1,553 @@
+//! Celery's remote control ("the pidbox"), so that `celery inspect`,
+//! `celery control`, `celery status` and `app.control.revoke` reach this
+//! worker as they reach a Python one.
+//!
+//! Every worker has a node name (`celery@<host>` by default) and consumes
+//! an exclusive queue `<node>.celery.pidbox` bound to the fanout exchange
+//! `celery.pidbox`. A command is a JSON message `{"method", "arguments",
+//! "destination", "ticket", "reply_to"}`; a worker acts when `destination`
+//! is null or names it, and answers `{node: reply}` to the `reply_to`
+//! exchange and routing key when there is one. [`Node`] holds what the
+//! answers report; [`serve`] consumes the queue; [`broadcast`] is the
+//! client side (`celery_pages status`, `celery_pages revoke`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::{ADD_TASK, AmqpContext, Error, Result};
+
+/// The fanout exchange commands are broadcast on.
+pub const EXCHANGE: &str = "celery.pidbox";
+/// The direct exchange replies go to.
+pub const REPLY_EXCHANGE: &str = "reply.celery.pidbox";
+/// Revoked ids kept at most, and for how long (Celery's figures).
+pub const REVOKED_MAX: usize = 50_000;
+pub const REVOKED_TTL: Duration = Duration::from_secs(3 * 3600);
+
+/// This machine's name, as Celery puts it in node names.
+pub fn host_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+    host.trim().to_owned()
+}
+
+/// The default node name: `celery@<host>`, as Celery's.
+pub fn default_node() -> String {
+    format!("celery@{}", host_name())
+}
+
+/// Task ids revoked by `app.control.revoke`, bounded in number and age.
+#[derive(Debug, Default)]
+struct Revoked {
+    ids: HashMap<String, Instant>,
+    order: VecDeque<(String, Instant)>,
+}
+
+impl Revoked {
+    fn insert(&mut self, id: String, now: Instant) {
+        self.expire(now);
+        while self.ids.len() >= REVOKED_MAX {
+            match self.order.pop_front() {
+                Some((oldest, _)) => {
+                    self.ids.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        self.ids.insert(id.clone(), now);
+        self.order.push_back((id, now));
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((id, at)) = self.order.front() {
+            if now.duration_since(*at) < REVOKED_TTL {
+                break;
+            }
+            if self.ids.get(id) == Some(at) {
+                self.ids.remove(id);
+            }
+            self.order.pop_front();
+        }
+    }
+
+    fn contains(&mut self, id: &str, now: Instant) -> bool {
+        self.expire(now);
+        self.ids.contains_key(id)
+    }
+}
+
+/// A task being run, for `inspect active`.
+#[derive(Clone, Debug)]
+struct Active {
+    name: String,
+    args: String,
+    kwargs: String,
+    started: f64,
+}
+
+/// What a worker node reports about itself, and what commands change.
+#[derive(Debug)]
+pub struct Node {
+    pub name: String,
+    queue: String,
+    broker: String,
+    concurrency: usize,
+    prefetch: u16,
+    started: Instant,
+    processed: AtomicU64,
+    clock: AtomicU64,
+    active: Mutex<HashMap<String, Active>>,
+    revoked: Mutex<Revoked>,
+    /// Notified by the `shutdown` command.
+    pub shutdown: Notify,
+}
+
+impl Node {
+    pub fn new(name: &str, config: &crate::worker::WorkerConfig) -> Self {
+        Node {
+            name: name.to_owned(),
+            queue: config.queue.clone(),
+            broker: crate::redact(&config.broker),
+            concurrency: config.concurrency,
+            prefetch: config.prefetch,
+            started: Instant::now(),
+            processed: AtomicU64::new(0),
+            clock: AtomicU64::new(0),
+            active: Mutex::new(HashMap::new()),
+            revoked: Mutex::new(Revoked::default()),
+            shutdown: Notify::new(),
+        }
+    }
+
+    /// Whether task `id` was revoked (and not too long ago).
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked
+            .lock()
+            .expect("revoked set poisoned")
+            .contains(id, Instant::now())
+    }
+
+    /// Marks task `id` as running (with the repr of its arguments).
+    pub fn start_task(&self, id: &str, name: &str, args: &str, kwargs: &str) {
+        let started = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+        self.active.lock().expect("active map poisoned").insert(
+            id.to_owned(),
+            Active {
+                name: name.to_owned(),
+                args: args.to_owned(),
+                kwargs: kwargs.to_owned(),
+                started,
+            },
+        );
+    }
+
+    /// Marks task `id` as done.
+    pub fn finish_task(&self, id: &str) {
+        self.active.lock().expect("active map poisoned").remove(id);
+        self.processed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Lamport clock, moved on.
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Runs command `method`; `None` when it gets no reply (`shutdown`).
+    pub fn command(&self, method: &str, arguments: &Value) -> Option<Value> {
+        Some(match method {
+            "ping" => json!({"ok": "pong"}),
+            "stats" => self.stats(),
+            "active" => self.active_tasks(),
+            "registered" => json!([ADD_TASK]),
+            "active_queues" => json!([{
+                "name": self.queue,
+                "exchange": {"name": self.queue, "type": "direct", "arguments": null,
+                             "durable": true, "passive": false, "auto_delete": false,
+                             "delivery_mode": null, "no_declare": false},
+                "routing_key": self.queue,
+                "queue_arguments": null,
+                "binding_arguments": null,
+                "consumer_arguments": null,
+                "durable": true,
+                "exclusive": false,
+                "auto_delete": false,
+                "no_ack": false,
+                "alias": null,
+                "bindings": [],
+                "no_declare": null,
+                "expires": null,
+                "message_ttl": null,
+                "max_length": null,
+                "max_length_bytes": null,
+                "max_priority": null,
+            }]),
+            "reserved" | "scheduled" => json!([]),
+            "revoked" => {
+                let mut revoked = self.revoked.lock().expect("revoked set poisoned");
+                revoked.expire(Instant::now());
+                json!(revoked.ids.keys().collect::<Vec<_>>())
+            }
+            "conf" => json!({
+                "broker_url": self.broker,
+                "task_default_queue": self.queue,
+                "worker_concurrency": self.concurrency,
+                "worker_prefetch_multiplier": 4,
+                "result_backend": "rpc://",
+            }),
+            "revoke" => self.revoke(arguments),
+            "enable_events" | "disable_events" | "heartbeat" => json!({"ok": "ok"}),
+            "shutdown" => {
+                tracing::warn!(node = %self.name, "shutdown requested by a remote control command");
+                self.shutdown.notify_one();
+                return None;
+            }
+            other => json!({"error": format!("KeyError('{other}')")}),
+        })
+    }
+
+    fn revoke(&self, arguments: &Value) -> Value {
+        let ids: Vec<String> = match &arguments["task_id"] {
+            Value::String(id) => vec![id.clone()],
+            Value::Array(ids) => ids
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let now = Instant::now();
+        let mut revoked = self.revoked.lock().expect("revoked set poisoned");
+        for id in &ids {
+            revoked.insert(id.clone(), now);
+        }
+        let quoted: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+        tracing::info!(node = %self.name, ids = ?ids, "tasks flagged as revoked");
+        json!({"ok": format!("tasks {{{}}} flagged as revoked", quoted.join(", "))})
+    }
+
+    fn stats(&self) -> Value {
+        let processed = self.processed.load(Ordering::Relaxed);
+        json!({
+            "total": if processed == 0 { json!({}) } else { json!({ADD_TASK: processed}) },
+            "pid": std::process::id(),
+            "clock": self.clock.load(Ordering::Relaxed).to_string(),
+            "uptime": self.started.elapsed().as_secs(),
+            "pool": {
+                "implementation": "celery_pages (tokio tasks)",
+                "max-concurrency": self.concurrency,
+                "processes": [std::process::id()],
+                "max-tasks-per-child": "N/A",
+                "put-guarded-by-semaphore": false,
+                "timeouts": [0, 0],
+            },
+            "broker": {
+                "hostname": self.broker,
+                "transport": "amqp",
+                "virtual_host": "/",
+                "insist": false,
+                "ssl": false,
+                "heartbeat": 0,
+                "connect_timeout": 4,
+                "login_method": "PLAIN",
+                "port": 5672,
+                "userid": "",
+                "uri_prefix": null,
+                "transport_options": {},
+                "alternates": [],
+                "failover_strategy": "round-robin",
+            },
+            "prefetch_count": self.prefetch,
+            "rusage": {},
+        })
+    }
+
+    fn active_tasks(&self) -> Value {
+        let active = self.active.lock().expect("active map poisoned");
+        Value::Array(
+            active
+                .iter()
+                .map(|(id, task)| {
+                    json!({
+                        "id": id,
+                        "name": task.name,
+                        "args": task.args,
+                        "kwargs": task.kwargs,
+                        "type": task.name,
+                        "hostname": self.name,
+                        "time_start": task.started,
+                        "acknowledged": false,
+                        "delivery_info": {"exchange": "", "routing_key": self.queue,
+                                          "priority": 0, "redelivered": false},
+                        "worker_pid": std::process::id(),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+async fn declare_exchanges(channel: &Channel) -> Result<()> {
+    for (name, kind) in [
+        (EXCHANGE, ExchangeKind::Fanout),
+        (REPLY_EXCHANGE, ExchangeKind::Direct),
+    ] {
+        channel
+            .exchange_declare(
+                name.into(),
+                kind,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .doing("declaring the remote-control exchanges")?;
+    }
+    Ok(())
+}
+
+/// Opens `node`'s pidbox queue and answers commands until the connection
+/// ends. Fails at once, clearly, if another worker holds the node name.
+pub async fn open(connection: &Connection, node: &Node) -> Result<(Channel, lapin::Consumer)> {
+    let channel = connection
+        .create_channel()
+        .await
+        .doing("opening the remote-control channel")?;
+    declare_exchanges(&channel).await?;
+    let queue = format!("{}.celery.pidbox", node.name);
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-expires".into(), AMQPValue::LongInt(10_000));
+    arguments.insert("x-message-ttl".into(), AMQPValue::LongInt(300_000));
+    let declared = channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await;
+    if let Err(source) = declared {
+        let locked = matches!(source.kind(), lapin::ErrorKind::ProtocolError(e)
+            if e.get_message().as_str().contains("RESOURCE_LOCKED"));
+        return Err(if locked {
+            Error::NodeNameTaken {
+                node: node.name.clone(),
+            }
+        } else {
+            Error::Amqp {
+                doing: "declaring the remote-control queue",
+                source,
+            }
+        });
+    }
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .doing("binding the remote-control queue")?;
+    let commands = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "celery_pages-pidbox".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("consuming the remote-control queue")?;
+    Ok((channel, commands))
+}
+
+/// Answers the commands that come to `node` until `commands` ends.
+pub async fn serve(channel: Channel, mut commands: lapin::Consumer, node: std::sync::Arc<Node>) {
+    while let Some(Ok(message)) = commands.next().await {
+        let Ok(request) = serde_json::from_slice::<Value>(&message.data) else {
+            tracing::debug!("ignoring a remote-control message that is not JSON");
+            continue;
+        };
+        let for_us = match &request["destination"] {
+            Value::Array(nodes) => nodes.iter().any(|n| n.as_str() == Some(node.name.as_str())),
+            _ => true,
+        };
+        let Some(method) = request["method"].as_str().filter(|_| for_us) else {
+            continue;
+        };
+        tracing::debug!(%method, "remote-control command");
+        let Some(reply) = node.command(method, &request["arguments"]) else {
+            continue;
+        };
+        let (Some(exchange), Some(routing_key)) = (
+            request["reply_to"]["exchange"].as_str(),
+            request["reply_to"]["routing_key"].as_str(),
+        ) else {
+            continue;
+        };
+        let mut headers = FieldTable::default();
+        if let Some(ticket) = request["ticket"].as_str() {
+            headers.insert(
+                "ticket".into(),
+                AMQPValue::LongString(LongString::from(ticket)),
+            );
+        }
+        headers.insert("clock".into(), AMQPValue::LongLongInt(node.tick() as i64));
+        let body = json!({ node.name.as_str(): reply }).to_string();
+        let properties = BasicProperties::default()
+            .with_content_type(crate::protocol::CONTENT_TYPE.into())
+            .with_content_encoding(crate::protocol::CONTENT_ENCODING.into())
+            .with_delivery_mode(1)
+            .with_headers(headers);
+        if let Err(err) = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                properties,
+            )
+            .await
+        {
+            tracing::warn!(%err, "could not answer a remote-control command");
+        }
+    }
+}
+
+/// Broadcasts command `method` to every worker on the broker (or to
+/// `destination`); with `wait`, collects the replies that come within it.
+pub async fn broadcast(
+    broker: &str,
+    method: &str,
+    arguments: Value,
+    destination: Option<Vec<String>>,
+    wait: Option<Duration>,
+) -> Result<Vec<(String, Value)>> {
+    let connection = crate::connect(broker).await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .doing("opening a channel")?;
+    declare_exchanges(&channel).await?;
+    let ticket = uuid::Uuid::new_v4().to_string();
+    let replies = match wait {
+        Some(_) => {
+            let (queue, consumer) = crate::reply_queue(&channel, "celery_pages-control").await?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    REPLY_EXCHANGE.into(),
+                    ticket.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .doing("binding the reply queue")?;
+            Some(consumer)
+        }
+        None => None,
+    };
+    let mut request = json!({
+        "method": method,
+        "arguments": arguments,
+        "destination": destination,
+        "pattern": null,
+        "matcher": null,
+    });
+    if replies.is_some() {
+        request["ticket"] = json!(ticket);
+        request["reply_to"] = json!({"exchange": REPLY_EXCHANGE, "routing_key": ticket});
+    }
+    let mut headers = FieldTable::default();
+    headers.insert(ShortString::from("clock"), AMQPValue::LongLongInt(1));
+    let properties = BasicProperties::default()
+        .with_content_type(crate::protocol::CONTENT_TYPE.into())
+        .with_content_encoding(crate::protocol::CONTENT_ENCODING.into())
+        .with_delivery_mode(1)
+        .with_headers(headers);
+    channel
+        .basic_publish(
+            EXCHANGE.into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            request.to_string().as_bytes(),
+            properties,
+        )
+        .await
+        .doing("broadcasting the command")?;
+    let mut answers = Vec::new();
+    if let (Some(mut consumer), Some(wait)) = (replies, wait) {
+        let until = tokio::time::Instant::now() + wait;
+        while let Ok(Some(Ok(reply))) = tokio::time::timeout_at(until, consumer.next()).await {
+            if let Ok(Value::Object(by_node)) = serde_json::from_slice::<Value>(&reply.data) {
+                answers.extend(by_node);
+            }
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    answers.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revoked_set_is_bounded_in_size_and_age() {
+        let mut revoked = Revoked::default();
+        let start = Instant::now();
+        for i in 0..REVOKED_MAX + 10 {
+            revoked.insert(format!("t{i}"), start);
+        }
+        assert_eq!(revoked.ids.len(), REVOKED_MAX);
+        assert!(!revoked.contains("t0", start));
+        assert!(revoked.contains(&format!("t{}", REVOKED_MAX + 9), start));
+        let later = start + REVOKED_TTL + Duration::from_secs(1);
+        assert!(!revoked.contains(&format!("t{}", REVOKED_MAX + 9), later));
+        assert!(revoked.ids.is_empty() && revoked.order.is_empty());
+    }
+
+    #[test]
+    fn commands_answer_as_celerys_do() {
+        let node = Node::new(
+            "n1@h",
+            &crate::worker::WorkerConfig::new(crate::DEFAULT_BROKER),
+        );
+        assert_eq!(
+            node.command("ping", &Value::Null),
+            Some(json!({"ok": "pong"}))
+        );
+        assert_eq!(
+            node.command("registered", &Value::Null),
+            Some(json!([ADD_TASK]))
+        );
+        assert_eq!(
+            node.command("nosuch", &Value::Null),
+            Some(json!({"error": "KeyError('nosuch')"}))
+        );
+        assert_eq!(
+            node.command("revoke", &json!({"task_id": "abc"})),
+            Some(json!({"ok": "tasks {'abc'} flagged as revoked"}))
+        );
+        assert!(node.is_revoked("abc"));
+        assert_eq!(node.command("shutdown", &Value::Null), None);
+        let stats = node.command("stats", &Value::Null).unwrap();
+        assert!(stats["broker"].is_object() && stats["total"].is_object());
+    }
+}
