@@ -9,6 +9,7 @@ use plumbing::cli::Runtime;
 use serde_json::{Value, json};
 
 use celery_pages::caller::Caller;
+use celery_pages::control;
 use celery_pages::worker::{self, WorkerConfig};
 use celery_pages::{ADD_TASK, BROKER_ENV, DEFAULT_BROKER, DEFAULT_QUEUE, bench};
 
@@ -99,6 +100,24 @@ enum Command {
         #[arg(long)]
         countdown: Option<f64>,
     },
+    /// List every worker on the broker that answers a ping, Python or Rust
+    /// (as `celery status`).
+    Status {
+        /// The AMQP broker.
+        #[arg(long, env = BROKER_ENV, default_value = DEFAULT_BROKER)]
+        broker: String,
+        /// Seconds to wait for answers.
+        #[arg(long, default_value_t = 1.0)]
+        timeout: f64,
+    },
+    /// Revoke task ID on every worker (as `app.control.revoke(ID)`): a
+    /// worker that has not run it yet never will.
+    Revoke {
+        id: String,
+        /// The AMQP broker.
+        #[arg(long, env = BROKER_ENV, default_value = DEFAULT_BROKER)]
+        broker: String,
+    },
     /// Pages read through a chain of add tasks: `chain 4 10 6` runs
     /// add(4, 10), then add(<that>, 6), ..., each step on whichever worker
     /// takes it; prints each step and the chain's last result.
@@ -136,9 +155,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // lapin logs its own connection errors; ours say the same in one line.
     let log = match cli.command {
-        Some(Command::Bench { .. } | Command::Add { .. } | Command::Chain { .. }) => {
-            "warn,lapin=off"
-        }
+        Some(
+            Command::Bench { .. }
+            | Command::Add { .. }
+            | Command::Chain { .. }
+            | Command::Status { .. }
+            | Command::Revoke { .. },
+        ) => "warn,lapin=off",
         _ => "warn,lapin=off,celery_pages=info,plumbing=info",
     };
     let command = cli.command.unwrap_or(Command::Demo {
@@ -193,6 +216,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             caller.close().await;
         }
         Command::Demo { broker } => demo(&broker).await?,
+        Command::Status { broker, timeout } => {
+            let wait = Duration::try_from_secs_f64(timeout)
+                .map_err(|_| anyhow::anyhow!("--timeout takes a number of seconds"))?;
+            let answers = control::broadcast(&broker, "ping", json!({}), None, Some(wait)).await?;
+            for (node, reply) in &answers {
+                let state = if reply["ok"] == "pong" { "OK" } else { "?" };
+                println!("->  {node}: {state}");
+            }
+            let count = answers.len();
+            anyhow::ensure!(count > 0, "no worker answered within {timeout} s");
+            println!(
+                "\n{count} node{} online.",
+                if count == 1 { "" } else { "s" }
+            );
+        }
+        Command::Revoke { id, broker } => {
+            let arguments = json!({"task_id": id, "terminate": false, "signal": "SIGTERM"});
+            control::broadcast(&broker, "revoke", arguments, None, None).await?;
+            println!("revoked {id}");
+        }
         Command::Chain {
             values,
             broker,

@@ -125,7 +125,7 @@ pub fn python_worker(queue: &str) -> KillOnDrop {
                 // A node name of its own: two workers named alike (the default,
                 // celery@<host>) fight over one pidbox queue, and one dies.
                 "-n",
-                &format!("{queue}@%h"),
+                &format!("py-{queue}@%h"),
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
@@ -185,6 +185,15 @@ impl TestWorker {
         TestWorker { stop, task }
     }
 
+    /// Waits (bounded) for it to stop by itself (a remote `shutdown`) and
+    /// checks it ended cleanly.
+    pub async fn stopped_by_itself(self, wait: Duration) {
+        let ended = tokio::time::timeout(wait, self.task)
+            .await
+            .expect("the worker did not stop");
+        ended.unwrap().unwrap();
+    }
+
     /// Stops it as Ctrl-C would and checks it ended cleanly.
     pub async fn stop(self) {
         let _ = self.stop.send(());
@@ -238,16 +247,11 @@ impl RawClient {
     }
 }
 
-/// Runs `celery_pages ARGS --queue QUEUE --broker <the test broker>` off the
-/// async runtime's threads; returns what it printed and its status.
-pub async fn cli_on_queue(args: &[&str], queue: &str) -> std::process::Output {
+/// Runs `celery_pages ARGS --broker <the test broker>` off the async
+/// runtime's threads; returns what it printed and its status.
+pub async fn cli(args: &[&str]) -> std::process::Output {
     let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    full.extend([
-        "--queue".into(),
-        queue.to_owned(),
-        "--broker".into(),
-        broker(),
-    ]);
+    full.extend(["--broker".into(), broker()]);
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_celery_pages"))
             .args(&full)
@@ -256,6 +260,13 @@ pub async fn cli_on_queue(args: &[&str], queue: &str) -> std::process::Output {
     })
     .await
     .unwrap()
+}
+
+/// [`cli`] with `--queue QUEUE`.
+pub async fn cli_on_queue(args: &[&str], queue: &str) -> std::process::Output {
+    let mut with_queue = args.to_vec();
+    with_queue.extend(["--queue", queue]);
+    cli(&with_queue).await
 }
 
 /// A node name no other worker in this test run has: each worker process
