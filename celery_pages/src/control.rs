@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -111,6 +111,10 @@ pub struct Node {
     revoked: Mutex<Revoked>,
     /// Notified by the `shutdown` command.
     pub shutdown: Notify,
+    /// Notified by the `heartbeat` command: send one now.
+    pub heartbeat_requested: Notify,
+    /// Whether task events are sent (`-E`, `enable_events`).
+    pub task_events: AtomicBool,
 }
 
 impl Node {
@@ -127,6 +131,8 @@ impl Node {
             active: Mutex::new(HashMap::new()),
             revoked: Mutex::new(Revoked::default()),
             shutdown: Notify::new(),
+            heartbeat_requested: Notify::new(),
+            task_events: AtomicBool::new(config.task_events),
         }
     }
 
@@ -158,8 +164,18 @@ impl Node {
         self.processed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Tasks running now.
+    pub fn active_count(&self) -> usize {
+        self.active.lock().expect("active map poisoned").len()
+    }
+
+    /// Tasks run so far.
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
     /// The Lamport clock, moved on.
-    fn tick(&self) -> u64 {
+    pub fn tick(&self) -> u64 {
         self.clock.fetch_add(1, Ordering::Relaxed) + 1
     }
 
@@ -206,7 +222,18 @@ impl Node {
                 "result_backend": "rpc://",
             }),
             "revoke" => self.revoke(arguments),
-            "enable_events" | "disable_events" | "heartbeat" => json!({"ok": "ok"}),
+            "enable_events" => {
+                self.task_events.store(true, Ordering::Relaxed);
+                json!({"ok": "task events enabled"})
+            }
+            "disable_events" => {
+                self.task_events.store(false, Ordering::Relaxed);
+                json!({"ok": "task events disabled"})
+            }
+            "heartbeat" => {
+                self.heartbeat_requested.notify_one();
+                json!({"ok": "heartbeat sent"})
+            }
             "shutdown" => {
                 tracing::warn!(node = %self.name, "shutdown requested by a remote control command");
                 self.shutdown.notify_one();

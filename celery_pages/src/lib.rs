@@ -40,6 +40,7 @@ pub mod bench;
 pub mod caller;
 pub mod canvas;
 pub mod control;
+pub mod events;
 pub mod protocol;
 pub mod quarantine;
 pub mod worker;

@@ -45,6 +45,10 @@ struct WorkerOptions {
     /// worker by; `%h` is replaced by the host name. Default: celery@<host>.
     #[arg(short = 'n', long = "hostname")]
     node: Option<String>,
+    /// Send task events (received, started, succeeded, ...) for Flower and
+    /// `celery events`; Celery's `-E`. Worker events are always sent.
+    #[arg(short = 'E', long)]
+    task_events: bool,
 }
 
 impl WorkerOptions {
@@ -60,6 +64,7 @@ impl WorkerOptions {
                 .map_or_else(celery_pages::control::default_node, |node| {
                     node.replace("%h", &host)
                 }),
+            task_events: self.task_events,
             concurrency,
             prefetch: self
                 .prefetch
@@ -283,6 +288,7 @@ async fn demo(broker: &Broker) -> anyhow::Result<()> {
         concurrency: 4,
         prefetch: None,
         node: Some(format!("celery_pages-demo-{}@%h", std::process::id())),
+        task_events: false,
     }
     .config(broker);
     // Connect first, so a missing broker is reported before anything runs.

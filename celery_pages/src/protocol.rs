@@ -281,7 +281,7 @@ fn args_repr(args: &[Value]) -> String {
 }
 
 /// Python's `repr` of JSON arguments, for the `argsrepr` header.
-fn python_repr(value: &Value) -> String {
+pub fn python_repr(value: &Value) -> String {
     match value {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),

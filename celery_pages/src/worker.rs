@@ -19,13 +19,14 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::add::{bind_add_arguments, python_add};
 use crate::canvas;
 use crate::control::Node;
+use crate::events::Events;
 use crate::protocol::{
     Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
     success_body,
@@ -39,6 +40,9 @@ pub struct WorkerConfig {
     pub queue: String,
     /// The node name Celery's tools know it by (`celery@<host>` by default).
     pub node: String,
+    /// Send task events from the start (`-E`); `enable_events` turns them on
+    /// later.
+    pub task_events: bool,
     /// Tasks run at once.
     pub concurrency: usize,
     /// Messages the broker sends ahead of acknowledgement.
@@ -53,6 +57,7 @@ impl WorkerConfig {
             broker: broker.into(),
             queue: crate::DEFAULT_QUEUE.to_owned(),
             node: crate::control::default_node(),
+            task_events: false,
             concurrency: 16,
             prefetch: 64,
         }
@@ -211,14 +216,17 @@ async fn consume(
     ));
     tracing::info!(node = %config.node, queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let ended = CancellationToken::new();
+    let events = Events::start(connection, Arc::clone(node), ended.clone()).await?;
     let session = Arc::new(Session {
         node: Arc::clone(node),
+        events,
         channel: channel.clone(),
         default_queue: config.queue.clone(),
         origin: origin(),
         prefetch: config.prefetch,
         held: tokio::sync::Mutex::new(0),
-        ended: CancellationToken::new(),
+        ended,
     });
     let stopped = loop {
         let delivery = tokio::select! {
@@ -243,7 +251,10 @@ async fn consume(
     // channel, and whoever consumes it next holds them.
     session.ended.cancel();
     match stopped {
-        Stopped::Shutdown => finish_in_flight(&channel, &slots, config.concurrency).await,
+        Stopped::Shutdown => {
+            finish_in_flight(&channel, &slots, config.concurrency).await;
+            session.events.worker_event("worker-offline").await;
+        }
         // The tasks in flight cannot settle on a dead connection (the broker
         // redelivers their messages): reconnect at once, without them.
         Stopped::Lost | Stopped::Unreadable => {}
@@ -275,6 +286,7 @@ async fn dispatch(session: &Arc<Session>, slots: &Arc<Semaphore>, delivery: Deli
 struct Session {
     /// What the worker reports to Celery's tools, and its revoked ids.
     node: Arc<Node>,
+    events: Events,
     channel: Channel,
     /// Where a chain step without a queue of its own goes.
     default_queue: String,
@@ -422,18 +434,7 @@ async fn handle(session: &Session, delivery: Delivery) {
         .map(|c| c.as_str().to_owned());
     let (request, outcome) = match parse_task(properties, &delivery.data) {
         Ok(request) => {
-            let outcome = if session.node.is_revoked(&request.id) {
-                Outcome::Revoked("revoked".into())
-            } else if request.expired(chrono::Utc::now()) {
-                Outcome::Revoked("expired".into())
-            } else {
-                session
-                    .node
-                    .start_task(&request.id, &request.task, &request.args_repr(), "{}");
-                let outcome = run_task(&request);
-                session.node.finish_task(&request.id);
-                outcome
-            };
+            let outcome = run_reported(session, &request);
             log_outcome(&request, &outcome);
             (Some(request), outcome)
         }
@@ -473,6 +474,54 @@ async fn handle(session: &Session, delivery: Delivery) {
         // unacked, so the broker redelivers it when this channel goes.
         _ => {}
     }
+}
+
+/// Runs a request unless it was revoked or has expired, keeping the node's
+/// books (`inspect active`, `stats`) and sending its task events.
+fn run_reported(session: &Session, request: &TaskRequest) -> Outcome {
+    let (node, events) = (&session.node, &session.events);
+    let args = request.args_repr();
+    events.task_event(
+        "task-received",
+        json!({"uuid": request.id, "name": request.task, "args": args, "kwargs": "{}",
+               "root_id": request.root_id, "parent_id": null, "retries": 0,
+               "eta": request.eta.map(|t| t.to_rfc3339()),
+               "expires": request.expires.map(|t| t.to_rfc3339())}),
+    );
+    let revoked = if node.is_revoked(&request.id) {
+        Some("revoked")
+    } else if request.expired(chrono::Utc::now()) {
+        Some("expired")
+    } else {
+        None
+    };
+    if let Some(reason) = revoked {
+        events.task_event(
+            "task-revoked",
+            json!({"uuid": request.id, "terminated": false, "signum": null,
+                   "expired": reason == "expired"}),
+        );
+        return Outcome::Revoked(reason.into());
+    }
+    node.start_task(&request.id, &request.task, &args, "{}");
+    events.task_event("task-started", json!({"uuid": request.id}));
+    let started = std::time::Instant::now();
+    let outcome = run_task(request);
+    node.finish_task(&request.id);
+    match &outcome {
+        Outcome::Succeeded(value) => events.task_event(
+            "task-succeeded",
+            json!({"uuid": request.id, "result": crate::protocol::python_repr(value),
+                   "runtime": started.elapsed().as_secs_f64()}),
+        ),
+        Outcome::Raised(exc) | Outcome::Refused(exc) => events.task_event(
+            "task-failed",
+            json!({"uuid": request.id, "exception": format!("{}('{}')", exc.exc_type, exc.message),
+                   "traceback": ""}),
+        ),
+        Outcome::Revoked(_) => {}
+    }
+    outcome
 }
 
 /// The result message for task `id` that came to `outcome`.

@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use celery_pages::ADD_TASK;
 use common::{
-    RawClient, TestWorker, broker, cli, delete_queue, python, python_broker, python_dir,
-    python_worker, unique_queue,
+    KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, python, python_broker,
+    python_dir, python_worker, unique_queue,
 };
 use serde_json::json;
 
@@ -194,5 +194,207 @@ async fn the_rust_status_and_revoke_reach_python_workers_too() {
     let reply = client.next_reply(WAIT).await.expect("no answer");
     assert_eq!(reply["status"], "REVOKED", "{reply}");
     drop(python_side);
+    delete_queue(&queue).await;
+}
+
+/// Runs `celery -A addTask ARGS` in the background with its output on a
+/// pipe, line by line.
+fn celery_background(
+    queue: &str,
+    args: &[&str],
+) -> (KillOnDrop, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = KillOnDrop::new(
+        Command::new(python())
+            .args(["-m", "celery", "-A", "addTask"])
+            .args(args)
+            .current_dir(python_dir())
+            .env("CELERY_QUEUE", queue)
+            .env("CELERY_BROKER", python_broker())
+            .env("PYTHONUNBUFFERED", "1")
+            // Flower's HTTP API on loopback, for the test alone.
+            .env("FLOWER_UNAUTHENTICATED_API", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = std::io::BufReader::new(child.child().stdout.take().unwrap());
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    (child, lines)
+}
+
+/// Waits (bounded) for a line with all of `words`; returns it.
+fn line_with(lines: &std::sync::mpsc::Receiver<String>, words: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if words.iter().all(|w| line.contains(w)) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line with {words:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn celery_events_shows_the_worker_and_its_tasks() {
+    let queue = unique_queue("events");
+    let node = format!("rs.{queue}@test");
+    let (_dump, lines) = celery_background(&queue, &["events", "--dump"]);
+    line_with(&lines, &["evdump: starting capture"]);
+    let mut config = celery_pages::worker::WorkerConfig::new(broker());
+    config.queue = queue.clone();
+    config.node = node.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(celery_pages::worker::run(config, async {
+        let _ = stopped.await;
+    }));
+    let lines = tokio::task::spawn_blocking(move || {
+        line_with(&lines, &[&node, "started:", "sw_ident=celery_pages"]);
+        line_with(&lines, &[&node, "heartbeat:", "freq=2.0", "processed=0"]);
+        lines
+    })
+    .await
+    .unwrap();
+    // Task events only once enabled (Celery's -E, or enable_events).
+    let node = format!("rs.{queue}@test");
+    let (ok, text) = celery(&queue, &["control", "enable_events", "-d", &node]).await;
+    assert!(ok, "{text}");
+    let caller = celery_pages::caller::Caller::connect(&broker(), &queue)
+        .await
+        .unwrap();
+    caller
+        .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+        .await
+        .unwrap();
+    let _ = caller.call(ADD_TASK, &[json!(4), json!("a")], WAIT).await;
+    caller.close().await;
+    let lines = tokio::task::spawn_blocking({
+        let node = node.clone();
+        move || {
+            line_with(
+                &lines,
+                &[&node, "task received: addTask.add", "args=(4, 10)"],
+            );
+            line_with(&lines, &[&node, "task started: addTask.add"]);
+            line_with(&lines, &[&node, "task succeeded: addTask.add", "result=14"]);
+            line_with(&lines, &[&node, "task failed: addTask.add", "TypeError"]);
+            line_with(&lines, &[&node, "heartbeat:", "processed=2"]);
+            lines
+        }
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || line_with(&lines, &[&node, "shutdown:"]))
+        .await
+        .unwrap();
+    delete_queue(&queue).await;
+}
+
+/// GETs `path` from an HTTP server on loopback; returns status and body.
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, socket.read_to_end(&mut response))
+        .await
+        .expect("Flower did not answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flower_lists_the_worker_with_its_counts_and_opens_its_page() {
+    let (queue, node, worker) = start("flower");
+    let caller = celery_pages::caller::Caller::connect(&broker(), &queue)
+        .await
+        .unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (_flower, _) = celery_background(
+        &queue,
+        &["flower", "--address=127.0.0.1", &format!("--port={port}")],
+    );
+    // Flower is up once it answers (bounded retries).
+    let mut polls = 0;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        polls += 1;
+        assert!(polls < 300, "Flower did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Flower turns task events on, then counts what the worker does.
+    let mut polls = 0;
+    loop {
+        caller
+            .call(ADD_TASK, &[json!(1), json!(2)], WAIT)
+            .await
+            .unwrap();
+        let _ = caller.call(ADD_TASK, &[json!(1), json!("a")], WAIT).await;
+        let (status, body) = http_get(port, "/workers?json=1").await;
+        assert_eq!(status, 200, "{body}");
+        let dashboard: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let ours = dashboard["data"].as_array().and_then(|rows| {
+            rows.iter()
+                .find(|r| r["hostname"] == node.as_str())
+                .cloned()
+        });
+        // Flower counts the events of each kind it saw from a worker.
+        if let Some(row) = ours.filter(|r| {
+            r["status"] == true
+                && r["task-received"].as_u64() > Some(0)
+                && r["task-failed"].as_u64() > Some(0)
+        }) {
+            assert!(row["task-succeeded"].as_u64() > Some(0), "{row}");
+            break;
+        }
+        polls += 1;
+        assert!(
+            polls < 30,
+            "Flower never showed {node} with its counts: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, body) = http_get(port, &format!("/api/workers?refresh=1&workername={node}")).await;
+    assert_eq!(status, 200, "{body}");
+    let workers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(workers[&node]["stats"].is_object(), "{body}");
+    assert!(
+        workers[&node]["registered"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+    let (status, page) = http_get(port, &format!("/worker/{node}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&node));
+    caller.close().await;
+    worker.stop().await;
     delete_queue(&queue).await;
 }
