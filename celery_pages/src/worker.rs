@@ -91,10 +91,10 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     // Grows while unreadable messages keep breaking the connection and none
     // can be found to set aside: no hot reconnect loop.
     let mut pause = Duration::ZERO;
-    let mut connected_before = false;
+    let mut first = true;
     loop {
-        let outcome = consume(&connection, &config, &node, &mut shutdown).await;
-        connected_before |= !matches!(outcome, Err(crate::Error::NodeNameTaken { .. }));
+        let outcome = consume(&connection, &config, &node, first, &mut shutdown).await;
+        first = false;
         match outcome {
             Ok(Stopped::Shutdown) => {
                 let _ = connection.close(200, "worker stopped".into()).await;
@@ -112,15 +112,21 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
                     (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
                 };
             }
-            // Fatal at start (another worker has the name); after a lost
-            // connection, the broker may not yet have dropped our own old
-            // queue: retry.
-            Err(err @ crate::Error::NodeNameTaken { .. }) if !connected_before => return Err(err),
+            // Another worker has the name: fatal at start (a later session
+            // goes on without remote control, see `consume`).
+            Err(err @ crate::Error::NodeNameTaken { .. }) => return Err(err),
             Err(err) => {
                 tracing::warn!(%err, "broker connection failed; reconnecting");
                 pause = (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX);
             }
         }
+        // Close what is left of the old connection (quickly: it may be dead),
+        // so the broker lets go of its exclusive queues at once.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            connection.close(320, "reconnecting".into()),
+        )
+        .await;
         tokio::select! {
             () = &mut shutdown => return Ok(()),
             () = tokio::time::sleep(pause) => {}
@@ -205,19 +211,26 @@ async fn consume(
     connection: &Connection,
     config: &WorkerConfig,
     node: &Arc<Node>,
+    first: bool,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<Stopped> {
-    let (control_channel, commands) = crate::control::open(connection, node).await?;
+    // Remote control and events first: once consuming starts, a delivery
+    // lapin cannot parse may break the connection at any moment.
+    let control = open_control(connection, node, first).await?;
+    let ended = CancellationToken::new();
+    // However this session ends, its heartbeats and held tasks end with it.
+    let _end_session = ended.clone().drop_guard();
+    let events = Events::start(connection, Arc::clone(node), ended.clone()).await?;
     let (channel, mut deliveries) = open_consumer(connection, config).await?;
-    tokio::spawn(crate::control::serve(
-        control_channel,
-        commands,
-        Arc::clone(node),
-    ));
+    if let Some((control_channel, commands)) = control {
+        tokio::spawn(crate::control::serve(
+            control_channel,
+            commands,
+            Arc::clone(node),
+        ));
+    }
     tracing::info!(node = %config.node, queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    let ended = CancellationToken::new();
-    let events = Events::start(connection, Arc::clone(node), ended.clone()).await?;
     let session = Arc::new(Session {
         node: Arc::clone(node),
         events,
@@ -260,6 +273,34 @@ async fn consume(
         Stopped::Lost | Stopped::Unreadable => {}
     }
     Ok(stopped)
+}
+
+/// Opens the worker's remote-control queue. At the first connection a node
+/// name another worker holds is fatal; after a reconnect it may be our own
+/// old connection that the broker has not dropped yet, so a few tries are
+/// made and then the session goes on without remote control (tasks matter
+/// more), saying so.
+async fn open_control(
+    connection: &Connection,
+    node: &Node,
+    first: bool,
+) -> Result<Option<(Channel, lapin::Consumer)>> {
+    let mut tries = 0;
+    loop {
+        match crate::control::open(connection, node).await {
+            Ok(control) => return Ok(Some(control)),
+            Err(err @ crate::Error::NodeNameTaken { .. }) if first => return Err(err),
+            Err(err) if tries < 10 => {
+                tracing::debug!(%err, "remote control not open yet; retrying");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "going on without remote control until the next reconnect");
+                return Ok(None);
+            }
+        }
+    }
 }
 
 /// Starts a delivery: at once in a free slot (waiting for one: the
