@@ -248,6 +248,7 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
     let node = format!("rs.{queue}@test");
     let (_dump, lines) = celery_background(&queue, &["events", "--dump"]);
     line_with(&lines, &["evdump: starting capture"]);
+    let (_events_connection, mut online_events) = listen_to_events().await;
     let mut config = celery_pages::worker::WorkerConfig::new(broker());
     config.queue = queue.clone();
     config.node = node.clone();
@@ -255,8 +256,12 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
     let worker = tokio::spawn(celery_pages::worker::run(config, async {
         let _ = stopped.await;
     }));
+    // worker-online comes first: seen on a queue bound before the worker
+    // starts (the dump may not be listening yet).
+    let online = events_of(&mut online_events, &node, "worker-online").await;
+    assert_eq!(online["sw_ident"], "celery_pages");
+    assert_eq!(online["freq"], 2.0);
     let lines = tokio::task::spawn_blocking(move || {
-        line_with(&lines, &[&node, "started:", "sw_ident=celery_pages"]);
         line_with(&lines, &[&node, "heartbeat:", "freq=2.0", "processed=0"]);
         lines
     })
@@ -275,6 +280,20 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
         .unwrap();
     let _ = caller.call(ADD_TASK, &[json!(4), json!("a")], WAIT).await;
     caller.close().await;
+    // An expired task is revoked, and says so.
+    let mut client = RawClient::connect().await;
+    let (body, props) = celery_pages::protocol::TaskMessage {
+        id: "expired-event",
+        task: ADD_TASK,
+        args: &[json!(1), json!(2)],
+        reply_to: Some(&client.reply_queue),
+        origin: "test",
+        expires: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        ..Default::default()
+    }
+    .encode();
+    client.publish(&queue, props, &body).await;
+    client.next_reply(WAIT).await.expect("no answer");
     let lines = tokio::task::spawn_blocking({
         let node = node.clone();
         move || {
@@ -285,6 +304,10 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
             line_with(&lines, &[&node, "task started: addTask.add"]);
             line_with(&lines, &[&node, "task succeeded: addTask.add", "result=14"]);
             line_with(&lines, &[&node, "task failed: addTask.add", "TypeError"]);
+            line_with(
+                &lines,
+                &[&node, "task revoked:", "expired-event", "expired=True"],
+            );
             line_with(&lines, &[&node, "heartbeat:", "processed=2"]);
             lines
         }
@@ -297,6 +320,57 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
         .await
         .unwrap();
     delete_queue(&queue).await;
+}
+
+/// A queue of the test's own bound to every worker event, and the
+/// connection it lives on.
+async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+    use lapin::types::FieldTable;
+    let connection = celery_pages::connect(&broker()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            celery_pages::events::EXCHANGE.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (queue, consumer) = celery_pages::reply_queue(&channel, "test-events")
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            celery_pages::events::EXCHANGE.into(),
+            "worker.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (connection, consumer)
+}
+
+/// The next event of `kind` from `node` (bounded wait).
+async fn events_of(events: &mut lapin::Consumer, node: &str, kind: &str) -> serde_json::Value {
+    use futures::StreamExt;
+    loop {
+        let delivery = tokio::time::timeout(WAIT, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} from {node}"))
+            .unwrap()
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+        if event["hostname"] == node && event["type"] == kind {
+            return event;
+        }
+    }
 }
 
 /// GETs `path` from an HTTP server on loopback; returns status and body.

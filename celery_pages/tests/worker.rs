@@ -484,6 +484,29 @@ async fn a_cut_broker_connection_is_retried_and_consumption_resumes() {
             .unwrap(),
         json!(4)
     );
+    // Remote control came back with the connection (bounded retries: the
+    // broker drops the old connection's queue in its own time).
+    let node = format!("rs.{queue}@test");
+    let mut polls = 0;
+    loop {
+        let answers = celery_pages::control::broadcast(
+            &broker(),
+            "ping",
+            json!({}),
+            Some(vec![node.clone()]),
+            Some(Duration::from_millis(500)),
+        )
+        .await
+        .unwrap();
+        if answers == [(node.clone(), json!({"ok": "pong"}))] {
+            break;
+        }
+        polls += 1;
+        assert!(
+            polls < 40,
+            "no remote control after the reconnect: {answers:?}"
+        );
+    }
 
     caller.close().await;
     worker.stop().await;
