@@ -17,10 +17,5 @@ elif call == "revoke":
     except TaskRevokedError as exc:
         print("TaskRevokedError:", exc)
     print(add.delay(1, 2).get(timeout=30))
-elif call == "shutdown":
-    # No worker answers a shutdown (Python's neither): the CLI's
-    # `control shutdown` waits for replies and fails; the API does not.
-    app.control.shutdown(destination=[node])
-    print("sent")
 else:
     sys.exit("unknown call " + call)
