@@ -6,15 +6,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use celery_pages::ADD_TASK;
 use celery_pages::caller::Caller;
 use common::{
-    KillOnDrop, RawClient, TestWorker, broker, cli_on_queue, delete_queue, python, python_dir,
-    python_worker, ready_count, unique_queue,
+    KillOnDrop, RawClient, TestWorker, broker, cli_on_queue, delete_queue, line_with, lines_of,
+    python, python_dir, ready_count, start_python_worker, unique_queue,
 };
 use serde_json::{Value, json};
 
@@ -169,28 +168,16 @@ fn worker_process(queue: &str) -> KillOnDrop {
 async fn link_callbacks_and_link_error_errbacks_run_as_celerys_do() {
     let queue = unique_queue("link");
     let mut worker = worker_process(&queue);
-    let log = BufReader::new(worker.child().stderr.take().unwrap());
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in log.lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let log = lines_of(worker.child().stderr.take().unwrap());
     assert_eq!(
         python_calls(&queue, &["link"]).await,
         "task 3\ncallback 13\n\
          TypeError: unsupported operand type(s) for +: 'int' and 'str'\n"
     );
     // The errback add.si(100, 1) ran in place, as Celery's worker runs it.
-    let deadline = Instant::now() + WAIT;
-    let ran = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains("errback addTask.add") => break line,
-            Ok(_) => {}
-            Err(_) => panic!("no errback in the worker's log"),
-        }
-    };
+    let ran = tokio::task::spawn_blocking(move || line_with(&log, &["errback addTask.add"]))
+        .await
+        .unwrap();
     assert!(ran.contains("returned 101"), "{ran}");
     drop(worker);
     delete_queue(&queue).await;
@@ -199,12 +186,7 @@ async fn link_callbacks_and_link_error_errbacks_run_as_celerys_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_across_a_rust_and_a_python_worker() {
     let queue = unique_queue("mixed");
-    let python_side = {
-        let queue = queue.clone();
-        tokio::task::spawn_blocking(move || python_worker(&queue))
-            .await
-            .unwrap()
-    };
+    let python_side = start_python_worker(&queue).await;
     let worker = TestWorker::start(&broker(), &queue);
     // Twenty steps shared by both workers, whoever takes each.
     assert_eq!(python_calls(&queue, &["long-chain", "20"]).await, "20\n");
@@ -223,12 +205,7 @@ async fn a_chain_across_a_rust_and_a_python_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_lines_countdown_and_chain_against_a_python_worker() {
     let queue = unique_queue("py-countdown");
-    let python_side = {
-        let queue = queue.clone();
-        tokio::task::spawn_blocking(move || python_worker(&queue))
-            .await
-            .unwrap()
-    };
+    let python_side = start_python_worker(&queue).await;
     let started = Instant::now();
     let output = cli_on_queue(
         &["add", "1180591620717411303424", "1", "--countdown", "2"],

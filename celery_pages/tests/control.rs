@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use celery_pages::ADD_TASK;
 use common::{
-    KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, python, python_broker,
-    python_dir, python_worker, unique_queue,
+    KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, line_with, lines_of, python,
+    python_broker, python_dir, start_python_worker, unique_queue,
 };
 use serde_json::json;
 
@@ -153,14 +153,9 @@ async fn a_second_worker_with_the_same_node_name_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_status_and_revoke_reach_python_workers_too() {
     let queue = unique_queue("rs-status");
-    let python_side = {
-        let queue = queue.clone();
-        tokio::task::spawn_blocking(move || python_worker(&queue))
-            .await
-            .unwrap()
-    };
+    let python_side = start_python_worker(&queue).await;
     let worker = TestWorker::start(&broker(), &queue);
-    // The Python worker is up (python_worker waited for it); the Rust one
+    // The Python worker is up (start_python_worker waited for it); the Rust one
     // once `status` lists it (bounded retries).
     let mut polls = 0;
     let output = loop {
@@ -205,7 +200,6 @@ fn celery_background(
     queue: &str,
     args: &[&str],
 ) -> (KillOnDrop, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
     let mut child = KillOnDrop::new(
         Command::new(python())
             .args(["-m", "celery", "-A", "addTask"])
@@ -221,27 +215,8 @@ fn celery_background(
             .spawn()
             .unwrap(),
     );
-    let out = std::io::BufReader::new(child.child().stdout.take().unwrap());
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let lines = lines_of(child.child().stdout.take().unwrap());
     (child, lines)
-}
-
-/// Waits (bounded) for a line with all of `words`; returns it.
-fn line_with(lines: &std::sync::mpsc::Receiver<String>, words: &[&str]) -> String {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if words.iter().all(|w| line.contains(w)) => return line,
-            Ok(_) => {}
-            Err(_) => panic!("no line with {words:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,7 +292,11 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
     .await
     .unwrap();
     let _ = stop.send(());
-    worker.await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, worker)
+        .await
+        .expect("the worker did not stop")
+        .unwrap()
+        .unwrap();
     tokio::task::spawn_blocking(move || line_with(&lines, &[&node, "shutdown:"]))
         .await
         .unwrap();
@@ -362,8 +341,10 @@ async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
 /// The next event of `kind` from `node` (bounded wait).
 async fn events_of(events: &mut lapin::Consumer, node: &str, kind: &str) -> serde_json::Value {
     use futures::StreamExt;
+    // One deadline for all: other tests' workers beat on the same exchange.
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let delivery = tokio::time::timeout(WAIT, events.next())
+        let delivery = tokio::time::timeout_at(deadline, events.next())
             .await
             .unwrap_or_else(|_| panic!("no {kind} from {node}"))
             .unwrap()

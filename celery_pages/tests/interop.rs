@@ -7,7 +7,8 @@ use std::time::Duration;
 use celery_pages::caller::Caller;
 use celery_pages::{ADD_TASK, Error};
 use common::{
-    TestWorker, broker, cli_on_queue, delete_queue, python_caller, python_worker, unique_queue,
+    TestWorker, broker, cli_on_queue, delete_queue, python_caller, start_python_worker,
+    unique_queue,
 };
 use serde_json::json;
 
@@ -45,12 +46,7 @@ async fn a_python_caller_is_served_by_the_rust_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_caller_is_served_by_a_python_worker() {
     let queue = unique_queue("py-worker");
-    let python = {
-        let queue = queue.clone();
-        tokio::task::spawn_blocking(move || python_worker(&queue))
-            .await
-            .unwrap()
-    };
+    let python = start_python_worker(&queue).await;
     let caller = Caller::connect(&broker(), &queue).await.unwrap();
     assert_eq!(
         caller
