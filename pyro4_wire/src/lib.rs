@@ -1,0 +1,40 @@
+//! Pyro4 4.82's wire protocol (protocol version 48): the message frame and
+//! the serpent serializer, with no I/O and no Python.
+//!
+//! Pyro4 is how the chapter's Python RPC programs talk: a 24-byte header
+//! (magic `PYRO`, version, type, flags, sequence number, lengths, a
+//! checksum), optional annotation chunks, then a payload in one of several
+//! serializers. The default, and the one an unmodified Python client
+//! insists on in replies, is *serpent*: a Python literal such as
+//! `('obj_1','welcomeMessage',('Programming GO',),{})`, preceded by a
+//! header line.
+//!
+//! - [`message`]: [`Message`] encodes and decodes frames, checking the
+//!   magic, the version, the checksum and the lengths against a limit.
+//! - [`serpent`]: [`Value`], the Python values serpent carries, with a
+//!   parser that accepts exactly the literals Python's `ast.literal_eval`
+//!   would (and bounded nesting), and a writer that produces what Python's
+//!   `serpent.dumps` produces for them.
+//!
+//! Every decoder here reads bytes from a peer, so none may panic, whatever
+//! the bytes: they are fuzzed with proptest (`cargo test -p pyro4_wire`).
+//!
+//! ```
+//! use pyro4_wire::{Message, MessageType, serpent::{self, Value}};
+//!
+//! let call = Value::Tuple(vec![
+//!     Value::str("obj_1"),
+//!     Value::str("welcomeMessage"),
+//!     Value::Tuple(vec![Value::str("Programming GO")]),
+//!     Value::Dict(vec![]),
+//! ]);
+//! let message = Message::new(MessageType::Invoke, 1, serpent::dumps(&call));
+//! let bytes = message.encode();
+//! let back = Message::decode(&bytes, 1 << 20).unwrap();
+//! assert_eq!(serpent::loads(&back.payload).unwrap(), call);
+//! ```
+
+pub mod message;
+pub mod serpent;
+
+pub use message::{Message, MessageType};
