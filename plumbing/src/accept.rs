@@ -304,8 +304,27 @@ impl<S> IdleTimeout<S> {
         }
     }
 
-    fn write_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Self::poll_idle(&mut self.write_timer, self.last_progress, self.timeout, cx).map(Err)
+    fn write_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        Self::poll_idle(&mut self.write_timer, self.last_progress, self.timeout, cx)
+    }
+
+    /// What a write came to: bytes written count as progress; a write that
+    /// waits fails once the stream has been idle too long.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => self.write_idle(cx).map(Err),
+        }
     }
 }
 
@@ -339,16 +358,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.write_idle(cx).map_ok(|()| 0),
-        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -357,16 +368,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.write_idle(cx).map_ok(|()| 0),
-        }
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -376,7 +379,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending => this.write_idle(cx),
+            Poll::Pending => this.write_idle(cx).map(Err),
             done => done,
         }
     }
@@ -384,7 +387,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Pending => this.write_idle(cx),
+            Poll::Pending => this.write_idle(cx).map(Err),
             done => done,
         }
     }
