@@ -104,17 +104,18 @@ async fn an_expired_task_is_revoked_not_run() {
     );
     // The same message from Rust: answered REVOKED, never run.
     let mut client = RawClient::connect().await;
-    let (body, props) = celery_pages::protocol::TaskMessage {
-        id: "expired-1",
-        task: ADD_TASK,
-        args: &[json!(1), json!(2)],
-        reply_to: Some(&client.reply_queue),
-        origin: "test",
-        expires: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
-        ..Default::default()
-    }
-    .encode();
-    client.publish(&queue, props, &body).await;
+    client
+        .send_task(
+            &queue,
+            celery_pages::protocol::TaskMessage {
+                id: "expired-1",
+                task: ADD_TASK,
+                args: &[json!(1), json!(2)],
+                expires: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+                ..Default::default()
+            },
+        )
+        .await;
     let reply = client.next_reply(WAIT).await.expect("no answer");
     assert_eq!(reply["status"], "REVOKED");
     assert_eq!(reply["result"]["exc_type"], "TaskRevokedError");
@@ -242,17 +243,18 @@ async fn a_worker_killed_while_holding_an_eta_task_loses_nothing() {
         .close()
         .await;
     let eta = chrono::Utc::now() + chrono::Duration::seconds(3);
-    let (body, props) = celery_pages::protocol::TaskMessage {
-        id: "held-1",
-        task: ADD_TASK,
-        args: &[json!(20), json!(22)],
-        reply_to: Some(&client.reply_queue),
-        origin: "test",
-        eta: Some(eta),
-        ..Default::default()
-    }
-    .encode();
-    client.publish(&queue, props, &body).await;
+    client
+        .send_task(
+            &queue,
+            celery_pages::protocol::TaskMessage {
+                id: "held-1",
+                task: ADD_TASK,
+                args: &[json!(20), json!(22)],
+                eta: Some(eta),
+                ..Default::default()
+            },
+        )
+        .await;
     let first = worker_process(&queue);
     // Once the worker holds it (nothing ready, one unacked), kill it.
     for polls in 0.. {

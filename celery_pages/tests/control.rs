@@ -178,16 +178,17 @@ async fn the_rust_status_and_revoke_reach_python_workers_too() {
     let output = cli(&["revoke", &id]).await;
     assert!(output.status.success(), "{output:?}");
     let mut client = RawClient::connect().await;
-    let (body, props) = celery_pages::protocol::TaskMessage {
-        id: &id,
-        task: ADD_TASK,
-        args: &[json!(1), json!(2)],
-        reply_to: Some(&client.reply_queue),
-        origin: "test",
-        ..Default::default()
-    }
-    .encode();
-    client.publish(&queue, props, &body).await;
+    client
+        .send_task(
+            &queue,
+            celery_pages::protocol::TaskMessage {
+                id: &id,
+                task: ADD_TASK,
+                args: &[json!(1), json!(2)],
+                ..Default::default()
+            },
+        )
+        .await;
     let reply = client.next_reply(WAIT).await.expect("no answer");
     assert_eq!(reply["status"], "REVOKED", "{reply}");
     drop(python_side);
@@ -259,17 +260,18 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
     caller.close().await;
     // An expired task is revoked, and says so.
     let mut client = RawClient::connect().await;
-    let (body, props) = celery_pages::protocol::TaskMessage {
-        id: "expired-event",
-        task: ADD_TASK,
-        args: &[json!(1), json!(2)],
-        reply_to: Some(&client.reply_queue),
-        origin: "test",
-        expires: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
-        ..Default::default()
-    }
-    .encode();
-    client.publish(&queue, props, &body).await;
+    client
+        .send_task(
+            &queue,
+            celery_pages::protocol::TaskMessage {
+                id: "expired-event",
+                task: ADD_TASK,
+                args: &[json!(1), json!(2)],
+                expires: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+                ..Default::default()
+            },
+        )
+        .await;
     client.next_reply(WAIT).await.expect("no answer");
     let lines = tokio::task::spawn_blocking({
         let node = node.clone();

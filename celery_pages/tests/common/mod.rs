@@ -237,6 +237,18 @@ impl RawClient {
             .unwrap();
     }
 
+    /// Sends task `message` to `queue`, its result to this client's reply
+    /// queue.
+    pub async fn send_task(&self, queue: &str, message: celery_pages::protocol::TaskMessage<'_>) {
+        let (body, properties) = celery_pages::protocol::TaskMessage {
+            reply_to: Some(&self.reply_queue),
+            origin: "test",
+            ..message
+        }
+        .encode();
+        self.publish(queue, properties, &body).await;
+    }
+
     /// The next reply's body as JSON, or `None` if none comes within `wait`.
     pub async fn next_reply(&mut self, wait: Duration) -> Option<serde_json::Value> {
         let delivery = tokio::time::timeout(wait, self.replies.next())
