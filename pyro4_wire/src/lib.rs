@@ -34,7 +34,16 @@
 //! assert_eq!(serpent::loads(&back.payload).unwrap(), call);
 //! ```
 
+pub mod call;
+pub mod daemon;
+pub mod io;
+pub mod json;
 pub mod message;
+pub mod proxy;
 pub mod serpent;
+pub mod uri;
 
+pub use call::{Call, PyroException, Serializer};
 pub use message::{Message, MessageType};
+pub use proxy::{Proxy, ProxyError};
+pub use uri::PyroUri;

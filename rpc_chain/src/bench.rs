@@ -1,15 +1,18 @@
 //! `rpc_chain bench`: whole trips round the ring per second, sequential and
 //! concurrent. The floor is one raw round trip per call of a chain (client
 //! to 1, 1 to 2, 2 to 3, 3 back to 1, for three servers), from the
-//! ping-pong in [`rpc_naming::bench`], measured in the same run.
+//! ping-pong in [`rpc_naming::bench`], measured in the same run. The same
+//! ring is also entered over Pyro4 (the client's call to the first server;
+//! the hops stay on tarpc), against entering it over tarpc.
 
 use std::fmt;
+use std::sync::Arc;
 
 use plumbing::bench::{ServerThread, Stats, closed_loop, spawn_server_thread};
 use rpc_naming::NameServer;
 use rpc_naming::bench::{Floor, PING_SIZE, name_server};
 
-use crate::{ChainClient, ChainServer, Error, Result, connect, send, serve, server_name};
+use crate::{ChainServer, Connection, Error, Result, connect, send, serve, server_name};
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -20,6 +23,8 @@ pub struct Report {
     pub concurrency: usize,
     pub concurrent: Stats,
     pub raw: Stats,
+    /// Sequential chains entered over Pyro4.
+    pub pyro: Stats,
 }
 
 impl Report {
@@ -46,6 +51,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
+            "chains entered over Pyro4, seq.: {}",
+            self.pyro.summary()
+        )?;
+        writeln!(
+            f,
             "raw TCP ping-pong, {PING_SIZE} bytes:    {}",
             self.raw.summary()
         )?;
@@ -54,10 +64,15 @@ impl fmt::Display for Report {
             "floor: {:.0} chains/s ({hops} raw round trips each)",
             self.floor()
         )?;
-        write!(
+        writeln!(
             f,
             "ratio sequential/floor: {:.2}",
             self.sequential.per_second() / self.floor()
+        )?;
+        write!(
+            f,
+            "ratio Pyro4/tarpc entry, sequential: {:.2}",
+            self.pyro.per_second() / self.sequential.per_second()
         )
     }
 }
@@ -80,9 +95,16 @@ pub async fn run(
         Vec::new()
     };
     let hops = ns.list(Some("example.chainTopology.")).await?.len() as u64 + 1;
-    let client = connect(&ns, start).await?;
+    let client = Arc::new(connect(&ns, start).await?);
+    let name = server_name(start);
+    let uri = ns.lookup(&name).await?.pyro_uri(&name);
+    let pyro = pyro4_wire::Proxy::connect(&uri)
+        .await
+        .map_err(|source| Error::Pyro { name, source })?;
+    let pyro = Arc::new(Connection::Pyro(tokio::sync::Mutex::new(pyro)));
     let floor = Floor::start().await.map_err(Error::BenchSetup)?;
     chains(&client, start, 500, 1).await?; // warm-up: connects every hop
+    chains(&pyro, start, 500, 1).await?;
 
     let sequential = chains(&client, start, calls, 1).await?;
     let raw = floor
@@ -90,12 +112,14 @@ pub async fn run(
         .await
         .map_err(Error::BenchSetup)?;
     let concurrent = chains(&client, start, calls, concurrency).await?;
+    let pyro = chains(&pyro, start, calls, 1).await?;
     Ok(Report {
         hops,
         sequential,
         concurrency,
         concurrent,
         raw,
+        pyro,
     })
 }
 
@@ -127,7 +151,7 @@ async fn spawn_ring(ns: &NameServer, size: u32) -> Result<Vec<ServerThread>> {
 
 /// `calls` trips round the ring from server `start`, `concurrency` at a time.
 pub async fn chains(
-    client: &ChainClient,
+    client: &Arc<Connection>,
     start: u32,
     calls: u64,
     concurrency: usize,

@@ -15,6 +15,12 @@
 //! each hop forwarding it a little earlier ([`forwarded`]), so that a hop
 //! that hangs is named by the hop before it; a hop that is missing or dead
 //! comes back as an error naming it, long before that deadline.
+//!
+//! Rings mix Python and Rust: each server also answers Pyro4 on its port
+//! ([`PyroChain`], method `process`, the object id being its name), so a
+//! Python hop (`server_chain_2.py`) can call it, and a hop the name server
+//! knows by a Pyro URI is called over Pyro4. Pyro4 carries no deadline: a
+//! call that comes in over Pyro4 gets [`CALL_TIMEOUT`] from its arrival.
 
 pub mod bench;
 
@@ -23,9 +29,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rpc_naming::NameServer;
+use pyro4_wire::serpent::Value;
+use pyro4_wire::{Proxy, ProxyError, PyroException};
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{serve_connections, server_channel, spawn_request};
+use rpc_naming::transport::{PyroObject, serve_connections, server_channel, spawn_request};
+use rpc_naming::{Endpoint, NameServer};
 use serde::{Deserialize, Serialize};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
@@ -71,6 +79,35 @@ pub enum ChainError {
         from: String,
         reason: String,
     },
+    /// A Pyro4 hop raised an exception (a Python `process` that failed).
+    #[error("{hop}, called from {from}, raised {exception}")]
+    HopRaised {
+        hop: String,
+        from: String,
+        exception: PyroException,
+    },
+    #[error("{hop} answered {from} with {reply}, not a list of strings")]
+    BadReply {
+        hop: String,
+        from: String,
+        reply: String,
+    },
+}
+
+impl ChainError {
+    /// The exception a Pyro4 caller gets: a hop's own exception passes
+    /// through unchanged, as it does through a Python hop.
+    pub fn to_exception(&self) -> PyroException {
+        match self {
+            ChainError::TooLarge { .. } => {
+                PyroException::new("builtins.ValueError", self.to_string())
+            }
+            ChainError::HopUnreachable { .. } | ChainError::BadReply { .. } => {
+                PyroException::new("Pyro4.errors.CommunicationError", self.to_string())
+            }
+            ChainError::HopRaised { exception, .. } => exception.clone(),
+        }
+    }
 }
 
 /// The chapter's lines.
@@ -132,6 +169,23 @@ pub fn forwarded(mut ctx: Context) -> Context {
     ctx
 }
 
+/// A connection to the next hop, in the protocol its registration calls for.
+#[derive(Clone)]
+enum Hop {
+    Tarpc(ChainClient),
+    /// One call at a time, as a Python proxy; whoever waits for it waits
+    /// within their deadline.
+    Pyro(Arc<Mutex<Proxy>>),
+}
+
+/// How a call to the next hop failed.
+enum HopFailure {
+    /// The connection is gone: resolve the hop again and retry once.
+    Broken(String),
+    /// The call failed for good.
+    Failed(ChainError),
+}
+
 /// One server of the ring.
 #[derive(Clone)]
 pub struct ChainServer {
@@ -140,7 +194,7 @@ pub struct ChainServer {
     announce: bool,
     ns: NameServer,
     /// The next hop, resolved on first use and again after it fails.
-    next_client: Arc<Mutex<Option<ChainClient>>>,
+    next_client: Arc<Mutex<Option<Hop>>>,
 }
 
 impl ChainServer {
@@ -164,20 +218,21 @@ impl ChainServer {
         }
     }
 
-    /// The client for the next hop, connecting if there is none.
-    async fn next_hop(&self) -> Result<ChainClient, ChainError> {
+    /// The next hop, connecting if there is none.
+    async fn next_hop(&self) -> Result<Hop, ChainError> {
         let mut slot = self.next_client.lock().await;
-        if let Some(client) = slot.as_ref() {
-            return Ok(client.clone());
+        if let Some(hop) = slot.as_ref() {
+            return Ok(hop.clone());
         }
-        let transport = self
-            .ns
-            .connect_to(&server_name(self.next))
-            .await
-            .map_err(|err| self.unreachable(&err))?;
-        let client = ChainClient::new(Default::default(), transport).spawn();
-        *slot = Some(client.clone());
-        Ok(client)
+        let hop = match self.ns.connect_to(&server_name(self.next)).await {
+            Ok(Endpoint::Tarpc(transport)) => {
+                Hop::Tarpc(ChainClient::new(Default::default(), transport).spawn())
+            }
+            Ok(Endpoint::Pyro(proxy)) => Hop::Pyro(Arc::new(Mutex::new(proxy))),
+            Err(err) => return Err(self.unreachable(&err)),
+        };
+        *slot = Some(hop.clone());
+        Ok(hop)
     }
 
     /// Forwards to the next hop with the caller's context and a deadline
@@ -186,24 +241,96 @@ impl ChainServer {
     /// found.
     async fn forward(&self, ctx: Context, message: Vec<String>) -> Result<Vec<String>, ChainError> {
         let ctx = forwarded(ctx);
-        let client = self.next_hop().await?;
-        match client.process(ctx, message.clone()).await {
-            Ok(reply) => reply,
-            Err(RpcError::Shutdown | RpcError::Send(_) | RpcError::Channel(_)) => {
+        match self.call_hop(ctx, message.clone()).await {
+            Ok(reply) => Ok(reply),
+            Err(HopFailure::Broken(_)) => {
                 self.next_client.lock().await.take();
-                let client = self.next_hop().await?;
-                client
-                    .process(ctx, message)
-                    .await
-                    .map_err(|err| self.unreachable(&err))?
+                match self.call_hop(ctx, message).await {
+                    Ok(reply) => Ok(reply),
+                    Err(HopFailure::Broken(reason)) => Err(ChainError::HopUnreachable {
+                        hop: server_name(self.next),
+                        from: server_name(self.id),
+                        reason,
+                    }),
+                    Err(HopFailure::Failed(err)) => Err(err),
+                }
             }
-            Err(err) => Err(self.unreachable(&err)),
+            Err(HopFailure::Failed(err)) => Err(err),
         }
     }
-}
 
-impl Chain for ChainServer {
-    async fn process(
+    /// One call to the next hop, whichever protocol it speaks.
+    async fn call_hop(
+        &self,
+        ctx: Context,
+        message: Vec<String>,
+    ) -> Result<Vec<String>, HopFailure> {
+        match self.next_hop().await.map_err(HopFailure::Failed)? {
+            Hop::Tarpc(client) => match client.process(ctx, message).await {
+                Ok(reply) => reply.map_err(HopFailure::Failed),
+                Err(err @ (RpcError::Shutdown | RpcError::Send(_) | RpcError::Channel(_))) => {
+                    Err(HopFailure::Broken(plumbing::describe(&err)))
+                }
+                Err(err) => Err(HopFailure::Failed(self.unreachable(&err))),
+            },
+            Hop::Pyro(proxy) => {
+                let deadline = tokio::time::Instant::from_std(ctx.deadline);
+                let call = async {
+                    let list = Value::List(message.into_iter().map(Value::Str).collect());
+                    proxy
+                        .lock()
+                        .await
+                        .call(PYRO_METHOD, vec![list], vec![])
+                        .await
+                };
+                match tokio::time::timeout_at(deadline, call).await {
+                    Ok(Ok(reply)) => self.strings(reply).map_err(HopFailure::Failed),
+                    Ok(Err(ProxyError::Remote(exception))) => {
+                        Err(HopFailure::Failed(ChainError::HopRaised {
+                            hop: server_name(self.next),
+                            from: server_name(self.id),
+                            exception,
+                        }))
+                    }
+                    Ok(Err(err)) if err.is_broken() => {
+                        Err(HopFailure::Broken(plumbing::describe(&err)))
+                    }
+                    Ok(Err(err)) => Err(HopFailure::Failed(self.unreachable(&err))),
+                    Err(_) => {
+                        // The reply may still come: this connection is done.
+                        self.next_client.lock().await.take();
+                        Err(HopFailure::Failed(ChainError::HopUnreachable {
+                            hop: server_name(self.next),
+                            from: server_name(self.id),
+                            reason: "no answer before the deadline".into(),
+                        }))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A Pyro4 hop's reply as the list of strings it should be.
+    fn strings(&self, reply: Value) -> Result<Vec<String>, ChainError> {
+        let bad = |reply: &Value| ChainError::BadReply {
+            hop: server_name(self.next),
+            from: server_name(self.id),
+            reply: pyro_text(reply),
+        };
+        match reply {
+            Value::List(items) | Value::Tuple(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Str(s) => Ok(s),
+                    other => Err(bad(&other)),
+                })
+                .collect(),
+            other => Err(bad(&other)),
+        }
+    }
+
+    /// The chapter's `process`, for a caller with the context `ctx`.
+    async fn handle(
         self,
         ctx: Context,
         mut message: Vec<String>,
@@ -233,13 +360,75 @@ impl Chain for ChainServer {
     }
 }
 
-/// Serves `server` on `listener` until `shutdown` completes.
+impl Chain for ChainServer {
+    async fn process(self, ctx: Context, message: Vec<String>) -> Result<Vec<String>, ChainError> {
+        self.handle(ctx, message).await
+    }
+}
+
+/// The method's name in Python, as `chainTopology.py` exposes it.
+pub const PYRO_METHOD: &str = "process";
+
+/// A value as Python would print it, for error messages.
+fn pyro_text(value: &Value) -> String {
+    let text = pyro4_wire::serpent::dumps(value);
+    String::from_utf8_lossy(&text[pyro4_wire::serpent::HEADER.len()..])
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// A ring server as Pyro4 callers see it: `process(message)` with a list
+/// of strings, returning a list.
+pub struct PyroChain(pub ChainServer);
+
+impl pyro4_wire::daemon::Object for PyroChain {
+    fn methods(&self) -> &'static [&'static str] {
+        &[PYRO_METHOD]
+    }
+
+    async fn invoke(&self, call: pyro4_wire::Call) -> Result<Value, PyroException> {
+        let not_strings = || {
+            PyroException::new(
+                "builtins.TypeError",
+                "process() takes one argument, a list of strings",
+            )
+        };
+        let message = match call.arg(0, "message") {
+            Some(Value::List(items) | Value::Tuple(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(not_strings)?,
+            _ => return Err(not_strings()),
+        };
+        match self
+            .0
+            .clone()
+            .handle(deadline_in(CALL_TIMEOUT), message)
+            .await
+        {
+            Ok(status) => Ok(Value::List(status.into_iter().map(Value::Str).collect())),
+            Err(err) => Err(err.to_exception()),
+        }
+    }
+}
+
+/// Serves `server` on `listener` until `shutdown` completes, over tarpc
+/// and, as the object named like the server, Pyro4.
 pub async fn serve(listener: TcpListener, server: ChainServer, shutdown: impl Future<Output = ()>) {
-    serve_connections(listener, "chain server", shutdown, move |transport| {
-        server_channel(transport)
-            .execute(server.clone().serve())
-            .for_each(spawn_request)
-    })
+    let pyro = PyroObject::new(&server_name(server.id), PyroChain(server.clone()));
+    serve_connections(
+        listener,
+        "chain server",
+        shutdown,
+        move |transport| {
+            server_channel(transport)
+                .execute(server.clone().serve())
+                .for_each(spawn_request)
+        },
+        pyro,
+    )
     .await;
 }
 
@@ -252,16 +441,41 @@ pub enum Error {
     Chain(#[from] ChainError),
     #[error("{name} did not answer")]
     Call { name: String, source: RpcError },
+    #[error("{name} did not answer within {CALL_TIMEOUT:?}")]
+    Timeout { name: String },
+    #[error("{name} raised {0}", .exception)]
+    Raised {
+        name: String,
+        exception: PyroException,
+    },
+    #[error("the call to {name} failed")]
+    Pyro { name: String, source: ProxyError },
+    #[error("{name} answered with {reply}, not a list of strings")]
+    BadReply { name: String, reply: String },
     #[error("the bench could not set up its servers")]
     BenchSetup(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A connection to a ring server, in the protocol its registration calls
+/// for.
+#[derive(Debug)]
+pub enum Connection {
+    /// A server of this workspace.
+    Tarpc(ChainClient),
+    /// A Pyro4 server (`server_chain_1.py`); one call at a time.
+    Pyro(Mutex<Proxy>),
+}
+
 /// Finds server `start` through `ns` and connects to it.
-pub async fn connect(ns: &NameServer, start: u32) -> Result<ChainClient> {
-    let transport = ns.connect_to(&server_name(start)).await?;
-    Ok(ChainClient::new(Default::default(), transport).spawn())
+pub async fn connect(ns: &NameServer, start: u32) -> Result<Connection> {
+    Ok(match ns.connect_to(&server_name(start)).await? {
+        Endpoint::Tarpc(transport) => {
+            Connection::Tarpc(ChainClient::new(Default::default(), transport).spawn())
+        }
+        Endpoint::Pyro(proxy) => Connection::Pyro(Mutex::new(proxy)),
+    })
 }
 
 /// Sends `message` round the ring from the server behind `client`.
@@ -286,15 +500,47 @@ pub async fn connect(ns: &NameServer, start: u32) -> Result<ChainClient> {
 /// # Ok(())
 /// # }
 /// ```
-pub async fn send(client: &ChainClient, start: u32, message: Vec<String>) -> Result<Vec<String>> {
-    let reply = client
-        .process(deadline_in(CALL_TIMEOUT), message)
-        .await
-        .map_err(|source| Error::Call {
-            name: server_name(start),
-            source,
-        })?;
-    Ok(reply?)
+pub async fn send(
+    connection: &Connection,
+    start: u32,
+    message: Vec<String>,
+) -> Result<Vec<String>> {
+    let name = server_name(start);
+    let proxy = match connection {
+        Connection::Tarpc(client) => {
+            let reply = client
+                .process(deadline_in(CALL_TIMEOUT), message)
+                .await
+                .map_err(|source| Error::Call { name, source })?;
+            return Ok(reply?);
+        }
+        Connection::Pyro(proxy) => proxy,
+    };
+    let call = async {
+        let list = Value::List(message.into_iter().map(Value::Str).collect());
+        proxy
+            .lock()
+            .await
+            .call(PYRO_METHOD, vec![list], vec![])
+            .await
+    };
+    let reply = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Err(_) => return Err(Error::Timeout { name }),
+        Ok(Err(ProxyError::Remote(exception))) => return Err(Error::Raised { name, exception }),
+        Ok(Err(source)) => return Err(Error::Pyro { name, source }),
+        Ok(Ok(reply)) => reply,
+    };
+    let bad = |reply: &Value| Error::BadReply {
+        name: server_name(start),
+        reply: pyro_text(reply),
+    };
+    match &reply {
+        Value::List(items) | Value::Tuple(items) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| bad(&reply)))
+            .collect(),
+        other => Err(bad(other)),
+    }
 }
 
 #[cfg(test)]

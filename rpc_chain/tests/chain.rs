@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rpc_chain::{
-    Chain, ChainError, ChainServer, Error, MAX_BYTES, MAX_ITEMS, connect, finished, python_list,
-    returned, send, serve, server_name,
+    Chain, ChainClient, ChainError, ChainServer, Connection, Error, MAX_BYTES, MAX_ITEMS, connect,
+    finished, python_list, returned, send, serve, server_name,
 };
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{serve_connections, server_channel, spawn_request};
+use rpc_naming::transport::{PyroObject, serve_connections, server_channel, spawn_request};
 use rpc_naming::{Lease, NameServer};
 use tarpc::context::Context;
 use tarpc::server::Channel;
@@ -217,6 +217,28 @@ impl Chain for SlowHop {
     }
 }
 
+impl pyro4_wire::daemon::Object for SlowHop {
+    fn methods(&self) -> &'static [&'static str] {
+        &["process"]
+    }
+
+    async fn invoke(
+        &self,
+        _: pyro4_wire::Call,
+    ) -> Result<pyro4_wire::serpent::Value, pyro4_wire::PyroException> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(pyro4_wire::serpent::Value::List(Vec::new()))
+    }
+}
+
+/// The tarpc client of a ring server of this workspace.
+async fn tarpc_client(ns: &NameServer, id: u32) -> ChainClient {
+    match connect(ns, id).await.unwrap() {
+        Connection::Tarpc(client) => client,
+        Connection::Pyro(_) => panic!("server {id} should be reached over tarpc"),
+    }
+}
+
 #[tokio::test]
 async fn the_callers_deadline_travels_along_the_chain() {
     let ns = start_ns().await;
@@ -239,9 +261,10 @@ async fn the_callers_deadline_travels_along_the_chain() {
                 .execute(serving.clone().serve())
                 .for_each(spawn_request)
         },
+        PyroObject::new(&server_name(3), slow.clone()),
     ));
 
-    let client = connect(&ns, 1).await.unwrap();
+    let client = tarpc_client(&ns, 1).await;
     let ctx = deadline_in(Duration::from_millis(800));
     let result = client.process(ctx, hello()).await;
     // Either the client's own deadline fires, or server 1's wait for the
@@ -326,6 +349,7 @@ async fn start_slow_hop(ns: &NameServer, id: u32) -> Lease {
     let slow = SlowHop {
         seen: Arc::new(Mutex::new(None)),
     };
+    let pyro = PyroObject::new(&server_name(id), slow.clone());
     tokio::spawn(serve_connections(
         listener,
         "slow hop",
@@ -335,6 +359,7 @@ async fn start_slow_hop(ns: &NameServer, id: u32) -> Lease {
                 .execute(slow.clone().serve())
                 .for_each(spawn_request)
         },
+        pyro,
     ));
     lease
 }
@@ -350,7 +375,7 @@ async fn a_hung_hop_is_named_by_the_hop_before_it() {
         .map(|_| {
             let ns = ns.clone();
             tokio::spawn(async move {
-                let client = connect(&ns, 1).await.unwrap();
+                let client = tarpc_client(&ns, 1).await;
                 client
                     .process(deadline_in(Duration::from_secs(2)), hello())
                     .await

@@ -14,8 +14,11 @@ use tokio::net::lookup_host;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use pyro4_wire::{Proxy, ProxyError, PyroUri};
+
+use crate::pyro::{self, PyroNaming};
 use crate::transport::{self, ClientTransport};
-use crate::{Error, LIST_PAGE, ListFilter, NamingClient, NamingError, Result};
+use crate::{Error, LIST_PAGE, ListFilter, Location, NamingClient, NamingError, Result};
 
 /// How long to wait for a TCP connection to a name server or a service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -40,7 +43,8 @@ pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))?
 }
 
-/// A connection to a name server that mends itself.
+/// A connection to a name server: this workspace's (over tarpc) or
+/// Python's `Pyro4.naming` (over Pyro4), whichever answers at the address.
 ///
 /// A name server may restart, or drop a connection that was idle too long:
 /// a call that finds the connection broken connects again and is made once
@@ -49,7 +53,22 @@ pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
 #[derive(Clone, Debug)]
 pub struct NameServer {
     addr: String,
-    client: Arc<Mutex<NamingClient>>,
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Tarpc(Arc<Mutex<NamingClient>>),
+    Pyro(Arc<PyroNaming>),
+}
+
+/// A connection to a registered server, in the protocol its location calls
+/// for: hand a tarpc transport to the service's generated client,
+/// `XClient::new(Default::default(), t).spawn()`; call a Pyro4 proxy's
+/// methods by name.
+pub enum Endpoint<Req, Resp> {
+    Tarpc(ClientTransport<Req, Resp>),
+    Pyro(Proxy),
 }
 
 /// Whether an RPC error comes from a frame over the limit (a reply the
@@ -84,26 +103,79 @@ fn connection_broken(err: &RpcError) -> bool {
     )
 }
 
+async fn resolve(addr: &str) -> Result<SocketAddr> {
+    let no_server = |source| Error::NoNameServer {
+        addr: addr.to_owned(),
+        source,
+    };
+    lookup_host(addr)
+        .await
+        .map_err(no_server)?
+        .next()
+        .ok_or_else(|| no_server(std::io::ErrorKind::NotFound.into()))
+}
+
 impl NameServer {
     /// Connects to the name server at `addr` (host:port).
+    ///
+    /// Both kinds of name server answer Pyro4, so the first connection asks
+    /// for `Pyro.NameServer`: one of this workspace offers the extra method
+    /// [`pyro::TARPC_MARK`] and is then spoken to over tarpc; Python's is
+    /// spoken to over that Pyro4 connection.
     pub async fn connect(addr: &str) -> Result<Self> {
+        let resolved = resolve(addr).await?;
+        let uri = PyroUri {
+            object: pyro::NAME_SERVER_ID.to_owned(),
+            host: resolved.ip().to_string(),
+            port: resolved.port(),
+        };
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, Proxy::connect(&uri))
+            .await
+            .map_err(|_| Error::NoNameServer {
+                addr: addr.to_owned(),
+                source: std::io::ErrorKind::TimedOut.into(),
+            })?;
+        let backend = match probe {
+            Ok(proxy) if proxy.methods().iter().any(|m| m == pyro::TARPC_MARK) => {
+                Backend::Tarpc(Arc::new(Mutex::new(Self::open(addr).await?)))
+            }
+            Ok(proxy) => Backend::Pyro(Arc::new(PyroNaming::new(proxy))),
+            Err(ProxyError::Connect { source, .. }) => {
+                return Err(Error::NoNameServer {
+                    addr: addr.to_owned(),
+                    source,
+                });
+            }
+            Err(ProxyError::Rejected { reason, .. }) => {
+                return Err(Error::Refused {
+                    addr: addr.to_owned(),
+                    reason,
+                });
+            }
+            Err(err) => {
+                return Err(Error::Protocol {
+                    addr: addr.to_owned(),
+                    reason: format!(
+                        "it does not answer as a name server: {}",
+                        plumbing::describe(&err)
+                    ),
+                });
+            }
+        };
         Ok(NameServer {
             addr: addr.to_owned(),
-            client: Arc::new(Mutex::new(Self::open(addr).await?)),
+            backend,
         })
     }
 
     async fn open(addr: &str) -> Result<NamingClient> {
-        let no_server = |source| Error::NoNameServer {
-            addr: addr.to_owned(),
-            source,
-        };
-        let resolved = lookup_host(addr)
+        let resolved = resolve(addr).await?;
+        let transport = connect_within(resolved)
             .await
-            .map_err(no_server)?
-            .next()
-            .ok_or_else(|| no_server(std::io::ErrorKind::NotFound.into()))?;
-        let transport = connect_within(resolved).await.map_err(no_server)?;
+            .map_err(|source| Error::NoNameServer {
+                addr: addr.to_owned(),
+                source,
+            })?;
         Ok(NamingClient::new(client::Config::default(), transport).spawn())
     }
 
@@ -112,25 +184,29 @@ impl NameServer {
         &self.addr
     }
 
-    fn current(&self) -> NamingClient {
-        self.client
-            .lock()
-            .expect("name server client poisoned")
-            .clone()
+    /// Whether this is Python's name server (spoken to over Pyro4), where
+    /// registrations have no lease and stay until removed.
+    pub fn is_pyro(&self) -> bool {
+        matches!(self.backend, Backend::Pyro(_))
     }
 
-    /// Makes one call with `op`; if the connection turns out to be broken,
-    /// connects again and makes it once more.
-    async fn call<T, Fut>(&self, op: impl Fn(NamingClient, context::Context) -> Fut) -> Result<T>
+    /// Makes one tarpc call with `op`; if the connection turns out to be
+    /// broken, connects again and makes it once more.
+    async fn call<T, Fut>(
+        &self,
+        client: &Mutex<NamingClient>,
+        op: impl Fn(NamingClient, context::Context) -> Fut,
+    ) -> Result<T>
     where
         Fut: Future<Output = std::result::Result<T, RpcError>>,
     {
-        match op(self.current(), deadline_in(CALL_TIMEOUT)).await {
+        let current = client.lock().expect("name server client poisoned").clone();
+        match op(current, deadline_in(CALL_TIMEOUT)).await {
             // A reply too large for a frame would be too large again.
             Err(err) if connection_broken(&err) && !frame_too_large(&err) => {
                 tracing::debug!(addr = %self.addr, %err, "name server connection broken; reconnecting");
                 let fresh = Self::open(&self.addr).await?;
-                *self.client.lock().expect("name server client poisoned") = fresh.clone();
+                *client.lock().expect("name server client poisoned") = fresh.clone();
                 op(fresh, deadline_in(CALL_TIMEOUT))
                     .await
                     .map_err(|e| self.rpc_error(e))
@@ -153,45 +229,80 @@ impl NameServer {
     }
 
     pub async fn ping(&self) -> Result<()> {
-        self.call(|c, ctx| async move { c.ping(ctx).await }).await
+        match &self.backend {
+            Backend::Pyro(ns) => ns.ping().await,
+            Backend::Tarpc(c) => {
+                self.call(c, |c, ctx| async move { c.ping(ctx).await })
+                    .await
+            }
+        }
     }
 
-    pub async fn lookup(&self, name: &str) -> Result<SocketAddr> {
-        let found = self
-            .call(|c, ctx| async move { c.lookup(ctx, name.to_owned()).await })
-            .await?;
-        Ok(found?)
+    /// Where `name` leads.
+    pub async fn lookup(&self, name: &str) -> Result<Location> {
+        match &self.backend {
+            Backend::Pyro(ns) => ns.lookup(name).await,
+            Backend::Tarpc(c) => {
+                let found = self
+                    .call(
+                        c,
+                        |c, ctx| async move { c.lookup(ctx, name.to_owned()).await },
+                    )
+                    .await?;
+                Ok(found?)
+            }
+        }
     }
 
     /// Registers `name` for good, as Pyro4's `register` does.
-    pub async fn register(&self, name: &str, addr: SocketAddr, safe: bool) -> Result<()> {
-        let done = self
-            .call(|c, ctx| async move { c.register(ctx, name.to_owned(), addr, safe).await })
-            .await?;
-        Ok(done?)
+    pub async fn register(
+        &self,
+        name: &str,
+        location: impl Into<Location>,
+        safe: bool,
+    ) -> Result<()> {
+        let location = location.into();
+        match &self.backend {
+            Backend::Pyro(ns) => ns.register(name, &location, safe).await,
+            Backend::Tarpc(c) => {
+                let location = &location;
+                let done = self
+                    .call(c, |c, ctx| async move {
+                        c.register(ctx, name.to_owned(), location.clone(), safe)
+                            .await
+                    })
+                    .await?;
+                Ok(done?)
+            }
+        }
     }
 
     /// Every registration whose name starts with `prefix` (all without one),
     /// sorted by name.
-    pub async fn list(&self, prefix: Option<&str>) -> Result<Vec<(String, SocketAddr)>> {
+    pub async fn list(&self, prefix: Option<&str>) -> Result<Vec<(String, Location)>> {
         self.list_all(ListFilter::Prefix(prefix.unwrap_or_default().to_owned()))
             .await
     }
 
     /// Every registration whose name matches `pattern` (a regex anchored at
     /// the start, like Python's `re.match`), sorted by name.
-    pub async fn list_matching(&self, pattern: &str) -> Result<Vec<(String, SocketAddr)>> {
+    pub async fn list_matching(&self, pattern: &str) -> Result<Vec<(String, Location)>> {
         self.list_all(ListFilter::Regex(pattern.to_owned())).await
     }
 
-    /// Lists page by page until a page comes back short.
-    async fn list_all(&self, filter: ListFilter) -> Result<Vec<(String, SocketAddr)>> {
-        let mut all: Vec<(String, SocketAddr)> = Vec::new();
+    /// Lists page by page until a page comes back short (a Python name
+    /// server sends everything at once).
+    async fn list_all(&self, filter: ListFilter) -> Result<Vec<(String, Location)>> {
+        let client = match &self.backend {
+            Backend::Pyro(ns) => return ns.list(&filter).await,
+            Backend::Tarpc(client) => client,
+        };
+        let mut all: Vec<(String, Location)> = Vec::new();
         loop {
             let after = all.last().map(|(name, _)| name.clone());
             let filter = &filter;
             let page = self
-                .call(|c, ctx| {
+                .call(client, |c, ctx| {
                     let after = after.clone();
                     async move { c.list_page(ctx, filter.clone(), after).await }
                 })
@@ -215,15 +326,30 @@ impl NameServer {
     }
 
     pub async fn remove(&self, name: &str) -> Result<usize> {
-        self.call(|c, ctx| async move { c.remove(ctx, name.to_owned()).await })
-            .await
+        match &self.backend {
+            Backend::Pyro(ns) => ns.remove(name).await,
+            Backend::Tarpc(c) => {
+                self.call(
+                    c,
+                    |c, ctx| async move { c.remove(ctx, name.to_owned()).await },
+                )
+                .await
+            }
+        }
     }
 
     pub async fn remove_matching(&self, pattern: &str) -> Result<usize> {
-        let removed = self
-            .call(|c, ctx| async move { c.remove_matching(ctx, pattern.to_owned()).await })
-            .await?;
-        Ok(removed?)
+        match &self.backend {
+            Backend::Pyro(ns) => ns.remove_matching(pattern).await,
+            Backend::Tarpc(c) => {
+                let removed = self
+                    .call(c, |c, ctx| async move {
+                        c.remove_matching(ctx, pattern.to_owned()).await
+                    })
+                    .await?;
+                Ok(removed?)
+            }
+        }
     }
 
     /// Registers `name` at `addr` with a lease of [`LEASE_TTL`], kept alive
@@ -235,6 +361,10 @@ impl NameServer {
     /// [`Self::register_lease`] with a time to live of `ttl` (100 ms to 1 h):
     /// heartbeats go every third of it, and a crashed holder's name goes
     /// within it.
+    ///
+    /// A Python name server has no leases: there the name is registered for
+    /// good, as Python servers register theirs, and [`Lease::release`]
+    /// removes it if it still leads here.
     pub async fn register_lease_for(
         &self,
         name: &str,
@@ -242,23 +372,26 @@ impl NameServer {
         safe: bool,
         ttl: Duration,
     ) -> Result<Lease> {
+        let held = Registration {
+            name: name.to_owned(),
+            addr,
+            ttl,
+        };
+        let Backend::Tarpc(_) = &self.backend else {
+            self.register(name, Location::Rust(addr), safe).await?;
+            return Ok(Lease {
+                ns: self.clone(),
+                held,
+                heartbeats: None,
+            });
+        };
         let id = self.lease(name, addr, safe, ttl).await?;
         let (stop, stopped) = oneshot::channel();
-        let heartbeats = tokio::spawn(heartbeat(
-            self.clone(),
-            Registration {
-                name: name.to_owned(),
-                addr,
-                ttl,
-            },
-            id,
-            stopped,
-        ));
+        let heartbeats = tokio::spawn(heartbeat(self.clone(), held.clone(), id, stopped));
         Ok(Lease {
             ns: self.clone(),
-            name: name.to_owned(),
-            stop: Some(stop),
-            heartbeats,
+            held,
+            heartbeats: Some((stop, heartbeats)),
         })
     }
 
@@ -266,20 +399,33 @@ impl NameServer {
     /// but refuses to take the name from a live server: what a server that
     /// starts under a fixed name does, so that a second copy of it says so
     /// instead of silently stealing the first one's clients.
+    ///
+    /// On a Python name server, where a crashed server's name stays, a name
+    /// whose holder no longer accepts connections is taken over.
     pub async fn claim(&self, name: &str, addr: SocketAddr) -> Result<Lease> {
         match self.register_lease(name, addr, true).await {
-            Err(Error::Naming(NamingError::AlreadyRegistered(_))) => Err(Error::NameTaken {
-                name: name.to_owned(),
-                holder: self.lookup(name).await?,
-            }),
+            Err(Error::Naming(NamingError::AlreadyRegistered(_))) => {
+                let holder = self.lookup(name).await?;
+                if self.is_pyro() && !answers(&holder).await {
+                    tracing::warn!(%name, %holder, "nothing answers at the registered location; taking the name over");
+                    return self.register_lease(name, addr, false).await;
+                }
+                Err(Error::NameTaken {
+                    name: name.to_owned(),
+                    holder,
+                })
+            }
             claimed => claimed,
         }
     }
 
     async fn lease(&self, name: &str, addr: SocketAddr, safe: bool, ttl: Duration) -> Result<u64> {
+        let Backend::Tarpc(c) = &self.backend else {
+            unreachable!("leases are taken on this workspace's name server only")
+        };
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let leased = self
-            .call(|c, ctx| async move {
+            .call(c, |c, ctx| async move {
                 c.register_lease(ctx, name.to_owned(), addr, safe, ttl_ms)
                     .await
             })
@@ -287,71 +433,133 @@ impl NameServer {
         Ok(leased?)
     }
 
-    async fn renew(&self, name: &str, lease: u64) -> Result<()> {
+    async fn renew(&self, c: &Mutex<NamingClient>, name: &str, lease: u64) -> Result<()> {
         let renewed = self
-            .call(|c, ctx| async move { c.renew(ctx, name.to_owned(), lease).await })
+            .call(c, |c, ctx| async move {
+                c.renew(ctx, name.to_owned(), lease).await
+            })
             .await?;
         Ok(renewed?)
     }
 
-    async fn release(&self, name: &str, lease: u64) -> Result<bool> {
-        self.call(|c, ctx| async move { c.release(ctx, name.to_owned(), lease).await })
-            .await
+    /// Ends the registration `held`: the lease `id` on this workspace's name
+    /// server; on Python's, the name if it still leads to `held.addr`.
+    async fn release(&self, held: &Registration, id: Option<u64>) -> Result<bool> {
+        let name = held.name.as_str();
+        match (&self.backend, id) {
+            (Backend::Tarpc(c), Some(lease)) => {
+                self.call(c, |c, ctx| async move {
+                    c.release(ctx, name.to_owned(), lease).await
+                })
+                .await
+            }
+            (Backend::Tarpc(_), None) => Ok(false),
+            (Backend::Pyro(ns), _) => {
+                let ours = Location::Pyro(Location::Rust(held.addr).pyro_uri(name));
+                match ns.lookup(name).await {
+                    Ok(location) if location == ours => Ok(ns.remove(name).await? == 1),
+                    Ok(_) | Err(Error::Naming(NamingError::UnknownName(_))) => Ok(false),
+                    Err(err) => Err(err),
+                }
+            }
+        }
     }
 
-    /// Looks `name` up and opens a connection to it: hand the transport to
-    /// the service's generated client, `XClient::new(Default::default(), t).spawn()`.
+    /// Looks `name` up and connects to it in the protocol its location
+    /// calls for.
     pub async fn connect_to<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         name: &str,
-    ) -> Result<ClientTransport<Req, Resp>> {
-        let addr = self.lookup(name).await?;
-        connect_within(addr)
-            .await
-            .map_err(|source| Error::DeadServer {
+    ) -> Result<Endpoint<Req, Resp>> {
+        let location = self.lookup(name).await?;
+        let dead = |location: &Location, source: Box<dyn std::error::Error + Send + Sync>| {
+            Error::DeadServer {
                 name: name.to_owned(),
-                addr,
+                location: location.clone(),
                 source,
-            })
+            }
+        };
+        match &location {
+            Location::Rust(addr) => connect_within(*addr)
+                .await
+                .map(Endpoint::Tarpc)
+                .map_err(|source| dead(&location, source.into())),
+            Location::Pyro(uri) => {
+                match tokio::time::timeout(CONNECT_TIMEOUT, Proxy::connect(uri)).await {
+                    Ok(Ok(proxy)) => Ok(Endpoint::Pyro(proxy)),
+                    Ok(Err(ProxyError::Connect { source, .. })) => {
+                        Err(dead(&location, source.into()))
+                    }
+                    Ok(Err(source)) => Err(Error::PyroServer {
+                        name: name.to_owned(),
+                        source,
+                    }),
+                    Err(elapsed) => Err(dead(&location, elapsed.into())),
+                }
+            }
+        }
     }
+}
+
+/// Whether something accepts connections at `location`.
+async fn answers(location: &Location) -> bool {
+    let connected = match location {
+        Location::Rust(addr) => {
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await
+        }
+        Location::Pyro(uri) => {
+            tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio::net::TcpStream::connect((uri.host.as_str(), uri.port)),
+            )
+            .await
+        }
+    };
+    matches!(connected, Ok(Ok(_)))
 }
 
 /// A leased registration. Heartbeats keep it alive; [`Lease::release`]
 /// removes it. Dropping it stops the heartbeats, so the name expires within
-/// its time to live, as it does when the process dies.
+/// its time to live, as it does when the process dies. (On a Python name
+/// server there are no heartbeats: the name stays until released.)
 #[derive(Debug)]
 pub struct Lease {
     ns: NameServer,
-    name: String,
-    stop: Option<oneshot::Sender<()>>,
-    heartbeats: JoinHandle<Option<u64>>,
+    held: Registration,
+    heartbeats: Option<(oneshot::Sender<()>, JoinHandle<Option<u64>>)>,
 }
 
 impl Lease {
     pub fn name(&self) -> &str {
-        &self.name
+        &self.held.name
     }
 
     /// Stops the heartbeats and removes the name; true if it was still ours.
     pub async fn release(mut self) -> Result<bool> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let Ok(Some(id)) = (&mut self.heartbeats).await else {
-            return Ok(false);
+        let id = match self.heartbeats.take() {
+            Some((stop, heartbeats)) => {
+                let _ = stop.send(());
+                match heartbeats.await {
+                    Ok(Some(id)) => Some(id),
+                    _ => return Ok(false),
+                }
+            }
+            None => None,
         };
-        self.ns.release(&self.name, id).await
+        self.ns.release(&self.held, id).await
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.heartbeats.abort();
+        if let Some((_, heartbeats)) = &self.heartbeats {
+            heartbeats.abort();
+        }
     }
 }
 
 /// What a lease keeps registered.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Registration {
     name: String,
     addr: SocketAddr,
@@ -368,12 +576,15 @@ async fn heartbeat(
     mut stopped: oneshot::Receiver<()>,
 ) -> Option<u64> {
     let name = &held.name;
+    let Backend::Tarpc(client) = &ns.backend else {
+        return None;
+    };
     loop {
         tokio::select! {
             _ = &mut stopped => return Some(id),
             () = tokio::time::sleep(held.ttl / 3) => {}
         }
-        match ns.renew(name, id).await {
+        match ns.renew(client, name, id).await {
             Ok(()) => continue,
             Err(Error::Naming(NamingError::LeaseLost(_))) => {
                 tracing::warn!(%name, "another server took this name over; no longer registered");

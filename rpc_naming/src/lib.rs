@@ -1,4 +1,5 @@
-//! A name server for the RPC examples: Pyro4's `Pyro4.naming`, on tarpc.
+//! A name server for the RPC examples: Pyro4's `Pyro4.naming`, on tarpc and
+//! on Pyro4 itself.
 //!
 //! RPC servers in the chapter do not tell their clients where they are: they
 //! register a *name* (`server`, `example.chainTopology.1`) with a name server
@@ -15,18 +16,25 @@
 //! within seconds instead of staying until someone removes it, and
 //! [`Lease::release`] removes it on a clean stop.
 //!
+//! It also speaks Pyro4 (protocol 48, [`pyro4_wire`]) on the same port, as
+//! the object `Pyro.NameServer` ([`pyro`]), so the chapter's Python programs
+//! and `python -m Pyro4.nsc` use it as their name server; and
+//! [`NameServer`] talks to Python's `python -m Pyro4.naming` as well. A name
+//! leads to a [`Location`]: a server of this workspace's address, or a Pyro
+//! URI.
+//!
 //! A name server, a registration and a lookup in one program:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use rpc_naming::NameServer;
+//! use rpc_naming::{Location, NameServer};
 //!
 //! let ns_addr = rpc_naming::server::spawn_local(100).await?;
 //! let ns = NameServer::connect(&ns_addr).await?;
 //! let server_addr = "127.0.0.1:4000".parse()?;
 //! let lease = ns.claim("server", server_addr).await?;
-//! assert_eq!(ns.lookup("server").await?, server_addr);
+//! assert_eq!(ns.lookup("server").await?, Location::Rust(server_addr));
 //! assert!(lease.release().await?);
 //! assert!(ns.lookup("server").await.is_err());
 //! # Ok(())
@@ -35,14 +43,84 @@
 
 pub mod bench;
 pub mod client;
+pub mod pyro;
 pub mod server;
 pub mod transport;
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 
+use pyro4_wire::PyroUri;
 use serde::{Deserialize, Serialize};
 
-pub use client::{Lease, NameServer};
+pub use client::{Endpoint, Lease, NameServer};
+
+/// Where a name leads.
+///
+/// A server of this workspace registers its address and answers both
+/// tarpc and Pyro4 there (the object id a Python proxy asks for is the name
+/// it registered); a Python server registers a Pyro URI and answers Pyro4
+/// only. Clients here pick the protocol from the location: tarpc for
+/// [`Location::Rust`], Pyro4 for [`Location::Pyro`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Location {
+    /// A server of this workspace at this address.
+    Rust(SocketAddr),
+    /// A Pyro4 object (registered from Python, or by hand).
+    Pyro(PyroUri),
+}
+
+impl Location {
+    /// The URI a Pyro4 client is given for `name` at this location.
+    ///
+    /// ```
+    /// use rpc_naming::Location;
+    /// let rust = Location::Rust("127.0.0.1:4000".parse().unwrap());
+    /// assert_eq!(rust.pyro_uri("server").to_string(), "PYRO:server@127.0.0.1:4000");
+    /// ```
+    pub fn pyro_uri(&self, name: &str) -> PyroUri {
+        match self {
+            Location::Rust(addr) => PyroUri {
+                object: name.to_owned(),
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            },
+            Location::Pyro(uri) => uri.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Rust(addr) => addr.fmt(f),
+            Location::Pyro(uri) => uri.fmt(f),
+        }
+    }
+}
+
+impl From<SocketAddr> for Location {
+    fn from(addr: SocketAddr) -> Self {
+        Location::Rust(addr)
+    }
+}
+
+impl FromStr for Location {
+    type Err = String;
+
+    /// `IP:PORT` (a server of this workspace) or `PYRO:objectid@host:port`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.starts_with("PYRO") {
+            return PyroUri::parse(text)
+                .map(Location::Pyro)
+                .map_err(|err| err.to_string());
+        }
+        text.parse().map(Location::Rust).map_err(|_| {
+            format!("{text:?} is neither IP:PORT nor a Pyro URI (PYRO:objectid@host:port)")
+        })
+    }
+}
 
 /// Where the name server listens by default (Pyro4's port).
 pub const DEFAULT_NS_ADDR: &str = "127.0.0.1:9090";
@@ -60,7 +138,7 @@ pub const DEFAULT_MAX_NAMES: usize = 10_000;
 pub trait Naming {
     /// Registers `name` at `addr` for good (until removed). Overwrites an
     /// existing registration unless `safe`.
-    async fn register(name: String, addr: SocketAddr, safe: bool) -> Result<(), NamingError>;
+    async fn register(name: String, location: Location, safe: bool) -> Result<(), NamingError>;
     /// Registers `name` with a lease that expires unless renewed within
     /// `ttl_ms`; returns the lease id to renew and release it with.
     async fn register_lease(
@@ -73,15 +151,15 @@ pub trait Naming {
     async fn renew(name: String, lease: u64) -> Result<(), NamingError>;
     /// Removes `name` if it is still held by `lease`; true if it was.
     async fn release(name: String, lease: u64) -> bool;
-    /// The address registered under `name`.
-    async fn lookup(name: String) -> Result<SocketAddr, NamingError>;
+    /// Where `name` leads.
+    async fn lookup(name: String) -> Result<Location, NamingError>;
     /// Up to [`LIST_PAGE`] registrations that pass `filter`, sorted by name,
     /// starting after the name `after` (from the start without it). A table
     /// of any size is listed page by page, each page well inside a frame.
     async fn list_page(
         filter: ListFilter,
         after: Option<String>,
-    ) -> Result<Vec<(String, SocketAddr)>, NamingError>;
+    ) -> Result<Vec<(String, Location)>, NamingError>;
     /// Removes `name`; returns how many were removed (0 or 1).
     async fn remove(name: String) -> usize;
     /// Removes every name matching `pattern`; returns how many.
@@ -117,6 +195,8 @@ pub enum NamingError {
     InvalidPattern { pattern: String, reason: String },
     #[error("the name table is full ({0} names); remove some first")]
     TableFull(usize),
+    #[error("metadata is not supported by this name server")]
+    Metadata,
     #[error("lease time {0} ms is out of range (100 ms to 1 h)")]
     InvalidLease(u64),
     #[error("{0} was taken over by another registration; this lease is void")]
@@ -188,24 +268,36 @@ pub enum Error {
         addr: String,
         source: tarpc::client::RpcError,
     },
+    #[error("the Pyro4 name server at {addr} failed to answer")]
+    PyroNameServer {
+        addr: String,
+        source: pyro4_wire::ProxyError,
+    },
+    #[error("the name server at {addr} turned the connection away: {reason}")]
+    Refused { addr: String, reason: String },
     #[error("the name server at {addr} broke the protocol: {reason}")]
     Protocol { addr: String, reason: String },
     #[error(transparent)]
     Naming(#[from] NamingError),
     #[error(
-        "{name} is registered at {addr}, but nothing answers there \
-         (the server may have crashed; its registration expires within seconds)"
+        "{name} is registered at {location}, but nothing answers there ({})",
+        stale_hint(location)
     )]
     DeadServer {
         name: String,
-        addr: SocketAddr,
-        source: std::io::Error,
+        location: Location,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
         "{name} is already registered by a live server at {holder}; stop that one first, \
          or choose another name (a crashed server's name expires within seconds)"
     )]
-    NameTaken { name: String, holder: SocketAddr },
+    NameTaken { name: String, holder: Location },
+    #[error("{name} refused the connection")]
+    PyroServer {
+        name: String,
+        source: pyro4_wire::ProxyError,
+    },
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
@@ -214,6 +306,17 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a user should know about a registration nothing answers at.
+fn stale_hint(location: &Location) -> &'static str {
+    match location {
+        Location::Rust(_) => "the server may have crashed; its registration expires within seconds",
+        Location::Pyro(_) => {
+            "the server may have crashed; a Pyro4 registration stays until removed: \
+             `rpc_naming remove NAME`"
+        }
+    }
+}
 
 /// Removes a stopping server's name. If the name server is gone too, says
 /// so and carries on: the lease expires by itself.

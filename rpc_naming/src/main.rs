@@ -8,12 +8,16 @@ use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
 use tokio::net::TcpListener;
 
-use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, NS_ENV, NameServer, server};
+use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Location, NS_ENV, NameServer, server};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "A name server for the RPC examples (replaces python -m Pyro4.naming and nsc)"
+    about = "A name server for the RPC examples (replaces python -m Pyro4.naming and nsc)",
+    long_about = "A name server for the RPC examples (replaces python -m Pyro4.naming and nsc).\n\n\
+                  It speaks tarpc and Pyro4 on one port, so Python's Pyro4 programs use it as \
+                  their name server; the client commands work against Python's \
+                  `python -m Pyro4.naming` as well."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,18 +51,18 @@ enum Command {
         #[command(flatten)]
         ns: Ns,
     },
-    /// Print the address registered under NAME.
+    /// Print where NAME leads (IP:PORT, or a Pyro4 URI).
     Lookup {
         name: String,
         #[command(flatten)]
         ns: Ns,
     },
-    /// Register NAME at ADDR (overwrites unless --safe); it stays until removed.
+    /// Register NAME at LOCATION (overwrites unless --safe); it stays until removed.
     Register {
         name: String,
-        /// The server's address (IP:PORT).
-        #[arg(value_parser = socket_addr)]
-        addr: SocketAddr,
+        /// Where the server is: IP:PORT for a server of this workspace, or a
+        /// Pyro4 URI, PYRO:objectid@host:port, for a Python one.
+        location: Location,
         /// Fail if the name is already registered.
         #[arg(long)]
         safe: bool,
@@ -117,15 +121,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Register {
             name,
-            addr,
+            location,
             safe,
             ns,
         } => {
             NameServer::connect(&ns.ns)
                 .await?
-                .register(&name, addr, safe)
+                .register(&name, location.clone(), safe)
                 .await?;
-            println!("registered {name} --> {addr}");
+            println!("registered {name} --> {location}");
         }
         Command::Remove { name, regex, ns } => {
             let ns = NameServer::connect(&ns.ns).await?;

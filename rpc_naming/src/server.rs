@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,9 @@ use tarpc::context::Context;
 use tarpc::server::Channel;
 use tokio::net::TcpListener;
 
-use crate::transport::{serve_connections, server_channel, spawn_request};
-use crate::{LIST_PAGE, ListFilter, MAX_PATTERN_LEN, Naming, NamingError, validate_name};
+use crate::pyro::{NAME_SERVER_ID, PyroNameServer};
+use crate::transport::{PyroObject, serve_connections, server_channel, spawn_request};
+use crate::{LIST_PAGE, ListFilter, Location, MAX_PATTERN_LEN, Naming, NamingError, validate_name};
 
 const MIN_LEASE: Duration = Duration::from_millis(100);
 const MAX_LEASE: Duration = Duration::from_secs(3600);
@@ -30,9 +30,9 @@ struct LeaseState {
     expires: Instant,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
-    addr: SocketAddr,
+    location: Location,
     lease: Option<LeaseState>,
 }
 
@@ -54,7 +54,7 @@ impl Table {
         self.names.retain(|name, entry| {
             let alive = entry.alive(now);
             if !alive {
-                tracing::info!(%name, addr = %entry.addr, "lease expired");
+                tracing::info!(%name, location = %entry.location, "lease expired");
             }
             alive
         });
@@ -62,7 +62,7 @@ impl Table {
 
     /// The live entry for `name`, dropping it if its lease has run out.
     fn live(&mut self, name: &str, now: Instant) -> Option<Entry> {
-        let entry = *self.names.get(name)?;
+        let entry = self.names.get(name)?.clone();
         if entry.alive(now) {
             Some(entry)
         } else {
@@ -86,25 +86,26 @@ impl Table {
                 return Err(NamingError::TableFull(self.max_names));
             }
         }
-        tracing::info!(%name, addr = %entry.addr, leased = entry.lease.is_some(), "registered");
+        tracing::info!(%name, location = %entry.location, leased = entry.lease.is_some(), "registered");
         self.names.insert(name, entry);
         Ok(())
     }
 
-    /// Up to [`LIST_PAGE`] live names that `keep` accepts, after `after`.
+    /// Up to `most` live names that `keep` accepts, after `after`.
     fn page(
         &mut self,
         after: Option<&str>,
+        most: usize,
         keep: impl Fn(&str) -> bool,
-    ) -> Vec<(String, SocketAddr)> {
+    ) -> Vec<(String, Location)> {
         use std::ops::Bound;
         self.purge_expired(Instant::now());
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.names
             .range::<str, _>((start, Bound::Unbounded))
             .filter(|(name, _)| keep(name))
-            .take(LIST_PAGE)
-            .map(|(name, entry)| (name.clone(), entry.addr))
+            .take(most)
+            .map(|(name, entry)| (name.clone(), entry.location.clone()))
             .collect()
     }
 
@@ -115,7 +116,7 @@ impl Table {
     }
 }
 
-fn compile(pattern: &str) -> Result<Regex, NamingError> {
+pub(crate) fn compile(pattern: &str) -> Result<Regex, NamingError> {
     let invalid = |reason: String| NamingError::InvalidPattern {
         pattern: pattern.chars().take(MAX_PATTERN_LEN).collect(),
         reason,
@@ -156,6 +157,41 @@ impl NamingServer {
     fn with_table<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
         f(&mut self.table.lock().expect("name table poisoned"))
     }
+
+    /// Registers `name` for good (what Pyro4 clients do).
+    pub(crate) fn insert(
+        &self,
+        name: String,
+        location: Location,
+        safe: bool,
+    ) -> Result<(), NamingError> {
+        self.with_table(|t| {
+            t.insert(
+                name,
+                Entry {
+                    location,
+                    lease: None,
+                },
+                safe,
+            )
+        })
+    }
+
+    /// Where the live registration `name` leads.
+    pub(crate) fn location(&self, name: &str) -> Option<Location> {
+        self.with_table(|t| t.live(name, Instant::now()))
+            .map(|entry| entry.location)
+    }
+
+    /// Every live registration `keep` accepts, sorted by name.
+    pub(crate) fn all(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, Location)> {
+        self.with_table(|t| t.page(None, usize::MAX, keep))
+    }
+
+    /// Removes every name `remove` accepts; returns how many.
+    pub(crate) fn remove_where(&self, remove: impl Fn(&str) -> bool) -> usize {
+        self.with_table(|t| t.remove_where(remove))
+    }
 }
 
 impl Naming for NamingServer {
@@ -163,17 +199,17 @@ impl Naming for NamingServer {
         self,
         _: Context,
         name: String,
-        addr: SocketAddr,
+        location: Location,
         safe: bool,
     ) -> Result<(), NamingError> {
-        self.with_table(|t| t.insert(name, Entry { addr, lease: None }, safe))
+        self.insert(name, location, safe)
     }
 
     async fn register_lease(
         self,
         _: Context,
         name: String,
-        addr: SocketAddr,
+        addr: std::net::SocketAddr,
         safe: bool,
         ttl_ms: u64,
     ) -> Result<u64, NamingError> {
@@ -192,7 +228,7 @@ impl Naming for NamingServer {
             t.insert(
                 name,
                 Entry {
-                    addr,
+                    location: Location::Rust(addr),
                     lease: Some(lease),
                 },
                 safe,
@@ -242,10 +278,8 @@ impl Naming for NamingServer {
         })
     }
 
-    async fn lookup(self, _: Context, name: String) -> Result<SocketAddr, NamingError> {
-        self.with_table(|t| t.live(&name, Instant::now()))
-            .map(|entry| entry.addr)
-            .ok_or(NamingError::UnknownName(name))
+    async fn lookup(self, _: Context, name: String) -> Result<Location, NamingError> {
+        self.location(&name).ok_or(NamingError::UnknownName(name))
     }
 
     async fn list_page(
@@ -253,26 +287,26 @@ impl Naming for NamingServer {
         _: Context,
         filter: ListFilter,
         after: Option<String>,
-    ) -> Result<Vec<(String, SocketAddr)>, NamingError> {
+    ) -> Result<Vec<(String, Location)>, NamingError> {
         let after = after.as_deref();
         Ok(match filter {
             ListFilter::Prefix(prefix) => {
-                self.with_table(|t| t.page(after, |name| name.starts_with(&prefix)))
+                self.with_table(|t| t.page(after, LIST_PAGE, |name| name.starts_with(&prefix)))
             }
             ListFilter::Regex(pattern) => {
                 let regex = compile(&pattern)?;
-                self.with_table(|t| t.page(after, |name| regex.is_match(name)))
+                self.with_table(|t| t.page(after, LIST_PAGE, |name| regex.is_match(name)))
             }
         })
     }
 
     async fn remove(self, _: Context, name: String) -> usize {
-        self.with_table(|t| t.remove_where(|n| n == name))
+        self.remove_where(|n| n == name)
     }
 
     async fn remove_matching(self, _: Context, pattern: String) -> Result<usize, NamingError> {
         let regex = compile(&pattern)?;
-        Ok(self.with_table(|t| t.remove_where(|name| regex.is_match(name))))
+        Ok(self.remove_where(|name| regex.is_match(name)))
     }
 
     async fn ping(self, _: Context) {}
@@ -282,11 +316,18 @@ impl Naming for NamingServer {
 /// until `shutdown` completes.
 pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Future<Output = ()>) {
     let server = NamingServer::new(max_names);
-    serve_connections(listener, "name server", shutdown, move |transport| {
-        server_channel(transport)
-            .execute(server.clone().serve())
-            .for_each(spawn_request)
-    })
+    let pyro = PyroObject::new(NAME_SERVER_ID, PyroNameServer(server.clone()));
+    serve_connections(
+        listener,
+        "name server",
+        shutdown,
+        move |transport| {
+            server_channel(transport)
+                .execute(server.clone().serve())
+                .for_each(spawn_request)
+        },
+        pyro,
+    )
     .await;
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rpc_naming::transport::{MAX_CONNECTIONS, MAX_FRAME};
-use rpc_naming::{Error, NameServer, NamingError};
+use rpc_naming::{Error, Location, NameServer, NamingError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -77,7 +77,7 @@ async fn invisible_and_format_characters_are_refused() {
     }
     assert_eq!(
         ns.list(None).await.unwrap(),
-        [("server".to_owned(), sock(1))]
+        [("server".to_owned(), Location::Rust(sock(1)))]
     );
 }
 
@@ -93,8 +93,10 @@ async fn connections_over_the_limit_are_told_so_and_served_once_the_others_go() 
     };
     // Every hog holds a slot once the server has answered a ping through a
     // connection made after them... which is the one refused.
-    let refused = NameServer::connect(&ns_addr).await.unwrap();
-    let err = refused.ping().await.unwrap_err();
+    let err = match NameServer::connect(&ns_addr).await {
+        Err(err) => err,
+        Ok(refused) => refused.ping().await.unwrap_err(),
+    };
     let text = plumbing::describe(&err);
     assert!(
         text.contains(&format!(
@@ -173,12 +175,39 @@ async fn a_deadline_of_a_hundred_million_seconds_gets_an_answer() {
     }
 }
 
+/// Answers a client's first connection as this workspace's name server
+/// does: a Pyro4 CONNECTOK offering the method that says "speak tarpc".
+async fn answer_the_probe(listener: &TcpListener) {
+    use pyro4_wire::io::{read_message, write_message};
+    use pyro4_wire::serpent::{self, Value};
+    use pyro4_wire::{Message, MessageType};
+
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let connect = read_message(&mut socket, 1 << 20).await.unwrap().unwrap();
+    let meta = Value::Dict(vec![
+        (
+            Value::str("methods"),
+            Value::List(vec![Value::str(rpc_naming::pyro::TARPC_MARK)]),
+        ),
+        (Value::str("oneway"), Value::List(vec![])),
+        (Value::str("attrs"), Value::List(vec![])),
+    ]);
+    let data = Value::Dict(vec![
+        (Value::str("handshake"), Value::str("hello")),
+        (Value::str("meta"), meta),
+    ]);
+    let mut ok = Message::new(MessageType::ConnectOk, connect.seq, serpent::dumps(&data));
+    ok.flags = pyro4_wire::message::FLAG_META_ON_CONNECT;
+    write_message(&mut socket, &ok).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_reply_over_the_frame_limit_is_reported_as_such() {
     // A "name server" that answers every request with a 2 MiB frame.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
+        answer_the_probe(&listener).await;
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut len = [0u8; 4];
         socket.read_exact(&mut len).await.unwrap();

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rpc_naming::{Error, NameServer, NamingError, server};
+use rpc_naming::{Error, Location, NameServer, NamingError, server};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -44,15 +44,24 @@ async fn register_lookup_overwrite_and_safe() {
     ns.ping().await.unwrap();
 
     ns.register("server", sock(1000), false).await.unwrap();
-    assert_eq!(ns.lookup("server").await.unwrap(), sock(1000));
+    assert_eq!(
+        ns.lookup("server").await.unwrap(),
+        Location::Rust(sock(1000))
+    );
 
     // Pyro4: register overwrites unless safe.
     ns.register("server", sock(2000), false).await.unwrap();
-    assert_eq!(ns.lookup("server").await.unwrap(), sock(2000));
+    assert_eq!(
+        ns.lookup("server").await.unwrap(),
+        Location::Rust(sock(2000))
+    );
     let err = naming_error(ns.register("server", sock(3000), true).await);
     assert_eq!(err, NamingError::AlreadyRegistered("server".into()));
     assert_eq!(err.to_string(), "name already registered: server");
-    assert_eq!(ns.lookup("server").await.unwrap(), sock(2000));
+    assert_eq!(
+        ns.lookup("server").await.unwrap(),
+        Location::Rust(sock(2000))
+    );
 
     let err = naming_error(ns.lookup("nobody").await);
     assert_eq!(err.to_string(), "unknown name: nobody");
@@ -76,7 +85,7 @@ async fn list_and_remove_by_prefix_and_regex() {
             .unwrap();
     }
     let names =
-        |list: Vec<(String, SocketAddr)>| list.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        |list: Vec<(String, Location)>| list.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
 
     assert_eq!(names(ns.list(None).await.unwrap()).len(), 4);
     assert_eq!(
@@ -153,7 +162,10 @@ async fn an_oversized_frame_is_refused_and_the_server_keeps_serving() {
     );
     let fresh = NameServer::connect(&ns_server.addr).await.unwrap();
     fresh.register("still", sock(9), false).await.unwrap();
-    assert_eq!(fresh.lookup("still").await.unwrap(), sock(9));
+    assert_eq!(
+        fresh.lookup("still").await.unwrap(),
+        Location::Rust(sock(9))
+    );
 }
 
 #[tokio::test]
@@ -166,7 +178,10 @@ async fn a_lease_lives_while_held_and_is_removed_on_release() {
         .unwrap();
     // Heartbeats keep it well past its time to live.
     tokio::time::sleep(SHORT_TTL * 3).await;
-    assert_eq!(ns.lookup("server").await.unwrap(), sock(5000));
+    assert_eq!(
+        ns.lookup("server").await.unwrap(),
+        Location::Rust(sock(5000))
+    );
     assert!(lease.release().await.unwrap());
     assert!(matches!(
         naming_error(ns.lookup("server").await),
@@ -183,7 +198,10 @@ async fn a_dropped_lease_expires_like_a_crashed_server() {
         .await
         .unwrap();
     drop(lease);
-    assert_eq!(ns.lookup("crashy").await.unwrap(), sock(5001));
+    assert_eq!(
+        ns.lookup("crashy").await.unwrap(),
+        Location::Rust(sock(5001))
+    );
     for polls in 0.. {
         match ns.lookup("crashy").await {
             Ok(_) => {
@@ -209,7 +227,7 @@ async fn a_taken_over_lease_is_not_released_by_its_old_holder() {
     let old = ns.register_lease("server", sock(1), false).await.unwrap();
     ns.register("server", sock(2), false).await.unwrap();
     assert!(!old.release().await.unwrap());
-    assert_eq!(ns.lookup("server").await.unwrap(), sock(2));
+    assert_eq!(ns.lookup("server").await.unwrap(), Location::Rust(sock(2)));
 }
 
 #[tokio::test]
@@ -303,7 +321,7 @@ async fn a_lease_comes_back_after_the_name_server_restarts() {
     for polls in 0.. {
         match fresh.lookup("server").await {
             Ok(found) => {
-                assert_eq!(found, sock(6000));
+                assert_eq!(found, Location::Rust(sock(6000)));
                 break;
             }
             Err(_) => {

@@ -1,13 +1,15 @@
 //! `rpc_welcome bench`: welcome calls per second, sequential and concurrent,
 //! against the raw TCP ping-pong floor ([`rpc_naming::bench`]) in the same
-//! run.
+//! run; and the same server called over Pyro4 by this workspace's Pyro4
+//! client, against tarpc.
 
 use std::fmt;
+use std::sync::Arc;
 
 use plumbing::bench::{Stats, closed_loop, spawn_server_thread};
 use rpc_naming::bench::{Floor, PING_SIZE, name_server};
 
-use crate::{Error, Result, WelcomeClient, buy, connect, serve};
+use crate::{Connection, Error, Result, buy, connect, serve};
 
 /// The title every bench call buys.
 pub const TITLE: &str = "Sistem Terdistribusi";
@@ -19,6 +21,8 @@ pub struct Report {
     pub raw: Stats,
     pub concurrency: usize,
     pub concurrent: Stats,
+    /// The same server, sequential calls over Pyro4.
+    pub pyro: Stats,
 }
 
 impl fmt::Display for Report {
@@ -39,10 +43,20 @@ impl fmt::Display for Report {
             self.concurrency,
             self.concurrent.summary()
         )?;
-        write!(
+        writeln!(
+            f,
+            "welcomeMessage over Pyro4, seq.:  {}",
+            self.pyro.summary()
+        )?;
+        writeln!(
             f,
             "ratio sequential/raw: {:.2}",
             self.sequential.per_second() / self.raw.per_second()
+        )?;
+        write!(
+            f,
+            "ratio Pyro4/tarpc, sequential: {:.2}",
+            self.pyro.per_second() / self.sequential.per_second()
         )
     }
 }
@@ -53,10 +67,12 @@ impl fmt::Display for Report {
 pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize) -> Result<Report> {
     let (ns, own) = name_server(ns).await?;
     let _own_server = if own {
-        let server = spawn_server_thread(|listener, stopped| {
-            serve(listener, async {
+        let object = name.to_owned();
+        let server = spawn_server_thread(move |listener, stopped| async move {
+            serve(listener, &object, async {
                 let _ = stopped.await;
             })
+            .await
         })
         .map_err(Error::BenchSetup)?;
         ns.register(name, server.addr, false).await?;
@@ -64,25 +80,36 @@ pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize)
     } else {
         None
     };
-    let client = connect(&ns, name).await?;
+    let client = Arc::new(connect(&ns, name).await?);
+    let location = ns.lookup(name).await?;
+    let pyro = pyro4_wire::Proxy::connect(&location.pyro_uri(name))
+        .await
+        .map_err(|source| Error::Pyro {
+            name: name.to_owned(),
+            source,
+        })?;
+    let pyro = Arc::new(Connection::Pyro(tokio::sync::Mutex::new(pyro)));
     let floor = Floor::start().await.map_err(Error::BenchSetup)?;
     welcome_calls(&client, name, 1_000, 1).await?; // warm-up
+    welcome_calls(&pyro, name, 1_000, 1).await?;
 
     let sequential = welcome_calls(&client, name, calls, 1).await?;
     let raw = floor.measure(calls).await.map_err(Error::BenchSetup)?;
     let concurrent = welcome_calls(&client, name, calls, concurrency).await?;
+    let pyro = welcome_calls(&pyro, name, calls, 1).await?;
     Ok(Report {
         sequential,
         raw,
         concurrency,
         concurrent,
+        pyro,
     })
 }
 
 /// `calls` welcome calls, `concurrency` at a time, over one connection
-/// (tarpc multiplexes the calls in flight).
+/// (tarpc multiplexes the calls in flight; Pyro4 takes them in turn).
 pub async fn welcome_calls(
-    client: &WelcomeClient,
+    client: &Arc<Connection>,
     name: &str,
     calls: u64,
     concurrency: usize,

@@ -7,6 +7,12 @@
 //! address, and the registration is a lease, so a crashed server's name
 //! disappears within seconds.
 //!
+//! The chapter's Python programs mix with these: the server also answers
+//! Pyro4 on its port ([`PyroWelcome`], method `welcomeMessage`, the object
+//! id being the name it registered), so `pyro_client.py` can buy from it;
+//! and [`connect`] speaks Pyro4 to a server the name server knows by a Pyro
+//! URI, such as `pyro_server.py`.
+//!
 //! The whole example in one program:
 //!
 //! ```
@@ -17,7 +23,7 @@
 //! let ns = NameServer::connect(&rpc_naming::server::spawn_local(100).await?).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let _lease = ns.claim("server", listener.local_addr()?).await?;
-//! tokio::spawn(rpc_welcome::serve(listener, std::future::pending()));
+//! tokio::spawn(rpc_welcome::serve(listener, "server", std::future::pending()));
 //!
 //! let client = rpc_welcome::connect(&ns, "server").await?;
 //! let reply = rpc_welcome::buy(&client, "server", "Sistem Terdistribusi").await?;
@@ -32,9 +38,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rpc_naming::NameServer;
+use pyro4_wire::serpent::Value;
+use pyro4_wire::{Proxy, ProxyError, PyroException};
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{serve_connections, server_channel, spawn_request};
+use rpc_naming::transport::{PyroObject, serve_connections, server_channel, spawn_request};
+use rpc_naming::{Endpoint, NameServer};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
 use tarpc::server::Channel;
@@ -59,9 +67,10 @@ pub fn welcome_message(title: &str) -> String {
     format!("Buku dengan judul {title} berhasil dibeli!")
 }
 
-/// The line the server prints once it is registered and ready.
+/// The line the server prints once it is registered and ready, with the
+/// URI a Pyro4 client could use, as `pyro_server.py` prints it.
 pub fn ready_line(name: &str, addr: std::net::SocketAddr) -> String {
-    format!("Ready. Object uri = {name}@{addr}")
+    format!("Ready. Object uri = PYRO:{name}@{addr}")
 }
 
 /// The server object: stateless, so cloning it per connection is free.
@@ -74,6 +83,30 @@ impl Welcome for WelcomeServer {
     }
 }
 
+/// The method's name in Python, as `pyro_server.py` exposes it.
+pub const PYRO_METHOD: &str = "welcomeMessage";
+
+/// The server object as Pyro4 clients see it.
+#[derive(Clone, Copy, Debug)]
+pub struct PyroWelcome;
+
+impl pyro4_wire::daemon::Object for PyroWelcome {
+    fn methods(&self) -> &'static [&'static str] {
+        &[PYRO_METHOD]
+    }
+
+    async fn invoke(&self, call: pyro4_wire::Call) -> Result<Value, PyroException> {
+        match call.arg(0, "name") {
+            Some(Value::Str(title)) => Ok(Value::Str(welcome_message(title))),
+            // What Python's "..." + name raises for a name that is no string.
+            _ => Err(PyroException::new(
+                "builtins.TypeError",
+                "welcomeMessage() takes one str argument, the title",
+            )),
+        }
+    }
+}
+
 /// Everything that can go wrong for a user of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -81,35 +114,90 @@ pub enum Error {
     Naming(#[from] rpc_naming::Error),
     #[error("{name} did not answer (is the server stuck or gone?)")]
     Call { name: String, source: RpcError },
+    #[error("{name} did not answer within {CALL_TIMEOUT:?} (is the server stuck?)")]
+    Timeout { name: String },
+    #[error("the call to {name} failed")]
+    Pyro { name: String, source: ProxyError },
+    #[error("{name} answered with {reply}, not a string")]
+    NotAString { name: String, reply: String },
     #[error("the bench could not set up its servers")]
     BenchSetup(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Serves [`WelcomeServer`] on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    serve_connections(listener, "welcome server", shutdown, |transport| {
-        server_channel(transport)
-            .execute(WelcomeServer.serve())
-            .for_each(spawn_request)
-    })
+/// Serves [`WelcomeServer`] on `listener` until `shutdown` completes, over
+/// tarpc and, as the object `name` (the name it registers), Pyro4.
+pub async fn serve(listener: TcpListener, name: &str, shutdown: impl Future<Output = ()>) {
+    serve_connections(
+        listener,
+        "welcome server",
+        shutdown,
+        |transport| {
+            server_channel(transport)
+                .execute(WelcomeServer.serve())
+                .for_each(spawn_request)
+        },
+        PyroObject::new(name, PyroWelcome),
+    )
     .await;
 }
 
-/// Finds the server registered as `name` and connects to it.
-pub async fn connect(ns: &NameServer, name: &str) -> Result<WelcomeClient> {
-    let transport = ns.connect_to(name).await?;
-    Ok(WelcomeClient::new(Default::default(), transport).spawn())
+/// A connection to a welcome server, in the protocol its registration
+/// calls for.
+#[derive(Debug)]
+pub enum Connection {
+    /// A server of this workspace.
+    Tarpc(WelcomeClient),
+    /// A Pyro4 server (`pyro_server.py`); one call at a time, as in Python.
+    Pyro(tokio::sync::Mutex<Proxy>),
 }
 
-/// Buys `title` from the server behind `client`, within [`CALL_TIMEOUT`].
-pub async fn buy(client: &WelcomeClient, name: &str, title: &str) -> Result<String> {
-    client
-        .welcome_message(deadline_in(CALL_TIMEOUT), title.to_owned())
-        .await
-        .map_err(|source| Error::Call {
-            name: name.to_owned(),
-            source,
-        })
+/// Finds the server registered as `name` and connects to it.
+pub async fn connect(ns: &NameServer, name: &str) -> Result<Connection> {
+    Ok(match ns.connect_to(name).await? {
+        Endpoint::Tarpc(transport) => {
+            Connection::Tarpc(WelcomeClient::new(Default::default(), transport).spawn())
+        }
+        Endpoint::Pyro(proxy) => Connection::Pyro(tokio::sync::Mutex::new(proxy)),
+    })
+}
+
+/// Buys `title` from the server behind `connection`, within [`CALL_TIMEOUT`].
+pub async fn buy(connection: &Connection, name: &str, title: &str) -> Result<String> {
+    match connection {
+        Connection::Tarpc(client) => client
+            .welcome_message(deadline_in(CALL_TIMEOUT), title.to_owned())
+            .await
+            .map_err(|source| Error::Call {
+                name: name.to_owned(),
+                source,
+            }),
+        Connection::Pyro(proxy) => {
+            let call = async {
+                proxy
+                    .lock()
+                    .await
+                    .call(PYRO_METHOD, vec![Value::str(title)], vec![])
+                    .await
+            };
+            let reply = tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| Error::Timeout {
+                    name: name.to_owned(),
+                })?
+                .map_err(|source| Error::Pyro {
+                    name: name.to_owned(),
+                    source,
+                })?;
+            match reply {
+                Value::Str(text) => Ok(text),
+                other => Err(Error::NotAString {
+                    name: name.to_owned(),
+                    reply: String::from_utf8_lossy(&pyro4_wire::serpent::dumps(&other))
+                        .into_owned(),
+                }),
+            }
+        }
+    }
 }

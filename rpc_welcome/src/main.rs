@@ -137,9 +137,12 @@ async fn demo(title: &str) -> anyhow::Result<()> {
     let lease = ns.claim(DEFAULT_NAME, addr).await?;
     println!("{}", ready_line(DEFAULT_NAME, addr));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(async move {
+        serve(listener, DEFAULT_NAME, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
 
     println!("{PROMPT}{title}");
     let client = connect(&ns, DEFAULT_NAME).await?;
@@ -163,7 +166,7 @@ async fn server(naming: &Naming, addr: SocketAddr) -> anyhow::Result<()> {
     let stop = plumbing::shutdown::signal();
     let lease = ns.claim(&naming.name, bound).await?;
     println!("{}", ready_line(&naming.name, bound));
-    serve(listener, stop).await;
+    serve(listener, &naming.name, stop).await;
     rpc_naming::release_on_exit(lease).await;
     Ok(())
 }

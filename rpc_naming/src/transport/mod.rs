@@ -23,6 +23,14 @@
 //!   value can make tarpc panic ([`codec`]);
 //! - a connection over the limit gets an answer that says so: its first
 //!   request is answered with a "busy" error before it is closed.
+//!
+//! Every server also speaks Pyro4 on the same port, so that the chapter's
+//! Python clients can call it: a connection whose first four bytes are
+//! `PYRO` (which as a tarpc length prefix would announce a 1.3 GB frame,
+//! far over [`MAX_FRAME`]) is handed to a Pyro4 daemon
+//! ([`pyro4_wire::daemon`]) serving the server's object; any other goes to
+//! tarpc. Pyro4 connections are served one request at a time, as a Python
+//! daemon serves them, which bounds them as [`MAX_IN_FLIGHT`] bounds tarpc's.
 
 pub mod backpressure;
 pub mod codec;
@@ -30,6 +38,7 @@ pub mod frames;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -158,15 +167,21 @@ where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
+    let busy =
+        format!("the {name} is busy: {MAX_CONNECTIONS} connections are open; try again shortly");
+    if let Ok(Ok(Protocol::Pyro)) = tokio::time::timeout(REFUSAL_WAIT, sniff(&refused.stream)).await
+    {
+        let _ = tokio::time::timeout(
+            REFUSAL_WAIT,
+            pyro4_wire::daemon::refuse(refused.stream, &busy),
+        )
+        .await;
+        return;
+    }
     let mut transport = server_transport::<Req, Resp>(refused.stream);
     let first = tokio::time::timeout(REFUSAL_WAIT, transport.next()).await;
     if let Ok(Some(Ok(ClientMessage::Request(request)))) = first {
-        let busy = ServerError::new(
-            std::io::ErrorKind::ConnectionRefused,
-            format!(
-                "the {name} is busy: {MAX_CONNECTIONS} connections are open; try again shortly"
-            ),
-        );
+        let busy = ServerError::new(std::io::ErrorKind::ConnectionRefused, busy);
         let _ = tokio::time::timeout(
             REFUSAL_WAIT,
             transport.send(Response {
@@ -178,29 +193,103 @@ where
     }
 }
 
+/// The object a server shows Pyro4 clients, and the id they ask for it by
+/// (the name it registered).
+pub struct PyroObject<O> {
+    pub id: Arc<str>,
+    pub object: Arc<O>,
+}
+
+impl<O> Clone for PyroObject<O> {
+    fn clone(&self) -> Self {
+        PyroObject {
+            id: self.id.clone(),
+            object: self.object.clone(),
+        }
+    }
+}
+
+impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
+    pub fn new(id: &str, object: O) -> Self {
+        PyroObject {
+            id: id.into(),
+            object: Arc::new(object),
+        }
+    }
+
+    async fn serve(&self, stream: IdleTimeout<TcpStream>, peer: SocketAddr) {
+        if let Err(err) = pyro4_wire::daemon::serve(stream, &self.id, &*self.object).await {
+            tracing::debug!(%peer, %err, "Pyro4 connection closed");
+        }
+    }
+}
+
+/// Which protocol a connection speaks, from its first bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Protocol {
+    Tarpc,
+    Pyro,
+}
+
+/// Looks at (without taking) the first bytes of `stream`: `PYRO` means
+/// Pyro4; anything else, tarpc. Waits at most the connection's idle time.
+async fn sniff(stream: &IdleTimeout<TcpStream>) -> std::io::Result<Protocol> {
+    let magic = pyro4_wire::message::MAGIC;
+    let look = async {
+        let mut head = [0; 4];
+        loop {
+            let seen = stream.get_ref().peek(&mut head).await?;
+            if seen == 0 || head[..seen] != magic[..seen] {
+                return Ok(Protocol::Tarpc);
+            }
+            if seen == magic.len() {
+                return Ok(Protocol::Pyro);
+            }
+            // A prefix of PYRO so far: peek returns at once until more
+            // arrives, so wait a little before looking again.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(stream.timeout(), look)
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)?
+}
+
 /// Accepts connections on `listener` until `shutdown` completes, running
-/// `on_connection(transport)` for each in its own task (through
-/// [`plumbing::accept::serve`], with [`accept_config`]).
+/// each in its own task (through [`plumbing::accept::serve`], with
+/// [`accept_config`]): a tarpc connection with `on_tarpc(transport)`, a
+/// Pyro4 one with a daemon serving `pyro`.
 ///
-/// `on_connection` is where the concrete service runs the channel, typically
+/// `on_tarpc` is where the concrete service runs the channel, typically
 /// `server_channel(t).execute(server.serve()).for_each(spawn_request)`
 /// (tarpc does not spawn requests for you, and a ring of servers needs each
 /// request in its own task).
-pub async fn serve_connections<Req, Resp, Conn>(
+pub async fn serve_connections<Req, Resp, Conn, O>(
     listener: TcpListener,
     name: &'static str,
     shutdown: impl Future<Output = ()>,
-    mut on_connection: impl FnMut(ServerTransport<Req, Resp>) -> Conn,
+    on_tarpc: impl Fn(ServerTransport<Req, Resp>) -> Conn + Clone + Send + Sync + 'static,
+    pyro: PyroObject<O>,
 ) where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
     Conn: Future<Output = ()> + Send + 'static,
+    O: pyro4_wire::daemon::Object,
 {
     accept::serve(
         listener,
         &accept_config(name),
         shutdown,
-        |connection: Connection| on_connection(server_transport(connection.stream)),
+        |connection: Connection| {
+            let (on_tarpc, pyro) = (on_tarpc.clone(), pyro.clone());
+            async move {
+                match sniff(&connection.stream).await {
+                    Ok(Protocol::Tarpc) => on_tarpc(server_transport(connection.stream)).await,
+                    Ok(Protocol::Pyro) => pyro.serve(connection.stream, connection.peer).await,
+                    Err(err) => tracing::debug!(peer = %connection.peer, %err, "no request"),
+                }
+            }
+        },
         |refused: Refused| refuse::<Req, Resp>(refused, name),
     )
     .await;

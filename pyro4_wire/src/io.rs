@@ -1,0 +1,58 @@
+//! Reading and writing whole messages on an async stream.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::message::{FrameError, HEADER_LEN, Header, Message};
+
+/// Largest message either end reads: a name server's whole listing
+/// (10,000 names with their URIs, about 5 MB at most) fits.
+pub const MAX_MESSAGE: usize = 8 << 20;
+/// How long the rest of a message may take once its first byte came: a
+/// peer that starts a message and stalls is cut off.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why no message could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("a message was begun and not finished within {0:?}")]
+    Stalled(Duration),
+}
+
+/// Reads one message of at most `limit` bytes; `None` when the peer closed
+/// the connection between messages. Nothing past the header is read before
+/// the header was checked, so a bad or oversized frame costs 24 bytes.
+pub async fn read_message<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<Message>, ReadError> {
+    let mut frame = vec![0; HEADER_LEN];
+    if reader.read(&mut frame[..1]).await? == 0 {
+        return Ok(None);
+    }
+    let rest = async {
+        reader.read_exact(&mut frame[1..]).await?;
+        let header = Header::decode(&frame, limit)?;
+        frame.resize(header.frame_len(), 0);
+        reader.read_exact(&mut frame[HEADER_LEN..]).await?;
+        Ok::<_, ReadError>(())
+    };
+    tokio::time::timeout(FRAME_TIMEOUT, rest)
+        .await
+        .map_err(|_| ReadError::Stalled(FRAME_TIMEOUT))??;
+    Ok(Some(Message::decode(&frame, limit)?))
+}
+
+/// Writes `message` whole and flushes it.
+pub async fn write_message<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    message: &Message,
+) -> std::io::Result<()> {
+    writer.write_all(&message.encode()).await?;
+    writer.flush().await
+}
