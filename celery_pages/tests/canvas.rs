@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use celery_pages::ADD_TASK;
 use celery_pages::caller::Caller;
 use common::{
-    KillOnDrop, RawClient, TestWorker, broker, cli_on_queue, delete_queue, line_with, lines_of,
-    python, python_dir, ready_count, start_python_worker, unique_queue,
+    KillOnDrop, RawClient, TestWorker, broker, cli_on_queue, delete_queue, python, python_dir,
+    ready_count, start_python_worker, unique_queue,
 };
+use plumbing::child::{line_with, lines_of};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_celery_pages");

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use celery_pages::ADD_TASK;
 use common::{
-    KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, line_with, lines_of, python,
-    python_broker, python_dir, start_python_worker, unique_queue,
+    KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, python, python_broker,
+    python_dir, start_python_worker, unique_queue,
 };
+use plumbing::child::{line_with, lines_of};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);

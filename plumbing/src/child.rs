@@ -1,6 +1,8 @@
 //! A child process that cannot outlive the test that started it.
 
 use std::process::Child;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 /// Kills and reaps its child when dropped, on every path: a test that
 /// fails half-way (a panic unwinds through the guard) leaves no Python
@@ -45,6 +47,33 @@ impl Drop for KillOnDrop {
         if let Some(child) = self.0.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// The lines `out` prints, read on a thread of their own (so a test can
+/// wait for one with a bound: [`line_with`]).
+pub fn lines_of(out: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    use std::io::BufRead;
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    lines
+}
+
+/// Waits (up to 30 s) for a line with all of `words`; returns it. Panics
+/// with what it was waiting for when none comes.
+pub fn line_with(lines: &Receiver<String>, words: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if words.iter().all(|w| line.contains(w)) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line with {words:?}"),
         }
     }
 }

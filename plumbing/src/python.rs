@@ -13,8 +13,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+use crate::child::{KillOnDrop, line_with, lines_of};
 
 /// The pinned requirements, as the environment is built from them.
 pub const REQUIREMENTS: &str = include_str!("../../python-requirements.txt");
@@ -93,4 +95,55 @@ fn run(command: &mut Command, what_failed: &str) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr).trim_end()
         ))
     }
+}
+
+/// Python's Pyro4 name server, `python -m Pyro4.naming`, on a free port.
+#[derive(Debug)]
+pub struct PyroNameServer {
+    /// Killed with the guard.
+    pub process: KillOnDrop,
+    pub port: u16,
+}
+
+impl PyroNameServer {
+    /// Starts one (on `localhost`, Pyro4's default host) and waits until it
+    /// says where it runs. Panics when it cannot (a test that needs it fails).
+    pub fn start() -> Self {
+        let mut process = KillOnDrop::new(
+            Command::new(python())
+                .args(["-u", "-m", "Pyro4.naming", "-p", "0"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("cannot start python -m Pyro4.naming"),
+        );
+        let lines = lines_of(process.child().stdout.take().expect("piped"));
+        // "NS running on localhost:39373 (127.0.0.1)"
+        let line = line_with(&lines, &["NS running on"]);
+        let port = line
+            .split_once("localhost:")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        PyroNameServer { process, port }
+    }
+
+    /// Its address, for `--ns`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// A command running the Python script `script` (unbuffered, so its lines
+/// can be read as they come) in `dir`, with Pyro4 told that the name server
+/// is on port `ns_port` (`PYRO_NS_PORT`; the host stays Pyro4's default,
+/// `localhost`).
+pub fn pyro4_script(dir: &Path, script: &str, ns_port: u16) -> Command {
+    let mut command = Command::new(python());
+    command
+        .arg("-u")
+        .arg(script)
+        .current_dir(dir)
+        .env("PYRO_NS_PORT", ns_port.to_string());
+    command
 }

@@ -296,28 +296,3 @@ pub async fn start_python_worker(queue: &str) -> KillOnDrop {
         .await
         .unwrap()
 }
-
-/// The lines `out` prints, read on a thread of their own.
-pub fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead;
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    lines
-}
-
-/// Waits (up to 30 s) for a line with all of `words`; returns it.
-pub fn line_with(lines: &std::sync::mpsc::Receiver<String>, words: &[&str]) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if words.iter().all(|w| line.contains(w)) => return line,
-            Ok(_) => {}
-            Err(_) => panic!("no line with {words:?}"),
-        }
-    }
-}

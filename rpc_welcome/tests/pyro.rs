@@ -1,0 +1,170 @@
+//! The chapter's Python programs (`tests/python`, run by the real Pyro4
+//! 4.82 from the pinned test environment) and this crate's binaries, mixed
+//! every way: either name server, either server, either client.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
+
+use plumbing::child::{KillOnDrop, line_with, lines_of};
+use plumbing::python::{PyroNameServer, pyro4_script};
+
+const TITLE: &str = "Programming GO";
+const BOUGHT: &str = "Buku dengan judul Programming GO berhasil dibeli!";
+
+fn python_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
+}
+
+/// Starts `command` with its output piped; its stdout, line by line.
+fn start(mut command: Command) -> (KillOnDrop, Receiver<String>) {
+    let mut child = KillOnDrop::new(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(child.child().stdout.take().unwrap());
+    (child, lines)
+}
+
+/// A name server of either kind, and the port Python's programs find it on.
+enum NameServer {
+    Rust(plumbing::bench::ServerThread),
+    Python(PyroNameServer),
+}
+
+impl NameServer {
+    /// This workspace's name server, on a thread of its own.
+    fn rust() -> Self {
+        let server = plumbing::bench::spawn_server_thread(|listener, stopped| {
+            rpc_naming::server::serve(listener, 100, async {
+                let _ = stopped.await;
+            })
+        })
+        .unwrap();
+        NameServer::Rust(server)
+    }
+
+    fn python() -> Self {
+        NameServer::Python(PyroNameServer::start())
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            NameServer::Rust(server) => server.addr.port(),
+            NameServer::Python(ns) => ns.port,
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+}
+
+fn rust_server(ns: &NameServer) -> KillOnDrop {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_welcome"));
+    command.args(["server", "--ns", &ns.addr()]);
+    let (process, lines) = start(command);
+    line_with(&lines, &["Ready. Object uri = PYRO:server@127.0.0.1:"]);
+    process
+}
+
+fn python_server(ns: &NameServer) -> KillOnDrop {
+    let (process, lines) = start(pyro4_script(python_dir(), "pyro_server.py", ns.port()));
+    line_with(&lines, &["Ready. Object uri = PYRO:obj_"]);
+    process
+}
+
+/// `pyro_client.py`, answering its prompt with `title`.
+fn python_client(ns: &NameServer, title: &str) -> Output {
+    let mut child = pyro4_script(python_dir(), "pyro_client.py", ns.port())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{title}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn rust_client(ns: &NameServer, title: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
+        .args(["client", "--ns", &ns.addr(), "--title", title])
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Both clients buy from `server` through `ns`.
+fn both_clients_buy(ns: &NameServer) {
+    assert_eq!(
+        stdout(&python_client(ns, TITLE)),
+        format!("Mau beli buku dengan judul apa? {BOUGHT}\n")
+    );
+    assert_eq!(stdout(&rust_client(ns, TITLE)), format!("{BOUGHT}\n"));
+}
+
+#[test]
+fn rust_name_server_and_rust_server() {
+    let ns = NameServer::rust();
+    let _server = rust_server(&ns);
+    both_clients_buy(&ns);
+}
+
+#[test]
+fn rust_name_server_and_python_server() {
+    let ns = NameServer::rust();
+    let _server = python_server(&ns);
+    both_clients_buy(&ns);
+}
+
+#[test]
+fn python_name_server_and_python_server() {
+    let ns = NameServer::python();
+    let _server = python_server(&ns);
+    both_clients_buy(&ns);
+}
+
+#[test]
+fn python_name_server_and_rust_server() {
+    let ns = NameServer::python();
+    let mut server = rust_server(&ns);
+    both_clients_buy(&ns);
+    // A stopping server removes its name from Python's name server too
+    // (which has no leases).
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(server.child().wait().unwrap().success());
+    let err = rust_client(&ns, TITLE);
+    assert!(!err.status.success());
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(stderr.contains("unknown name: server"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_name_is_pyro4s_naming_error_in_python_and_a_clear_error_in_rust() {
+    for ns in [NameServer::rust(), NameServer::python()] {
+        let python = python_client(&ns, TITLE);
+        assert!(!python.status.success());
+        let stderr = String::from_utf8_lossy(&python.stderr);
+        assert!(
+            stderr.contains("Pyro4.errors.NamingError: unknown name: server"),
+            "{stderr}"
+        );
+
+        let rust = rust_client(&ns, TITLE);
+        assert!(!rust.status.success());
+        let stderr = String::from_utf8_lossy(&rust.stderr);
+        assert_eq!(stderr.trim_end(), "error: unknown name: server");
+    }
+}
