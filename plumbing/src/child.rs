@@ -77,3 +77,19 @@ pub fn line_with(lines: &Receiver<String>, words: &[&str]) -> String {
         }
     }
 }
+
+/// Starts `command` with its stdout read line by line ([`lines_of`]) and its
+/// stderr dropped; the child is killed with the guard.
+pub fn spawn_lines(
+    mut command: std::process::Command,
+) -> std::io::Result<(KillOnDrop, Receiver<String>)> {
+    use std::process::Stdio;
+    let mut child = KillOnDrop::new(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let stdout = child.child().stdout.take().expect("stdout is piped");
+    Ok((child, lines_of(stdout)))
+}

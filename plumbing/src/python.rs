@@ -13,10 +13,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::child::{KillOnDrop, line_with, lines_of};
+use crate::child::{KillOnDrop, line_with, spawn_lines};
 
 /// The pinned requirements, as the environment is built from them.
 pub const REQUIREMENTS: &str = include_str!("../../python-requirements.txt");
@@ -109,15 +109,9 @@ impl PyroNameServer {
     /// Starts one (on `localhost`, Pyro4's default host) and waits until it
     /// says where it runs. Panics when it cannot (a test that needs it fails).
     pub fn start() -> Self {
-        let mut process = KillOnDrop::new(
-            Command::new(python())
-                .args(["-u", "-m", "Pyro4.naming", "-p", "0"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("cannot start python -m Pyro4.naming"),
-        );
-        let lines = lines_of(process.child().stdout.take().expect("piped"));
+        let mut command = Command::new(python());
+        command.args(["-u", "-m", "Pyro4.naming", "-p", "0"]);
+        let (process, lines) = spawn_lines(command).expect("cannot start python -m Pyro4.naming");
         // "NS running on localhost:39373 (127.0.0.1)"
         let line = line_with(&lines, &["NS running on"]);
         let port = line

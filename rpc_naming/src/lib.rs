@@ -43,6 +43,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod interop;
 pub mod pyro;
 pub mod server;
 pub mod transport;

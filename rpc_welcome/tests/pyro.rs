@@ -5,10 +5,10 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc::Receiver;
 
-use plumbing::child::{KillOnDrop, line_with, lines_of};
-use plumbing::python::{PyroNameServer, pyro4_script};
+use plumbing::child::{KillOnDrop, line_with, spawn_lines};
+use plumbing::python::pyro4_script;
+use rpc_naming::interop::AnyNameServer;
 
 const TITLE: &str = "Programming GO";
 const BOUGHT: &str = "Buku dengan judul Programming GO berhasil dibeli!";
@@ -17,69 +17,23 @@ fn python_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
 }
 
-/// Starts `command` with its output piped; its stdout, line by line.
-fn start(mut command: Command) -> (KillOnDrop, Receiver<String>) {
-    let mut child = KillOnDrop::new(
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = lines_of(child.child().stdout.take().unwrap());
-    (child, lines)
-}
-
-/// A name server of either kind, and the port Python's programs find it on.
-enum NameServer {
-    Rust(plumbing::bench::ServerThread),
-    Python(PyroNameServer),
-}
-
-impl NameServer {
-    /// This workspace's name server, on a thread of its own.
-    fn rust() -> Self {
-        let server = plumbing::bench::spawn_server_thread(|listener, stopped| {
-            rpc_naming::server::serve(listener, 100, async {
-                let _ = stopped.await;
-            })
-        })
-        .unwrap();
-        NameServer::Rust(server)
-    }
-
-    fn python() -> Self {
-        NameServer::Python(PyroNameServer::start())
-    }
-
-    fn port(&self) -> u16 {
-        match self {
-            NameServer::Rust(server) => server.addr.port(),
-            NameServer::Python(ns) => ns.port,
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port())
-    }
-}
-
-fn rust_server(ns: &NameServer) -> KillOnDrop {
+fn rust_server(ns: &AnyNameServer) -> KillOnDrop {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_welcome"));
     command.args(["server", "--ns", &ns.addr()]);
-    let (process, lines) = start(command);
+    let (process, lines) = spawn_lines(command).unwrap();
     line_with(&lines, &["Ready. Object uri = PYRO:server@127.0.0.1:"]);
     process
 }
 
-fn python_server(ns: &NameServer) -> KillOnDrop {
-    let (process, lines) = start(pyro4_script(python_dir(), "pyro_server.py", ns.port()));
+fn python_server(ns: &AnyNameServer) -> KillOnDrop {
+    let (process, lines) =
+        spawn_lines(pyro4_script(python_dir(), "pyro_server.py", ns.port())).unwrap();
     line_with(&lines, &["Ready. Object uri = PYRO:obj_"]);
     process
 }
 
 /// `pyro_client.py`, answering its prompt with `title`.
-fn python_client(ns: &NameServer, title: &str) -> Output {
+fn python_client(ns: &AnyNameServer, title: &str) -> Output {
     let mut child = pyro4_script(python_dir(), "pyro_client.py", ns.port())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -90,7 +44,7 @@ fn python_client(ns: &NameServer, title: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn rust_client(ns: &NameServer, title: &str) -> Output {
+fn rust_client(ns: &AnyNameServer, title: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
         .args(["client", "--ns", &ns.addr(), "--title", title])
         .output()
@@ -103,7 +57,7 @@ fn stdout(output: &Output) -> String {
 }
 
 /// Both clients buy from `server` through `ns`.
-fn both_clients_buy(ns: &NameServer) {
+fn both_clients_buy(ns: &AnyNameServer) {
     assert_eq!(
         stdout(&python_client(ns, TITLE)),
         format!("Mau beli buku dengan judul apa? {BOUGHT}\n")
@@ -113,28 +67,28 @@ fn both_clients_buy(ns: &NameServer) {
 
 #[test]
 fn rust_name_server_and_rust_server() {
-    let ns = NameServer::rust();
+    let ns = AnyNameServer::rust().unwrap();
     let _server = rust_server(&ns);
     both_clients_buy(&ns);
 }
 
 #[test]
 fn rust_name_server_and_python_server() {
-    let ns = NameServer::rust();
+    let ns = AnyNameServer::rust().unwrap();
     let _server = python_server(&ns);
     both_clients_buy(&ns);
 }
 
 #[test]
 fn python_name_server_and_python_server() {
-    let ns = NameServer::python();
+    let ns = AnyNameServer::python();
     let _server = python_server(&ns);
     both_clients_buy(&ns);
 }
 
 #[test]
 fn python_name_server_and_rust_server() {
-    let ns = NameServer::python();
+    let ns = AnyNameServer::python();
     let mut server = rust_server(&ns);
     both_clients_buy(&ns);
     // A stopping server removes its name from Python's name server too
@@ -153,7 +107,7 @@ fn python_name_server_and_rust_server() {
 
 #[test]
 fn an_unknown_name_is_pyro4s_naming_error_in_python_and_a_clear_error_in_rust() {
-    for ns in [NameServer::rust(), NameServer::python()] {
+    for ns in [AnyNameServer::rust().unwrap(), AnyNameServer::python()] {
         let python = python_client(&ns, TITLE);
         assert!(!python.status.success());
         let stderr = String::from_utf8_lossy(&python.stderr);

@@ -1,0 +1,204 @@
+//! Rings that mix the chapter's Python servers (`tests/python`, the real
+//! Pyro4 4.82) with this crate's, under either name server, called by
+//! either client; and Python hops that fail.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use plumbing::child::{KillOnDrop, line_with, spawn_lines};
+use plumbing::python::pyro4_script;
+use rpc_chain::{ChainError, Connection, server_name};
+use rpc_naming::NameServer;
+use rpc_naming::client::deadline_in;
+use rpc_naming::interop::AnyNameServer;
+
+const STATUS: &str = "Status = ['Buku 1 sudah selesai di baca!', 'Buku 2 sudah selesai di baca!', \
+                      'Buku 3 sudah selesai di baca!', 'Kembali ke buku 1']";
+
+fn python_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
+}
+
+/// A ring server of either language, and what it prints.
+struct Hop {
+    _process: KillOnDrop,
+    lines: Receiver<String>,
+}
+
+fn rust_hop(ns: &AnyNameServer, id: u32, next: u32) -> Hop {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_chain"));
+    command.args(["server", "--ns", &ns.addr()]);
+    command.args(["--id", &id.to_string(), "--next", &next.to_string()]);
+    started(spawn_lines(command).unwrap(), id)
+}
+
+fn python_hop(ns: &AnyNameServer, id: u32) -> Hop {
+    let script = format!("server_chain_{id}.py");
+    started(
+        spawn_lines(pyro4_script(python_dir(), &script, ns.port())).unwrap(),
+        id,
+    )
+}
+
+fn started((process, lines): (KillOnDrop, Receiver<String>), id: u32) -> Hop {
+    line_with(&lines, &[&format!("Buku {id} mulai dibaca")]);
+    Hop {
+        _process: process,
+        lines,
+    }
+}
+
+/// A ring of three with the given languages (true: Python).
+fn ring(ns: &AnyNameServer, python: [bool; 3]) -> Vec<Hop> {
+    (1..=3)
+        .map(|id| match python[id as usize - 1] {
+            true => python_hop(ns, id),
+            false => rust_hop(ns, id, id % 3 + 1),
+        })
+        .collect()
+}
+
+fn python_client(ns: &AnyNameServer) -> Output {
+    pyro4_script(python_dir(), "client_chain.py", ns.port())
+        .output()
+        .unwrap()
+}
+
+fn rust_client(ns: &AnyNameServer) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rpc_chain"))
+        .args(["client", "--ns", &ns.addr()])
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Both clients go round the ring; every server prints the chapter's lines.
+fn both_clients_go_round(ns: &AnyNameServer, hops: &[Hop]) {
+    for output in [python_client(ns), rust_client(ns)] {
+        assert_eq!(stdout(&output), format!("{STATUS}\n"));
+        line_with(
+            &hops[0].lines,
+            &["Buku 1 sudah selesai di baca lanjutkan ke buku 2"],
+        );
+        line_with(
+            &hops[1].lines,
+            &["Buku 2 sudah selesai di baca lanjutkan ke buku 3"],
+        );
+        line_with(
+            &hops[2].lines,
+            &["Buku 3 sudah selesai di baca lanjutkan ke buku 1"],
+        );
+        line_with(
+            &hops[0].lines,
+            &["Kembali ke buku 1; Buku akan di ulang dari halaman 1"],
+        );
+    }
+}
+
+#[test]
+fn rust_ring_with_a_python_server_2_under_the_rust_name_server() {
+    let ns = AnyNameServer::rust().unwrap();
+    let hops = ring(&ns, [false, true, false]);
+    both_clients_go_round(&ns, &hops);
+}
+
+#[test]
+fn rust_ring_with_a_python_server_2_under_the_python_name_server() {
+    let ns = AnyNameServer::python();
+    let hops = ring(&ns, [false, true, false]);
+    both_clients_go_round(&ns, &hops);
+}
+
+#[test]
+fn python_ring_with_a_rust_server_2_under_the_rust_name_server() {
+    let ns = AnyNameServer::rust().unwrap();
+    let hops = ring(&ns, [true, false, true]);
+    both_clients_go_round(&ns, &hops);
+}
+
+#[test]
+fn python_ring_with_a_rust_server_2_under_the_python_name_server() {
+    let ns = AnyNameServer::python();
+    let hops = ring(&ns, [true, false, true]);
+    both_clients_go_round(&ns, &hops);
+}
+
+fn faulty_hop_2(ns: &AnyNameServer, mode: &str) -> Hop {
+    let mut command = pyro4_script(python_dir(), "faulty_chain.py", ns.port());
+    command.arg(mode);
+    started(spawn_lines(command).unwrap(), 2)
+}
+
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stderr)
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn an_exception_in_a_python_hop_reaches_the_rust_client_with_its_type_and_message() {
+    let ns = AnyNameServer::rust().unwrap();
+    let _two = faulty_hop_2(&ns, "raise");
+    let _three = rust_hop(&ns, 3, 1);
+    {
+        // Through a Rust server 1.
+        let _one = rust_hop(&ns, 1, 2);
+        assert_eq!(
+            failure(&rust_client(&ns)),
+            "error: example.chainTopology.2, called from example.chainTopology.1, \
+             raised ValueError: halaman hilang"
+        );
+        // Python's client sees the exception Python raised.
+        let python = failure(&python_client(&ns));
+        assert!(python.ends_with("ValueError: halaman hilang"), "{python}");
+    }
+    // Through a Python server 1, which re-raises it.
+    let _one = python_hop(&ns, 1);
+    assert_eq!(
+        failure(&rust_client(&ns)),
+        "error: example.chainTopology.1 raised ValueError: halaman hilang"
+    );
+}
+
+#[test]
+fn a_dead_python_hop_is_named() {
+    let ns = AnyNameServer::rust().unwrap();
+    let _one = rust_hop(&ns, 1, 2);
+    let _three = rust_hop(&ns, 3, 1);
+    // Server 2 registers and dies; its Pyro4 registration stays.
+    drop(python_hop(&ns, 2));
+    let err = failure(&rust_client(&ns));
+    assert!(
+        err.starts_with(
+            "error: example.chainTopology.2 cannot be reached from example.chainTopology.1: \
+             example.chainTopology.2 is registered at PYRO:obj_"
+        ) && err.contains("nothing answers there"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_python_hop_is_named_by_the_hop_before_it() {
+    let ns_server = AnyNameServer::rust().unwrap();
+    let _two = tokio::task::block_in_place(|| faulty_hop_2(&ns_server, "hang"));
+    let _one = tokio::task::block_in_place(|| rust_hop(&ns_server, 1, 2));
+    let ns = NameServer::connect(&ns_server.addr()).await.unwrap();
+    let Connection::Tarpc(client) = rpc_chain::connect(&ns, 1).await.unwrap() else {
+        panic!("server 1 is this crate's")
+    };
+    let ctx = deadline_in(Duration::from_secs(2));
+    match client.process(ctx, vec!["hello".into()]).await {
+        Ok(Err(ChainError::HopUnreachable { hop, from, reason })) => {
+            assert_eq!((hop, from), (server_name(2), server_name(1)), "{reason}");
+            assert!(reason.contains("deadline"), "{reason}");
+        }
+        other => panic!("expected hop 2 to be named, got {other:?}"),
+    }
+}
