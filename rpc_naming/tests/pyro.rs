@@ -1,0 +1,310 @@
+//! The name server and its commands against Pyro4 4.82 itself: Python's
+//! `nsc` against this name server, this crate's commands against Python's
+//! name server, and hostile Pyro4 frames.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use num_bigint::BigInt;
+use pyro4_wire::io::{read_message, write_message};
+use pyro4_wire::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT};
+use pyro4_wire::serpent::{self, Value};
+use pyro4_wire::{Message, MessageType, Proxy, PyroUri};
+use rpc_naming::interop::AnyNameServer;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn nsc(ns: &AnyNameServer, args: &[&str]) -> String {
+    let output = Command::new(plumbing::python::python())
+        .args(["-m", "Pyro4.nsc"])
+        .args(args)
+        .env("PYRO_NS_PORT", ns.port().to_string())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn rpc_naming(ns: &AnyNameServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rpc_naming"))
+        .args(args)
+        .args(["--ns", &ns.addr()])
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn python_nsc_against_this_name_server() {
+    let ns = AnyNameServer::rust().unwrap();
+    assert_eq!(nsc(&ns, &["ping"]), "Name server ping ok.\n");
+    assert_eq!(
+        nsc(&ns, &["register", "buku", "PYRO:obj_1@localhost:5555"]),
+        "Registered buku\n"
+    );
+    // A registration of this crate's, with a lease, is a Pyro URI to Python.
+    ok(rpc_naming(&ns, &["register", "rak", "127.0.0.1:4000"]));
+    assert_eq!(
+        nsc(&ns, &["list"]),
+        "--------START LIST \n\
+         buku --> PYRO:obj_1@localhost:5555\n\
+         rak --> PYRO:rak@127.0.0.1:4000\n\
+         --------END LIST \n"
+    );
+    assert_eq!(nsc(&ns, &["lookup", "rak"]), "PYRO:rak@127.0.0.1:4000\n");
+    // And what Python registered is seen here.
+    assert_eq!(
+        ok(rpc_naming(&ns, &["list"])),
+        "buku --> PYRO:obj_1@localhost:5555\nrak --> 127.0.0.1:4000\n"
+    );
+    assert_eq!(
+        ok(rpc_naming(&ns, &["lookup", "buku"])),
+        "PYRO:obj_1@localhost:5555\n"
+    );
+    assert_eq!(nsc(&ns, &["remove", "buku"]), "Removed buku\n");
+    assert_eq!(nsc(&ns, &["remove", "buku"]), "Nothing removed\n");
+    let unknown = nsc(&ns, &["lookup", "buku"]);
+    assert_eq!(unknown, "Error: NamingError - unknown name: buku\n");
+    assert_eq!(
+        nsc(&ns, &["listmatching", "r.k"]),
+        "--------START LIST - regex 'r.k'\nrak --> PYRO:rak@127.0.0.1:4000\n--------END LIST - regex 'r.k'\n"
+    );
+}
+
+#[test]
+fn this_crates_commands_against_pythons_name_server() {
+    let ns = AnyNameServer::python();
+    assert_eq!(ok(rpc_naming(&ns, &["ping"])), "Name server ping ok.\n");
+    ok(rpc_naming(&ns, &["register", "rak", "127.0.0.1:4000"]));
+    ok(rpc_naming(
+        &ns,
+        &["register", "buku", "PYRO:obj_1@localhost:5555"],
+    ));
+    let listed = ok(rpc_naming(&ns, &["list"]));
+    let port = ns.port();
+    assert_eq!(
+        listed,
+        format!(
+            "Pyro.NameServer --> PYRO:Pyro.NameServer@localhost:{port}\n\
+             buku --> PYRO:obj_1@localhost:5555\n\
+             rak --> PYRO:rak@127.0.0.1:4000\n"
+        )
+    );
+    assert_eq!(
+        ok(rpc_naming(&ns, &["lookup", "rak"])),
+        "PYRO:rak@127.0.0.1:4000\n"
+    );
+    // What this crate registered, Python's nsc sees.
+    assert!(nsc(&ns, &["list"]).contains("rak --> PYRO:rak@127.0.0.1:4000\n"));
+    assert_eq!(ok(rpc_naming(&ns, &["remove", "buku"])), "1\n");
+    assert_eq!(ok(rpc_naming(&ns, &["remove", "buku"])), "0\n");
+    let unknown = rpc_naming(&ns, &["lookup", "buku"]);
+    assert!(!unknown.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr),
+        "error: unknown name: buku\n"
+    );
+    let safe = rpc_naming(&ns, &["register", "--safe", "rak", "127.0.0.1:4001"]);
+    assert_eq!(
+        String::from_utf8_lossy(&safe.stderr),
+        "error: name already registered: rak\n"
+    );
+}
+
+/// A Pyro4 message with an arbitrary header: what a broken or hostile peer
+/// could send.
+fn raw_header(
+    magic: &[u8; 4],
+    version: u16,
+    kind: u16,
+    payload_len: i32,
+    checksum: u16,
+) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    for field in [version, kind, 0, 0] {
+        out.extend_from_slice(&field.to_be_bytes());
+    }
+    out.extend_from_slice(&payload_len.to_be_bytes());
+    for field in [1u16, 0, 0, checksum] {
+        out.extend_from_slice(&field.to_be_bytes());
+    }
+    out
+}
+
+fn checksum(kind: u16, version: u16, payload_len: i32) -> u16 {
+    let sum = [
+        u32::from(kind),
+        u32::from(version),
+        payload_len as u32,
+        1,
+        0x34E9,
+    ]
+    .into_iter()
+    .fold(0u32, u32::wrapping_add);
+    (sum & 0xFFFF) as u16
+}
+
+/// A connection that has made the handshake with `Pyro.NameServer`.
+async fn connected(addr: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let hello = Value::Dict(vec![
+        (Value::str("handshake"), Value::str("hello")),
+        (Value::str("object"), Value::str("Pyro.NameServer")),
+    ]);
+    let mut connect = Message::new(MessageType::Connect, 0, serpent::dumps(&hello));
+    connect.flags = FLAG_META_ON_CONNECT;
+    write_message(&mut stream, &connect).await.unwrap();
+    let answer = read_message(&mut stream, 1 << 20).await.unwrap().unwrap();
+    assert_eq!(answer.kind, MessageType::ConnectOk);
+    stream
+}
+
+/// What the server did with `bytes` sent after the handshake: replied
+/// (with an exception flag or not), or closed the connection.
+async fn answer_to(addr: &str, bytes: &[u8]) -> Option<Message> {
+    let mut stream = connected(addr).await;
+    stream.write_all(bytes).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(15), read_message(&mut stream, 1 << 20));
+    read.await
+        .expect("the server neither answered nor closed")
+        .ok()
+        .flatten()
+}
+
+fn invoke(payload: Vec<u8>, serializer: u16) -> Vec<u8> {
+    let mut message = Message::new(MessageType::Invoke, 1, payload);
+    message.serializer = serializer;
+    message.encode()
+}
+
+/// The name server still answers a proper client.
+async fn still_serving(addr: &str) {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let uri = PyroUri {
+        object: "Pyro.NameServer".into(),
+        host: host.into(),
+        port: port.parse().unwrap(),
+    };
+    let mut proxy = Proxy::connect(&uri).await.unwrap();
+    let count = proxy.call("count", vec![], vec![]).await.unwrap();
+    assert_eq!(count, Value::Int(0.into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_get_an_error_or_a_closed_connection_and_the_server_serves_on() {
+    let ns = AnyNameServer::rust().unwrap();
+    let addr = ns.addr();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let escapes = r#"('\\ \' \" \n \r \t \x00 \u00e9 \U0001F600 \a \b \f \v \0 \N{DASH}',)"#;
+    let huge = format!("('Pyro.NameServer','lookup',({},),{{}})", "9".repeat(5_000));
+    let not_literal = "('Pyro.NameServer','lookup',(__import__('os').system('true'),),{})";
+    let closing: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "bad magic",
+            raw_header(b"PYRX", 48, 4, 0, checksum(4, 48, 0)),
+        ),
+        (
+            "wrong version",
+            raw_header(b"PYRO", 502, 4, 0, checksum(4, 502, 0)),
+        ),
+        ("bad checksum", raw_header(b"PYRO", 48, 4, 0, 1)),
+        (
+            "over the frame limit",
+            raw_header(b"PYRO", 48, 4, 1 << 30, checksum(4, 48, 1 << 30)),
+        ),
+        (
+            "negative length",
+            raw_header(b"PYRO", 48, 4, -5, checksum(4, 48, -5)),
+        ),
+        (
+            "unknown type",
+            raw_header(b"PYRO", 48, 99, 0, checksum(99, 48, 0)),
+        ),
+        (
+            "a RESULT from a client",
+            raw_header(b"PYRO", 48, 5, 0, checksum(5, 48, 0)),
+        ),
+    ];
+    for (what, bytes) in closing {
+        let answer = answer_to(&addr, &bytes).await;
+        assert!(answer.is_none(), "{what}: {answer:?}");
+        still_serving(&addr).await;
+    }
+    let refused: Vec<(&str, Vec<u8>)> = vec![
+        ("not a literal", invoke(not_literal.into(), 1)),
+        ("nested 100,000 deep", invoke(deep.clone().into_bytes(), 1)),
+        ("nested 100,000 deep in JSON", invoke(deep.into_bytes(), 2)),
+        ("escapes, not a call", invoke(escapes.into(), 1)),
+        ("a huge integer for a name", invoke(huge.into_bytes(), 1)),
+        ("pickle", invoke(b"\x80\x04K\x01.".to_vec(), 4)),
+        ("marshal", invoke(b"i\x01\x00\x00\x00".to_vec(), 3)),
+        ("not UTF-8", invoke(b"\xff\xfe('a',".to_vec(), 1)),
+    ];
+    for (what, bytes) in refused {
+        let answer = answer_to(&addr, &bytes).await.expect(what);
+        assert_eq!(answer.kind, MessageType::Result, "{what}");
+        assert_ne!(answer.flags & FLAG_EXCEPTION, 0, "{what}");
+        still_serving(&addr).await;
+    }
+    // A truncated frame: the header promises more than ever comes; the
+    // connection is closed after the frame timeout.
+    let mut truncated = raw_header(b"PYRO", 48, 4, 100, checksum(4, 48, 100));
+    truncated.extend_from_slice(b"# serpent");
+    assert!(answer_to(&addr, &truncated).await.is_none());
+    still_serving(&addr).await;
+}
+
+#[tokio::test]
+async fn huge_integers_and_every_escape_survive_a_round_trip() {
+    let ns = AnyNameServer::rust().unwrap();
+    let addr = ns.addr();
+    let mut stream = connected(&addr).await;
+    // A lookup of a name needing every escape form: the unknown-name error
+    // names it exactly.
+    let name = "a\\b'c\"d\ne\tf\u{e9}\u{1F600}";
+    let call = Value::Tuple(vec![
+        Value::str("Pyro.NameServer"),
+        Value::str("lookup"),
+        Value::Tuple(vec![Value::str(name)]),
+        Value::Dict(vec![]),
+    ]);
+    write_message(
+        &mut stream,
+        &Message::new(MessageType::Invoke, 1, serpent::dumps(&call)),
+    )
+    .await
+    .unwrap();
+    let answer = read_message(&mut stream, 1 << 20).await.unwrap().unwrap();
+    assert_ne!(answer.flags & FLAG_EXCEPTION, 0);
+    let exception =
+        pyro4_wire::PyroException::from_value(&serpent::loads(&answer.payload).unwrap());
+    assert_eq!(exception.class, "Pyro4.errors.NamingError");
+    assert_eq!(exception.message, format!("unknown name: {name}"));
+    // A huge integer where a flag goes is read (and is true).
+    let big: BigInt = "1".repeat(1_000).parse().unwrap();
+    let call = Value::Tuple(vec![
+        Value::str("Pyro.NameServer"),
+        Value::str("list"),
+        Value::Tuple(vec![]),
+        Value::Dict(vec![(Value::str("return_metadata"), Value::Int(big))]),
+    ]);
+    write_message(
+        &mut stream,
+        &Message::new(MessageType::Invoke, 2, serpent::dumps(&call)),
+    )
+    .await
+    .unwrap();
+    let answer = read_message(&mut stream, 1 << 20).await.unwrap().unwrap();
+    assert_eq!(
+        (answer.kind, answer.seq, answer.flags),
+        (MessageType::Result, 2, 0)
+    );
+    assert_eq!(
+        serpent::loads(&answer.payload).unwrap(),
+        Value::Dict(vec![])
+    );
+}
