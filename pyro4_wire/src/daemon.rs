@@ -223,3 +223,128 @@ async fn run<O: Object>(
     }
     object.invoke(call).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serpent;
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Echo;
+
+    impl Object for Echo {
+        fn methods(&self) -> &'static [&'static str] {
+            &["echo"]
+        }
+
+        async fn invoke(&self, call: Call) -> Result<Value, PyroException> {
+            Ok(Value::Tuple(call.args))
+        }
+    }
+
+    fn connect_bytes() -> Vec<u8> {
+        let hello = Value::Dict(vec![
+            (Value::str("handshake"), Value::str("hello")),
+            (Value::str("object"), Value::str("echo_1")),
+        ]);
+        let mut connect = Message::new(MessageType::Connect, 0, serpent::dumps(&hello));
+        connect.flags = FLAG_META_ON_CONNECT;
+        connect.encode()
+    }
+
+    /// Serves one connection that sends `bytes` and closes; returns what
+    /// the daemon wrote back.
+    fn serve_bytes(bytes: Vec<u8>) -> Vec<u8> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let serving = tokio::spawn(async move { serve(server, "echo_1", &Echo).await });
+            client.write_all(&bytes).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut written = Vec::new();
+            client.read_to_end(&mut written).await.unwrap();
+            let _ = serving.await.unwrap();
+            written
+        })
+    }
+
+    #[test]
+    fn a_call_is_answered_with_its_sequence_number_and_serializer() {
+        let call = Call {
+            object: "echo_1".into(),
+            method: "echo".into(),
+            args: vec![Value::str("x")],
+            kwargs: vec![],
+        };
+        for serializer in [Serializer::Serpent, Serializer::Json] {
+            let mut invoke = Message::new(MessageType::Invoke, 7, serializer.dumps_call(&call));
+            invoke.serializer = serializer.id();
+            let mut bytes = connect_bytes();
+            bytes.extend(invoke.encode());
+            let written = serve_bytes(bytes);
+            let ok = Message::decode(&written, MAX_MESSAGE).unwrap();
+            assert_eq!(ok.kind, MessageType::ConnectOk);
+            let result = Message::decode(&written[ok.encode().len()..], MAX_MESSAGE).unwrap();
+            assert_eq!(
+                (result.kind, result.seq, result.flags),
+                (MessageType::Result, 7, 0)
+            );
+            assert_eq!(result.serializer, serializer.id());
+            let value = serializer.loads(&result.payload).unwrap();
+            assert!(
+                matches!(value, Value::Tuple(_) | Value::List(_)),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_object_fails_the_handshake() {
+        let hello = Value::Dict(vec![
+            (Value::str("handshake"), Value::str("hello")),
+            (Value::str("object"), Value::str("someone_else")),
+        ]);
+        let connect = Message::new(MessageType::Connect, 0, serpent::dumps(&hello));
+        let written = serve_bytes(connect.encode());
+        let fail = Message::decode(&written, MAX_MESSAGE).unwrap();
+        assert_eq!(fail.kind, MessageType::ConnectFail);
+        assert_eq!(
+            serpent::loads(&fail.payload).unwrap(),
+            Value::str("unknown object")
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+        /// Whatever a peer sends first, or after a proper handshake, the
+        /// daemon answers or closes; it never panics.
+        #[test]
+        fn random_bytes_never_panic_the_daemon(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            after_handshake in any::<bool>(),
+        ) {
+            let mut stream = if after_handshake { connect_bytes() } else { Vec::new() };
+            stream.extend(bytes);
+            serve_bytes(stream);
+        }
+
+        /// Random payloads in a well-formed INVOKE are refused with an
+        /// exception reply, never a panic.
+        #[test]
+        fn random_payloads_get_an_answer(
+            payload in proptest::collection::vec(any::<u8>(), 0..512),
+            serializer in 0u16..8,
+        ) {
+            let mut invoke = Message::new(MessageType::Invoke, 1, payload);
+            invoke.serializer = serializer;
+            let mut stream = connect_bytes();
+            stream.extend(invoke.encode());
+            let written = serve_bytes(stream);
+            prop_assert!(written.len() > 2 * crate::message::HEADER_LEN);
+        }
+    }
+}
