@@ -33,11 +33,14 @@ pub fn workspace_root() -> &'static Path {
 /// Panics with one line that says what is missing when it cannot (tests
 /// that need Python fail; none is skipped).
 pub fn python() -> PathBuf {
+    try_python().unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`python`], for a program rather than a test: what is missing comes back
+/// as an error.
+pub fn try_python() -> Result<PathBuf, String> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PYTHON.get_or_init(prepare) {
-        Ok(python) => python.clone(),
-        Err(err) => panic!("{err}"),
-    }
+    PYTHON.get_or_init(prepare).clone()
 }
 
 fn prepare() -> Result<PathBuf, String> {

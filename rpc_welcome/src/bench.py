@@ -1,0 +1,46 @@
+# Python's side of `rpc_welcome bench --python`, run with Pyro4 4.82.
+#   serve             a Pyro4 daemon with the chapter's server object; prints its URI
+#   call URI N T      N welcomeMessage calls over T threads (a proxy each);
+#                     prints the calls per second
+import sys
+import threading
+import time
+
+import Pyro4
+
+
+@Pyro4.expose
+class Server(object):
+    def welcomeMessage(self, name):
+        return "Buku dengan judul " + name + " berhasil dibeli!"
+
+
+def serve():
+    daemon = Pyro4.Daemon()
+    print(daemon.register(Server()), flush=True)
+    daemon.requestLoop()
+
+
+def call(uri, calls, threads):
+    proxies = [Pyro4.Proxy(uri) for _ in range(threads)]
+    for proxy in proxies:
+        proxy.welcomeMessage("warm-up")
+    share = calls // threads
+
+    def run(proxy):
+        for _ in range(share):
+            proxy.welcomeMessage("Sistem Terdistribusi")
+
+    workers = [threading.Thread(target=run, args=(p,)) for p in proxies]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print(share * threads / (time.perf_counter() - started), flush=True)
+
+
+if sys.argv[1] == "serve":
+    serve()
+else:
+    call(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
