@@ -377,7 +377,7 @@ impl NameServer {
             addr,
             ttl,
         };
-        let Backend::Tarpc(_) = &self.backend else {
+        let Backend::Tarpc(client) = &self.backend else {
             self.register(name, Location::Rust(addr), safe).await?;
             return Ok(Lease {
                 ns: self.clone(),
@@ -385,7 +385,7 @@ impl NameServer {
                 heartbeats: None,
             });
         };
-        let id = self.lease(name, addr, safe, ttl).await?;
+        let id = self.lease(client, name, addr, safe, ttl).await?;
         let (stop, stopped) = oneshot::channel();
         let heartbeats = tokio::spawn(heartbeat(self.clone(), held.clone(), id, stopped));
         Ok(Lease {
@@ -419,10 +419,15 @@ impl NameServer {
         }
     }
 
-    async fn lease(&self, name: &str, addr: SocketAddr, safe: bool, ttl: Duration) -> Result<u64> {
-        let Backend::Tarpc(c) = &self.backend else {
-            unreachable!("leases are taken on this workspace's name server only")
-        };
+    /// Takes a lease (on this workspace's name server: Python's has none).
+    async fn lease(
+        &self,
+        c: &Mutex<NamingClient>,
+        name: &str,
+        addr: SocketAddr,
+        safe: bool,
+        ttl: Duration,
+    ) -> Result<u64> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let leased = self
             .call(c, |c, ctx| async move {
@@ -598,7 +603,7 @@ async fn heartbeat(
                 continue;
             }
         }
-        match ns.lease(name, held.addr, true, held.ttl).await {
+        match ns.lease(client, name, held.addr, true, held.ttl).await {
             Ok(fresh) => id = fresh,
             Err(Error::Naming(NamingError::AlreadyRegistered(_))) => {
                 tracing::warn!(%name, "another server registered this name meanwhile; no longer registered");

@@ -182,8 +182,12 @@ impl pyro4_wire::daemon::Object for PyroNameServer {
             "remove" => self.remove(&call),
             "count" => Ok(Value::Int(self.0.all(|_| true).len().into())),
             "set_metadata" => Err(naming_error(NamingError::Metadata)),
+            "ping" => Ok(Value::None),
             TARPC_MARK => Ok(Value::Bool(true)),
-            _ => Ok(Value::None), // ping
+            other => Err(PyroException::new(
+                "builtins.AttributeError",
+                format!("no method {other}"),
+            )),
         }
     }
 }
@@ -239,24 +243,24 @@ impl PyroNaming {
         let kwargs: Vec<(String, Value)> =
             kwargs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let mut slot = self.proxy.lock().await;
-        for attempt in 0..2 {
-            let proxy = match slot.as_mut() {
-                Some(proxy) => proxy,
-                None => slot.insert(
-                    Proxy::connect(&self.uri)
-                        .await
-                        .map_err(|err| from_remote(&self.addr(), err))?,
-                ),
-            };
+        if let Some(proxy) = slot.as_mut() {
             match proxy.call(method, args.clone(), kwargs.clone()).await {
-                Err(err) if err.is_broken() && attempt == 0 => {
+                Err(err) if err.is_broken() => {
                     tracing::debug!(%err, "Pyro4 name server connection broken; reconnecting");
-                    *slot = None;
                 }
                 done => return done.map_err(|err| from_remote(&self.addr(), err)),
             }
         }
-        unreachable!("the second attempt returns")
+        *slot = None;
+        let proxy = slot.insert(
+            Proxy::connect(&self.uri)
+                .await
+                .map_err(|err| from_remote(&self.addr(), err))?,
+        );
+        proxy
+            .call(method, args, kwargs)
+            .await
+            .map_err(|err| from_remote(&self.addr(), err))
     }
 
     pub async fn ping(&self) -> Result<()> {
