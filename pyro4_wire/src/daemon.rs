@@ -14,7 +14,7 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::call::{Call, PayloadError, PyroException, Serializer};
-use crate::io::{MAX_MESSAGE, ReadError, read_message, write_message};
+use crate::io::{MAX_REQUEST, ReadError, read_message, write_message};
 use crate::message::{
     FLAG_COMPRESSED, FLAG_EXCEPTION, FLAG_META_ON_CONNECT, FLAG_ONEWAY, Message, MessageType,
 };
@@ -81,7 +81,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     O: Object,
 {
-    let Some(connect) = read_message(&mut stream, MAX_MESSAGE).await? else {
+    let Some(connect) = read_message(&mut stream, MAX_REQUEST).await? else {
         return Ok(());
     };
     let answer = handshake(&connect, object_id, object.methods());
@@ -89,7 +89,7 @@ where
     if answer.kind != MessageType::ConnectOk {
         return Ok(());
     }
-    while let Some(request) = read_message(&mut stream, MAX_MESSAGE).await? {
+    while let Some(request) = read_message(&mut stream, MAX_REQUEST).await? {
         let answer = match request.kind {
             MessageType::Ping => Some(Message {
                 payload: b"pong".to_vec(),
@@ -116,7 +116,7 @@ pub async fn refuse<S>(mut stream: S, reason: &str) -> Result<(), ReadError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Some(connect) = read_message(&mut stream, MAX_MESSAGE).await? {
+    if let Some(connect) = read_message(&mut stream, MAX_REQUEST).await? {
         let fail = reply(&connect, MessageType::ConnectFail, 0, &Value::str(reason));
         write_message(&mut stream, &fail).await?;
     }
@@ -286,9 +286,9 @@ mod tests {
             let mut bytes = connect_bytes();
             bytes.extend(invoke.encode());
             let written = serve_bytes(bytes);
-            let ok = Message::decode(&written, MAX_MESSAGE).unwrap();
+            let ok = Message::decode(&written, MAX_REQUEST).unwrap();
             assert_eq!(ok.kind, MessageType::ConnectOk);
-            let result = Message::decode(&written[ok.encode().len()..], MAX_MESSAGE).unwrap();
+            let result = Message::decode(&written[ok.encode().len()..], MAX_REQUEST).unwrap();
             assert_eq!(
                 (result.kind, result.seq, result.flags),
                 (MessageType::Result, 7, 0)
@@ -310,7 +310,7 @@ mod tests {
         ]);
         let connect = Message::new(MessageType::Connect, 0, serpent::dumps(&hello));
         let written = serve_bytes(connect.encode());
-        let fail = Message::decode(&written, MAX_MESSAGE).unwrap();
+        let fail = Message::decode(&written, MAX_REQUEST).unwrap();
         assert_eq!(fail.kind, MessageType::ConnectFail);
         assert_eq!(
             serpent::loads(&fail.payload).unwrap(),

@@ -6,9 +6,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::message::{FrameError, HEADER_LEN, Header, Message};
 
-/// Largest message either end reads: a name server's whole listing
-/// (10,000 names with their URIs, about 5 MB at most) fits.
+/// Largest reply a proxy reads: a name server's whole listing (10,000
+/// names with their URIs, about 5 MB at most) fits.
 pub const MAX_MESSAGE: usize = 8 << 20;
+/// Largest request a daemon reads, as for tarpc: a call carries a name or a
+/// short message, and a server holds one request per connection, so 256
+/// connections hold at most 256 MiB.
+pub const MAX_REQUEST: usize = 1 << 20;
 /// How long the rest of a message may take once its first byte came: a
 /// peer that starts a message and stalls is cut off.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);

@@ -217,6 +217,10 @@ async fn hostile_frames_get_an_error_or_a_closed_connection_and_the_server_serve
             raw_header(b"PYRO", 48, 4, 1 << 30, checksum(4, 48, 1 << 30)),
         ),
         (
+            "just over the 1 MiB request limit",
+            raw_header(b"PYRO", 48, 4, 1 << 20, checksum(4, 48, 1 << 20)),
+        ),
+        (
             "negative length",
             raw_header(b"PYRO", 48, 4, -5, checksum(4, 48, -5)),
         ),
@@ -307,4 +311,31 @@ async fn huge_integers_and_every_escape_survive_a_round_trip() {
         serpent::loads(&answer.payload).unwrap(),
         Value::Dict(vec![])
     );
+}
+
+#[tokio::test]
+async fn a_pyro4_client_over_the_connection_limit_is_told_the_server_is_busy() {
+    let ns = AnyNameServer::rust().unwrap();
+    let addr = ns.addr();
+    let mut hogs = Vec::new();
+    for _ in 0..rpc_naming::transport::MAX_CONNECTIONS {
+        hogs.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@{addr}")).unwrap();
+    // The hogs are counted as the server accepts them; the first proxy
+    // after all of them is the one refused.
+    let refused = loop {
+        match Proxy::connect(&uri).await {
+            Err(pyro4_wire::ProxyError::Rejected { reason, .. }) => break reason,
+            Ok(proxy) => drop(proxy),
+            Err(err) => panic!("{err}"),
+        }
+        assert!(hogs.len() < 300, "never refused");
+        hogs.push(TcpStream::connect(&addr).await.unwrap());
+    };
+    assert!(
+        refused.contains("the name server is busy: 256 connections are open"),
+        "{refused}"
+    );
+    drop(hogs);
 }

@@ -122,3 +122,31 @@ fn an_unknown_name_is_pyro4s_naming_error_in_python_and_a_clear_error_in_rust() 
         assert_eq!(stderr.trim_end(), "error: unknown name: server");
     }
 }
+
+#[test]
+fn a_crashed_rust_servers_name_on_pythons_name_server_is_taken_over_by_its_successor() {
+    let ns = AnyNameServer::python();
+    // SIGKILL: no clean stop, so the name stays (Python's name server has
+    // no leases) and leads where nothing answers.
+    drop(rust_server(&ns));
+    let stale = rust_client(&ns, TITLE);
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        stderr.contains("nothing answers there") && stderr.contains("stays until removed"),
+        "{stderr}"
+    );
+    // The next server takes the name over instead of refusing to start.
+    let _successor = rust_server(&ns);
+    both_clients_buy(&ns);
+    // While it lives, a second one is refused.
+    let second = Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
+        .args(["server", "--ns", &ns.addr()])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("server is already registered by a live server"),
+        "{stderr}"
+    );
+}
