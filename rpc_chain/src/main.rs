@@ -32,9 +32,10 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         servers: u32,
     },
-    /// Run server N of the ring (replaces server_chain_N.py).
+    /// Run server N of the ring (replaces server_chain_N.py; Python hops may be its neighbours).
     Server {
-        /// The name server, HOST:PORT (start one with `rpc_naming serve`).
+        /// The name server, HOST:PORT: `rpc_naming serve` or Python's
+        /// `python -m Pyro4.naming`.
         #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
         ns: String,
         /// This server's id: it registers as example.chainTopology.ID.
@@ -60,7 +61,7 @@ enum Command {
         #[arg(default_values_t = ["hello".to_owned()])]
         words: Vec<String>,
     },
-    /// Chains/s sequential and concurrent, and four raw ping-pongs per chain as the floor.
+    /// Chains/s sequential and concurrent, entered over tarpc and Pyro4, and four raw ping-pongs per chain as the floor.
     Bench {
         /// A name server whose ring to measure; without it, the bench starts
         /// its own name server and a ring of --servers servers.

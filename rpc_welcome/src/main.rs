@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Naming {
-    /// The name server, HOST:PORT (start one with `rpc_naming serve`).
+    /// The name server, HOST:PORT: `rpc_naming serve` or Python's
+    /// `python -m Pyro4.naming`.
     #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
     ns: String,
     /// The name the server registers under.
@@ -42,7 +43,7 @@ enum Command {
         #[arg(long, default_value = bench::TITLE)]
         title: String,
     },
-    /// Serve welcome_message and register it with the name server.
+    /// Serve welcome_message (tarpc) and welcomeMessage (Pyro4, for pyro_client.py) on one port, registered with the name server.
     Server {
         #[command(flatten)]
         naming: Naming,
@@ -51,7 +52,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0", value_parser = socket_addr)]
         addr: SocketAddr,
     },
-    /// Buy a book: find the server by name and call welcome_message.
+    /// Buy a book: find the server by name and call it (over Pyro4 if it is pyro_server.py).
     Client {
         #[command(flatten)]
         naming: Naming,
@@ -59,7 +60,7 @@ enum Command {
         #[arg(long)]
         title: Option<String>,
     },
-    /// Calls/s sequential and concurrent, and a raw TCP ping-pong in the same run.
+    /// Calls/s sequential and concurrent, over tarpc and Pyro4, and a raw TCP ping-pong in the same run.
     Bench {
         /// A name server whose registered server to measure; without it, the
         /// bench starts its own name server and server.
