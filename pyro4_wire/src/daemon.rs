@@ -29,7 +29,7 @@ const FLAG_KEEP_SERIALIZED: u16 = 64;
 /// An object a daemon serves.
 pub trait Object: Send + Sync + 'static {
     /// The methods a proxy may call.
-    fn methods(&self) -> &'static [&'static str];
+    fn methods(&self) -> &[&'static str];
 
     /// Runs `call` (its method is one of [`Object::methods`]).
     fn invoke(&self, call: Call) -> impl Future<Output = Result<Value, PyroException>> + Send;
@@ -234,7 +234,7 @@ mod tests {
     struct Echo;
 
     impl Object for Echo {
-        fn methods(&self) -> &'static [&'static str] {
+        fn methods(&self) -> &[&'static str] {
             &["echo"]
         }
 

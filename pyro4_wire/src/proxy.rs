@@ -109,6 +109,11 @@ impl Proxy {
         &self.uri
     }
 
+    /// The address the connection went to.
+    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.stream.peer_addr()
+    }
+
     /// The methods the object exposes.
     pub fn methods(&self) -> &[String] {
         &self.methods

@@ -383,7 +383,7 @@ fn pyro_text(value: &Value) -> String {
 pub struct PyroChain(pub ChainServer);
 
 impl pyro4_wire::daemon::Object for PyroChain {
-    fn methods(&self) -> &'static [&'static str] {
+    fn methods(&self) -> &[&'static str] {
         &[PYRO_METHOD]
     }
 

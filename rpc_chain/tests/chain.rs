@@ -218,7 +218,7 @@ impl Chain for SlowHop {
 }
 
 impl pyro4_wire::daemon::Object for SlowHop {
-    fn methods(&self) -> &'static [&'static str] {
+    fn methods(&self) -> &[&'static str] {
         &["process"]
     }
 

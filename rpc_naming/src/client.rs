@@ -471,7 +471,9 @@ impl NameServer {
     }
 
     /// Looks `name` up and connects to it in the protocol its location
-    /// calls for.
+    /// calls for: tarpc to a server of this workspace (also when it was
+    /// registered by a Pyro URI: its Pyro4 handshake says so), Pyro4 to a
+    /// Python one.
     pub async fn connect_to<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         name: &str,
@@ -491,6 +493,17 @@ impl NameServer {
                 .map_err(|source| dead(&location, source.into())),
             Location::Pyro(uri) => {
                 match tokio::time::timeout(CONNECT_TIMEOUT, Proxy::connect(uri)).await {
+                    // A server of this workspace, registered by URI (on
+                    // Python's name server): Rust talks to it over tarpc.
+                    Ok(Ok(proxy)) if proxy.methods().iter().any(|m| m == pyro::TARPC_MARK) => {
+                        let addr = proxy
+                            .peer_addr()
+                            .map_err(|err| dead(&location, err.into()))?;
+                        connect_within(addr)
+                            .await
+                            .map(Endpoint::Tarpc)
+                            .map_err(|source| dead(&location, source.into()))
+                    }
                     Ok(Ok(proxy)) => Ok(Endpoint::Pyro(proxy)),
                     Ok(Err(ProxyError::Connect { source, .. })) => {
                         Err(dead(&location, source.into()))

@@ -12,7 +12,9 @@
 //!
 //! Which one a name server is: both answer Pyro4, and this one's
 //! `Pyro.NameServer` offers one method more, [`TARPC_MARK`], which a Python
-//! name server does not have.
+//! name server does not have. Every server of this workspace offers it
+//! (see [`crate::transport::PyroObject`]), so that a Rust client given a
+//! Pyro URI can tell a Rust server and speak tarpc to it.
 
 use pyro4_wire::serpent::Value;
 use pyro4_wire::{Proxy, ProxyError, PyroException, PyroUri};
@@ -23,11 +25,12 @@ use crate::{Error, Location, NamingError, Result, validate_name};
 
 /// The object id of a name server, in Python and here.
 pub const NAME_SERVER_ID: &str = "Pyro.NameServer";
-/// The extra method that marks a name server of this workspace: it also
-/// speaks tarpc.
+/// The extra method that marks a server of this workspace (name server or
+/// not) to Pyro4 clients: it also speaks tarpc, on the same port.
 pub const TARPC_MARK: &str = "speaks_tarpc";
 
-/// Methods of `Pyro.NameServer` served here: Pyro4's, and [`TARPC_MARK`].
+/// Methods of `Pyro.NameServer` served here: Pyro4's (the transport adds
+/// [`TARPC_MARK`]).
 const METHODS: &[&str] = &[
     "lookup",
     "register",
@@ -36,7 +39,6 @@ const METHODS: &[&str] = &[
     "count",
     "ping",
     "set_metadata",
-    TARPC_MARK,
 ];
 
 /// The `Pyro.NameServer` object over the name table.
@@ -170,7 +172,7 @@ impl PyroNameServer {
 }
 
 impl pyro4_wire::daemon::Object for PyroNameServer {
-    fn methods(&self) -> &'static [&'static str] {
+    fn methods(&self) -> &[&'static str] {
         METHODS
     }
 
@@ -183,7 +185,6 @@ impl pyro4_wire::daemon::Object for PyroNameServer {
             "count" => Ok(Value::Int(self.0.all(|_| true).len().into())),
             "set_metadata" => Err(naming_error(NamingError::Metadata)),
             "ping" => Ok(Value::None),
-            TARPC_MARK => Ok(Value::Bool(true)),
             other => Err(PyroException::new(
                 "builtins.AttributeError",
                 format!("no method {other}"),

@@ -91,7 +91,7 @@ pub const PYRO_METHOD: &str = "welcomeMessage";
 pub struct PyroWelcome;
 
 impl pyro4_wire::daemon::Object for PyroWelcome {
-    fn methods(&self) -> &'static [&'static str] {
+    fn methods(&self) -> &[&'static str] {
         &[PYRO_METHOD]
     }
 

@@ -150,3 +150,35 @@ fn a_crashed_rust_servers_name_on_pythons_name_server_is_taken_over_by_its_succe
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_talks_to_rust_over_tarpc_and_to_python_over_pyro4_under_pythons_name_server() {
+    use rpc_welcome::Connection;
+
+    let ns_server = tokio::task::block_in_place(AnyNameServer::python);
+    let ns = rpc_naming::NameServer::connect(&ns_server.addr())
+        .await
+        .unwrap();
+    assert!(ns.is_pyro());
+    let rust = tokio::task::block_in_place(|| rust_server(&ns_server));
+    // Python's name server hands out a Pyro URI; the server's handshake
+    // says it speaks tarpc too.
+    let connection = rpc_welcome::connect(&ns, "server").await.unwrap();
+    assert!(matches!(connection, Connection::Tarpc(_)), "{connection:?}");
+    assert_eq!(
+        rpc_welcome::buy(&connection, "server", TITLE)
+            .await
+            .unwrap(),
+        BOUGHT
+    );
+    drop(rust);
+    let _python = tokio::task::block_in_place(|| python_server(&ns_server));
+    let connection = rpc_welcome::connect(&ns, "server").await.unwrap();
+    assert!(matches!(connection, Connection::Pyro(_)), "{connection:?}");
+    assert_eq!(
+        rpc_welcome::buy(&connection, "server", TITLE)
+            .await
+            .unwrap(),
+        BOUGHT
+    );
+}

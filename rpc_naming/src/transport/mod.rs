@@ -53,6 +53,7 @@ use tarpc::{ClientMessage, Response, ServerError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::pyro::TARPC_MARK;
 use backpressure::Backpressure;
 use codec::{MAX_DEADLINE, ServerCodec};
 use frames::{FRAME_TIMEOUT, FrameWatch};
@@ -197,7 +198,7 @@ where
 /// (the name it registered).
 pub struct PyroObject<O> {
     pub id: Arc<str>,
-    pub object: Arc<O>,
+    object: Arc<Marked<O>>,
 }
 
 impl<O> Clone for PyroObject<O> {
@@ -211,9 +212,14 @@ impl<O> Clone for PyroObject<O> {
 
 impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
     pub fn new(id: &str, object: O) -> Self {
+        let mut methods = object.methods().to_vec();
+        methods.push(TARPC_MARK);
         PyroObject {
             id: id.into(),
-            object: Arc::new(object),
+            object: Arc::new(Marked {
+                inner: object,
+                methods,
+            }),
         }
     }
 
@@ -221,6 +227,31 @@ impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
         if let Err(err) = pyro4_wire::daemon::serve(stream, &self.id, &*self.object).await {
             tracing::debug!(%peer, %err, "Pyro4 connection closed");
         }
+    }
+}
+
+/// An object as every server here shows it to Pyro4: its own methods and
+/// [`TARPC_MARK`], which answers true. A client of this workspace that
+/// reached the server through a Pyro URI (say, from Python's name server)
+/// sees the mark and speaks tarpc to the same port instead.
+struct Marked<O> {
+    inner: O,
+    methods: Vec<&'static str>,
+}
+
+impl<O: pyro4_wire::daemon::Object> pyro4_wire::daemon::Object for Marked<O> {
+    fn methods(&self) -> &[&'static str] {
+        &self.methods
+    }
+
+    async fn invoke(
+        &self,
+        call: pyro4_wire::Call,
+    ) -> Result<pyro4_wire::serpent::Value, pyro4_wire::PyroException> {
+        if call.method == TARPC_MARK {
+            return Ok(pyro4_wire::serpent::Value::Bool(true));
+        }
+        self.inner.invoke(call).await
     }
 }
 
