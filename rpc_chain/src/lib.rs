@@ -275,16 +275,14 @@ impl ChainServer {
             },
             Hop::Pyro(proxy) => {
                 let deadline = tokio::time::Instant::from_std(ctx.deadline);
-                let call = async {
-                    let list = Value::List(message.into_iter().map(Value::Str).collect());
-                    proxy
-                        .lock()
-                        .await
-                        .call(PYRO_METHOD, vec![list], vec![])
-                        .await
-                };
-                match tokio::time::timeout_at(deadline, call).await {
-                    Ok(Ok(reply)) => self.strings(reply).map_err(HopFailure::Failed),
+                match tokio::time::timeout_at(deadline, pyro_process(&proxy, message)).await {
+                    Ok(Ok(reply)) => strings(reply).map_err(|reply| {
+                        HopFailure::Failed(ChainError::BadReply {
+                            hop: server_name(self.next),
+                            from: server_name(self.id),
+                            reply: pyro_text(&reply),
+                        })
+                    }),
                     Ok(Err(ProxyError::Remote(exception))) => {
                         Err(HopFailure::Failed(ChainError::HopRaised {
                             hop: server_name(self.next),
@@ -307,25 +305,6 @@ impl ChainServer {
                     }
                 }
             }
-        }
-    }
-
-    /// A Pyro4 hop's reply as the list of strings it should be.
-    fn strings(&self, reply: Value) -> Result<Vec<String>, ChainError> {
-        let bad = |reply: &Value| ChainError::BadReply {
-            hop: server_name(self.next),
-            from: server_name(self.id),
-            reply: pyro_text(reply),
-        };
-        match reply {
-            Value::List(items) | Value::Tuple(items) => items
-                .into_iter()
-                .map(|item| match item {
-                    Value::Str(s) => Ok(s),
-                    other => Err(bad(&other)),
-                })
-                .collect(),
-            other => Err(bad(&other)),
         }
     }
 
@@ -368,6 +347,32 @@ impl Chain for ChainServer {
 
 /// The method's name in Python, as `chainTopology.py` exposes it.
 pub const PYRO_METHOD: &str = "process";
+
+/// Calls `process(message)` over Pyro4.
+async fn pyro_process(proxy: &Mutex<Proxy>, message: Vec<String>) -> Result<Value, ProxyError> {
+    let list = Value::List(message.into_iter().map(Value::Str).collect());
+    proxy
+        .lock()
+        .await
+        .call(PYRO_METHOD, vec![list], vec![])
+        .await
+}
+
+/// A Pyro4 reply as the list of strings it should be; what it was if not.
+fn strings(reply: Value) -> Result<Vec<String>, Value> {
+    let items = match &reply {
+        Value::List(items) | Value::Tuple(items) => items,
+        _ => return Err(reply),
+    };
+    match items
+        .iter()
+        .map(|item| item.as_str().map(str::to_owned))
+        .collect()
+    {
+        Some(strings) => Ok(strings),
+        None => Err(reply),
+    }
+}
 
 /// A value as Python would print it, for error messages.
 fn pyro_text(value: &Value) -> String {
@@ -516,31 +521,16 @@ pub async fn send(
         }
         Connection::Pyro(proxy) => proxy,
     };
-    let call = async {
-        let list = Value::List(message.into_iter().map(Value::Str).collect());
-        proxy
-            .lock()
-            .await
-            .call(PYRO_METHOD, vec![list], vec![])
-            .await
-    };
-    let reply = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+    let reply = match tokio::time::timeout(CALL_TIMEOUT, pyro_process(proxy, message)).await {
         Err(_) => return Err(Error::Timeout { name }),
         Ok(Err(ProxyError::Remote(exception))) => return Err(Error::Raised { name, exception }),
         Ok(Err(source)) => return Err(Error::Pyro { name, source }),
         Ok(Ok(reply)) => reply,
     };
-    let bad = |reply: &Value| Error::BadReply {
-        name: server_name(start),
-        reply: pyro_text(reply),
-    };
-    match &reply {
-        Value::List(items) | Value::Tuple(items) => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| bad(&reply)))
-            .collect(),
-        other => Err(bad(other)),
-    }
+    strings(reply).map_err(|reply| Error::BadReply {
+        name,
+        reply: pyro_text(&reply),
+    })
 }
 
 #[cfg(test)]
