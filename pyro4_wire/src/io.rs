@@ -13,8 +13,11 @@ pub const MAX_MESSAGE: usize = 8 << 20;
 /// short message, and a server holds one request per connection, so 256
 /// connections hold at most 256 MiB.
 pub const MAX_REQUEST: usize = 1 << 20;
-/// How long the rest of a message may take once its first byte came: a
-/// peer that starts a message and stalls is cut off.
+/// How long the rest of a message may take once its first byte came, and
+/// how long a peer may take to accept a message written to it: a peer that
+/// stalls mid-message, either way, is cut off. Between messages there is no
+/// limit: Python's proxies keep their connection for as long as they live
+/// and do not reconnect if it is closed under them.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why no message could be read.
@@ -52,11 +55,21 @@ pub async fn read_message<R: AsyncRead + Unpin>(
     Ok(Some(Message::decode(&frame, limit)?))
 }
 
-/// Writes `message` whole and flushes it.
+/// Writes `message` whole and flushes it, within [`FRAME_TIMEOUT`].
 pub async fn write_message<W: AsyncWrite + Unpin>(
     writer: &mut W,
     message: &Message,
 ) -> std::io::Result<()> {
-    writer.write_all(&message.encode()).await?;
-    writer.flush().await
+    let write = async {
+        writer.write_all(&message.encode()).await?;
+        writer.flush().await
+    };
+    tokio::time::timeout(FRAME_TIMEOUT, write)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the peer took no bytes for {FRAME_TIMEOUT:?}"),
+            )
+        })?
 }

@@ -10,6 +10,7 @@ use pyro4_wire::io::{read_message, write_message};
 use pyro4_wire::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT};
 use pyro4_wire::serpent::{self, Value};
 use pyro4_wire::{Message, MessageType, Proxy, PyroUri};
+use rpc_naming::NameServer;
 use rpc_naming::interop::AnyNameServer;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -338,4 +339,85 @@ async fn a_pyro4_client_over_the_connection_limit_is_told_the_server_is_busy() {
         "{refused}"
     );
     drop(hogs);
+}
+
+/// Python's proxies keep their connection for life and do not reconnect
+/// when it is closed under them (a Python ring server holds one to its next
+/// hop): a Pyro4 connection is not closed for being idle, as tarpc's are.
+#[tokio::test(start_paused = true)]
+async fn a_pyro4_connection_outlives_the_idle_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(rpc_naming::server::serve(
+        listener,
+        100,
+        std::future::pending(),
+    ));
+    let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@127.0.0.1:{port}")).unwrap();
+    let mut proxy = Proxy::connect(&uri).await.unwrap();
+    proxy.call("ping", vec![], vec![]).await.unwrap();
+    let idle = rpc_naming::transport::accept_config("name server").idle_timeout;
+    tokio::time::sleep(idle * 3).await;
+    proxy.call("ping", vec![], vec![]).await.unwrap();
+}
+
+/// A Pyro4 client that sends requests and never reads the replies stalls
+/// only itself: the server stops reading it once its replies back up, and
+/// closes it once a reply has waited 10 s to be taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pyro4_client_that_never_reads_is_closed() {
+    use tokio::io::AsyncReadExt;
+
+    let ns = AnyNameServer::rust().unwrap();
+    let addr = ns.addr();
+    let names = NameServer::connect(&addr).await.unwrap();
+    for i in 0..500 {
+        let name = format!("{}{i:03}", "n".repeat(190));
+        names
+            .register(
+                &name,
+                std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let mut stream = connected(&addr).await;
+    // Each listing is about 150 KB: 200 of them is far more than the
+    // sockets' buffers hold.
+    let call = Value::Tuple(vec![
+        Value::str("Pyro.NameServer"),
+        Value::str("list"),
+        Value::Tuple(vec![]),
+        Value::Dict(vec![]),
+    ]);
+    let request = Message::new(MessageType::Invoke, 1, serpent::dumps(&call)).encode();
+    let mut sent = 0;
+    for _ in 0..200 {
+        match tokio::time::timeout(Duration::from_secs(2), stream.write_all(&request)).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    assert!(sent > 1, "sent {sent}");
+    // Now read: what was written comes, then the end of the stream (the
+    // server gave up on the stalled reply), not an endless wait.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut rest = Vec::new();
+    let drained =
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(drained, Ok(Ok(_)) | Ok(Err(_))),
+        "the connection was still open after {} bytes",
+        rest.len()
+    );
+    still_serving_with(&addr, 500).await;
+}
+
+/// The name server still answers a proper client, holding `names` names.
+async fn still_serving_with(addr: &str, names: usize) {
+    let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@{addr}")).unwrap();
+    let mut proxy = Proxy::connect(&uri).await.unwrap();
+    let count = proxy.call("count", vec![], vec![]).await.unwrap();
+    assert_eq!(count, Value::Int(names.into()));
 }

@@ -30,7 +30,12 @@
 //! far over [`MAX_FRAME`]) is handed to a Pyro4 daemon
 //! ([`pyro4_wire::daemon`]) serving the server's object; any other goes to
 //! tarpc. Pyro4 connections are served one request at a time, as a Python
-//! daemon serves them, which bounds them as [`MAX_IN_FLIGHT`] bounds tarpc's.
+//! daemon serves them, which bounds them as [`MAX_IN_FLIGHT`] bounds tarpc's;
+//! and they are not closed for being idle, as a Python daemon does not close
+//! them: a Python proxy (a Python ring server's link to its next hop, say)
+//! keeps its connection for life and does not reconnect, so closing it would
+//! fail its next call. The connection limit bounds them instead, and a
+//! message stalled half-way, either way, still closes one.
 
 pub mod backpressure;
 pub mod codec;
@@ -223,7 +228,7 @@ impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
         }
     }
 
-    async fn serve(&self, stream: IdleTimeout<TcpStream>, peer: SocketAddr) {
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr) {
         if let Err(err) = pyro4_wire::daemon::serve(stream, &self.id, &*self.object).await {
             tracing::debug!(%peer, %err, "Pyro4 connection closed");
         }
@@ -316,7 +321,13 @@ pub async fn serve_connections<Req, Resp, Conn, O>(
             async move {
                 match sniff(&connection.stream).await {
                     Ok(Protocol::Tarpc) => on_tarpc(server_transport(connection.stream)).await,
-                    Ok(Protocol::Pyro) => pyro.serve(connection.stream, connection.peer).await,
+                    // No idle timeout: a Python proxy keeps its connection
+                    // for life and fails a call if it was closed under it
+                    // (the daemon bounds messages stalled either way).
+                    Ok(Protocol::Pyro) => {
+                        let stream = connection.stream.into_inner();
+                        pyro.serve(stream, connection.peer).await
+                    }
                     Err(err) => tracing::debug!(peer = %connection.peer, %err, "no request"),
                 }
             }
