@@ -139,6 +139,27 @@ impl fmt::Display for PyroUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        /// URIs come from peers (replies, `register` arguments): any text
+        /// is read or refused, never a panic; what is read writes back the
+        /// same.
+        #[test]
+        fn any_text_is_read_or_refused(text in "(PYRO:)?[a-z_.@:\\[\\]0-9/ ]{0,40}") {
+            if let Ok(uri) = PyroUri::parse(&text) {
+                prop_assert_eq!(PyroUri::parse(&uri.to_string()), Ok(uri));
+            }
+        }
+
+        #[test]
+        fn uris_round_trip(object in "[a-zA-Z0-9_.]{1,30}", host in "[a-z0-9.]{1,20}", port in any::<u16>()) {
+            let uri = PyroUri { object, host, port };
+            prop_assert_eq!(PyroUri::parse(&uri.to_string()), Ok(uri.clone()));
+            prop_assert_eq!(PyroUri::from_value(&uri.to_value()), Ok(uri));
+        }
+    }
 
     #[test]
     fn uris_read_and_write() {
