@@ -19,6 +19,9 @@ use crate::{ChainServer, Connection, Error, Result, connect, send, serve, server
 pub struct Report {
     /// Calls per chain: one per server, and the one that closes the ring.
     pub hops: u64,
+    /// What the first server was reached over: tarpc for a server of this
+    /// workspace, Pyro4 for a Python one (with `--ns`).
+    pub protocol: &'static str,
     pub sequential: Stats,
     pub concurrency: usize,
     pub concurrent: Stats,
@@ -40,14 +43,16 @@ impl fmt::Display for Report {
         writeln!(f, "ring of {} servers: {hops} calls per chain", hops - 1)?;
         writeln!(
             f,
-            "chains, sequential:             {}",
-            self.sequential.summary()
+            "chains, sequential:             {}  ({})",
+            self.sequential.summary(),
+            self.protocol
         )?;
         writeln!(
             f,
-            "chains, concurrency {:<3}         {}",
+            "chains, concurrency {:<3}         {}  ({})",
             self.concurrency,
-            self.concurrent.summary()
+            self.concurrent.summary(),
+            self.protocol
         )?;
         writeln!(
             f,
@@ -71,7 +76,8 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "ratio Pyro4/tarpc entry, sequential: {:.2}",
+            "ratio Pyro4/{} entry, sequential: {:.2}",
+            self.protocol,
             self.pyro.per_second() / self.sequential.per_second()
         )
     }
@@ -115,6 +121,7 @@ pub async fn run(
     let pyro = chains(&pyro, start, calls, 1).await?;
     Ok(Report {
         hops,
+        protocol: client.protocol(),
         sequential,
         concurrency,
         concurrent,

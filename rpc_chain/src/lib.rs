@@ -473,6 +473,16 @@ pub enum Connection {
     Pyro(Mutex<Proxy>),
 }
 
+impl Connection {
+    /// The protocol this connection speaks, for reports.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Connection::Tarpc(_) => "tarpc",
+            Connection::Pyro(_) => "Pyro4",
+        }
+    }
+}
+
 /// Finds server `start` through `ns` and connects to it.
 pub async fn connect(ns: &NameServer, start: u32) -> Result<Connection> {
     Ok(match ns.connect_to(&server_name(start)).await? {

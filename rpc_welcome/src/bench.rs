@@ -18,6 +18,9 @@ pub const TITLE: &str = "Sistem Terdistribusi";
 /// What a bench run measured.
 #[derive(Debug)]
 pub struct Report {
+    /// What the measured server was reached over: tarpc for a server of
+    /// this workspace, Pyro4 for a Python one (with `--ns`).
+    pub protocol: &'static str,
     pub sequential: Stats,
     pub raw: Stats,
     pub concurrency: usize,
@@ -30,8 +33,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "welcome_message, sequential:      {}",
-            self.sequential.summary()
+            "welcome_message, sequential:      {}  ({})",
+            self.sequential.summary(),
+            self.protocol
         )?;
         writeln!(
             f,
@@ -40,9 +44,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "welcome_message, concurrency {:<3} {}",
+            "welcome_message, concurrency {:<3} {}  ({})",
             self.concurrency,
-            self.concurrent.summary()
+            self.concurrent.summary(),
+            self.protocol
         )?;
         writeln!(
             f,
@@ -56,7 +61,8 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "ratio Pyro4/tarpc, sequential: {:.2}",
+            "ratio Pyro4/{}, sequential: {:.2}",
+            self.protocol,
             self.pyro.per_second() / self.sequential.per_second()
         )
     }
@@ -99,6 +105,7 @@ pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize)
     let concurrent = welcome_calls(&client, name, calls, concurrency).await?;
     let pyro = welcome_calls(&pyro, name, calls, 1).await?;
     Ok(Report {
+        protocol: client.protocol(),
         sequential,
         raw,
         concurrency,

@@ -153,6 +153,16 @@ pub enum Connection {
     Pyro(tokio::sync::Mutex<Proxy>),
 }
 
+impl Connection {
+    /// The protocol this connection speaks, for reports.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Connection::Tarpc(_) => "tarpc",
+            Connection::Pyro(_) => "Pyro4",
+        }
+    }
+}
+
 /// Finds the server registered as `name` and connects to it.
 pub async fn connect(ns: &NameServer, name: &str) -> Result<Connection> {
     Ok(match ns.connect_to(name).await? {
