@@ -10,7 +10,7 @@
 //! - [`shutdown`]: the signal a server stops on (Ctrl-C or SIGTERM);
 //! - [`accept`]: the accept loop, with a connection limit, an idle timeout and
 //!   one error policy;
-//! - [`bench`]: the closed-loop bench runner and its statistics;
+//! - [`bench`](mod@bench): the closed-loop bench runner and its statistics;
 //! - [`child`]: a child process killed when its test ends, however it ends;
 //! - [`text`]: text from a peer made safe to print;
 //! - [`python`]: the Python peers the interop tests run against.
