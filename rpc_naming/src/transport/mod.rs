@@ -202,7 +202,7 @@ where
 /// The object a server shows Pyro4 clients, and the id they ask for it by
 /// (the name it registered).
 pub struct PyroObject<O> {
-    pub id: Arc<str>,
+    id: Arc<str>,
     object: Arc<Marked<O>>,
 }
 
