@@ -202,3 +202,18 @@ async fn a_hung_python_hop_is_named_by_the_hop_before_it() {
         other => panic!("expected hop 2 to be named, got {other:?}"),
     }
 }
+
+#[test]
+fn a_rust_hops_error_reaches_the_python_client_as_a_pyro4_exception() {
+    let ns = AnyNameServer::rust().unwrap();
+    let _one = rust_hop(&ns, 1, 2);
+    // No server 2: server 1 names it, and Python raises what it was sent.
+    let err = failure(&python_client(&ns));
+    assert!(
+        err.ends_with(
+            "Pyro4.errors.CommunicationError: example.chainTopology.2 cannot be reached \
+             from example.chainTopology.1: unknown name: example.chainTopology.2"
+        ),
+        "{err}"
+    );
+}
