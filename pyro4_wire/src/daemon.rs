@@ -35,6 +35,26 @@ pub trait Object: Send + Sync + 'static {
     fn invoke(&self, call: Call) -> impl Future<Output = Result<Value, PyroException>> + Send;
 }
 
+/// What a daemon tells the program serving it about a connection, and how
+/// that program may close it while it is idle (to make room for another,
+/// say). `()` watches nothing and never closes.
+pub trait Watch: Send + Sync {
+    /// A request has come in.
+    fn active(&self);
+
+    /// Completes when the connection should be closed. It is awaited only
+    /// while the connection waits for its next request.
+    fn closing(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl Watch for () {
+    fn active(&self) {}
+
+    async fn closing(&self) {
+        std::future::pending().await
+    }
+}
+
 /// `AttributeError` for a method the object does not expose.
 fn no_such_method(object: &str, method: &str) -> PyroException {
     PyroException::new(
@@ -74,9 +94,15 @@ fn reply(request: &Message, kind: MessageType, flags: u16, payload: &Value) -> M
 }
 
 /// Serves `object`, known to proxies as `object_id`, on `stream` until the
-/// peer closes it or breaks the protocol. Returns why it ended, for the log
-/// (`Ok` when the peer closed it).
-pub async fn serve<S, O>(mut stream: S, object_id: &str, object: &O) -> Result<(), ReadError>
+/// peer closes it, breaks the protocol, or `watch` closes it between
+/// requests. Returns why it ended, for the log (`Ok` when the peer or the
+/// watch closed it).
+pub async fn serve<S, O>(
+    mut stream: S,
+    object_id: &str,
+    object: &O,
+    watch: &impl Watch,
+) -> Result<(), ReadError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     O: Object,
@@ -89,7 +115,15 @@ where
     if answer.kind != MessageType::ConnectOk {
         return Ok(());
     }
-    while let Some(request) = read_message(&mut stream, MAX_REQUEST).await? {
+    loop {
+        let next = tokio::select! {
+            next = read_message(&mut stream, MAX_REQUEST) => next?,
+            () = watch.closing() => return Ok(()),
+        };
+        let Some(request) = next else {
+            return Ok(());
+        };
+        watch.active();
         let answer = match request.kind {
             MessageType::Ping => Some(Message {
                 payload: b"pong".to_vec(),
@@ -107,7 +141,6 @@ where
             write_message(&mut stream, &answer).await?;
         }
     }
-    Ok(())
 }
 
 /// Turns a connection away: its CONNECT is answered with CONNECTFAIL
@@ -262,7 +295,7 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let (mut client, server) = tokio::io::duplex(1 << 16);
-            let serving = tokio::spawn(async move { serve(server, "echo_1", &Echo).await });
+            let serving = tokio::spawn(async move { serve(server, "echo_1", &Echo, &()).await });
             client.write_all(&bytes).await.unwrap();
             client.shutdown().await.unwrap();
             let mut written = Vec::new();

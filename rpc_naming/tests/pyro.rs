@@ -421,3 +421,42 @@ async fn still_serving_with(addr: &str, names: usize) {
     let count = proxy.call("count", vec![], vec![]).await.unwrap();
     assert_eq!(count, Value::Int(names.into()));
 }
+
+/// Idle Pyro4 connections are kept (see above), so a server full of them
+/// makes room: the connection turned away closes the least recently active
+/// one, and the next attempt gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_closes_its_least_recently_active_pyro4_connection() {
+    let ns = AnyNameServer::rust().unwrap();
+    let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@{}", ns.addr())).unwrap();
+    let mut proxies = Vec::new();
+    for _ in 0..rpc_naming::transport::MAX_CONNECTIONS {
+        proxies.push(Proxy::connect(&uri).await.unwrap());
+    }
+    // The first made a request since: the second is now idle longest.
+    proxies[0].call("ping", vec![], vec![]).await.unwrap();
+    match Proxy::connect(&uri).await {
+        Err(pyro4_wire::ProxyError::Rejected { reason, .. }) => {
+            assert!(reason.contains("busy"), "{reason}")
+        }
+        other => panic!("expected a busy refusal, got {other:?}"),
+    }
+    let mut attempts = 0;
+    let mut newcomer = loop {
+        match Proxy::connect(&uri).await {
+            Ok(proxy) => break proxy,
+            Err(err) => {
+                attempts += 1;
+                assert!(attempts < 50, "never let in: {err}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    newcomer.call("ping", vec![], vec![]).await.unwrap();
+    assert!(
+        proxies[1].call("ping", vec![], vec![]).await.is_err(),
+        "the connection idle longest was closed"
+    );
+    proxies[0].call("ping", vec![], vec![]).await.unwrap();
+    proxies[2].call("ping", vec![], vec![]).await.unwrap();
+}

@@ -34,12 +34,15 @@
 //! and they are not closed for being idle, as a Python daemon does not close
 //! them: a Python proxy (a Python ring server's link to its next hop, say)
 //! keeps its connection for life and does not reconnect, so closing it would
-//! fail its next call. The connection limit bounds them instead, and a
-//! message stalled half-way, either way, still closes one.
+//! fail its next call. The connection limit bounds them instead: a
+//! connection turned away at the limit closes the least recently active
+//! Pyro4 connection ([`room`]), so the next one gets in; and a message
+//! stalled half-way, either way, still closes one.
 
 pub mod backpressure;
 pub mod codec;
 pub mod frames;
+pub mod room;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -62,6 +65,7 @@ use crate::pyro::TARPC_MARK;
 use backpressure::Backpressure;
 use codec::{MAX_DEADLINE, ServerCodec};
 use frames::{FRAME_TIMEOUT, FrameWatch};
+use room::{Membership, PyroConnections};
 
 /// Largest frame either end sends or accepts. A larger request is refused by
 /// the receiving end, which drops that connection, and only that one.
@@ -167,12 +171,17 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
 /// Answers the first request of a connection over the limit with an error
 /// saying so, then closes it. A client sees `ConnectionRefused: <name> is
-/// busy...` instead of a connection that closed for no reason.
-async fn refuse<Req, Resp>(refused: Refused, name: &'static str)
+/// busy...` instead of a connection that closed for no reason. Makes room
+/// for the next one by closing the least recently active Pyro4 connection,
+/// if there is one.
+async fn refuse<Req, Resp>(refused: Refused, name: &'static str, pyro_connections: PyroConnections)
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
+    if pyro_connections.close_least_active() {
+        tracing::info!("the {name} is full: closing its least recently active Pyro4 connection");
+    }
     let busy =
         format!("the {name} is busy: {MAX_CONNECTIONS} connections are open; try again shortly");
     if let Ok(Ok(Protocol::Pyro)) = tokio::time::timeout(REFUSAL_WAIT, sniff(&refused.stream)).await
@@ -228,8 +237,9 @@ impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
         }
     }
 
-    async fn serve(&self, stream: TcpStream, peer: SocketAddr) {
-        if let Err(err) = pyro4_wire::daemon::serve(stream, &self.id, &*self.object).await {
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, membership: Membership) {
+        let served = pyro4_wire::daemon::serve(stream, &self.id, &*self.object, &membership);
+        if let Err(err) = served.await {
             tracing::debug!(%peer, %err, "Pyro4 connection closed");
         }
     }
@@ -312,12 +322,15 @@ pub async fn serve_connections<Req, Resp, Conn, O>(
     Conn: Future<Output = ()> + Send + 'static,
     O: pyro4_wire::daemon::Object,
 {
+    let pyro_connections = PyroConnections::default();
+    let refusing = pyro_connections.clone();
     accept::serve(
         listener,
         &accept_config(name),
         shutdown,
         |connection: Connection| {
             let (on_tarpc, pyro) = (on_tarpc.clone(), pyro.clone());
+            let pyro_connections = pyro_connections.clone();
             async move {
                 match sniff(&connection.stream).await {
                     Ok(Protocol::Tarpc) => on_tarpc(server_transport(connection.stream)).await,
@@ -326,13 +339,14 @@ pub async fn serve_connections<Req, Resp, Conn, O>(
                     // (the daemon bounds messages stalled either way).
                     Ok(Protocol::Pyro) => {
                         let stream = connection.stream.into_inner();
-                        pyro.serve(stream, connection.peer).await
+                        let membership = pyro_connections.join();
+                        pyro.serve(stream, connection.peer, membership).await
                     }
                     Err(err) => tracing::debug!(peer = %connection.peer, %err, "no request"),
                 }
             }
         },
-        |refused: Refused| refuse::<Req, Resp>(refused, name),
+        |refused: Refused| refuse::<Req, Resp>(refused, name, refusing.clone()),
     )
     .await;
 }
