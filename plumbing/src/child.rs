@@ -93,3 +93,10 @@ pub fn spawn_lines(
     let stdout = child.child().stdout.take().expect("stdout is piped");
     Ok((child, lines_of(stdout)))
 }
+
+/// What a finished child printed on stdout; panics with its whole output
+/// unless it succeeded.
+pub fn stdout_of(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use plumbing::child::{KillOnDrop, line_with, spawn_lines};
+use plumbing::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
 use plumbing::python::pyro4_script;
 use rpc_chain::{ChainError, Connection, server_name};
 use rpc_naming::NameServer;
@@ -73,15 +73,10 @@ fn rust_client(ns: &AnyNameServer) -> Output {
         .unwrap()
 }
 
-fn stdout(output: &Output) -> String {
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Both clients go round the ring; every server prints the chapter's lines.
 fn both_clients_go_round(ns: &AnyNameServer, hops: &[Hop]) {
     for output in [python_client(ns), rust_client(ns)] {
-        assert_eq!(stdout(&output), format!("{STATUS}\n"));
+        assert_eq!(stdout_of(&output), format!("{STATUS}\n"));
         line_with(
             &hops[0].lines,
             &["Buku 1 sudah selesai di baca lanjutkan ke buku 2"],

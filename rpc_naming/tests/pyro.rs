@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use num_bigint::BigInt;
+use plumbing::child::stdout_of;
 use pyro4_wire::io::{read_message, write_message};
 use pyro4_wire::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT};
 use pyro4_wire::serpent::{self, Value};
@@ -34,11 +35,6 @@ fn rpc_naming(ns: &AnyNameServer, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(output: Output) -> String {
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn python_nsc_against_this_name_server() {
     let ns = AnyNameServer::rust().unwrap();
@@ -48,7 +44,7 @@ fn python_nsc_against_this_name_server() {
         "Registered buku\n"
     );
     // A registration of this crate's, with a lease, is a Pyro URI to Python.
-    ok(rpc_naming(&ns, &["register", "rak", "127.0.0.1:4000"]));
+    stdout_of(&rpc_naming(&ns, &["register", "rak", "127.0.0.1:4000"]));
     assert_eq!(
         nsc(&ns, &["list"]),
         "--------START LIST \n\
@@ -59,11 +55,11 @@ fn python_nsc_against_this_name_server() {
     assert_eq!(nsc(&ns, &["lookup", "rak"]), "PYRO:rak@127.0.0.1:4000\n");
     // And what Python registered is seen here.
     assert_eq!(
-        ok(rpc_naming(&ns, &["list"])),
+        stdout_of(&rpc_naming(&ns, &["list"])),
         "buku --> PYRO:obj_1@localhost:5555\nrak --> 127.0.0.1:4000\n"
     );
     assert_eq!(
-        ok(rpc_naming(&ns, &["lookup", "buku"])),
+        stdout_of(&rpc_naming(&ns, &["lookup", "buku"])),
         "PYRO:obj_1@localhost:5555\n"
     );
     assert_eq!(nsc(&ns, &["remove", "buku"]), "Removed buku\n");
@@ -79,13 +75,16 @@ fn python_nsc_against_this_name_server() {
 #[test]
 fn this_crates_commands_against_pythons_name_server() {
     let ns = AnyNameServer::python();
-    assert_eq!(ok(rpc_naming(&ns, &["ping"])), "Name server ping ok.\n");
-    ok(rpc_naming(&ns, &["register", "rak", "127.0.0.1:4000"]));
-    ok(rpc_naming(
+    assert_eq!(
+        stdout_of(&rpc_naming(&ns, &["ping"])),
+        "Name server ping ok.\n"
+    );
+    stdout_of(&rpc_naming(&ns, &["register", "rak", "127.0.0.1:4000"]));
+    stdout_of(&rpc_naming(
         &ns,
         &["register", "buku", "PYRO:obj_1@localhost:5555"],
     ));
-    let listed = ok(rpc_naming(&ns, &["list"]));
+    let listed = stdout_of(&rpc_naming(&ns, &["list"]));
     let port = ns.port();
     assert_eq!(
         listed,
@@ -96,13 +95,13 @@ fn this_crates_commands_against_pythons_name_server() {
         )
     );
     assert_eq!(
-        ok(rpc_naming(&ns, &["lookup", "rak"])),
+        stdout_of(&rpc_naming(&ns, &["lookup", "rak"])),
         "PYRO:rak@127.0.0.1:4000\n"
     );
     // What this crate registered, Python's nsc sees.
     assert!(nsc(&ns, &["list"]).contains("rak --> PYRO:rak@127.0.0.1:4000\n"));
-    assert_eq!(ok(rpc_naming(&ns, &["remove", "buku"])), "1\n");
-    assert_eq!(ok(rpc_naming(&ns, &["remove", "buku"])), "0\n");
+    assert_eq!(stdout_of(&rpc_naming(&ns, &["remove", "buku"])), "1\n");
+    assert_eq!(stdout_of(&rpc_naming(&ns, &["remove", "buku"])), "0\n");
     let unknown = rpc_naming(&ns, &["lookup", "buku"]);
     assert!(!unknown.status.success());
     assert_eq!(

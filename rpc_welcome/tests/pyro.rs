@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use plumbing::child::{KillOnDrop, line_with, spawn_lines};
+use plumbing::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
 use plumbing::python::pyro4_script;
 use rpc_naming::interop::AnyNameServer;
 
@@ -51,18 +51,13 @@ fn rust_client(ns: &AnyNameServer, title: &str) -> Output {
         .unwrap()
 }
 
-fn stdout(output: &Output) -> String {
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Both clients buy from `server` through `ns`.
 fn both_clients_buy(ns: &AnyNameServer) {
     assert_eq!(
-        stdout(&python_client(ns, TITLE)),
+        stdout_of(&python_client(ns, TITLE)),
         format!("Mau beli buku dengan judul apa? {BOUGHT}\n")
     );
-    assert_eq!(stdout(&rust_client(ns, TITLE)), format!("{BOUGHT}\n"));
+    assert_eq!(stdout_of(&rust_client(ns, TITLE)), format!("{BOUGHT}\n"));
 }
 
 #[test]
