@@ -183,15 +183,7 @@ fn invoke(payload: Vec<u8>, serializer: u16) -> Vec<u8> {
 
 /// The name server still answers a proper client.
 async fn still_serving(addr: &str) {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let uri = PyroUri {
-        object: "Pyro.NameServer".into(),
-        host: host.into(),
-        port: port.parse().unwrap(),
-    };
-    let mut proxy = Proxy::connect(&uri).await.unwrap();
-    let count = proxy.call("count", vec![], vec![]).await.unwrap();
-    assert_eq!(count, Value::Int(0.into()));
+    still_serving_with(addr, 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
