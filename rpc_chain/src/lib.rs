@@ -10,7 +10,7 @@
 //!
 //! What makes this work in a ring: the first server is called again while
 //! its own call is still waiting, so every request runs in its own task
-//! ([`rpc_naming::transport::spawn_request`]); a server that handled one call
+//! ([`rpc_transport::spawn_request`]); a server that handled one call
 //! at a time would deadlock. The caller's deadline travels with the message,
 //! each hop forwarding it a little earlier ([`forwarded`]), so that a hop
 //! that hangs is named by the hop before it; a hop that is missing or dead
@@ -32,8 +32,8 @@ use futures::StreamExt;
 use pyro4_wire::serpent::Value;
 use pyro4_wire::{Proxy, ProxyError, PyroException};
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{PyroObject, serve_connections, server_channel, spawn_request};
 use rpc_naming::{Endpoint, NameServer};
+use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
 use serde::{Deserialize, Serialize};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
@@ -419,22 +419,23 @@ impl pyro4_wire::daemon::Object for PyroChain {
     }
 }
 
+impl Service for ChainServer {
+    type Req = ChainRequest;
+    type Resp = ChainResponse;
+
+    fn run(
+        self,
+        channel: ServerChannel<ChainRequest, ChainResponse>,
+    ) -> impl Future<Output = ()> + Send {
+        channel.execute(self.serve()).for_each(spawn_request)
+    }
+}
+
 /// Serves `server` on `listener` until `shutdown` completes, over tarpc
 /// and, as the object named like the server, Pyro4.
 pub async fn serve(listener: TcpListener, server: ChainServer, shutdown: impl Future<Output = ()>) {
     let pyro = PyroObject::new(&server_name(server.id), PyroChain(server.clone()));
-    serve_connections(
-        listener,
-        "chain server",
-        shutdown,
-        move |transport| {
-            server_channel(transport)
-                .execute(server.clone().serve())
-                .for_each(spawn_request)
-        },
-        pyro,
-    )
-    .await;
+    rpc_transport::serve(listener, "chain server", shutdown, server, pyro).await;
 }
 
 /// Everything that can go wrong for a caller of the ring.

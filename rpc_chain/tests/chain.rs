@@ -9,8 +9,8 @@ use rpc_chain::{
     finished, python_list, returned, send, serve, server_name,
 };
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{PyroObject, serve_connections, server_channel, spawn_request};
 use rpc_naming::{Lease, NameServer};
+use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
 use tarpc::context::Context;
 use tarpc::server::Channel;
 use tokio::net::TcpListener;
@@ -209,6 +209,18 @@ struct SlowHop {
     seen: Arc<Mutex<Option<Instant>>>,
 }
 
+impl Service for SlowHop {
+    type Req = rpc_chain::ChainRequest;
+    type Resp = rpc_chain::ChainResponse;
+
+    fn run(
+        self,
+        channel: ServerChannel<rpc_chain::ChainRequest, rpc_chain::ChainResponse>,
+    ) -> impl Future<Output = ()> + Send {
+        channel.execute(self.serve()).for_each(spawn_request)
+    }
+}
+
 impl Chain for SlowHop {
     async fn process(self, ctx: Context, _: Vec<String>) -> Result<Vec<String>, ChainError> {
         *self.seen.lock().unwrap() = Some(ctx.deadline);
@@ -252,15 +264,11 @@ async fn the_callers_deadline_travels_along_the_chain() {
         seen: Arc::new(Mutex::new(None)),
     };
     let serving = slow.clone();
-    tokio::spawn(serve_connections(
+    tokio::spawn(rpc_transport::serve(
         listener,
         "spy server",
         std::future::pending(),
-        move |t| {
-            server_channel(t)
-                .execute(serving.clone().serve())
-                .for_each(spawn_request)
-        },
+        serving,
         PyroObject::new(&server_name(3), slow.clone()),
     ));
 
@@ -350,15 +358,11 @@ async fn start_slow_hop(ns: &NameServer, id: u32) -> Lease {
         seen: Arc::new(Mutex::new(None)),
     };
     let pyro = PyroObject::new(&server_name(id), slow.clone());
-    tokio::spawn(serve_connections(
+    tokio::spawn(rpc_transport::serve(
         listener,
         "slow hop",
         std::future::pending(),
-        move |t| {
-            server_channel(t)
-                .execute(slow.clone().serve())
-                .for_each(spawn_request)
-        },
+        slow,
         pyro,
     ));
     lease

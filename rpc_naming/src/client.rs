@@ -16,9 +16,11 @@ use tokio::task::JoinHandle;
 
 use pyro4_wire::{Proxy, ProxyError, PyroUri};
 
-use crate::pyro::{self, PyroNaming};
-use crate::transport::{self, ClientTransport};
-use crate::{Error, LIST_PAGE, ListFilter, Location, NamingClient, NamingError, Result};
+use crate::pyro_client::PyroNameServerClient;
+use crate::{
+    Error, LIST_PAGE, ListFilter, Location, NAME_SERVER_ID, NamingClient, NamingError, Result,
+};
+use rpc_transport::{ClientTransport, TARPC_MARK};
 
 /// How long to wait for a TCP connection to a name server or a service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,7 +40,7 @@ pub fn deadline_in(timeout: Duration) -> context::Context {
 pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
     addr: SocketAddr,
 ) -> std::io::Result<ClientTransport<Req, Resp>> {
-    tokio::time::timeout(CONNECT_TIMEOUT, transport::connect(addr))
+    tokio::time::timeout(CONNECT_TIMEOUT, rpc_transport::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))?
 }
@@ -59,7 +61,7 @@ pub struct NameServer {
 #[derive(Clone, Debug)]
 enum Backend {
     Tarpc(Arc<Mutex<NamingClient>>),
-    Pyro(Arc<PyroNaming>),
+    Pyro(Arc<PyroNameServerClient>),
 }
 
 /// A connection to a registered server, in the protocol its location calls
@@ -120,12 +122,12 @@ impl NameServer {
     ///
     /// Both kinds of name server answer Pyro4, so the first connection asks
     /// for `Pyro.NameServer`: one of this workspace offers the extra method
-    /// [`pyro::TARPC_MARK`] and is then spoken to over tarpc; Python's is
+    /// [`TARPC_MARK`] and is then spoken to over tarpc; Python's is
     /// spoken to over that Pyro4 connection.
     pub async fn connect(addr: &str) -> Result<Self> {
         let resolved = resolve(addr).await?;
         let uri = PyroUri {
-            object: pyro::NAME_SERVER_ID.to_owned(),
+            object: NAME_SERVER_ID.to_owned(),
             host: resolved.ip().to_string(),
             port: resolved.port(),
         };
@@ -136,10 +138,10 @@ impl NameServer {
                 source: std::io::ErrorKind::TimedOut.into(),
             })?;
         let backend = match probe {
-            Ok(proxy) if proxy.methods().iter().any(|m| m == pyro::TARPC_MARK) => {
+            Ok(proxy) if proxy.methods().iter().any(|m| m == TARPC_MARK) => {
                 Backend::Tarpc(Arc::new(Mutex::new(Self::open(addr).await?)))
             }
-            Ok(proxy) => Backend::Pyro(Arc::new(PyroNaming::new(proxy))),
+            Ok(proxy) => Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy))),
             Err(ProxyError::Connect { source, .. }) => {
                 return Err(Error::NoNameServer {
                     addr: addr.to_owned(),
@@ -495,7 +497,7 @@ impl NameServer {
                 match tokio::time::timeout(CONNECT_TIMEOUT, Proxy::connect(uri)).await {
                     // A server of this workspace, registered by URI (on
                     // Python's name server): Rust talks to it over tarpc.
-                    Ok(Ok(proxy)) if proxy.methods().iter().any(|m| m == pyro::TARPC_MARK) => {
+                    Ok(Ok(proxy)) if proxy.methods().iter().any(|m| m == TARPC_MARK) => {
                         let addr = proxy
                             .peer_addr()
                             .map_err(|err| dead(&location, err.into()))?;

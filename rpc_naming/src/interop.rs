@@ -1,7 +1,7 @@
 //! Name servers of both kinds, for the interop tests and benches that mix
 //! this workspace's programs with the chapter's Python ones.
 
-use plumbing::bench::{ServerThread, spawn_server_thread};
+use plumbing::bench::ServerThread;
 use plumbing::python::PyroNameServer;
 
 /// A running name server: this workspace's, on a thread of its own, or
@@ -15,12 +15,7 @@ pub enum AnyNameServer {
 impl AnyNameServer {
     /// This workspace's name server.
     pub fn rust() -> std::io::Result<Self> {
-        let server = spawn_server_thread(|listener, stopped| {
-            crate::server::serve(listener, crate::DEFAULT_MAX_NAMES, async {
-                let _ = stopped.await;
-            })
-        })?;
-        Ok(AnyNameServer::Rust(server))
+        Ok(AnyNameServer::Rust(crate::server::spawn_thread()?))
     }
 
     /// Python's, from the pinned test environment. Panics when it cannot

@@ -44,9 +44,10 @@
 pub mod bench;
 pub mod client;
 pub mod interop;
-pub mod pyro;
+pub mod pyro_client;
+pub mod pyro_server;
 pub mod server;
-pub mod transport;
+pub mod table;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -123,6 +124,8 @@ impl FromStr for Location {
     }
 }
 
+/// The object id of a name server, in Python and here.
+pub const NAME_SERVER_ID: &str = "Pyro.NameServer";
 /// Where the name server listens by default (Pyro4's port).
 pub const DEFAULT_NS_ADDR: &str = "127.0.0.1:9090";
 /// The environment variable that overrides it, beside `--ns`.
@@ -263,14 +266,14 @@ pub enum Error {
     },
     #[error(
         "the name server at {addr} sent a reply larger than the {} MiB frame limit",
-        transport::MAX_FRAME >> 20
+        rpc_transport::MAX_FRAME >> 20
     )]
     ReplyTooLarge {
         addr: String,
         source: tarpc::client::RpcError,
     },
     #[error("the Pyro4 name server at {addr} failed to answer")]
-    PyroNameServer {
+    PyroNameServerRpc {
         addr: String,
         source: pyro4_wire::ProxyError,
     },

@@ -1,200 +1,27 @@
-//! The name server: a table of names behind the [`Naming`] service.
-//!
-//! Leased entries carry an expiry time and are dropped lazily: a lookup of an
-//! expired name fails as unknown, and listing or registering purges every
-//! expired entry. No timer task is needed, and an expired name is never
-//! served.
+//! The name server's tarpc face, and [`serve`], which runs it beside the
+//! Pyro4 face ([`crate::pyro_server`]) on one port.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use regex::{Regex, RegexBuilder};
+use plumbing::bench::{ServerThread, spawn_server_thread};
+use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
 use tarpc::context::Context;
 use tarpc::server::Channel;
 use tokio::net::TcpListener;
 
-use crate::pyro::{NAME_SERVER_ID, PyroNameServer};
-use crate::transport::{PyroObject, serve_connections, server_channel, spawn_request};
-use crate::{LIST_PAGE, ListFilter, Location, MAX_PATTERN_LEN, Naming, NamingError, validate_name};
+use crate::pyro_server::PyroNameService;
+use crate::table::{NameTable, compile};
+use crate::{
+    LIST_PAGE, ListFilter, Location, NAME_SERVER_ID, Naming, NamingError, NamingRequest,
+    NamingResponse,
+};
 
-const MIN_LEASE: Duration = Duration::from_millis(100);
-const MAX_LEASE: Duration = Duration::from_secs(3600);
-
-#[derive(Clone, Copy, Debug)]
-struct LeaseState {
-    id: u64,
-    ttl: Duration,
-    expires: Instant,
-}
-
+/// The [`Naming`] service over the name table: what tarpc clients talk to.
 #[derive(Clone, Debug)]
-struct Entry {
-    location: Location,
-    lease: Option<LeaseState>,
-}
+pub struct TarpcNameService(pub NameTable);
 
-impl Entry {
-    fn alive(&self, now: Instant) -> bool {
-        self.lease.is_none_or(|lease| lease.expires > now)
-    }
-}
-
-#[derive(Debug)]
-struct Table {
-    names: BTreeMap<String, Entry>,
-    max_names: usize,
-    next_lease: u64,
-}
-
-impl Table {
-    fn purge_expired(&mut self, now: Instant) {
-        self.names.retain(|name, entry| {
-            let alive = entry.alive(now);
-            if !alive {
-                tracing::info!(%name, location = %entry.location, "lease expired");
-            }
-            alive
-        });
-    }
-
-    /// The live entry for `name`, dropping it if its lease has run out.
-    fn live(&mut self, name: &str, now: Instant) -> Option<Entry> {
-        let entry = self.names.get(name)?.clone();
-        if entry.alive(now) {
-            Some(entry)
-        } else {
-            self.names.remove(name);
-            None
-        }
-    }
-
-    fn insert(&mut self, name: String, entry: Entry, safe: bool) -> Result<(), NamingError> {
-        validate_name(&name)?;
-        let now = Instant::now();
-        if self.live(&name, now).is_some() {
-            if safe {
-                return Err(NamingError::AlreadyRegistered(name));
-            }
-        } else {
-            if self.names.len() >= self.max_names {
-                self.purge_expired(now);
-            }
-            if self.names.len() >= self.max_names {
-                return Err(NamingError::TableFull(self.max_names));
-            }
-        }
-        tracing::info!(%name, location = %entry.location, leased = entry.lease.is_some(), "registered");
-        self.names.insert(name, entry);
-        Ok(())
-    }
-
-    /// Up to `most` live names that `keep` accepts, after `after`.
-    fn page(
-        &mut self,
-        after: Option<&str>,
-        most: usize,
-        keep: impl Fn(&str) -> bool,
-    ) -> Vec<(String, Location)> {
-        use std::ops::Bound;
-        self.purge_expired(Instant::now());
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        self.names
-            .range::<str, _>((start, Bound::Unbounded))
-            .filter(|(name, _)| keep(name))
-            .take(most)
-            .map(|(name, entry)| (name.clone(), entry.location.clone()))
-            .collect()
-    }
-
-    fn remove_where(&mut self, remove: impl Fn(&str) -> bool) -> usize {
-        let before = self.names.len();
-        self.names.retain(|name, _| !remove(name));
-        before - self.names.len()
-    }
-}
-
-pub(crate) fn compile(pattern: &str) -> Result<Regex, NamingError> {
-    let invalid = |reason: String| NamingError::InvalidPattern {
-        pattern: pattern.chars().take(MAX_PATTERN_LEN).collect(),
-        reason,
-    };
-    if pattern.len() > MAX_PATTERN_LEN {
-        return Err(invalid(format!("longer than {MAX_PATTERN_LEN} bytes")));
-    }
-    // Anchored at the start, like Python's re.match in Pyro4.
-    RegexBuilder::new(&format!("^(?:{pattern})"))
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|err| invalid(err.to_string()))
-}
-
-/// The [`Naming`] service over a shared table; clone it per connection.
-#[derive(Clone, Debug)]
-pub struct NamingServer {
-    table: Arc<Mutex<Table>>,
-}
-
-impl NamingServer {
-    /// A name server holding at most `max_names` names.
-    pub fn new(max_names: usize) -> Self {
-        // Lease ids start from the clock so that ids from before a restart
-        // do not match new ones.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        NamingServer {
-            table: Arc::new(Mutex::new(Table {
-                names: BTreeMap::new(),
-                max_names,
-                next_lease: seed,
-            })),
-        }
-    }
-
-    fn with_table<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
-        f(&mut self.table.lock().expect("name table poisoned"))
-    }
-
-    /// Registers `name` for good (what Pyro4 clients do).
-    pub(crate) fn insert(
-        &self,
-        name: String,
-        location: Location,
-        safe: bool,
-    ) -> Result<(), NamingError> {
-        self.with_table(|t| {
-            t.insert(
-                name,
-                Entry {
-                    location,
-                    lease: None,
-                },
-                safe,
-            )
-        })
-    }
-
-    /// Where the live registration `name` leads.
-    pub(crate) fn location(&self, name: &str) -> Option<Location> {
-        self.with_table(|t| t.live(name, Instant::now()))
-            .map(|entry| entry.location)
-    }
-
-    /// Every live registration `keep` accepts, sorted by name.
-    pub(crate) fn all(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, Location)> {
-        self.with_table(|t| t.page(None, usize::MAX, keep))
-    }
-
-    /// Removes every name `remove` accepts; returns how many.
-    pub(crate) fn remove_where(&self, remove: impl Fn(&str) -> bool) -> usize {
-        self.with_table(|t| t.remove_where(remove))
-    }
-}
-
-impl Naming for NamingServer {
+impl Naming for TarpcNameService {
     async fn register(
         self,
         _: Context,
@@ -202,7 +29,7 @@ impl Naming for NamingServer {
         location: Location,
         safe: bool,
     ) -> Result<(), NamingError> {
-        self.insert(name, location, safe)
+        self.0.insert(name, location, safe)
     }
 
     async fn register_lease(
@@ -213,73 +40,19 @@ impl Naming for NamingServer {
         safe: bool,
         ttl_ms: u64,
     ) -> Result<u64, NamingError> {
-        let ttl = Duration::from_millis(ttl_ms);
-        if !(MIN_LEASE..=MAX_LEASE).contains(&ttl) {
-            return Err(NamingError::InvalidLease(ttl_ms));
-        }
-        self.with_table(|t| {
-            t.next_lease = t.next_lease.wrapping_add(1);
-            let id = t.next_lease;
-            let lease = LeaseState {
-                id,
-                ttl,
-                expires: Instant::now() + ttl,
-            };
-            t.insert(
-                name,
-                Entry {
-                    location: Location::Rust(addr),
-                    lease: Some(lease),
-                },
-                safe,
-            )?;
-            Ok(id)
-        })
+        self.0.insert_leased(name, addr, safe, ttl_ms)
     }
 
     async fn renew(self, _: Context, name: String, lease: u64) -> Result<(), NamingError> {
-        self.with_table(|t| {
-            let now = Instant::now();
-            let Some(entry) = t.live(&name, now) else {
-                return Err(NamingError::UnknownName(name));
-            };
-            match entry.lease {
-                Some(held) if held.id == lease => {
-                    let renewed = LeaseState {
-                        expires: now + held.ttl,
-                        ..held
-                    };
-                    t.names.insert(
-                        name,
-                        Entry {
-                            lease: Some(renewed),
-                            ..entry
-                        },
-                    );
-                    Ok(())
-                }
-                _ => Err(NamingError::LeaseLost(name)),
-            }
-        })
+        self.0.renew(name, lease)
     }
 
     async fn release(self, _: Context, name: String, lease: u64) -> bool {
-        self.with_table(|t| {
-            let held = t
-                .names
-                .get(&name)
-                .and_then(|e| e.lease)
-                .is_some_and(|l| l.id == lease);
-            if held {
-                t.names.remove(&name);
-                tracing::info!(%name, "released");
-            }
-            held
-        })
+        self.0.release(&name, lease)
     }
 
     async fn lookup(self, _: Context, name: String) -> Result<Location, NamingError> {
-        self.location(&name).ok_or(NamingError::UnknownName(name))
+        self.0.location(&name).ok_or(NamingError::UnknownName(name))
     }
 
     async fn list_page(
@@ -290,42 +63,50 @@ impl Naming for NamingServer {
     ) -> Result<Vec<(String, Location)>, NamingError> {
         let after = after.as_deref();
         Ok(match filter {
-            ListFilter::Prefix(prefix) => {
-                self.with_table(|t| t.page(after, LIST_PAGE, |name| name.starts_with(&prefix)))
-            }
+            ListFilter::Prefix(prefix) => self
+                .0
+                .page(after, LIST_PAGE, |name| name.starts_with(&prefix)),
             ListFilter::Regex(pattern) => {
                 let regex = compile(&pattern)?;
-                self.with_table(|t| t.page(after, LIST_PAGE, |name| regex.is_match(name)))
+                self.0.page(after, LIST_PAGE, |name| regex.is_match(name))
             }
         })
     }
 
     async fn remove(self, _: Context, name: String) -> usize {
-        self.remove_where(|n| n == name)
+        self.0.remove_where(|n| n == name)
     }
 
     async fn remove_matching(self, _: Context, pattern: String) -> Result<usize, NamingError> {
         let regex = compile(&pattern)?;
-        Ok(self.remove_where(|name| regex.is_match(name)))
+        Ok(self.0.remove_where(|name| regex.is_match(name)))
     }
 
     async fn ping(self, _: Context) {}
 }
 
+impl Service for TarpcNameService {
+    type Req = NamingRequest;
+    type Resp = NamingResponse;
+
+    fn run(
+        self,
+        channel: ServerChannel<NamingRequest, NamingResponse>,
+    ) -> impl Future<Output = ()> + Send {
+        channel.execute(self.serve()).for_each(spawn_request)
+    }
+}
+
 /// Serves a name server holding at most `max_names` names on `listener`
-/// until `shutdown` completes.
+/// until `shutdown` completes: tarpc and, as `Pyro.NameServer`, Pyro4.
 pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Future<Output = ()>) {
-    let server = NamingServer::new(max_names);
-    let pyro = PyroObject::new(NAME_SERVER_ID, PyroNameServer(server.clone()));
-    serve_connections(
+    let table = NameTable::new(max_names);
+    let pyro = PyroObject::new(NAME_SERVER_ID, PyroNameService(table.clone()));
+    rpc_transport::serve(
         listener,
         "name server",
         shutdown,
-        move |transport| {
-            server_channel(transport)
-                .execute(server.clone().serve())
-                .for_each(spawn_request)
-        },
+        TarpcNameService(table),
         pyro,
     )
     .await;
@@ -339,4 +120,15 @@ pub async fn spawn_local(max_names: usize) -> std::io::Result<String> {
     let addr = listener.local_addr()?.to_string();
     tokio::spawn(serve(listener, max_names, std::future::pending()));
     Ok(addr)
+}
+
+/// Starts a name server with [`DEFAULT_MAX_NAMES`](crate::DEFAULT_MAX_NAMES)
+/// on a thread (and runtime) of its own, as a separate process would run;
+/// it stops when the returned handle is dropped.
+pub fn spawn_thread() -> std::io::Result<ServerThread> {
+    spawn_server_thread(|listener, stopped| {
+        serve(listener, crate::DEFAULT_MAX_NAMES, async {
+            let _ = stopped.await;
+        })
+    })
 }

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rpc_naming::transport::{MAX_CONNECTIONS, MAX_FRAME};
 use rpc_naming::{Error, Location, NameServer, NamingError};
+use rpc_transport::{MAX_CONNECTIONS, MAX_FRAME};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -187,7 +187,7 @@ async fn answer_the_probe(listener: &TcpListener) {
     let meta = Value::Dict(vec![
         (
             Value::str("methods"),
-            Value::List(vec![Value::str(rpc_naming::pyro::TARPC_MARK)]),
+            Value::List(vec![Value::str(rpc_transport::TARPC_MARK)]),
         ),
         (Value::str("oneway"), Value::List(vec![])),
         (Value::str("attrs"), Value::List(vec![])),

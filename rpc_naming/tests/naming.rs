@@ -149,7 +149,7 @@ async fn an_oversized_frame_is_refused_and_the_server_keeps_serving() {
     let mut raw = tokio::net::TcpStream::connect(&ns_server.addr)
         .await
         .unwrap();
-    let len = u32::try_from(2 * rpc_naming::transport::MAX_FRAME).unwrap();
+    let len = u32::try_from(2 * rpc_transport::MAX_FRAME).unwrap();
     raw.write_all(&len.to_be_bytes()).await.unwrap();
     let _ = raw.write_all(&[0u8; 4096]).await;
     // The server closes the connection instead of waiting for 2 MiB. (The

@@ -310,7 +310,7 @@ async fn a_pyro4_client_over_the_connection_limit_is_told_the_server_is_busy() {
     let ns = AnyNameServer::rust().unwrap();
     let addr = ns.addr();
     let mut hogs = Vec::new();
-    for _ in 0..rpc_naming::transport::MAX_CONNECTIONS {
+    for _ in 0..rpc_transport::MAX_CONNECTIONS {
         hogs.push(TcpStream::connect(&addr).await.unwrap());
     }
     let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@{addr}")).unwrap();
@@ -347,7 +347,7 @@ async fn a_pyro4_connection_outlives_the_idle_timeout() {
     let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@127.0.0.1:{port}")).unwrap();
     let mut proxy = Proxy::connect(&uri).await.unwrap();
     proxy.call("ping", vec![], vec![]).await.unwrap();
-    let idle = rpc_naming::transport::accept_config("name server").idle_timeout;
+    let idle = rpc_transport::accept_config("name server").idle_timeout;
     tokio::time::sleep(idle * 3).await;
     proxy.call("ping", vec![], vec![]).await.unwrap();
 }
@@ -421,7 +421,7 @@ async fn a_full_server_closes_its_least_recently_active_pyro4_connection() {
     let ns = AnyNameServer::rust().unwrap();
     let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@{}", ns.addr())).unwrap();
     let mut proxies = Vec::new();
-    for _ in 0..rpc_naming::transport::MAX_CONNECTIONS {
+    for _ in 0..rpc_transport::MAX_CONNECTIONS {
         proxies.push(Proxy::connect(&uri).await.unwrap());
     }
     // The first made a request since: the second is now idle longest.

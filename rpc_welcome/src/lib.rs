@@ -41,8 +41,8 @@ use futures::StreamExt;
 use pyro4_wire::serpent::Value;
 use pyro4_wire::{Proxy, ProxyError, PyroException};
 use rpc_naming::client::deadline_in;
-use rpc_naming::transport::{PyroObject, serve_connections, server_channel, spawn_request};
 use rpc_naming::{Endpoint, NameServer};
+use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
 use tarpc::server::Channel;
@@ -126,21 +126,23 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Service for WelcomeServer {
+    type Req = WelcomeRequest;
+    type Resp = WelcomeResponse;
+
+    fn run(
+        self,
+        channel: ServerChannel<WelcomeRequest, WelcomeResponse>,
+    ) -> impl Future<Output = ()> + Send {
+        channel.execute(self.serve()).for_each(spawn_request)
+    }
+}
+
 /// Serves [`WelcomeServer`] on `listener` until `shutdown` completes, over
 /// tarpc and, as the object `name` (the name it registers), Pyro4.
 pub async fn serve(listener: TcpListener, name: &str, shutdown: impl Future<Output = ()>) {
-    serve_connections(
-        listener,
-        "welcome server",
-        shutdown,
-        |transport| {
-            server_channel(transport)
-                .execute(WelcomeServer.serve())
-                .for_each(spawn_request)
-        },
-        PyroObject::new(name, PyroWelcome),
-    )
-    .await;
+    let pyro = PyroObject::new(name, PyroWelcome);
+    rpc_transport::serve(listener, "welcome server", shutdown, WelcomeServer, pyro).await;
 }
 
 /// A connection to a welcome server, in the protocol its registration

@@ -33,7 +33,7 @@ fn invalid(err: bincode::Error) -> io::Error {
 /// clamped to [`MAX_DEADLINE`] from now. Never panics, whatever the bytes.
 ///
 /// ```
-/// use rpc_naming::transport::codec::{MAX_DEADLINE, decode_request};
+/// use rpc_transport::codec::{MAX_DEADLINE, decode_request};
 /// // A request whose deadline is u64::MAX seconds away (tarpc would panic).
 /// let mut frame = vec![0u8];          // variant: Request
 /// frame.push(0xfd);                   // deadline secs: a varint u64 follows...

@@ -1,5 +1,10 @@
-//! tarpc plumbing shared by every RPC example: how a connection is framed,
-//! encoded and accepted.
+//! The transport every RPC server of the workspace runs on: tarpc and
+//! Pyro4 on one port, with the limits that keep a server serving.
+//!
+//! The name server (`rpc_naming`), the welcome server (`rpc_welcome`) and
+//! the ring's servers (`rpc_chain`) differ only in their service; how a
+//! connection is framed, encoded, accepted, bounded and handed to tarpc or
+//! to Pyro4 is decided here, once, and each of them calls [`serve`].
 //!
 //! tarpc leaves three choices to the application, made here once:
 //! - the codec: bincode, the fastest of tarpc's serde formats;
@@ -16,7 +21,7 @@
 //! - requests in flight per connection: at most [`MAX_IN_FLIGHT`]; past
 //!   that, the server stops reading the connection until replies have been
 //!   written, so a client that pipelines requests and never reads the
-//!   replies holds a bounded amount of memory ([`server_channel`]);
+//!   replies holds a bounded amount of memory ([`ServerChannel`]);
 //! - a frame begun and not finished within [`frames::FRAME_TIMEOUT`] closes
 //!   the connection ([`frames`]);
 //! - a deadline from the wire is clamped to [`codec::MAX_DEADLINE`], so no
@@ -61,11 +66,14 @@ use tarpc::{ClientMessage, Response, ServerError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::pyro::TARPC_MARK;
 use backpressure::Backpressure;
 use codec::{MAX_DEADLINE, ServerCodec};
 use frames::{FRAME_TIMEOUT, FrameWatch};
 use room::{Membership, PyroConnections};
+
+/// The extra method that marks a server of this workspace (name server or
+/// not) to Pyro4 clients: it also speaks tarpc, on the same port.
+pub const TARPC_MARK: &str = "speaks_tarpc";
 
 /// Largest frame either end sends or accepts. A larger request is refused by
 /// the receiving end, which drops that connection, and only that one.
@@ -84,7 +92,7 @@ pub type ClientTransport<Req, Resp> = Transport<
 /// frames timed.
 pub type ServerStream = FrameWatch<IdleTimeout<TcpStream>>;
 
-/// The server side of a connection: hand it to [`server_channel`].
+/// The server side of a connection.
 pub type ServerTransport<Req, Resp> =
     Transport<ServerStream, ClientMessage<Req>, Response<Resp>, ServerCodec<Req, Resp>>;
 
@@ -130,7 +138,7 @@ where
 
 /// The channel a server runs a connection on: tarpc's defaults, with at
 /// most [`MAX_IN_FLIGHT`] requests in flight.
-pub fn server_channel<Req, Resp>(transport: ServerTransport<Req, Resp>) -> ServerChannel<Req, Resp>
+fn server_channel<Req, Resp>(transport: ServerTransport<Req, Resp>) -> ServerChannel<Req, Resp>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
@@ -301,25 +309,40 @@ async fn sniff(stream: &IdleTimeout<TcpStream>) -> std::io::Result<Protocol> {
         .map_err(|_| std::io::ErrorKind::TimedOut)?
 }
 
+/// A tarpc service as a server here runs it: each request of a connection
+/// in its own task (a ring of servers needs that: a hop waits on the next
+/// while its caller's other requests go on).
+///
+/// tarpc's generated `serve()` is an `async fn` in a trait, whose future
+/// generic code cannot prove `Send`; so each service writes this one method
+/// out, where its concrete future is known to be `Send`:
+///
+/// ```ignore
+/// fn run(self, channel: ServerChannel<Self::Req, Self::Resp>) -> impl Future<Output = ()> + Send {
+///     channel.execute(self.serve()).for_each(spawn_request)
+/// }
+/// ```
+pub trait Service: Clone + Send + Sync + 'static {
+    type Req: DeserializeOwned + Send + 'static;
+    type Resp: Serialize + Send + 'static;
+
+    /// Serves one connection's requests until it closes.
+    fn run(self, channel: ServerChannel<Self::Req, Self::Resp>) -> impl Future<Output = ()> + Send;
+}
+
 /// Accepts connections on `listener` until `shutdown` completes, running
 /// each in its own task (through [`plumbing::accept::serve`], with
-/// [`accept_config`]): a tarpc connection with `on_tarpc(transport)`, a
-/// Pyro4 one with a daemon serving `pyro`.
-///
-/// `on_tarpc` is where the concrete service runs the channel, typically
-/// `server_channel(t).execute(server.serve()).for_each(spawn_request)`
-/// (tarpc does not spawn requests for you, and a ring of servers needs each
-/// request in its own task).
-pub async fn serve_connections<Req, Resp, Conn, O>(
+/// [`accept_config`]): a tarpc connection on `service`, a Pyro4 one with a
+/// daemon serving `pyro`. `name` says what the server is in its logs and
+/// refusals ("name server", "welcome server", ...).
+pub async fn serve<S, O>(
     listener: TcpListener,
     name: &'static str,
     shutdown: impl Future<Output = ()>,
-    on_tarpc: impl Fn(ServerTransport<Req, Resp>) -> Conn + Clone + Send + Sync + 'static,
+    service: S,
     pyro: PyroObject<O>,
 ) where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
-    Conn: Future<Output = ()> + Send + 'static,
+    S: Service,
     O: pyro4_wire::daemon::Object,
 {
     let pyro_connections = PyroConnections::default();
@@ -329,11 +352,14 @@ pub async fn serve_connections<Req, Resp, Conn, O>(
         &accept_config(name),
         shutdown,
         |connection: Connection| {
-            let (on_tarpc, pyro) = (on_tarpc.clone(), pyro.clone());
+            let (service, pyro) = (service.clone(), pyro.clone());
             let pyro_connections = pyro_connections.clone();
             async move {
                 match sniff(&connection.stream).await {
-                    Ok(Protocol::Tarpc) => on_tarpc(server_transport(connection.stream)).await,
+                    Ok(Protocol::Tarpc) => {
+                        let channel = server_channel(server_transport(connection.stream));
+                        service.run(channel).await
+                    }
                     // No idle timeout: a Python proxy keeps its connection
                     // for life and fails a call if it was closed under it
                     // (the daemon bounds messages stalled either way).
@@ -346,12 +372,13 @@ pub async fn serve_connections<Req, Resp, Conn, O>(
                 }
             }
         },
-        |refused: Refused| refuse::<Req, Resp>(refused, name, refusing.clone()),
+        |refused: Refused| refuse::<S::Req, S::Resp>(refused, name, refusing.clone()),
     )
     .await;
 }
 
-/// Spawns one request's future; for `execute(..).for_each(spawn_request)`.
+/// Spawns one request's future; for `execute(..).for_each(spawn_request)`
+/// in [`Service::run`].
 pub async fn spawn_request(request: impl Future<Output = ()> + Send + 'static) {
     tokio::spawn(request);
 }

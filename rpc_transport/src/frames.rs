@@ -28,7 +28,7 @@ const HEADER: usize = 4;
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// use rpc_naming::transport::frames::FrameWatch;
+/// use rpc_transport::frames::FrameWatch;
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// use std::time::Duration;
 ///

@@ -1,0 +1,270 @@
+//! The name table both faces of the name server share: the tarpc
+//! [`Naming`](crate::Naming) service and Pyro4's `Pyro.NameServer` object
+//! read and write the same registrations.
+//!
+//! Leased entries carry an expiry time and are dropped lazily: a lookup of an
+//! expired name fails as unknown, and listing or registering purges every
+//! expired entry. No timer task is needed, and an expired name is never
+//! served.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{Location, MAX_PATTERN_LEN, NamingError, validate_name};
+use regex::{Regex, RegexBuilder};
+
+const MIN_LEASE: Duration = Duration::from_millis(100);
+const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Copy, Debug)]
+struct LeaseState {
+    id: u64,
+    ttl: Duration,
+    expires: Instant,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    location: Location,
+    lease: Option<LeaseState>,
+}
+
+impl Entry {
+    fn alive(&self, now: Instant) -> bool {
+        self.lease.is_none_or(|lease| lease.expires > now)
+    }
+}
+
+#[derive(Debug)]
+struct Table {
+    names: BTreeMap<String, Entry>,
+    max_names: usize,
+    next_lease: u64,
+}
+
+impl Table {
+    fn purge_expired(&mut self, now: Instant) {
+        self.names.retain(|name, entry| {
+            let alive = entry.alive(now);
+            if !alive {
+                tracing::info!(%name, location = %entry.location, "lease expired");
+            }
+            alive
+        });
+    }
+
+    /// The live entry for `name`, dropping it if its lease has run out.
+    fn live(&mut self, name: &str, now: Instant) -> Option<Entry> {
+        let entry = self.names.get(name)?.clone();
+        if entry.alive(now) {
+            Some(entry)
+        } else {
+            self.names.remove(name);
+            None
+        }
+    }
+
+    fn insert(&mut self, name: String, entry: Entry, safe: bool) -> Result<(), NamingError> {
+        validate_name(&name)?;
+        let now = Instant::now();
+        if self.live(&name, now).is_some() {
+            if safe {
+                return Err(NamingError::AlreadyRegistered(name));
+            }
+        } else {
+            if self.names.len() >= self.max_names {
+                self.purge_expired(now);
+            }
+            if self.names.len() >= self.max_names {
+                return Err(NamingError::TableFull(self.max_names));
+            }
+        }
+        tracing::info!(%name, location = %entry.location, leased = entry.lease.is_some(), "registered");
+        self.names.insert(name, entry);
+        Ok(())
+    }
+
+    /// Up to `most` live names that `keep` accepts, after `after`.
+    fn page(
+        &mut self,
+        after: Option<&str>,
+        most: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<(String, Location)> {
+        use std::ops::Bound;
+        self.purge_expired(Instant::now());
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.names
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter(|(name, _)| keep(name))
+            .take(most)
+            .map(|(name, entry)| (name.clone(), entry.location.clone()))
+            .collect()
+    }
+
+    fn remove_where(&mut self, remove: impl Fn(&str) -> bool) -> usize {
+        let before = self.names.len();
+        self.names.retain(|name, _| !remove(name));
+        before - self.names.len()
+    }
+}
+
+pub fn compile(pattern: &str) -> Result<Regex, NamingError> {
+    let invalid = |reason: String| NamingError::InvalidPattern {
+        pattern: pattern.chars().take(MAX_PATTERN_LEN).collect(),
+        reason,
+    };
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(invalid(format!("longer than {MAX_PATTERN_LEN} bytes")));
+    }
+    // Anchored at the start, like Python's re.match in Pyro4.
+    RegexBuilder::new(&format!("^(?:{pattern})"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|err| invalid(err.to_string()))
+}
+
+/// The name table, shared: clone it per connection.
+#[derive(Clone, Debug)]
+pub struct NameTable {
+    table: Arc<Mutex<Table>>,
+}
+
+impl NameTable {
+    /// A name server holding at most `max_names` names.
+    pub fn new(max_names: usize) -> Self {
+        // Lease ids start from the clock so that ids from before a restart
+        // do not match new ones.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        NameTable {
+            table: Arc::new(Mutex::new(Table {
+                names: BTreeMap::new(),
+                max_names,
+                next_lease: seed,
+            })),
+        }
+    }
+
+    fn with_table<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
+        f(&mut self.table.lock().expect("name table poisoned"))
+    }
+
+    /// Registers `name` for good (what Pyro4 clients do).
+    pub fn insert(&self, name: String, location: Location, safe: bool) -> Result<(), NamingError> {
+        self.with_table(|t| {
+            t.insert(
+                name,
+                Entry {
+                    location,
+                    lease: None,
+                },
+                safe,
+            )
+        })
+    }
+
+    /// Where the live registration `name` leads.
+    pub fn location(&self, name: &str) -> Option<Location> {
+        self.with_table(|t| t.live(name, Instant::now()))
+            .map(|entry| entry.location)
+    }
+
+    /// Every live registration `keep` accepts, sorted by name.
+    pub fn all(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, Location)> {
+        self.with_table(|t| t.page(None, usize::MAX, keep))
+    }
+
+    /// Removes every name `remove` accepts; returns how many.
+    pub fn remove_where(&self, remove: impl Fn(&str) -> bool) -> usize {
+        self.with_table(|t| t.remove_where(remove))
+    }
+
+    /// Registers `name` at `addr` with a lease of `ttl_ms`; returns its id.
+    pub fn insert_leased(
+        &self,
+        name: String,
+        addr: std::net::SocketAddr,
+        safe: bool,
+        ttl_ms: u64,
+    ) -> Result<u64, NamingError> {
+        let ttl = Duration::from_millis(ttl_ms);
+        if !(MIN_LEASE..=MAX_LEASE).contains(&ttl) {
+            return Err(NamingError::InvalidLease(ttl_ms));
+        }
+        self.with_table(|t| {
+            t.next_lease = t.next_lease.wrapping_add(1);
+            let id = t.next_lease;
+            let lease = LeaseState {
+                id,
+                ttl,
+                expires: Instant::now() + ttl,
+            };
+            t.insert(
+                name,
+                Entry {
+                    location: Location::Rust(addr),
+                    lease: Some(lease),
+                },
+                safe,
+            )?;
+            Ok(id)
+        })
+    }
+
+    /// Extends the lease `lease` on `name` by its time to live.
+    pub fn renew(&self, name: String, lease: u64) -> Result<(), NamingError> {
+        self.with_table(|t| {
+            let now = Instant::now();
+            let Some(entry) = t.live(&name, now) else {
+                return Err(NamingError::UnknownName(name));
+            };
+            match entry.lease {
+                Some(held) if held.id == lease => {
+                    let renewed = LeaseState {
+                        expires: now + held.ttl,
+                        ..held
+                    };
+                    t.names.insert(
+                        name,
+                        Entry {
+                            lease: Some(renewed),
+                            ..entry
+                        },
+                    );
+                    Ok(())
+                }
+                _ => Err(NamingError::LeaseLost(name)),
+            }
+        })
+    }
+
+    /// Removes `name` if it is still held by `lease`; true if it was.
+    pub fn release(&self, name: &str, lease: u64) -> bool {
+        self.with_table(|t| {
+            let held = t
+                .names
+                .get(name)
+                .and_then(|e| e.lease)
+                .is_some_and(|l| l.id == lease);
+            if held {
+                t.names.remove(name);
+                tracing::info!(%name, "released");
+            }
+            held
+        })
+    }
+
+    /// Up to `most` live registrations `keep` accepts, sorted by name,
+    /// after the name `after`.
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        most: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<(String, Location)> {
+        self.with_table(|t| t.page(after, most, keep))
+    }
+}
