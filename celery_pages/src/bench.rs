@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::caller::Caller;
 use crate::worker::{self, WorkerConfig};
-use crate::{ADD_TASK, AmqpContext, Error, Result, connect, reply_queue};
+use crate::{ADD_TASK, AmqpContext, Broker, Error, Result, reply_queue};
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -136,9 +136,14 @@ const RAW_QUEUE: &str = "celery_pages.bench.raw";
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
 
 /// The floor: `requests` raw AMQP round trips through a plain responder.
-pub async fn raw_run(broker: &str, requests: u64, window: usize, prefetch: u16) -> Result<Stats> {
+pub async fn raw_run(
+    broker: &Broker,
+    requests: u64,
+    window: usize,
+    prefetch: u16,
+) -> Result<Stats> {
     let (responder, responder_channel) = start_responder(broker, prefetch).await?;
-    let connection = connect(broker).await?;
+    let connection = broker.connect().await?;
     let channel = connection
         .create_channel()
         .await
@@ -176,8 +181,8 @@ pub async fn raw_run(broker: &str, requests: u64, window: usize, prefetch: u16) 
 
 /// Starts the raw responder on a connection of its own: a durable queue
 /// consumed with `prefetch`, each message answered and acked.
-async fn start_responder(broker: &str, prefetch: u16) -> Result<(Connection, Channel)> {
-    let connection = connect(broker).await?;
+async fn start_responder(broker: &Broker, prefetch: u16) -> Result<(Connection, Channel)> {
+    let connection = broker.connect().await?;
     let channel = connection
         .create_channel()
         .await

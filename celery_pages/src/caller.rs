@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::protocol::{Embed, TaskMessage, TaskOutcome, parse_result};
-use crate::{AmqpContext, Error, Result, connect, declare_task_queue, reply_queue};
+use crate::{AmqpContext, Broker, Error, Result, declare_task_queue, reply_queue};
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::PyException>>>>>;
 
@@ -59,8 +59,8 @@ impl PendingResult {
 impl Caller {
     /// Connects to `broker`, declares the task `queue` (as Celery does) and
     /// a reply queue of its own (exclusive: it goes away with the caller).
-    pub async fn connect(broker: &str, queue: &str) -> Result<Self> {
-        let connection = connect(broker).await?;
+    pub async fn connect(broker: &Broker, queue: &str) -> Result<Self> {
+        let connection = broker.connect().await?;
         let channel = connection
             .create_channel()
             .await

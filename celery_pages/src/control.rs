@@ -122,7 +122,7 @@ impl Node {
         Node {
             name: name.to_owned(),
             queue: config.queue.clone(),
-            broker: crate::redact(&config.broker),
+            broker: config.broker.to_string(),
             concurrency: config.concurrency,
             prefetch: config.prefetch,
             started: Instant::now(),
@@ -459,13 +459,13 @@ pub async fn serve(channel: Channel, mut commands: lapin::Consumer, node: std::s
 /// Broadcasts command `method` to every worker on the broker (or to
 /// `destination`); with `wait`, collects the replies that come within it.
 pub async fn broadcast(
-    broker: &str,
+    broker: &crate::Broker,
     method: &str,
     arguments: Value,
     destination: Option<Vec<String>>,
     wait: Option<Duration>,
 ) -> Result<Vec<(String, Value)>> {
-    let connection = crate::connect(broker).await?;
+    let connection = broker.connect().await?;
     let channel = connection
         .create_channel()
         .await
@@ -554,7 +554,7 @@ mod tests {
     fn commands_answer_as_celerys_do() {
         let node = Node::new(
             "n1@h",
-            &crate::worker::WorkerConfig::new(crate::DEFAULT_BROKER),
+            &crate::worker::WorkerConfig::new(crate::Broker::default()),
         );
         assert_eq!(
             node.command("ping", &Value::Null),

@@ -24,9 +24,10 @@
 //! use celery_pages::worker::{self, WorkerConfig};
 //! use serde_json::json;
 //!
-//! let config = WorkerConfig::new(celery_pages::DEFAULT_BROKER);
+//! let broker = celery_pages::Broker::default();
+//! let config = WorkerConfig::new(broker.clone());
 //! tokio::spawn(worker::run(config, std::future::pending()));
-//! let caller = Caller::connect(celery_pages::DEFAULT_BROKER, celery_pages::DEFAULT_QUEUE).await?;
+//! let caller = Caller::connect(&broker, celery_pages::DEFAULT_QUEUE).await?;
 //! let sum = caller
 //!     .call(celery_pages::ADD_TASK, &[json!(4), json!(10)], std::time::Duration::from_secs(30))
 //!     .await?;
@@ -37,8 +38,10 @@
 
 pub mod add;
 pub mod bench;
+pub mod broker;
 pub mod caller;
 pub mod canvas;
+pub mod commands;
 pub mod control;
 pub mod events;
 pub mod protocol;
@@ -49,16 +52,11 @@ use lapin::options::{
     BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use lapin::{Channel, Consumer, ExchangeKind};
 
+pub use broker::{BROKER_ENV, Broker, DEFAULT_BROKER};
 pub use protocol::PyException;
 
-/// The chapter's broker (`amqp://guest@localhost//`), spelled out.
-pub const DEFAULT_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// The environment variable that overrides it, beside `--broker`.
-pub const BROKER_ENV: &str = "AMQP_ADDR";
-/// The longest a connection to the broker may take.
-pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Celery's default queue.
 pub const DEFAULT_QUEUE: &str = "celery";
 /// The chapter's task: app `addTask`, function `add`.
@@ -135,85 +133,6 @@ impl<T> AmqpContext<T> for lapin::Result<T> {
     }
 }
 
-/// A broker URL with its password hidden, for messages and logs.
-///
-/// ```
-/// assert_eq!(
-///     celery_pages::redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
-///     "amqp://guest:***@127.0.0.1:5672/%2f"
-/// );
-/// ```
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// Checks that `url` is an AMQP URL this crate can use, before any
-/// connection is tried.
-///
-/// ```
-/// assert!(celery_pages::check_url(celery_pages::DEFAULT_BROKER).is_ok());
-/// let err = celery_pages::check_url("localhost").unwrap_err();
-/// assert!(err.to_string().contains("amqp://USER:PASSWORD@HOST:PORT/VHOST"));
-/// ```
-pub fn check_url(url: &str) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(Error::BadUrl {
-            url: redact(url),
-            reason: reason.to_owned(),
-        })
-    };
-    if url.starts_with("amqps://") {
-        return bad("amqps:// (TLS) is not supported: lapin is built without TLS here");
-    }
-    if !url.starts_with("amqp://") {
-        return bad("it must start with amqp://");
-    }
-    match url.parse::<lapin::uri::AMQPUri>() {
-        Ok(_) => Ok(()),
-        Err(reason) => bad(&reason),
-    }
-}
-
-/// Connects to the broker at `url`; the error tells an unreachable broker
-/// (and how to start one) from a refused login or vhost.
-pub async fn connect(url: &str) -> Result<Connection> {
-    check_url(url)?;
-    let connecting = Connection::connect(
-        url,
-        ConnectionProperties::default().with_connection_name("celery_pages".into()),
-    );
-    // lapin has been seen to never answer a refused connection: bound it,
-    // or a worker's reconnect loop would wait for ever.
-    let connected = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-        .await
-        .map_err(|_| Error::BrokerTimeout {
-            url: redact(url),
-            timeout: CONNECT_TIMEOUT,
-        })?;
-    connected.map_err(|source| {
-        use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-        let url = redact(url);
-        match source.kind() {
-            lapin::ErrorKind::ProtocolError(amqp) => match amqp.kind() {
-                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => {
-                    Error::LoginRefused { url, source }
-                }
-                _ => Error::ConnectionRefused { url, source },
-            },
-            _ => Error::Broker { url, source },
-        }
-    })
-}
-
 /// Declares Celery's topology for `queue` exactly as Python Celery does (a
 /// durable queue, a durable direct exchange of the same name, bound by the
 /// same routing key), so neither side meets PRECONDITION_FAILED.
@@ -286,22 +205,4 @@ pub async fn reply_queue(channel: &Channel, consumer_tag: &str) -> Result<(Strin
         .await
         .doing("consuming the reply queue")?;
     Ok((name, consumer))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(
-            redact(DEFAULT_BROKER),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact("amqp://localhost//"), "amqp://localhost//");
-        assert_eq!(
-            redact("amqp://guest@localhost//"),
-            "amqp://guest@localhost//"
-        );
-    }
 }

@@ -1,17 +1,15 @@
 //! `celery_pages`: a Celery-compatible worker and caller for `addTask.add`,
-//! plus a demo and a bench.
+//! plus a demo and a bench. What each command does is in
+//! [`celery_pages::commands`]; this file reads the command line.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use plumbing::cli::Runtime;
-use serde_json::{Value, json};
 
-use celery_pages::caller::Caller;
-use celery_pages::control;
 use celery_pages::worker::{self, WorkerConfig};
-use celery_pages::{ADD_TASK, BROKER_ENV, DEFAULT_BROKER, DEFAULT_QUEUE, bench};
+use celery_pages::{BROKER_ENV, Broker, DEFAULT_BROKER, DEFAULT_QUEUE, bench, commands, control};
 
 #[derive(Parser)]
 #[command(
@@ -23,9 +21,11 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// Where the tasks go: the broker and the queue on it.
 #[derive(clap::Args, Clone)]
-struct Broker {
-    /// The AMQP broker.
+struct Target {
+    /// The AMQP broker: a URL, or Celery's failover list `URL;URL;...`
+    /// (tried in order, the next on failure).
     #[arg(long, env = BROKER_ENV, default_value = DEFAULT_BROKER)]
     broker: String,
     /// The task queue (Celery's default is `celery`).
@@ -51,25 +51,31 @@ struct WorkerOptions {
     task_events: bool,
 }
 
+impl Target {
+    /// The broker setting, read (and every URL in it checked) here, once:
+    /// a bad URL is one line of error, as every other failure.
+    fn broker(&self) -> celery_pages::Result<Broker> {
+        self.broker.parse()
+    }
+}
+
 impl WorkerOptions {
-    fn config(&self, broker: &Broker) -> WorkerConfig {
+    fn config(&self, target: &Target) -> celery_pages::Result<WorkerConfig> {
         let concurrency = self.concurrency.max(1);
-        let host = celery_pages::control::host_name();
-        WorkerConfig {
-            broker: broker.broker.clone(),
-            queue: broker.queue.clone(),
+        let host = control::host_name();
+        Ok(WorkerConfig {
+            broker: target.broker()?,
+            queue: target.queue.clone(),
             node: self
                 .node
                 .as_ref()
-                .map_or_else(celery_pages::control::default_node, |node| {
-                    node.replace("%h", &host)
-                }),
+                .map_or_else(control::default_node, |node| node.replace("%h", &host)),
             task_events: self.task_events,
             concurrency,
             prefetch: self
                 .prefetch
                 .unwrap_or_else(|| u16::try_from(concurrency * 4).unwrap_or(u16::MAX)),
-        }
+        })
     }
 }
 
@@ -78,12 +84,12 @@ enum Command {
     /// A worker and the chapter's calls in one process (the default).
     Demo {
         #[command(flatten)]
-        broker: Broker,
+        target: Target,
     },
     /// Consume the task queue and run addTask.add (replaces addTask.py's worker).
     Worker {
         #[command(flatten)]
-        broker: Broker,
+        target: Target,
         #[command(flatten)]
         options: WorkerOptions,
     },
@@ -93,7 +99,7 @@ enum Command {
         x: String,
         y: String,
         #[command(flatten)]
-        broker: Broker,
+        target: Target,
         /// Seconds to wait for the result.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
@@ -102,24 +108,24 @@ enum Command {
         no_wait: bool,
         /// Run the task no earlier than this many seconds from now
         /// (Celery's `countdown`).
-        #[arg(long)]
-        countdown: Option<f64>,
+        #[arg(long, value_parser = seconds)]
+        countdown: Option<Duration>,
     },
     /// List every worker on the broker that answers a ping, Python or Rust
     /// (as `celery status`).
     Status {
-        /// The AMQP broker.
+        /// The AMQP broker (a URL or `URL;URL;...`).
         #[arg(long, env = BROKER_ENV, default_value = DEFAULT_BROKER)]
         broker: String,
         /// Seconds to wait for answers.
-        #[arg(long, default_value_t = 1.0)]
-        timeout: f64,
+        #[arg(long, default_value = "1", value_parser = seconds)]
+        timeout: Duration,
     },
     /// Revoke task ID on every worker (as `app.control.revoke(ID)`): a
     /// worker that has not run it yet never will.
     Revoke {
         id: String,
-        /// The AMQP broker.
+        /// The AMQP broker (a URL or `URL;URL;...`).
         #[arg(long, env = BROKER_ENV, default_value = DEFAULT_BROKER)]
         broker: String,
     },
@@ -132,7 +138,7 @@ enum Command {
         #[arg(required = true, num_args = 2..)]
         values: Vec<String>,
         #[command(flatten)]
-        broker: Broker,
+        target: Target,
         /// Seconds to wait for each step's result.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
@@ -140,7 +146,7 @@ enum Command {
     /// Tasks/s through a worker, and a raw AMQP round trip in the same run.
     Bench {
         #[command(flatten)]
-        broker: Broker,
+        target: Target,
         /// Tasks to run.
         #[arg(long, default_value_t = 10_000)]
         tasks: u64,
@@ -156,166 +162,70 @@ enum Command {
     },
 }
 
+/// A number of seconds, 0 or more.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    Duration::try_from_secs_f64(value).map_err(|_| "a number of seconds, 0 or more".into())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // lapin logs its own connection errors; ours say the same in one line.
     let log = match cli.command {
-        Some(
-            Command::Bench { .. }
-            | Command::Add { .. }
-            | Command::Chain { .. }
-            | Command::Status { .. }
-            | Command::Revoke { .. },
-        ) => "warn,lapin=off",
-        _ => "warn,lapin=off,celery_pages=info,plumbing=info",
+        Some(Command::Worker { .. }) | None | Some(Command::Demo { .. }) => {
+            "warn,lapin=off,celery_pages=info,plumbing=info"
+        }
+        _ => "warn,lapin=off",
     };
-    let command = cli.command.unwrap_or(Command::Demo {
-        broker: Broker {
+    plumbing::cli::run(Runtime::MultiThread, log, run(cli.command))
+}
+
+async fn run(command: Option<Command>) -> anyhow::Result<()> {
+    let command = command.unwrap_or_else(|| Command::Demo {
+        target: Target {
             broker: std::env::var(BROKER_ENV).unwrap_or_else(|_| DEFAULT_BROKER.into()),
             queue: DEFAULT_QUEUE.into(),
         },
     });
-    plumbing::cli::run(Runtime::MultiThread, log, run(command))
-}
-
-/// A command-line argument as a task argument: JSON if it parses, else a string.
-fn task_argument(raw: &str) -> Value {
-    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
-}
-
-/// How a result is printed: strings as they are, anything else as JSON.
-fn show(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Worker { broker, options } => {
-            worker::run(options.config(&broker), plumbing::shutdown::signal()).await?;
+        Command::Demo { target } => commands::demo(&target.broker()?, &target.queue).await,
+        Command::Worker { target, options } => {
+            let config = options.config(&target)?;
+            Ok(worker::run(config, plumbing::shutdown::signal()).await?)
         }
         Command::Add {
             x,
             y,
-            broker,
+            target,
             timeout,
             no_wait,
             countdown,
         } => {
-            let countdown = countdown
-                .map(Duration::try_from_secs_f64)
-                .transpose()
-                .map_err(|_| anyhow::anyhow!("--countdown takes a number of seconds, 0 or more"))?;
-            let caller = Caller::connect(&broker.broker, &broker.queue).await?;
-            let pending = caller
-                .send_later(ADD_TASK, &[task_argument(&x), task_argument(&y)], countdown)
-                .await?;
-            if no_wait {
-                println!("{}", pending.id);
-            } else {
-                let value = pending.wait(Duration::from_secs(timeout)).await?;
-                println!("{}", show(&value));
-            }
-            caller.close().await;
+            let wait = (!no_wait).then(|| Duration::from_secs(timeout));
+            commands::add(&target.broker()?, &target.queue, [&x, &y], countdown, wait).await
         }
-        Command::Demo { broker } => demo(&broker).await?,
-        Command::Status { broker, timeout } => {
-            let wait = Duration::try_from_secs_f64(timeout)
-                .map_err(|_| anyhow::anyhow!("--timeout takes a number of seconds"))?;
-            let answers = control::broadcast(&broker, "ping", json!({}), None, Some(wait)).await?;
-            for (node, reply) in &answers {
-                let state = if reply["ok"] == "pong" { "OK" } else { "?" };
-                println!("->  {node}: {state}");
-            }
-            let count = answers.len();
-            anyhow::ensure!(count > 0, "no worker answered within {timeout} s");
-            println!(
-                "\n{count} node{} online.",
-                if count == 1 { "" } else { "s" }
-            );
-        }
-        Command::Revoke { id, broker } => {
-            let arguments = json!({"task_id": id, "terminate": false, "signal": "SIGTERM"});
-            control::broadcast(&broker, "revoke", arguments, None, None).await?;
-            println!("revoked {id}");
-        }
+        Command::Status { broker, timeout } => commands::status(&broker.parse()?, timeout).await,
+        Command::Revoke { id, broker } => commands::revoke(&broker.parse()?, &id).await,
         Command::Chain {
             values,
-            broker,
+            target,
             timeout,
-        } => chain(&values, &broker, Duration::from_secs(timeout)).await?,
+        } => {
+            let timeout = Duration::from_secs(timeout);
+            commands::chain(&target.broker()?, &target.queue, &values, timeout).await
+        }
         Command::Bench {
-            broker,
+            target,
             tasks,
             window,
             no_worker,
             options,
         } => {
-            let config = options.config(&broker);
+            let config = options.config(&target)?;
             println!("{}", bench::run(&config, tasks, window, no_worker).await?);
+            Ok(())
         }
     }
-    Ok(())
-}
-
-/// `chain X Y Z...`: add(X, Y), then add(<result>, Z), ...
-async fn chain(values: &[String], broker: &Broker, timeout: Duration) -> anyhow::Result<()> {
-    let values: Vec<Value> = values.iter().map(|v| task_argument(v)).collect();
-    let rest: Vec<Vec<Value>> = values[2..].iter().map(|v| vec![v.clone()]).collect();
-    let caller = Caller::connect(&broker.broker, &broker.queue).await?;
-    let steps = caller.send_chain(ADD_TASK, &values[..2], &rest).await?;
-    let mut total = values[0].clone();
-    let mut last = None;
-    for (step, operand) in steps.into_iter().zip(&values[1..]) {
-        let result = step.wait(timeout).await?;
-        println!("{} + {} = {}", show(&total), show(operand), show(&result));
-        total = result.clone();
-        last = Some(result);
-    }
-    if let Some(last) = last {
-        println!("{}", show(&last));
-    }
-    caller.close().await;
-    Ok(())
-}
-
-/// A worker and the chapter's calls in one process.
-async fn demo(broker: &Broker) -> anyhow::Result<()> {
-    // A node name of its own, so that the demo runs beside any worker.
-    let config = WorkerOptions {
-        concurrency: 4,
-        prefetch: None,
-        node: Some(format!("celery_pages-demo-{}@%h", std::process::id())),
-        task_events: false,
-    }
-    .config(broker);
-    // Connect first, so a missing broker is reported before anything runs.
-    let caller = Caller::connect(&broker.broker, &broker.queue).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(worker::run(config, async {
-        let _ = stopped.await;
-    }));
-    let timeout = Duration::from_secs(30);
-    for (x, y) in [
-        (json!("Kamu sudah membaca 4"), json!(" halaman")),
-        (json!(4), json!(10)),
-        (json!(4), json!("halaman")),
-    ] {
-        match caller
-            .call(ADD_TASK, &[x.clone(), y.clone()], timeout)
-            .await
-        {
-            Ok(value) => println!("add({x}, {y}) = {}", show(&value)),
-            Err(celery_pages::Error::TaskFailed { exception, .. }) => {
-                println!("add({x}, {y}) raised {exception}")
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-    caller.close().await;
-    let _ = stop.send(());
-    worker.await.expect("worker task panicked")?;
-    Ok(())
 }

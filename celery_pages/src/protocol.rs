@@ -287,7 +287,7 @@ pub fn python_repr(value: &Value) -> String {
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
         Value::Number(n) => n.to_string(),
-        Value::String(s) => plumbing::text::python_repr(s),
+        Value::String(s) => python_text::repr(s),
         Value::Array(items) => format!(
             "[{}]",
             items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
@@ -295,7 +295,7 @@ pub fn python_repr(value: &Value) -> String {
         Value::Object(map) => format!(
             "{{{}}}",
             map.iter()
-                .map(|(k, v)| format!("{}: {}", plumbing::text::python_repr(k), python_repr(v)))
+                .map(|(k, v)| format!("{}: {}", python_text::repr(k), python_repr(v)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

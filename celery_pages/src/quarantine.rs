@@ -24,7 +24,7 @@ use lapin::uri::AMQPUri;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{Error, Result, redact};
+use crate::{Broker, Error, Result};
 
 /// How long the raw consumer waits for more deliveries before it judges
 /// what it has.
@@ -54,12 +54,16 @@ pub struct SetAside {
 
 /// Moves every delivery in the first `window` messages of `queue` that
 /// lapin cannot parse to [`side_queue`]; returns what it moved.
-pub async fn set_aside_unreadable(url: &str, queue: &str, window: u16) -> Result<Vec<SetAside>> {
+pub async fn set_aside_unreadable(
+    broker: &Broker,
+    queue: &str,
+    window: u16,
+) -> Result<Vec<SetAside>> {
     let failed = |reason: String| Error::Quarantine {
-        url: redact(url),
+        url: broker.current(),
         reason,
     };
-    let uri: AMQPUri = url.parse().map_err(&failed)?;
+    let uri: AMQPUri = broker.current_url().parse().map_err(&failed)?;
     let work = async {
         let mut raw = Raw::connect(&uri).await?;
         let moved = raw.move_unreadable(queue, window).await?;

@@ -31,12 +31,12 @@ use crate::protocol::{
     Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
     success_body,
 };
-use crate::{ADD_TASK, AmqpContext, Result, connect, declare_task_queue, redact};
+use crate::{ADD_TASK, AmqpContext, Broker, Result, declare_task_queue};
 
 /// How the worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    pub broker: String,
+    pub broker: Broker,
     pub queue: String,
     /// The node name Celery's tools know it by (`celery@<host>` by default).
     pub node: String,
@@ -52,9 +52,9 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// Defaults: Celery's queue, 16 tasks at once, prefetch four per task
     /// (Celery's multiplier).
-    pub fn new(broker: impl Into<String>) -> Self {
+    pub fn new(broker: Broker) -> Self {
         WorkerConfig {
-            broker: broker.into(),
+            broker,
             queue: crate::DEFAULT_QUEUE.to_owned(),
             node: crate::control::default_node(),
             task_events: false,
@@ -87,7 +87,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
         }
     };
     tokio::pin!(shutdown);
-    let mut connection = connect(&config.broker).await?;
+    let mut connection = config.broker.connect().await?;
     // Grows while unreadable messages keep breaking the connection and none
     // can be found to set aside: no hot reconnect loop.
     let mut pause = Duration::ZERO;
@@ -103,6 +103,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
             }
             Ok(Stopped::Lost) => {
                 tracing::warn!("broker connection lost; reconnecting");
+                config.broker.fail_over();
                 pause = Duration::ZERO;
             }
             Ok(Stopped::Unreadable) => {
@@ -152,9 +153,9 @@ async fn reconnect(
             () = shutdown.as_mut() => return None,
             () = tokio::time::sleep(backoff) => {}
         }
-        match connect(&config.broker).await {
+        match config.broker.connect().await {
             Ok(fresh) => {
-                tracing::info!(broker = %redact(&config.broker), "reconnected");
+                tracing::info!(broker = %config.broker.current(), "reconnected");
                 return Some(fresh);
             }
             Err(err) => {

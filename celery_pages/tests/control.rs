@@ -13,8 +13,8 @@ use common::{
     KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, python, python_broker,
     python_dir, start_python_worker, unique_queue,
 };
-use plumbing::child::{line_with, lines_of};
 use serde_json::json;
+use test_support::child::{line_with, lines_of};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -311,7 +311,7 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
 async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
     use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
     use lapin::types::FieldTable;
-    let connection = celery_pages::connect(&broker()).await.unwrap();
+    let connection = broker().connect().await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     channel
         .exchange_declare(

@@ -11,18 +11,15 @@
 //! - [`accept`]: the accept loop, with a connection limit, an idle timeout and
 //!   one error policy;
 //! - [`bench`](mod@bench): the closed-loop bench runner and its statistics;
-//! - [`child`]: a child process killed when its test ends, however it ends;
-//! - [`text`]: text from a peer made safe to print;
-//! - [`python`]: the Python peers the interop tests run against.
+//! - [`text`]: text from a peer made safe to print.
 //!
-//! The rule: a piece of code goes here only if two or more examples need it
-//! and it says nothing about their protocols.
+//! The rule: a piece of code goes here only if two or more examples' binaries
+//! need it and it says nothing about their protocols. What only tests need
+//! lives in the `test_support` crate, a dev-dependency.
 
 pub mod accept;
 pub mod bench;
-pub mod child;
 pub mod cli;
-pub mod python;
 pub mod shutdown;
 pub mod text;
 

@@ -371,7 +371,7 @@ fn write(value: &Value, out: &mut String) {
         }
         Value::Float(f) => out.push_str(&format!("{f:?}")),
         // serpent writes a string as Python's repr does.
-        Value::Str(s) => out.push_str(&plumbing::text::python_repr(s)),
+        Value::Str(s) => out.push_str(&python_text::repr(s)),
         Value::Tuple(items) => {
             out.push('(');
             write_items(items, out);

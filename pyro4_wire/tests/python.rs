@@ -9,7 +9,7 @@ use pyro4_wire::serpent::{Value, dumps, loads};
 /// Runs `code` in the tests' Python with `input` on stdin; returns stdout.
 fn python(code: &str, input: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut child = Command::new(plumbing::python::python())
+    let mut child = Command::new(test_support::python::python())
         .args(["-c", code])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -138,10 +138,7 @@ pub fn returned(id: u32) -> String {
 /// );
 /// ```
 pub fn python_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| plumbing::text::python_repr(s))
-        .collect();
+    let quoted: Vec<String> = items.iter().map(|s| python_text::repr(s)).collect();
     format!("[{}]", quoted.join(", "))
 }
 

@@ -7,12 +7,12 @@ use std::process::{Command, Output};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use plumbing::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
-use plumbing::python::pyro4_script;
 use rpc_chain::{ChainError, Connection, server_name};
 use rpc_naming::NameServer;
 use rpc_naming::client::deadline_in;
-use rpc_naming::interop::AnyNameServer;
+use test_support::TestNameServer;
+use test_support::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
+use test_support::python::pyro4_script;
 
 const STATUS: &str = "Status = ['Buku 1 sudah selesai di baca!', 'Buku 2 sudah selesai di baca!', \
                       'Buku 3 sudah selesai di baca!', 'Kembali ke buku 1']";
@@ -27,14 +27,14 @@ struct Hop {
     lines: Receiver<String>,
 }
 
-fn rust_hop(ns: &AnyNameServer, id: u32, next: u32) -> Hop {
+fn rust_hop(ns: &TestNameServer, id: u32, next: u32) -> Hop {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_chain"));
     command.args(["server", "--ns", &ns.addr()]);
     command.args(["--id", &id.to_string(), "--next", &next.to_string()]);
     started(spawn_lines(command).unwrap(), id)
 }
 
-fn python_hop(ns: &AnyNameServer, id: u32) -> Hop {
+fn python_hop(ns: &TestNameServer, id: u32) -> Hop {
     let script = format!("server_chain_{id}.py");
     started(
         spawn_lines(pyro4_script(python_dir(), &script, ns.port())).unwrap(),
@@ -51,7 +51,7 @@ fn started((process, lines): (KillOnDrop, Receiver<String>), id: u32) -> Hop {
 }
 
 /// A ring of three with the given languages (true: Python).
-fn ring(ns: &AnyNameServer, python: [bool; 3]) -> Vec<Hop> {
+fn ring(ns: &TestNameServer, python: [bool; 3]) -> Vec<Hop> {
     (1..=3)
         .map(|id| match python[id as usize - 1] {
             true => python_hop(ns, id),
@@ -60,13 +60,13 @@ fn ring(ns: &AnyNameServer, python: [bool; 3]) -> Vec<Hop> {
         .collect()
 }
 
-fn python_client(ns: &AnyNameServer) -> Output {
+fn python_client(ns: &TestNameServer) -> Output {
     pyro4_script(python_dir(), "client_chain.py", ns.port())
         .output()
         .unwrap()
 }
 
-fn rust_client(ns: &AnyNameServer) -> Output {
+fn rust_client(ns: &TestNameServer) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rpc_chain"))
         .args(["client", "--ns", &ns.addr()])
         .output()
@@ -74,7 +74,7 @@ fn rust_client(ns: &AnyNameServer) -> Output {
 }
 
 /// Both clients go round the ring; every server prints the chapter's lines.
-fn both_clients_go_round(ns: &AnyNameServer, hops: &[Hop]) {
+fn both_clients_go_round(ns: &TestNameServer, hops: &[Hop]) {
     for output in [python_client(ns), rust_client(ns)] {
         assert_eq!(stdout_of(&output), format!("{STATUS}\n"));
         line_with(
@@ -98,33 +98,33 @@ fn both_clients_go_round(ns: &AnyNameServer, hops: &[Hop]) {
 
 #[test]
 fn rust_ring_with_a_python_server_2_under_the_rust_name_server() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let hops = ring(&ns, [false, true, false]);
     both_clients_go_round(&ns, &hops);
 }
 
 #[test]
 fn rust_ring_with_a_python_server_2_under_the_python_name_server() {
-    let ns = AnyNameServer::python();
+    let ns = TestNameServer::python();
     let hops = ring(&ns, [false, true, false]);
     both_clients_go_round(&ns, &hops);
 }
 
 #[test]
 fn python_ring_with_a_rust_server_2_under_the_rust_name_server() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let hops = ring(&ns, [true, false, true]);
     both_clients_go_round(&ns, &hops);
 }
 
 #[test]
 fn python_ring_with_a_rust_server_2_under_the_python_name_server() {
-    let ns = AnyNameServer::python();
+    let ns = TestNameServer::python();
     let hops = ring(&ns, [true, false, true]);
     both_clients_go_round(&ns, &hops);
 }
 
-fn faulty_hop_2(ns: &AnyNameServer, mode: &str) -> Hop {
+fn faulty_hop_2(ns: &TestNameServer, mode: &str) -> Hop {
     let mut command = pyro4_script(python_dir(), "faulty_chain.py", ns.port());
     command.arg(mode);
     started(spawn_lines(command).unwrap(), 2)
@@ -139,7 +139,7 @@ fn failure(output: &Output) -> String {
 
 #[test]
 fn an_exception_in_a_python_hop_reaches_the_rust_client_with_its_type_and_message() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let _two = faulty_hop_2(&ns, "raise");
     let _three = rust_hop(&ns, 3, 1);
     {
@@ -164,7 +164,7 @@ fn an_exception_in_a_python_hop_reaches_the_rust_client_with_its_type_and_messag
 
 #[test]
 fn a_dead_python_hop_is_named() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let _one = rust_hop(&ns, 1, 2);
     let _three = rust_hop(&ns, 3, 1);
     // Server 2 registers and dies; its Pyro4 registration stays.
@@ -181,7 +181,7 @@ fn a_dead_python_hop_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_python_hop_is_named_by_the_hop_before_it() {
-    let ns_server = AnyNameServer::rust().unwrap();
+    let ns_server = TestNameServer::rust();
     let _two = tokio::task::block_in_place(|| faulty_hop_2(&ns_server, "hang"));
     let _one = tokio::task::block_in_place(|| rust_hop(&ns_server, 1, 2));
     let ns = NameServer::connect(&ns_server.addr()).await.unwrap();
@@ -200,7 +200,7 @@ async fn a_hung_python_hop_is_named_by_the_hop_before_it() {
 
 #[test]
 fn a_rust_hops_error_reaches_the_python_client_as_a_pyro4_exception() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let _one = rust_hop(&ns, 1, 2);
     // No server 2: server 1 names it, and Python raises what it was sent.
     let err = failure(&python_client(&ns));

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tarpc::client::{self, RpcError};
 use tarpc::context;
 use tokio::net::lookup_host;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use pyro4_wire::{Proxy, ProxyError, PyroUri};
@@ -385,15 +385,18 @@ impl NameServer {
                 ns: self.clone(),
                 held,
                 heartbeats: None,
+                renewals: watch::channel(0).1,
             });
         };
         let id = self.lease(client, name, addr, safe, ttl).await?;
         let (stop, stopped) = oneshot::channel();
-        let heartbeats = tokio::spawn(heartbeat(self.clone(), held.clone(), id, stopped));
+        let (renewed, renewals) = watch::channel(0);
+        let heartbeat = heartbeat(self.clone(), held.clone(), id, stopped, renewed);
         Ok(Lease {
             ns: self.clone(),
             held,
-            heartbeats: Some((stop, heartbeats)),
+            heartbeats: Some((stop, tokio::spawn(heartbeat))),
+            renewals,
         })
     }
 
@@ -547,11 +550,18 @@ pub struct Lease {
     ns: NameServer,
     held: Registration,
     heartbeats: Option<(oneshot::Sender<()>, JoinHandle<Option<u64>>)>,
+    renewals: watch::Receiver<u64>,
 }
 
 impl Lease {
     pub fn name(&self) -> &str {
         &self.held.name
+    }
+
+    /// How many times the heartbeats have renewed the lease so far: a
+    /// monitor (or a test) waits for a renewal rather than for a time.
+    pub fn renewals(&self) -> watch::Receiver<u64> {
+        self.renewals.clone()
     }
 
     /// Stops the heartbeats and removes the name; true if it was still ours.
@@ -594,6 +604,7 @@ async fn heartbeat(
     held: Registration,
     mut id: u64,
     mut stopped: oneshot::Receiver<()>,
+    renewed: watch::Sender<u64>,
 ) -> Option<u64> {
     let name = &held.name;
     let Backend::Tarpc(client) = &ns.backend else {
@@ -605,7 +616,10 @@ async fn heartbeat(
             () = tokio::time::sleep(held.ttl / 3) => {}
         }
         match ns.renew(client, name, id).await {
-            Ok(()) => continue,
+            Ok(()) => {
+                renewed.send_modify(|count| *count += 1);
+                continue;
+            }
             Err(Error::Naming(NamingError::LeaseLost(_))) => {
                 tracing::warn!(%name, "another server took this name over; no longer registered");
                 return None;

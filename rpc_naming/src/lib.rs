@@ -43,7 +43,6 @@
 
 pub mod bench;
 pub mod client;
-pub mod interop;
 pub mod pyro_client;
 pub mod pyro_server;
 pub mod server;
@@ -245,7 +244,7 @@ pub fn validate_name(name: &str) -> Result<(), NamingError> {
 
 /// Whether `c` may appear in a name: visible, and not a space.
 fn printable(c: char) -> bool {
-    plumbing::text::is_visible(c) && !c.is_whitespace()
+    python_text::is_printable(c) && !c.is_whitespace()
 }
 
 /// Everything a user of this library can meet.

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rpc_naming::{Error, Location, NameServer, NamingError, server};
 use tokio::net::TcpListener;
@@ -176,8 +176,13 @@ async fn a_lease_lives_while_held_and_is_removed_on_release() {
         .register_lease_for("server", sock(5000), true, SHORT_TTL)
         .await
         .unwrap();
-    // Heartbeats keep it well past its time to live.
-    tokio::time::sleep(SHORT_TTL * 3).await;
+    // Heartbeats keep it past its time to live: four renewals, a third of
+    // it apart, span more than all of it.
+    let mut renewals = lease.renewals();
+    tokio::time::timeout(SHORT_TTL * 100, renewals.wait_for(|&count| count >= 4))
+        .await
+        .expect("the lease was not renewed")
+        .unwrap();
     assert_eq!(
         ns.lookup("server").await.unwrap(),
         Location::Rust(sock(5000))
@@ -284,7 +289,6 @@ async fn the_command_line_reports_success_and_failure_by_exit_status() {
     let (ok, out, _) = tokio::task::block_in_place(|| run(&["ping"]));
     assert!(ok, "{out}");
 
-    let started = Instant::now();
     let output = tokio::task::block_in_place(|| {
         Command::new(BIN)
             .args(["ping", "--ns", "127.0.0.1:1"])
@@ -292,7 +296,6 @@ async fn the_command_line_reports_success_and_failure_by_exit_status() {
             .unwrap()
     });
     assert!(!output.status.success());
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no name server at 127.0.0.1:1"));
 }
 

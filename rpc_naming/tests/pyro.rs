@@ -6,18 +6,18 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use num_bigint::BigInt;
-use plumbing::child::stdout_of;
 use pyro4_wire::io::{read_message, write_message};
 use pyro4_wire::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT};
 use pyro4_wire::serpent::{self, Value};
 use pyro4_wire::{Message, MessageType, Proxy, PyroUri};
 use rpc_naming::NameServer;
-use rpc_naming::interop::AnyNameServer;
+use test_support::TestNameServer;
+use test_support::child::stdout_of;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-fn nsc(ns: &AnyNameServer, args: &[&str]) -> String {
-    let output = Command::new(plumbing::python::python())
+fn nsc(ns: &TestNameServer, args: &[&str]) -> String {
+    let output = Command::new(test_support::python::python())
         .args(["-m", "Pyro4.nsc"])
         .args(args)
         .env("PYRO_NS_PORT", ns.port().to_string())
@@ -27,7 +27,7 @@ fn nsc(ns: &AnyNameServer, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn rpc_naming(ns: &AnyNameServer, args: &[&str]) -> Output {
+fn rpc_naming(ns: &TestNameServer, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rpc_naming"))
         .args(args)
         .args(["--ns", &ns.addr()])
@@ -37,7 +37,7 @@ fn rpc_naming(ns: &AnyNameServer, args: &[&str]) -> Output {
 
 #[test]
 fn python_nsc_against_this_name_server() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     assert_eq!(nsc(&ns, &["ping"]), "Name server ping ok.\n");
     assert_eq!(
         nsc(&ns, &["register", "buku", "PYRO:obj_1@localhost:5555"]),
@@ -74,7 +74,7 @@ fn python_nsc_against_this_name_server() {
 
 #[test]
 fn this_crates_commands_against_pythons_name_server() {
-    let ns = AnyNameServer::python();
+    let ns = TestNameServer::python();
     assert_eq!(
         stdout_of(&rpc_naming(&ns, &["ping"])),
         "Name server ping ok.\n"
@@ -188,7 +188,7 @@ async fn still_serving(addr: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_frames_get_an_error_or_a_closed_connection_and_the_server_serves_on() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let addr = ns.addr();
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let escapes = r#"('\\ \' \" \n \r \t \x00 \u00e9 \U0001F600 \a \b \f \v \0 \N{DASH}',)"#;
@@ -256,7 +256,7 @@ async fn hostile_frames_get_an_error_or_a_closed_connection_and_the_server_serve
 
 #[tokio::test]
 async fn huge_integers_and_every_escape_survive_a_round_trip() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let addr = ns.addr();
     let mut stream = connected(&addr).await;
     // A lookup of a name needing every escape form: the unknown-name error
@@ -307,7 +307,7 @@ async fn huge_integers_and_every_escape_survive_a_round_trip() {
 
 #[tokio::test]
 async fn a_pyro4_client_over_the_connection_limit_is_told_the_server_is_busy() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let addr = ns.addr();
     let mut hogs = Vec::new();
     for _ in 0..rpc_transport::MAX_CONNECTIONS {
@@ -359,7 +359,7 @@ async fn a_pyro4_connection_outlives_the_idle_timeout() {
 async fn a_pyro4_client_that_never_reads_is_closed() {
     use tokio::io::AsyncReadExt;
 
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let addr = ns.addr();
     let names = NameServer::connect(&addr).await.unwrap();
     for i in 0..500 {
@@ -391,9 +391,14 @@ async fn a_pyro4_client_that_never_reads_is_closed() {
         }
     }
     assert!(sent > 1, "sent {sent}");
-    // Now read: what was written comes, then the end of the stream (the
-    // server gave up on the stalled reply), not an endless wait.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // The server gives up on the stalled reply and closes the connection;
+    // with our requests left unread there, that is a reset, which fails the
+    // next write: wait for it (bounded), not for a time.
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        while stream.write_all(&request).await.is_ok() {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection was still open after 60 s");
     let mut rest = Vec::new();
     let drained =
         tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest)).await;
@@ -418,7 +423,7 @@ async fn still_serving_with(addr: &str, names: usize) {
 /// one, and the next attempt gets in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_server_closes_its_least_recently_active_pyro4_connection() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@{}", ns.addr())).unwrap();
     let mut proxies = Vec::new();
     for _ in 0..rpc_transport::MAX_CONNECTIONS {

@@ -72,15 +72,9 @@ enum Command {
         /// Calls per run.
         #[arg(long, default_value_t = 20_000)]
         calls: u64,
-        /// Calls in flight at once in the concurrent run (and Python threads
-        /// with --python).
+        /// Calls in flight at once in the concurrent run.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
-        /// Also measure Python's Pyro4 client against this server and against
-        /// Python's (uses the tests' Python environment, `.venv`, or
-        /// PEER_PYTHON).
-        #[arg(long)]
-        python: bool,
     },
 }
 
@@ -118,12 +112,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             name,
             calls,
             concurrency,
-            python,
         } => {
             println!("{}", bench::run(ns, &name, calls, concurrency).await?);
-            if python {
-                println!("{}", bench::python::run(concurrency).await?);
-            }
             Ok(())
         }
     }

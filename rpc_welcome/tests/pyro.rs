@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use plumbing::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
-use plumbing::python::pyro4_script;
-use rpc_naming::interop::AnyNameServer;
+use test_support::TestNameServer;
+use test_support::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
+use test_support::python::pyro4_script;
 
 const TITLE: &str = "Programming GO";
 const BOUGHT: &str = "Buku dengan judul Programming GO berhasil dibeli!";
@@ -17,7 +17,7 @@ fn python_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
 }
 
-fn rust_server(ns: &AnyNameServer) -> KillOnDrop {
+fn rust_server(ns: &TestNameServer) -> KillOnDrop {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_welcome"));
     command.args(["server", "--ns", &ns.addr()]);
     let (process, lines) = spawn_lines(command).unwrap();
@@ -25,7 +25,7 @@ fn rust_server(ns: &AnyNameServer) -> KillOnDrop {
     process
 }
 
-fn python_server(ns: &AnyNameServer) -> KillOnDrop {
+fn python_server(ns: &TestNameServer) -> KillOnDrop {
     let (process, lines) =
         spawn_lines(pyro4_script(python_dir(), "pyro_server.py", ns.port())).unwrap();
     line_with(&lines, &["Ready. Object uri = PYRO:obj_"]);
@@ -33,7 +33,7 @@ fn python_server(ns: &AnyNameServer) -> KillOnDrop {
 }
 
 /// `pyro_client.py`, answering its prompt with `title`.
-fn python_client(ns: &AnyNameServer, title: &str) -> Output {
+fn python_client(ns: &TestNameServer, title: &str) -> Output {
     let mut child = pyro4_script(python_dir(), "pyro_client.py", ns.port())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -44,7 +44,7 @@ fn python_client(ns: &AnyNameServer, title: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn rust_client(ns: &AnyNameServer, title: &str) -> Output {
+fn rust_client(ns: &TestNameServer, title: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
         .args(["client", "--ns", &ns.addr(), "--title", title])
         .output()
@@ -52,7 +52,7 @@ fn rust_client(ns: &AnyNameServer, title: &str) -> Output {
 }
 
 /// Both clients buy from `server` through `ns`.
-fn both_clients_buy(ns: &AnyNameServer) {
+fn both_clients_buy(ns: &TestNameServer) {
     assert_eq!(
         stdout_of(&python_client(ns, TITLE)),
         format!("Mau beli buku dengan judul apa? {BOUGHT}\n")
@@ -62,28 +62,28 @@ fn both_clients_buy(ns: &AnyNameServer) {
 
 #[test]
 fn rust_name_server_and_rust_server() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let _server = rust_server(&ns);
     both_clients_buy(&ns);
 }
 
 #[test]
 fn rust_name_server_and_python_server() {
-    let ns = AnyNameServer::rust().unwrap();
+    let ns = TestNameServer::rust();
     let _server = python_server(&ns);
     both_clients_buy(&ns);
 }
 
 #[test]
 fn python_name_server_and_python_server() {
-    let ns = AnyNameServer::python();
+    let ns = TestNameServer::python();
     let _server = python_server(&ns);
     both_clients_buy(&ns);
 }
 
 #[test]
 fn python_name_server_and_rust_server() {
-    let ns = AnyNameServer::python();
+    let ns = TestNameServer::python();
     let mut server = rust_server(&ns);
     both_clients_buy(&ns);
     // A stopping server removes its name from Python's name server too
@@ -102,7 +102,7 @@ fn python_name_server_and_rust_server() {
 
 #[test]
 fn an_unknown_name_is_pyro4s_naming_error_in_python_and_a_clear_error_in_rust() {
-    for ns in [AnyNameServer::rust().unwrap(), AnyNameServer::python()] {
+    for ns in [TestNameServer::rust(), TestNameServer::python()] {
         let python = python_client(&ns, TITLE);
         assert!(!python.status.success());
         let stderr = String::from_utf8_lossy(&python.stderr);
@@ -120,7 +120,7 @@ fn an_unknown_name_is_pyro4s_naming_error_in_python_and_a_clear_error_in_rust() 
 
 #[test]
 fn a_crashed_rust_servers_name_on_pythons_name_server_is_taken_over_by_its_successor() {
-    let ns = AnyNameServer::python();
+    let ns = TestNameServer::python();
     // SIGKILL: no clean stop, so the name stays (Python's name server has
     // no leases) and leads where nothing answers.
     drop(rust_server(&ns));
@@ -150,7 +150,7 @@ fn a_crashed_rust_servers_name_on_pythons_name_server_is_taken_over_by_its_succe
 async fn rust_talks_to_rust_over_tarpc_and_to_python_over_pyro4_under_pythons_name_server() {
     use rpc_welcome::Connection;
 
-    let ns_server = tokio::task::block_in_place(AnyNameServer::python);
+    let ns_server = tokio::task::block_in_place(TestNameServer::python);
     let ns = rpc_naming::NameServer::connect(&ns_server.addr())
         .await
         .unwrap();

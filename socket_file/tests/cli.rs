@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use plumbing::child::KillOnDrop;
+use test_support::child::KillOnDrop;
 
 use sha2::{Digest, Sha256};
 

@@ -11,11 +11,16 @@ use futures::StreamExt;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
-pub use plumbing::child::KillOnDrop;
+pub use test_support::child::KillOnDrop;
 
 /// The broker the tests use: `AMQP_ADDR`, or the local RabbitMQ. A test
 /// that finds no broker fails at once with one line saying so.
-pub fn broker() -> String {
+pub fn broker() -> celery_pages::Broker {
+    broker_url().parse().unwrap()
+}
+
+/// [`broker`]'s URL, for a command line or a Python peer.
+pub fn broker_url() -> String {
     static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let url = std::env::var(celery_pages::BROKER_ENV)
         .unwrap_or_else(|_| celery_pages::DEFAULT_BROKER.into());
@@ -41,13 +46,13 @@ pub fn broker() -> String {
 /// A queue name of this test's own, so tests running at once never share one.
 /// Every broker test starts here, so it also checks the broker is there.
 pub fn unique_queue(test: &str) -> String {
-    broker();
+    broker_url();
     format!("celery_pages.test.{test}.{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Deletes a test's task queue and its exchange.
 pub async fn delete_queue(queue: &str) {
-    let connection = celery_pages::connect(&broker()).await.unwrap();
+    let connection = broker().connect().await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let _ = channel
         .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -63,7 +68,7 @@ pub async fn delete_queue(queue: &str) {
 
 /// How many messages wait in `queue`, not counting the unacknowledged ones.
 pub async fn ready_count(queue: &str) -> u32 {
-    let connection = celery_pages::connect(&broker()).await.unwrap();
+    let connection = broker().connect().await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let declared = channel
         .queue_declare(
@@ -83,7 +88,7 @@ pub async fn ready_count(queue: &str) -> u32 {
 /// Python with the pinned Celery, from the workspace's test environment
 /// (created on first use).
 pub fn python() -> PathBuf {
-    plumbing::python::python()
+    test_support::python::python()
 }
 
 pub fn python_dir() -> &'static str {
@@ -104,7 +109,7 @@ pub fn python_caller(queue: &str, call: &str) -> std::process::Output {
 
 /// The broker URL in kombu's spelling (`//` for the default vhost).
 pub fn python_broker() -> String {
-    broker().replace("/%2f", "//").replace("/%2F", "//")
+    broker_url().replace("/%2f", "//").replace("/%2F", "//")
 }
 
 /// Starts a Python Celery worker (solo pool) on `queue` and waits until it
@@ -173,8 +178,8 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
-    pub fn start(broker: &str, queue: &str) -> Self {
-        let mut config = celery_pages::worker::WorkerConfig::new(broker);
+    pub fn start(broker: &celery_pages::Broker, queue: &str) -> Self {
+        let mut config = celery_pages::worker::WorkerConfig::new(broker.clone());
         config.queue = queue.to_owned();
         // A node name of its own: tests run at once on one broker.
         config.node = format!("rs.{queue}@test");
@@ -211,7 +216,7 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect() -> Self {
-        let connection = celery_pages::connect(&broker()).await.unwrap();
+        let connection = broker().connect().await.unwrap();
         let channel = connection.create_channel().await.unwrap();
         let (reply_queue, replies) = celery_pages::reply_queue(&channel, "raw-test-client")
             .await
@@ -263,7 +268,7 @@ impl RawClient {
 /// runtime's threads; returns what it printed and its status.
 pub async fn cli(args: &[&str]) -> std::process::Output {
     let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    full.extend(["--broker".into(), broker()]);
+    full.extend(["--broker".into(), broker_url()]);
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_celery_pages"))
             .args(&full)

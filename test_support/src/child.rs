@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// worker or server process behind.
 ///
 /// ```
-/// use plumbing::child::KillOnDrop;
+/// use test_support::child::KillOnDrop;
 /// let sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
 /// let guard = KillOnDrop::new(sleeper);
 /// let pid = guard.id();

@@ -2,9 +2,9 @@
 //! themselves.
 //!
 //! The interop tests run the chapter's own libraries (Celery, Pyro4,
-//! Flower) from PyPI, pinned in `python-requirements.txt` at the top of the
-//! workspace. The first test that needs Python creates a virtual environment
-//! in `.venv` from that file; later tests, and later runs, reuse it until the
+//! Flower) from PyPI, pinned in `python-requirements.txt` beside this
+//! crate. The first test that needs Python creates a virtual environment
+//! in `test_support/.venv` from that file; later tests, and later runs, reuse it until the
 //! file changes. A file lock makes the creation happen once, however many
 //! test processes and threads ask at the same time.
 //!
@@ -19,13 +19,14 @@ use std::sync::OnceLock;
 use crate::child::{KillOnDrop, line_with, spawn_lines};
 
 /// The pinned requirements, as the environment is built from them.
-pub const REQUIREMENTS: &str = include_str!("../../python-requirements.txt");
+pub const REQUIREMENTS: &str = include_str!("../python-requirements.txt");
 /// The environment variable naming a ready Python to use instead.
 pub const PYTHON_ENV: &str = "PEER_PYTHON";
 
-/// The top of the workspace.
-pub fn workspace_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+/// Where the environment lives: beside its requirements, in this crate's
+/// folder.
+fn home() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A Python with the pinned requirements, creating `.venv` on first use.
@@ -47,7 +48,7 @@ fn prepare() -> Result<PathBuf, String> {
     if let Some(python) = std::env::var_os(PYTHON_ENV) {
         return Ok(PathBuf::from(python));
     }
-    let root = workspace_root();
+    let root = home();
     let venv = root.join(".venv");
     let python = venv.join("bin").join("python");
     let stamp = venv.join(".requirements-installed");
@@ -102,13 +103,13 @@ fn run(command: &mut Command, what_failed: &str) -> Result<(), String> {
 
 /// Python's Pyro4 name server, `python -m Pyro4.naming`, on a free port.
 #[derive(Debug)]
-pub struct PyroNameServer {
+pub struct PythonNameServer {
     /// Killed with the guard.
     pub process: KillOnDrop,
     pub port: u16,
 }
 
-impl PyroNameServer {
+impl PythonNameServer {
     /// Starts one (on `localhost`, Pyro4's default host) and waits until it
     /// says where it runs. Panics when it cannot (a test that needs it fails).
     pub fn start() -> Self {
@@ -122,7 +123,7 @@ impl PyroNameServer {
             .and_then(|(_, rest)| rest.split(' ').next())
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("no port in {line:?}"));
-        PyroNameServer { process, port }
+        PythonNameServer { process, port }
     }
 
     /// Its address, for `--ns`.

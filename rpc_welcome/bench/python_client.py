@@ -1,4 +1,4 @@
-# Python's side of `rpc_welcome bench --python`, run with Pyro4 4.82.
+# Python's Pyro4 4.82 client calling a welcome server; run by python_client.sh.
 #   serve             a Pyro4 daemon with the chapter's server object; prints its URI
 #   call URI N T      N welcomeMessage calls over T threads (a proxy each);
 #                     prints the calls per second

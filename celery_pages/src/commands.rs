@@ -1,0 +1,141 @@
+//! What each command of the `celery_pages` binary does, and what it
+//! prints: the chapter's calls, a chain of them, `celery status`'s list
+//! and a demo of the whole example. `main.rs` only reads the command line.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::caller::Caller;
+use crate::worker::{self, WorkerConfig};
+use crate::{ADD_TASK, Broker, Error, control};
+
+/// A command-line argument as a task argument: JSON if it parses, else a
+/// string.
+///
+/// ```
+/// use celery_pages::commands::task_argument;
+/// assert_eq!(task_argument("4"), serde_json::json!(4));
+/// assert_eq!(task_argument(" halaman"), serde_json::json!(" halaman"));
+/// ```
+pub fn task_argument(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+/// How a result is printed: strings as they are, anything else as JSON.
+pub fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `add X Y`: sends `addTask.add(X, Y)` (no earlier than `countdown` from
+/// now) and prints its result, or only its id with `wait` off.
+pub async fn add(
+    broker: &Broker,
+    queue: &str,
+    arguments: [&str; 2],
+    countdown: Option<Duration>,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let caller = Caller::connect(broker, queue).await?;
+    let arguments = arguments.map(task_argument);
+    let pending = caller.send_later(ADD_TASK, &arguments, countdown).await?;
+    match wait {
+        None => println!("{}", pending.id),
+        Some(timeout) => println!("{}", show(&pending.wait(timeout).await?)),
+    }
+    caller.close().await;
+    Ok(())
+}
+
+/// `chain X Y Z...`: add(X, Y), then add(<result>, Z), ..., each step on
+/// whichever worker takes it; prints each step and the last result.
+pub async fn chain(
+    broker: &Broker,
+    queue: &str,
+    values: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(values.len() >= 2, "a chain takes at least two values");
+    let values: Vec<Value> = values.iter().map(|v| task_argument(v)).collect();
+    let rest: Vec<Vec<Value>> = values[2..].iter().map(|v| vec![v.clone()]).collect();
+    let caller = Caller::connect(broker, queue).await?;
+    let steps = caller.send_chain(ADD_TASK, &values[..2], &rest).await?;
+    let mut total = values[0].clone();
+    for (step, operand) in steps.into_iter().zip(&values[1..]) {
+        let result = step.wait(timeout).await?;
+        println!("{} + {} = {}", show(&total), show(operand), show(&result));
+        total = result;
+    }
+    println!("{}", show(&total));
+    caller.close().await;
+    Ok(())
+}
+
+/// `status`: every worker that answers a ping within `wait`, as
+/// `celery status` prints them; an error if none does.
+pub async fn status(broker: &Broker, wait: Duration) -> anyhow::Result<()> {
+    let answers = control::broadcast(broker, "ping", json!({}), None, Some(wait)).await?;
+    for (node, reply) in &answers {
+        let state = if reply["ok"] == "pong" { "OK" } else { "?" };
+        println!("->  {node}: {state}");
+    }
+    let count = answers.len();
+    anyhow::ensure!(count > 0, "no worker answered within {wait:?}");
+    let plural = if count == 1 { "" } else { "s" };
+    println!("\n{count} node{plural} online.");
+    Ok(())
+}
+
+/// `revoke ID`: tells every worker not to run task `id`.
+pub async fn revoke(broker: &Broker, id: &str) -> anyhow::Result<()> {
+    let arguments = json!({"task_id": id, "terminate": false, "signal": "SIGTERM"});
+    control::broadcast(broker, "revoke", arguments, None, None).await?;
+    println!("revoked {id}");
+    Ok(())
+}
+
+/// A worker and the chapter's calls in one process.
+pub async fn demo(broker: &Broker, queue: &str) -> anyhow::Result<()> {
+    // A node name of its own, so that the demo runs beside any worker.
+    let config = WorkerConfig {
+        queue: queue.to_owned(),
+        node: format!(
+            "celery_pages-demo-{}@{}",
+            std::process::id(),
+            control::host_name()
+        ),
+        concurrency: 4,
+        prefetch: 16,
+        ..WorkerConfig::new(broker.clone())
+    };
+    // Connect first, so a missing broker is reported before anything runs.
+    let caller = Caller::connect(broker, queue).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run(config, async {
+        let _ = stopped.await;
+    }));
+    let timeout = Duration::from_secs(30);
+    for (x, y) in [
+        (json!("Kamu sudah membaca 4"), json!(" halaman")),
+        (json!(4), json!(10)),
+        (json!(4), json!("halaman")),
+    ] {
+        match caller
+            .call(ADD_TASK, &[x.clone(), y.clone()], timeout)
+            .await
+        {
+            Ok(value) => println!("add({x}, {y}) = {}", show(&value)),
+            Err(Error::TaskFailed { exception, .. }) => {
+                println!("add({x}, {y}) raised {exception}")
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    caller.close().await;
+    let _ = stop.send(());
+    worker.await.expect("worker task panicked")?;
+    Ok(())
+}
