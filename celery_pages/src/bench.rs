@@ -25,7 +25,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::caller::Caller;
-use crate::worker::{self, WorkerConfig};
+use crate::config::WorkerConfig;
+use crate::worker;
 use crate::{ADD_TASK, AmqpContext, Broker, Error, Result, reply_queue};
 
 /// What a bench run measured.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::caller::Caller;
-use crate::worker::{self, WorkerConfig};
+use crate::config::WorkerConfig;
+use crate::worker;
 use crate::{ADD_TASK, Broker, Error, control};
 
 /// A command-line argument as a task argument: JSON if it parses, else a

@@ -22,7 +22,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -118,7 +118,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(name: &str, config: &crate::worker::WorkerConfig) -> Self {
+    pub fn new(name: &str, config: &crate::config::WorkerConfig) -> Self {
         Node {
             name: name.to_owned(),
             queue: config.queue.clone(),
@@ -186,28 +186,7 @@ impl Node {
             "stats" => self.stats(),
             "active" => self.active_tasks(),
             "registered" => json!([ADD_TASK]),
-            "active_queues" => json!([{
-                "name": self.queue,
-                "exchange": {"name": self.queue, "type": "direct", "arguments": null,
-                             "durable": true, "passive": false, "auto_delete": false,
-                             "delivery_mode": null, "no_declare": false},
-                "routing_key": self.queue,
-                "queue_arguments": null,
-                "binding_arguments": null,
-                "consumer_arguments": null,
-                "durable": true,
-                "exclusive": false,
-                "auto_delete": false,
-                "no_ack": false,
-                "alias": null,
-                "bindings": [],
-                "no_declare": null,
-                "expires": null,
-                "message_ttl": null,
-                "max_length": null,
-                "max_length_bytes": null,
-                "max_priority": null,
-            }]),
+            "active_queues" => self.active_queues(),
             "reserved" | "scheduled" => json!([]),
             "revoked" => {
                 let mut revoked = self.revoked.lock().expect("revoked set poisoned");
@@ -241,6 +220,32 @@ impl Node {
             }
             other => json!({"error": format!("KeyError('{other}')")}),
         })
+    }
+
+    /// The queue it consumes, as kombu describes a queue.
+    fn active_queues(&self) -> Value {
+        json!([{
+            "name": self.queue,
+            "exchange": {"name": self.queue, "type": "direct", "arguments": null,
+                         "durable": true, "passive": false, "auto_delete": false,
+                         "delivery_mode": null, "no_declare": false},
+            "routing_key": self.queue,
+            "queue_arguments": null,
+            "binding_arguments": null,
+            "consumer_arguments": null,
+            "durable": true,
+            "exclusive": false,
+            "auto_delete": false,
+            "no_ack": false,
+            "alias": null,
+            "bindings": [],
+            "no_declare": null,
+            "expires": null,
+            "message_ttl": null,
+            "max_length": null,
+            "max_length_bytes": null,
+            "max_priority": null,
+        }])
     }
 
     fn revoke(&self, arguments: &Value) -> Value {
@@ -436,11 +441,7 @@ pub async fn serve(channel: Channel, mut commands: lapin::Consumer, node: std::s
         }
         headers.insert("clock".into(), AMQPValue::LongLongInt(node.tick() as i64));
         let body = json!({ node.name.as_str(): reply }).to_string();
-        let properties = BasicProperties::default()
-            .with_content_type(crate::protocol::CONTENT_TYPE.into())
-            .with_content_encoding(crate::protocol::CONTENT_ENCODING.into())
-            .with_delivery_mode(1)
-            .with_headers(headers);
+        let properties = crate::protocol::transient_json(headers);
         if let Err(err) = channel
             .basic_publish(
                 exchange.into(),
@@ -471,24 +472,6 @@ pub async fn broadcast(
         .await
         .doing("opening a channel")?;
     declare_exchanges(&channel).await?;
-    let ticket = uuid::Uuid::new_v4().to_string();
-    let replies = match wait {
-        Some(_) => {
-            let (queue, consumer) = crate::reply_queue(&channel, "celery_pages-control").await?;
-            channel
-                .queue_bind(
-                    queue.as_str().into(),
-                    REPLY_EXCHANGE.into(),
-                    ticket.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .doing("binding the reply queue")?;
-            Some(consumer)
-        }
-        None => None,
-    };
     let mut request = json!({
         "method": method,
         "arguments": arguments,
@@ -496,39 +479,63 @@ pub async fn broadcast(
         "pattern": null,
         "matcher": null,
     });
-    if replies.is_some() {
-        request["ticket"] = json!(ticket);
-        request["reply_to"] = json!({"exchange": REPLY_EXCHANGE, "routing_key": ticket});
-    }
+    let replies = match wait {
+        Some(wait) => {
+            let ticket = uuid::Uuid::new_v4().to_string();
+            request["ticket"] = json!(ticket);
+            request["reply_to"] = json!({"exchange": REPLY_EXCHANGE, "routing_key": ticket});
+            Some((reply_queue(&channel, &ticket).await?, wait))
+        }
+        None => None,
+    };
     let mut headers = FieldTable::default();
     headers.insert(ShortString::from("clock"), AMQPValue::LongLongInt(1));
-    let properties = BasicProperties::default()
-        .with_content_type(crate::protocol::CONTENT_TYPE.into())
-        .with_content_encoding(crate::protocol::CONTENT_ENCODING.into())
-        .with_delivery_mode(1)
-        .with_headers(headers);
     channel
         .basic_publish(
             EXCHANGE.into(),
             "".into(),
             BasicPublishOptions::default(),
             request.to_string().as_bytes(),
-            properties,
+            crate::protocol::transient_json(headers),
         )
         .await
         .doing("broadcasting the command")?;
+    let answers = match replies {
+        Some((consumer, wait)) => collect_replies(consumer, wait).await,
+        None => Vec::new(),
+    };
+    let _ = connection.close(200, "done".into()).await;
+    Ok(answers)
+}
+
+/// A reply queue of the caller's own, bound to the reply exchange by
+/// `ticket`, as Celery's `reply_to` names it.
+async fn reply_queue(channel: &Channel, ticket: &str) -> Result<lapin::Consumer> {
+    let (queue, consumer) = crate::reply_queue(channel, "celery_pages-control").await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            REPLY_EXCHANGE.into(),
+            ticket.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .doing("binding the reply queue")?;
+    Ok(consumer)
+}
+
+/// The replies that come within `wait`, by node name, sorted.
+async fn collect_replies(mut consumer: lapin::Consumer, wait: Duration) -> Vec<(String, Value)> {
     let mut answers = Vec::new();
-    if let (Some(mut consumer), Some(wait)) = (replies, wait) {
-        let until = tokio::time::Instant::now() + wait;
-        while let Ok(Some(Ok(reply))) = tokio::time::timeout_at(until, consumer.next()).await {
-            if let Ok(Value::Object(by_node)) = serde_json::from_slice::<Value>(&reply.data) {
-                answers.extend(by_node);
-            }
+    let until = tokio::time::Instant::now() + wait;
+    while let Ok(Some(Ok(reply))) = tokio::time::timeout_at(until, consumer.next()).await {
+        if let Ok(Value::Object(by_node)) = serde_json::from_slice::<Value>(&reply.data) {
+            answers.extend(by_node);
         }
     }
-    let _ = connection.close(200, "done".into()).await;
     answers.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(answers)
+    answers
 }
 
 #[cfg(test)]
@@ -554,7 +561,7 @@ mod tests {
     fn commands_answer_as_celerys_do() {
         let node = Node::new(
             "n1@h",
-            &crate::worker::WorkerConfig::new(crate::Broker::default()),
+            &crate::config::WorkerConfig::new(crate::Broker::default()),
         );
         assert_eq!(
             node.command("ping", &Value::Null),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -176,11 +176,7 @@ impl Events {
             "hostname".into(),
             AMQPValue::LongString(LongString::from(self.node.name.as_str())),
         );
-        let properties = BasicProperties::default()
-            .with_content_type(crate::protocol::CONTENT_TYPE.into())
-            .with_content_encoding(crate::protocol::CONTENT_ENCODING.into())
-            .with_delivery_mode(1)
-            .with_headers(headers);
+        let properties = crate::protocol::transient_json(headers);
         if let Err(err) = self
             .channel
             .basic_publish(

@@ -21,7 +21,8 @@
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use celery_pages::caller::Caller;
-//! use celery_pages::worker::{self, WorkerConfig};
+//! use celery_pages::config::WorkerConfig;
+//! use celery_pages::worker;
 //! use serde_json::json;
 //!
 //! let broker = celery_pages::Broker::default();
@@ -42,6 +43,7 @@ pub mod broker;
 pub mod caller;
 pub mod canvas;
 pub mod commands;
+pub mod config;
 pub mod control;
 pub mod events;
 pub mod protocol;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use plumbing::cli::Runtime;
 
-use celery_pages::worker::{self, WorkerConfig};
+use celery_pages::config::WorkerConfig;
+use celery_pages::worker;
 use celery_pages::{BROKER_ENV, Broker, DEFAULT_BROKER, DEFAULT_QUEUE, bench, commands, control};
 
 #[derive(Parser)]

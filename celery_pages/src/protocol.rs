@@ -394,11 +394,18 @@ pub fn task_message(
 
 /// The properties of a result message for task `id`.
 pub fn result_properties(correlation_id: &str) -> BasicProperties {
+    transient_json(FieldTable::default()).with_correlation_id(correlation_id.into())
+}
+
+/// The properties of a message Celery does not keep on disk (a result, an
+/// event, a remote-control command or reply): a JSON body, delivery mode
+/// 1, and `headers`.
+pub fn transient_json(headers: FieldTable) -> BasicProperties {
     BasicProperties::default()
         .with_content_type(CONTENT_TYPE.into())
         .with_content_encoding(CONTENT_ENCODING.into())
         .with_delivery_mode(1)
-        .with_correlation_id(correlation_id.into())
+        .with_headers(headers)
 }
 
 fn now_iso() -> String {

@@ -19,6 +19,9 @@
 
 use std::time::Duration;
 
+use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame, parse_frame};
+use amq_protocol::protocol::{AMQPClass, basic, channel, confirm, connection, queue};
+use amq_protocol::types::FieldTable;
 use bytes::{Buf, BytesMut};
 use lapin::uri::AMQPUri;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,13 +91,16 @@ impl Frame {
         encode_frame(self.kind, CHANNEL, &self.payload)
     }
 
-    fn method(&self) -> Option<(u16, u16, &[u8])> {
-        if self.kind != FRAME_METHOD || self.payload.len() < 4 {
-            return None;
+    /// The method this frame carries, parsed by amq-protocol (as lapin
+    /// parses it); `None` for a content frame.
+    fn method(&self) -> std::io::Result<Option<AMQPClass>> {
+        if self.kind != FRAME_METHOD {
+            return Ok(None);
         }
-        let class = u16::from_be_bytes([self.payload[0], self.payload[1]]);
-        let method = u16::from_be_bytes([self.payload[2], self.payload[3]]);
-        Some((class, method, &self.payload[4..]))
+        match parse_frame(self.wire().as_slice()) {
+            Ok((_, AMQPFrame::Method(_, method))) => Ok(Some(method)),
+            _ => Err(protocol_error("a method frame that does not parse")),
+        }
     }
 }
 
@@ -115,17 +121,24 @@ fn encode_frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn shortstr(out: &mut Vec<u8>, text: &str) {
-    let bytes = &text.as_bytes()[..text.len().min(255)];
-    out.push(bytes.len() as u8);
-    out.extend(bytes);
-}
-
 fn protocol_error(what: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
 }
 
-/// Just enough of an AMQP 0-9-1 client to move raw messages.
+/// The broker's reason when `method` closes the connection or the channel.
+fn closed_by_broker(method: &AMQPClass) -> Option<String> {
+    match method {
+        AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
+            Some(close.reply_text.to_string())
+        }
+        AMQPClass::Channel(channel::AMQPMethod::Close(close)) => Some(close.reply_text.to_string()),
+        _ => None,
+    }
+}
+
+/// Just enough of an AMQP 0-9-1 client to move raw messages: methods are
+/// amq-protocol's typed frames; content frames are kept as raw bytes, since
+/// the unreadable ones are exactly what no parser takes.
 struct Raw {
     stream: TcpStream,
     buf: BytesMut,
@@ -139,48 +152,69 @@ impl Raw {
             buf: BytesMut::with_capacity(64 * 1024),
         };
         raw.stream.write_all(b"AMQP\x00\x00\x09\x01").await?;
-        raw.expect(10, 10).await?; // connection.start
-        let mut start_ok = Vec::new();
-        start_ok.extend(0u32.to_be_bytes()); // client properties: none
-        shortstr(&mut start_ok, "PLAIN");
+        raw.expect("connection.start", |m| {
+            matches!(m, AMQPClass::Connection(connection::AMQPMethod::Start(_)))
+        })
+        .await?;
         let user = &uri.authority.userinfo;
         let response = format!("\0{}\0{}", user.username, user.password);
-        start_ok.extend((response.len() as u32).to_be_bytes());
-        start_ok.extend(response.as_bytes());
-        shortstr(&mut start_ok, "en_US");
-        raw.send_method(0, 10, 11, &start_ok).await?;
-        let tune = raw.expect(10, 30).await?; // connection.tune
-        let channel_max = u16::from_be_bytes([tune[0], tune[1]]);
-        let mut tune_ok = Vec::new();
-        tune_ok.extend(channel_max.to_be_bytes());
-        tune_ok.extend(FRAME_MAX.to_be_bytes());
-        tune_ok.extend(0u16.to_be_bytes()); // no heartbeats: a short session
-        raw.send_method(0, 10, 31, &tune_ok).await?;
-        let mut open = Vec::new();
-        shortstr(&mut open, &uri.vhost);
-        shortstr(&mut open, "");
-        open.push(0);
-        raw.send_method(0, 10, 40, &open).await?;
-        raw.expect(10, 41).await?;
-        raw.send_method(CHANNEL, 20, 10, &[0]).await?; // channel.open
-        raw.expect(20, 11).await?;
+        raw.send(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: FieldTable::default(),
+                mechanism: "PLAIN".into(),
+                response: response.as_str().into(),
+                locale: "en_US".into(),
+            })),
+        )
+        .await?;
+        let tune = raw
+            .expect("connection.tune", |m| {
+                matches!(m, AMQPClass::Connection(connection::AMQPMethod::Tune(_)))
+            })
+            .await?;
+        let AMQPClass::Connection(connection::AMQPMethod::Tune(tune)) = tune else {
+            unreachable!("expect returned the method it was asked for")
+        };
+        raw.send(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max: tune.channel_max,
+                frame_max: FRAME_MAX,
+                heartbeat: 0, // a short session
+            })),
+        )
+        .await?;
+        raw.send(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: uri.vhost.as_str().into(),
+            })),
+        )
+        .await?;
+        raw.expect("connection.open-ok", |m| {
+            matches!(m, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+        })
+        .await?;
+        raw.send(
+            CHANNEL,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )
+        .await?;
+        raw.expect("channel.open-ok", |m| {
+            matches!(m, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+        })
+        .await?;
         Ok(raw)
     }
 
-    async fn send_method(
-        &mut self,
-        channel: u16,
-        class: u16,
-        method: u16,
-        args: &[u8],
-    ) -> std::io::Result<()> {
-        let mut payload = Vec::with_capacity(args.len() + 4);
-        payload.extend(class.to_be_bytes());
-        payload.extend(method.to_be_bytes());
-        payload.extend(args);
-        self.stream
-            .write_all(&encode_frame(FRAME_METHOD, channel, &payload))
-            .await
+    /// Sends `method` on `channel`, encoded by amq-protocol.
+    async fn send(&mut self, channel: u16, method: AMQPClass) -> std::io::Result<()> {
+        let frame = AMQPFrame::Method(channel, method);
+        let encoded = gen_frame(&frame)(WriteContext::from(Vec::new()))
+            .map_err(|err| protocol_error(format!("cannot encode a method: {err:?}")))?
+            .write;
+        self.stream.write_all(&encoded).await
     }
 
     async fn read_frame(&mut self) -> std::io::Result<Frame> {
@@ -211,22 +245,24 @@ impl Raw {
         }
     }
 
-    /// Reads frames until the method `class.method` comes; returns its
-    /// arguments. A connection or channel close is an error with its reason.
-    async fn expect(&mut self, class: u16, method: u16) -> std::io::Result<Vec<u8>> {
+    /// Reads frames until a method `wanted` accepts comes (`what` names it);
+    /// returns it. A connection or channel close is an error with its reason.
+    async fn expect(
+        &mut self,
+        what: &str,
+        wanted: impl Fn(&AMQPClass) -> bool,
+    ) -> std::io::Result<AMQPClass> {
         loop {
-            let frame = self.read_frame().await?;
-            match frame.method() {
-                Some((c, m, args)) if (c, m) == (class, method) => return Ok(args.to_vec()),
-                Some((20, 40, args)) | Some((10, 50, args)) => {
-                    let text_len = args.get(2).copied().unwrap_or(0) as usize;
-                    let text = args.get(3..3 + text_len).unwrap_or_default();
-                    return Err(protocol_error(format!(
-                        "the broker closed the connection: {}",
-                        String::from_utf8_lossy(text)
-                    )));
-                }
-                _ => {}
+            let Some(method) = self.read_frame().await?.method()? else {
+                continue;
+            };
+            if wanted(&method) {
+                return Ok(method);
+            }
+            if let Some(reason) = closed_by_broker(&method) {
+                return Err(protocol_error(format!(
+                    "the broker closed the connection while we waited for {what}: {reason}"
+                )));
             }
         }
     }
@@ -250,15 +286,20 @@ impl Raw {
         let mut published = 0u64;
         for delivery in deliveries {
             let wire = delivery.header.wire();
-            if amq_protocol::frame::parse_frame(wire.as_slice()).is_ok() {
+            if parse_frame(wire.as_slice()).is_ok() {
                 continue; // readable: it goes back to the queue on close
             }
             let description = describe(&delivery.header.payload);
-            let mut publish = vec![0, 0];
-            shortstr(&mut publish, "");
-            shortstr(&mut publish, &side);
-            publish.push(0);
-            self.send_method(CHANNEL, 60, 40, &publish).await?;
+            self.send(
+                CHANNEL,
+                AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                    exchange: "".into(),
+                    routing_key: side.as_str().into(),
+                    mandatory: false,
+                    immediate: false,
+                })),
+            )
+            .await?;
             let mut frames = wire;
             for body in &delivery.body {
                 frames.extend(body.wire());
@@ -266,9 +307,14 @@ impl Raw {
             self.stream.write_all(&frames).await?;
             published += 1;
             self.await_confirm(published).await?;
-            let mut ack = delivery.tag.to_be_bytes().to_vec();
-            ack.push(0);
-            self.send_method(CHANNEL, 60, 80, &ack).await?;
+            self.send(
+                CHANNEL,
+                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: delivery.tag,
+                    multiple: false,
+                })),
+            )
+            .await?;
             moved.push(SetAside { description });
         }
         Ok(moved)
@@ -282,41 +328,72 @@ impl Raw {
         side: &str,
         window: u16,
     ) -> std::io::Result<()> {
-        // queue.declare: durable, not exclusive, not auto-delete.
-        let mut declare = vec![0, 0];
-        shortstr(&mut declare, side);
-        declare.push(0b0000_0010);
-        declare.extend(0u32.to_be_bytes());
-        self.send_method(CHANNEL, 50, 10, &declare).await?;
-        self.expect(50, 11).await?;
-        self.send_method(CHANNEL, 85, 10, &[0]).await?; // confirm.select
-        self.expect(85, 11).await?;
-        let mut qos = 0u32.to_be_bytes().to_vec();
-        qos.extend(window.max(1).to_be_bytes());
-        qos.push(0);
-        self.send_method(CHANNEL, 60, 10, &qos).await?;
-        self.expect(60, 11).await?;
-        let mut consume = vec![0, 0];
-        shortstr(&mut consume, queue);
-        shortstr(&mut consume, "celery_pages-quarantine");
-        consume.push(0); // acks on
-        consume.extend(0u32.to_be_bytes());
-        self.send_method(CHANNEL, 60, 20, &consume).await?;
-        self.expect(60, 21).await?;
+        self.send(
+            CHANNEL,
+            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: side.into(),
+                passive: false,
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
+        )
+        .await?;
+        self.expect("queue.declare-ok", |m| {
+            matches!(m, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))
+        })
+        .await?;
+        self.send(
+            CHANNEL,
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+                nowait: false,
+            })),
+        )
+        .await?;
+        self.expect("confirm.select-ok", |m| {
+            matches!(m, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
+        })
+        .await?;
+        self.send(
+            CHANNEL,
+            AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+                prefetch_count: window.max(1),
+                global: false,
+            })),
+        )
+        .await?;
+        self.expect("basic.qos-ok", |m| {
+            matches!(m, AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
+        })
+        .await?;
+        self.send(
+            CHANNEL,
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: queue.into(),
+                consumer_tag: "celery_pages-quarantine".into(),
+                no_local: false,
+                no_ack: false,
+                exclusive: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
+        )
+        .await?;
+        self.expect("basic.consume-ok", |m| {
+            matches!(m, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))
+        })
+        .await?;
         Ok(())
     }
 
     /// The next basic.deliver with its header and body frames.
     async fn next_delivery(&mut self) -> std::io::Result<Delivery> {
         let tag = loop {
-            let frame = self.read_frame().await?;
-            if let Some((60, 60, args)) = frame.method() {
-                // consumer tag (shortstr), then the delivery tag.
-                let skip = 1 + usize::from(*args.first().unwrap_or(&0));
-                let tag = args
-                    .get(skip..skip + 8)
-                    .ok_or_else(|| protocol_error("a short basic.deliver"))?;
-                break u64::from_be_bytes(tag.try_into().expect("8 bytes"));
+            let method = self.read_frame().await?.method()?;
+            if let Some(AMQPClass::Basic(basic::AMQPMethod::Deliver(deliver))) = method {
+                break deliver.delivery_tag;
             }
         };
         let header = self.read_frame().await?;
@@ -340,32 +417,41 @@ impl Raw {
     /// Waits for the broker's confirm of publish number `seq`.
     async fn await_confirm(&mut self, seq: u64) -> std::io::Result<()> {
         loop {
-            let frame = self.read_frame().await?;
-            match frame.method() {
-                Some((60, 80, args)) if args.len() >= 9 => {
-                    let tag = u64::from_be_bytes(args[..8].try_into().expect("8 bytes"));
-                    let multiple = args[8] & 1 == 1;
-                    if tag == seq || (multiple && tag >= seq) {
-                        return Ok(());
-                    }
+            let Some(method) = self.read_frame().await?.method()? else {
+                continue;
+            };
+            match method {
+                AMQPClass::Basic(basic::AMQPMethod::Ack(ack))
+                    if ack.delivery_tag == seq || (ack.multiple && ack.delivery_tag >= seq) =>
+                {
+                    return Ok(());
                 }
-                Some((60, 120, _)) => {
+                AMQPClass::Basic(basic::AMQPMethod::Nack(_)) => {
                     return Err(protocol_error("the broker refused the copy (basic.nack)"));
                 }
-                Some((20, 40, _)) | Some((10, 50, _)) => {
-                    return Err(protocol_error("the broker closed the channel"));
+                other => {
+                    if let Some(reason) = closed_by_broker(&other) {
+                        return Err(protocol_error(format!(
+                            "the broker closed the channel: {reason}"
+                        )));
+                    }
                 }
-                _ => {}
             }
         }
     }
 
     async fn close(mut self) {
-        let mut close = 200u16.to_be_bytes().to_vec();
-        shortstr(&mut close, "done");
-        close.extend([0, 0, 0, 0]);
-        if self.send_method(0, 10, 50, &close).await.is_ok() {
-            let _ = tokio::time::timeout(QUIET, self.expect(10, 51)).await;
+        let close = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: 200,
+            reply_text: "done".into(),
+            class_id: 0,
+            method_id: 0,
+        }));
+        if self.send(0, close).await.is_ok() {
+            let closed = self.expect("connection.close-ok", |m| {
+                matches!(m, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))
+            });
+            let _ = tokio::time::timeout(QUIET, closed).await;
         }
     }
 }

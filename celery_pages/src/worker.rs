@@ -25,44 +25,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::add::{bind_add_arguments, python_add};
 use crate::canvas;
+use crate::config::WorkerConfig;
 use crate::control::Node;
 use crate::events::Events;
 use crate::protocol::{
     Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
     success_body,
 };
-use crate::{ADD_TASK, AmqpContext, Broker, Result, declare_task_queue};
-
-/// How the worker runs.
-#[derive(Clone, Debug)]
-pub struct WorkerConfig {
-    pub broker: Broker,
-    pub queue: String,
-    /// The node name Celery's tools know it by (`celery@<host>` by default).
-    pub node: String,
-    /// Send task events from the start (`-E`); `enable_events` turns them on
-    /// later.
-    pub task_events: bool,
-    /// Tasks run at once.
-    pub concurrency: usize,
-    /// Messages the broker sends ahead of acknowledgement.
-    pub prefetch: u16,
-}
-
-impl WorkerConfig {
-    /// Defaults: Celery's queue, 16 tasks at once, prefetch four per task
-    /// (Celery's multiplier).
-    pub fn new(broker: Broker) -> Self {
-        WorkerConfig {
-            broker,
-            queue: crate::DEFAULT_QUEUE.to_owned(),
-            node: crate::control::default_node(),
-            task_events: false,
-            concurrency: 16,
-            prefetch: 64,
-        }
-    }
-}
+use crate::{ADD_TASK, AmqpContext, Result, declare_task_queue};
 
 const CONSUMER_TAG: &str = "celery_pages-worker";
 const RECONNECT_FIRST: Duration = Duration::from_millis(200);
@@ -95,7 +65,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     loop {
         let outcome = consume(&connection, &config, &node, first, &mut shutdown).await;
         first = false;
-        match outcome {
+        pause = match outcome {
             Ok(Stopped::Shutdown) => {
                 let _ = connection.close(200, "worker stopped".into()).await;
                 tracing::info!(queue = %config.queue, "worker stopped");
@@ -104,35 +74,19 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
             Ok(Stopped::Lost) => {
                 tracing::warn!("broker connection lost; reconnecting");
                 config.broker.fail_over();
-                pause = Duration::ZERO;
+                Duration::ZERO
             }
-            Ok(Stopped::Unreadable) => {
-                pause = if set_aside_unreadable(&config).await {
-                    Duration::ZERO
-                } else {
-                    (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
-                };
-            }
+            Ok(Stopped::Unreadable) if set_aside_unreadable(&config).await => Duration::ZERO,
+            Ok(Stopped::Unreadable) => (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX),
             // Another worker has the name: fatal at start (a later session
             // goes on without remote control, see `consume`).
             Err(err @ crate::Error::NodeNameTaken { .. }) => return Err(err),
             Err(err) => {
                 tracing::warn!(%err, "broker connection failed; reconnecting");
-                pause = (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX);
+                (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
             }
-        }
-        // Close what is left of the old connection (quickly: it may be dead),
-        // so the broker lets go of its exclusive queues at once.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            connection.close(320, "reconnecting".into()),
-        )
-        .await;
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            () = tokio::time::sleep(pause) => {}
-        }
-        connection = match reconnect(&config, &mut shutdown).await {
+        };
+        connection = match reconnect(connection, pause, &config, &mut shutdown).await {
             Some(fresh) => fresh,
             None => {
                 tracing::info!(queue = %config.queue, "worker stopped while reconnecting");
@@ -142,16 +96,24 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     }
 }
 
-/// Connects again with backoff; `None` if told to stop meanwhile.
+/// Closes what is left of `old`, waits `pause`, then connects again with
+/// backoff; `None` if told to stop meanwhile.
 async fn reconnect(
+    old: Connection,
+    pause: Duration,
     config: &WorkerConfig,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Option<Connection> {
+    // Quickly (it may be dead), so the broker lets go of its exclusive
+    // queues at once.
+    let closing = old.close(320, "reconnecting".into());
+    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
     let mut backoff = RECONNECT_FIRST;
+    let mut wait = pause + backoff;
     loop {
         tokio::select! {
             () = shutdown.as_mut() => return None,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(wait) => {}
         }
         match config.broker.connect().await {
             Ok(fresh) => {
@@ -159,8 +121,9 @@ async fn reconnect(
                 return Some(fresh);
             }
             Err(err) => {
-                tracing::warn!(%err, retry_in = ?backoff, "reconnect failed");
                 backoff = (backoff * 2).min(RECONNECT_MAX);
+                wait = backoff;
+                tracing::warn!(%err, retry_in = ?backoff, "reconnect failed");
             }
         }
     }
@@ -242,25 +205,7 @@ async fn consume(
         held: tokio::sync::Mutex::new(0),
         ended,
     });
-    let stopped = loop {
-        let delivery = tokio::select! {
-            () = shutdown.as_mut() => break Stopped::Shutdown,
-            next = deliveries.next() => next,
-        };
-        let delivery = match delivery {
-            Some(Ok(delivery)) => delivery,
-            Some(Err(err)) if matches!(err.kind(), lapin::ErrorKind::ParsingError(_)) => {
-                tracing::debug!(%err, "a message could not be parsed; setting it aside");
-                break Stopped::Unreadable;
-            }
-            Some(Err(err)) => {
-                tracing::warn!(%err, "consumer failed");
-                break Stopped::Lost;
-            }
-            None => break Stopped::Lost,
-        };
-        dispatch(&session, &slots, delivery).await;
-    };
+    let stopped = deliver(&session, &slots, &mut deliveries, shutdown).await;
     // Held tasks are let go: unacked, they return to the queue with the
     // channel, and whoever consumes it next holds them.
     session.ended.cancel();
@@ -274,6 +219,34 @@ async fn consume(
         Stopped::Lost | Stopped::Unreadable => {}
     }
     Ok(stopped)
+}
+
+/// Dispatches deliveries until the connection breaks or `shutdown`
+/// completes; says which.
+async fn deliver(
+    session: &Arc<Session>,
+    slots: &Arc<Semaphore>,
+    deliveries: &mut lapin::Consumer,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Stopped {
+    loop {
+        let delivery = tokio::select! {
+            () = shutdown.as_mut() => return Stopped::Shutdown,
+            next = deliveries.next() => next,
+        };
+        match delivery {
+            Some(Ok(delivery)) => dispatch(session, slots, delivery).await,
+            Some(Err(err)) if matches!(err.kind(), lapin::ErrorKind::ParsingError(_)) => {
+                tracing::debug!(%err, "a message could not be parsed; setting it aside");
+                return Stopped::Unreadable;
+            }
+            Some(Err(err)) => {
+                tracing::warn!(%err, "consumer failed");
+                return Stopped::Lost;
+            }
+            None => return Stopped::Lost,
+        }
+    }
 }
 
 /// Opens the worker's remote-control queue. At the first connection a node

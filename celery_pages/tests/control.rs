@@ -136,7 +136,7 @@ async fn a_second_worker_with_the_same_node_name_is_refused() {
         .call(ADD_TASK, &[json!(1), json!(1)], WAIT)
         .await
         .unwrap();
-    let mut config = celery_pages::worker::WorkerConfig::new(broker());
+    let mut config = celery_pages::config::WorkerConfig::new(broker());
     config.queue = queue.clone();
     config.node = format!("rs.{queue}@test");
     let second = celery_pages::worker::run(config, std::future::pending()).await;
@@ -228,7 +228,7 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
     let (_dump, lines) = celery_background(&queue, &["events", "--dump"]);
     line_with(&lines, &["evdump: starting capture"]);
     let (_events_connection, mut online_events) = listen_to_events().await;
-    let mut config = celery_pages::worker::WorkerConfig::new(broker());
+    let mut config = celery_pages::config::WorkerConfig::new(broker());
     config.queue = queue.clone();
     config.node = node.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

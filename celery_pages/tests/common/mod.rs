@@ -179,7 +179,7 @@ pub struct TestWorker {
 
 impl TestWorker {
     pub fn start(broker: &celery_pages::Broker, queue: &str) -> Self {
-        let mut config = celery_pages::worker::WorkerConfig::new(broker.clone());
+        let mut config = celery_pages::config::WorkerConfig::new(broker.clone());
         config.queue = queue.to_owned();
         // A node name of its own: tests run at once on one broker.
         config.node = format!("rs.{queue}@test");

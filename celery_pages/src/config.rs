@@ -1,0 +1,35 @@
+//! How a worker runs: what the command line (or a program) sets, read by
+//! the worker, its remote control and its events alike.
+
+use crate::Broker;
+
+/// How the worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub broker: Broker,
+    pub queue: String,
+    /// The node name Celery's tools know it by (`celery@<host>` by default).
+    pub node: String,
+    /// Send task events from the start (`-E`); `enable_events` turns them on
+    /// later.
+    pub task_events: bool,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// Messages the broker sends ahead of acknowledgement.
+    pub prefetch: u16,
+}
+
+impl WorkerConfig {
+    /// Defaults: Celery's queue, 16 tasks at once, prefetch four per task
+    /// (Celery's multiplier).
+    pub fn new(broker: Broker) -> Self {
+        WorkerConfig {
+            broker,
+            queue: crate::DEFAULT_QUEUE.to_owned(),
+            node: crate::control::default_node(),
+            task_events: false,
+            concurrency: 16,
+            prefetch: 64,
+        }
+    }
+}
