@@ -6,10 +6,93 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::broker::{BROKER_ENV, DEFAULT_BROKER};
 use crate::caller::Caller;
 use crate::config::WorkerConfig;
 use crate::worker;
-use crate::{ADD_TASK, Broker, Error, control};
+use crate::{ADD_TASK, Broker, DEFAULT_QUEUE, Error, control};
+
+/// The broker flag, as every command takes it.
+#[derive(clap::Args, Clone)]
+pub struct BrokerArg {
+    /// The AMQP broker: a URL, or Celery's failover list `URL;URL;...`
+    /// (tried in order, the next on failure).
+    #[arg(long = "broker", value_name = "URL", env = BROKER_ENV, default_value = DEFAULT_BROKER)]
+    pub setting: String,
+}
+
+impl BrokerArg {
+    /// The setting, read (and every URL in it checked) once: a bad URL is
+    /// one line of error, as every other failure.
+    pub fn parse(&self) -> crate::Result<Broker> {
+        self.setting.parse()
+    }
+}
+
+/// Where the tasks go: the broker and the queue on it.
+#[derive(clap::Args, Clone)]
+pub struct Target {
+    #[command(flatten)]
+    pub broker: BrokerArg,
+    /// The task queue (Celery's default is `celery`).
+    #[arg(long, default_value = DEFAULT_QUEUE)]
+    pub queue: String,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct WorkerOptions {
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Messages the broker sends ahead (default: four per task, as Celery).
+    #[arg(long)]
+    pub prefetch: Option<u16>,
+    /// The node name Celery's tools (inspect, control, Flower) know the
+    /// worker by; `%h` is replaced by the host name. Default: celery@<host>.
+    #[arg(short = 'n', long = "hostname")]
+    pub node: Option<String>,
+    /// Send task events (received, started, succeeded, ...) for Flower and
+    /// `celery events`; Celery's `-E`. Worker events are always sent.
+    #[arg(short = 'E', long)]
+    pub task_events: bool,
+}
+
+impl Target {
+    /// The broker setting, parsed.
+    pub fn broker(&self) -> crate::Result<Broker> {
+        self.broker.parse()
+    }
+
+    /// `AMQP_ADDR` (or the default broker) and Celery's queue: what the
+    /// binary runs its demo on when given no command.
+    pub fn from_env() -> Self {
+        let setting = std::env::var(BROKER_ENV).unwrap_or_else(|_| DEFAULT_BROKER.into());
+        Target {
+            broker: BrokerArg { setting },
+            queue: DEFAULT_QUEUE.into(),
+        }
+    }
+}
+
+impl WorkerOptions {
+    pub fn config(&self, target: &Target) -> crate::Result<WorkerConfig> {
+        let concurrency = self.concurrency.max(1);
+        let host = control::host_name();
+        Ok(WorkerConfig {
+            broker: target.broker()?,
+            queue: target.queue.clone(),
+            node: self
+                .node
+                .as_ref()
+                .map_or_else(control::default_node, |node| node.replace("%h", &host)),
+            task_events: self.task_events,
+            concurrency,
+            prefetch: self
+                .prefetch
+                .unwrap_or_else(|| u16::try_from(concurrency * 4).unwrap_or(u16::MAX)),
+        })
+    }
+}
 
 /// A command-line argument as a task argument: JSON if it parses, else a
 /// string.
@@ -21,6 +104,14 @@ use crate::{ADD_TASK, Broker, Error, control};
 /// ```
 pub fn task_argument(raw: &str) -> Value {
     serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+/// A number of seconds, 0 or more (a command-line value).
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    Duration::try_from_secs_f64(value).map_err(|_| "a number of seconds, 0 or more".into())
 }
 
 /// How a result is printed: strings as they are, anything else as JSON.

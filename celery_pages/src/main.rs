@@ -1,6 +1,5 @@
 //! `celery_pages`: a Celery-compatible worker and caller for `addTask.add`,
-//! plus a demo and a bench. What each command does is in
-//! [`celery_pages::commands`]; this file reads the command line.
+//! plus a demo and a bench; this file reads the command line.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,9 +7,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use plumbing::cli::Runtime;
 
-use celery_pages::config::WorkerConfig;
+use celery_pages::bench;
+use celery_pages::commands::{self, BrokerArg, Target, WorkerOptions};
 use celery_pages::worker;
-use celery_pages::{BROKER_ENV, Broker, DEFAULT_BROKER, DEFAULT_QUEUE, bench, commands, control};
 
 #[derive(Parser)]
 #[command(
@@ -20,64 +19,6 @@ use celery_pages::{BROKER_ENV, Broker, DEFAULT_BROKER, DEFAULT_QUEUE, bench, com
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-/// Where the tasks go: the broker and the queue on it.
-#[derive(clap::Args, Clone)]
-struct Target {
-    /// The AMQP broker: a URL, or Celery's failover list `URL;URL;...`
-    /// (tried in order, the next on failure).
-    #[arg(long, env = BROKER_ENV, default_value = DEFAULT_BROKER)]
-    broker: String,
-    /// The task queue (Celery's default is `celery`).
-    #[arg(long, default_value = DEFAULT_QUEUE)]
-    queue: String,
-}
-
-#[derive(clap::Args, Clone)]
-struct WorkerOptions {
-    /// Tasks run at once.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// Messages the broker sends ahead (default: four per task, as Celery).
-    #[arg(long)]
-    prefetch: Option<u16>,
-    /// The node name Celery's tools (inspect, control, Flower) know the
-    /// worker by; `%h` is replaced by the host name. Default: celery@<host>.
-    #[arg(short = 'n', long = "hostname")]
-    node: Option<String>,
-    /// Send task events (received, started, succeeded, ...) for Flower and
-    /// `celery events`; Celery's `-E`. Worker events are always sent.
-    #[arg(short = 'E', long)]
-    task_events: bool,
-}
-
-impl Target {
-    /// The broker setting, read (and every URL in it checked) here, once:
-    /// a bad URL is one line of error, as every other failure.
-    fn broker(&self) -> celery_pages::Result<Broker> {
-        self.broker.parse()
-    }
-}
-
-impl WorkerOptions {
-    fn config(&self, target: &Target) -> celery_pages::Result<WorkerConfig> {
-        let concurrency = self.concurrency.max(1);
-        let host = control::host_name();
-        Ok(WorkerConfig {
-            broker: target.broker()?,
-            queue: target.queue.clone(),
-            node: self
-                .node
-                .as_ref()
-                .map_or_else(control::default_node, |node| node.replace("%h", &host)),
-            task_events: self.task_events,
-            concurrency,
-            prefetch: self
-                .prefetch
-                .unwrap_or_else(|| u16::try_from(concurrency * 4).unwrap_or(u16::MAX)),
-        })
-    }
 }
 
 #[derive(Subcommand)]
@@ -109,26 +50,24 @@ enum Command {
         no_wait: bool,
         /// Run the task no earlier than this many seconds from now
         /// (Celery's `countdown`).
-        #[arg(long, value_parser = seconds)]
+        #[arg(long, value_parser = commands::seconds)]
         countdown: Option<Duration>,
     },
     /// List every worker on the broker that answers a ping, Python or Rust
     /// (as `celery status`).
     Status {
-        /// The AMQP broker (a URL or `URL;URL;...`).
-        #[arg(long, env = BROKER_ENV, default_value = DEFAULT_BROKER)]
-        broker: String,
+        #[command(flatten)]
+        broker: BrokerArg,
         /// Seconds to wait for answers.
-        #[arg(long, default_value = "1", value_parser = seconds)]
+        #[arg(long, default_value = "1", value_parser = commands::seconds)]
         timeout: Duration,
     },
     /// Revoke task ID on every worker (as `app.control.revoke(ID)`): a
     /// worker that has not run it yet never will.
     Revoke {
         id: String,
-        /// The AMQP broker (a URL or `URL;URL;...`).
-        #[arg(long, env = BROKER_ENV, default_value = DEFAULT_BROKER)]
-        broker: String,
+        #[command(flatten)]
+        broker: BrokerArg,
     },
     /// Pages read through a chain of add tasks: `chain 4 10 6` runs
     /// add(4, 10), then add(<that>, 6), ..., each step on whichever worker
@@ -163,14 +102,6 @@ enum Command {
     },
 }
 
-/// A number of seconds, 0 or more.
-fn seconds(text: &str) -> Result<Duration, String> {
-    let value: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number"))?;
-    Duration::try_from_secs_f64(value).map_err(|_| "a number of seconds, 0 or more".into())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // lapin logs its own connection errors; ours say the same in one line.
@@ -185,10 +116,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Option<Command>) -> anyhow::Result<()> {
     let command = command.unwrap_or_else(|| Command::Demo {
-        target: Target {
-            broker: std::env::var(BROKER_ENV).unwrap_or_else(|_| DEFAULT_BROKER.into()),
-            queue: DEFAULT_QUEUE.into(),
-        },
+        target: Target::from_env(),
     });
     match command {
         Command::Demo { target } => commands::demo(&target.broker()?, &target.queue).await,

@@ -118,6 +118,18 @@ pub fn host_port(text: &str) -> Result<String, String> {
     }
 }
 
+/// Binds a server's listener on `addr`, saying which address could not be
+/// bound, and warns when it is open to the whole network (`0.0.0.0`).
+pub async fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+        std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
+    })?;
+    if addr.ip().is_unspecified() {
+        tracing::warn!("listening on {addr}: anyone on the network can connect");
+    }
+    Ok(listener)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,11 +8,15 @@
 use std::fmt;
 use std::sync::Arc;
 
+use anyhow::Context;
 use plumbing::bench::{ServerThread, Stats, closed_loop, spawn_server_thread};
 use rpc_naming::NameServer;
 use rpc_naming::bench::{Floor, PING_SIZE, name_server};
 
-use crate::{ChainServer, Connection, Error, Result, connect, send, serve, server_name};
+use crate::{ChainServer, Connection, Error, connect, send, serve, server_name};
+
+/// What a bench says when it cannot start its servers.
+const SETUP: &str = "the bench could not set up its servers";
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -93,7 +97,7 @@ pub async fn run(
     start: u32,
     calls: u64,
     concurrency: usize,
-) -> Result<Report> {
+) -> anyhow::Result<Report> {
     let (ns, own) = name_server(ns).await?;
     let _ring = if own {
         spawn_ring(&ns, servers.max(1)).await?
@@ -108,15 +112,12 @@ pub async fn run(
         .await
         .map_err(|source| Error::Pyro { name, source })?;
     let pyro = Arc::new(Connection::Pyro(tokio::sync::Mutex::new(pyro)));
-    let floor = Floor::start().await.map_err(Error::BenchSetup)?;
+    let floor = Floor::start().await.context(SETUP)?;
     chains(&client, start, 500, 1).await?; // warm-up: connects every hop
     chains(&pyro, start, 500, 1).await?;
 
     let sequential = chains(&client, start, calls, 1).await?;
-    let raw = floor
-        .measure(calls * hops)
-        .await
-        .map_err(Error::BenchSetup)?;
+    let raw = floor.measure(calls * hops).await.context(SETUP)?;
     let concurrent = chains(&client, start, calls, concurrency).await?;
     let pyro = chains(&pyro, start, calls, 1).await?;
     Ok(Report {
@@ -133,7 +134,7 @@ pub async fn run(
 /// Starts a ring of `size` quiet servers, each on its own thread and
 /// runtime (and so with its own connection to the name server), and
 /// registers them. The ring runs while the returned threads are held.
-async fn spawn_ring(ns: &NameServer, size: u32) -> Result<Vec<ServerThread>> {
+async fn spawn_ring(ns: &NameServer, size: u32) -> anyhow::Result<Vec<ServerThread>> {
     let mut ring = Vec::new();
     for id in 1..=size {
         let addr = ns.addr().to_owned();
@@ -149,7 +150,7 @@ async fn spawn_ring(ns: &NameServer, size: u32) -> Result<Vec<ServerThread>> {
                 Err(err) => tracing::error!(%err, "bench ring server could not start"),
             }
         })
-        .map_err(Error::BenchSetup)?;
+        .context(SETUP)?;
         ns.register(&server_name(id), thread.addr, false).await?;
         ring.push(thread);
     }
@@ -162,9 +163,9 @@ pub async fn chains(
     start: u32,
     calls: u64,
     concurrency: usize,
-) -> Result<Stats> {
+) -> anyhow::Result<Stats> {
     let client = client.clone();
-    closed_loop(calls, concurrency, move |_| {
+    Ok(closed_loop(calls, concurrency, move |_| {
         let client = client.clone();
         async move {
             send(&client, start, vec!["hello".to_owned()])
@@ -172,5 +173,5 @@ pub async fn chains(
                 .map(drop)
         }
     })
-    .await
+    .await?)
 }

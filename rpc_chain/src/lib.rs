@@ -455,8 +455,6 @@ pub enum Error {
     Pyro { name: String, source: ProxyError },
     #[error("{name} answered with {reply}, not a list of strings")]
     BadReply { name: String, reply: String },
-    #[error("the bench could not set up its servers")]
-    BenchSetup(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

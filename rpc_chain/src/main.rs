@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
 use tokio::net::TcpListener;
@@ -149,12 +148,7 @@ async fn demo(servers: u32) -> anyhow::Result<()> {
 }
 
 async fn server(ns: &str, id: u32, next: u32, addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    if addr.ip().is_unspecified() {
-        tracing::warn!("listening on {addr}: anyone on the network can connect");
-    }
+    let listener = plumbing::cli::listen(addr).await?;
     let ns = NameServer::connect(ns).await?;
     let stop = plumbing::shutdown::signal();
     let lease = ns.claim(&server_name(id), listener.local_addr()?).await?;

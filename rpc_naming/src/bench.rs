@@ -20,16 +20,11 @@ pub const PING_SIZE: usize = 64;
 /// The name server a bench measures through: the one at `ns`, or, without
 /// it, one started in this process. Also says whether it was started here
 /// (and so whether the bench must start the servers it measures).
-pub async fn name_server(ns: Option<String>) -> crate::Result<(NameServer, bool)> {
+pub async fn name_server(ns: Option<String>) -> anyhow::Result<(NameServer, bool)> {
     let own = ns.is_none();
     let addr = match ns {
         Some(ns) => ns,
-        None => crate::server::spawn_local(crate::DEFAULT_MAX_NAMES)
-            .await
-            .map_err(|source| crate::Error::Bind {
-                addr: "127.0.0.1:0".into(),
-                source,
-            })?,
+        None => crate::server::spawn_local(crate::DEFAULT_MAX_NAMES).await?,
     };
     Ok((NameServer::connect(&addr).await?, own))
 }

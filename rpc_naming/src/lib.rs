@@ -301,11 +301,6 @@ pub enum Error {
         name: String,
         source: pyro4_wire::ProxyError,
     },
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
-use tokio::net::TcpListener;
 
 use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Location, NS_ENV, NameServer, server};
 
@@ -149,15 +148,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(addr: SocketAddr, max_names: usize) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| rpc_naming::Error::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-    if addr.ip().is_unspecified() {
-        tracing::warn!("listening on {addr}: anyone on the network can connect");
-    }
+    let listener = plumbing::cli::listen(addr).await?;
     let stop = plumbing::shutdown::signal();
     println!("NS running on {}", listener.local_addr()?);
     server::serve(listener, max_names.max(1), stop).await;

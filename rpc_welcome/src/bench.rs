@@ -7,10 +7,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+use anyhow::Context;
 use plumbing::bench::{Stats, closed_loop, spawn_server_thread};
 use rpc_naming::bench::{Floor, PING_SIZE, name_server};
 
-use crate::{Connection, Error, Result, buy, connect, serve};
+use crate::{Connection, Error, buy, connect, serve};
+
+/// What a bench says when it cannot start its servers.
+const SETUP: &str = "the bench could not set up its servers";
 
 /// The title every bench call buys.
 pub const TITLE: &str = "Sistem Terdistribusi";
@@ -71,7 +75,12 @@ impl fmt::Display for Report {
 /// Measures the server registered as `name` with the name server `ns`;
 /// without `ns`, starts a name server here and a welcome server on a thread
 /// of its own (as a separate process would be), registered through it.
-pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize) -> Result<Report> {
+pub async fn run(
+    ns: Option<String>,
+    name: &str,
+    calls: u64,
+    concurrency: usize,
+) -> anyhow::Result<Report> {
     let (ns, own) = name_server(ns).await?;
     let _own_server = if own {
         let object = name.to_owned();
@@ -81,7 +90,7 @@ pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize)
             })
             .await
         })
-        .map_err(Error::BenchSetup)?;
+        .context(SETUP)?;
         ns.register(name, server.addr, false).await?;
         Some(server)
     } else {
@@ -96,12 +105,12 @@ pub async fn run(ns: Option<String>, name: &str, calls: u64, concurrency: usize)
             source,
         })?;
     let pyro = Arc::new(Connection::Pyro(tokio::sync::Mutex::new(pyro)));
-    let floor = Floor::start().await.map_err(Error::BenchSetup)?;
+    let floor = Floor::start().await.context(SETUP)?;
     welcome_calls(&client, name, 1_000, 1).await?; // warm-up
     welcome_calls(&pyro, name, 1_000, 1).await?;
 
     let sequential = welcome_calls(&client, name, calls, 1).await?;
-    let raw = floor.measure(calls).await.map_err(Error::BenchSetup)?;
+    let raw = floor.measure(calls).await.context(SETUP)?;
     let concurrent = welcome_calls(&client, name, calls, concurrency).await?;
     let pyro = welcome_calls(&pyro, name, calls, 1).await?;
     Ok(Report {
@@ -121,11 +130,11 @@ pub async fn welcome_calls(
     name: &str,
     calls: u64,
     concurrency: usize,
-) -> Result<Stats> {
+) -> anyhow::Result<Stats> {
     let (client, name) = (client.clone(), name.to_owned());
-    closed_loop(calls, concurrency, move |_| {
+    Ok(closed_loop(calls, concurrency, move |_| {
         let (client, name) = (client.clone(), name.clone());
         async move { buy(&client, &name, TITLE).await.map(drop) }
     })
-    .await
+    .await?)
 }

@@ -120,8 +120,6 @@ pub enum Error {
     Pyro { name: String, source: ProxyError },
     #[error("{name} answered with {reply}, not a string")]
     NotAString { name: String, reply: String },
-    #[error("the bench could not set up its servers")]
-    BenchSetup(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -212,4 +210,19 @@ pub async fn buy(connection: &Connection, name: &str, title: &str) -> Result<Str
             }
         }
     }
+}
+
+/// Asks for a title as `pyro_client.py` does ([`PROMPT`]) and reads it
+/// from standard input.
+pub async fn ask_title() -> std::io::Result<String> {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+
+    print!("{PROMPT}");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await?;
+    Ok(line.trim().to_owned())
 }

@@ -1,14 +1,11 @@
 //! `rpc_welcome`: the chapter's named RPC server and client, plus a demo and
 //! a bench.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
-use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 
 use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, NS_ENV, NameServer};
@@ -100,7 +97,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Client { naming, title } => {
             let title = match title {
                 Some(title) => title,
-                None => ask_title().await?,
+                None => rpc_welcome::ask_title().await?,
             };
             let ns = NameServer::connect(&naming.ns).await?;
             let client = connect(&ns, &naming.name).await?;
@@ -117,16 +114,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn ask_title() -> anyhow::Result<String> {
-    print!("{PROMPT}");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    tokio::io::BufReader::new(tokio::io::stdin())
-        .read_line(&mut line)
-        .await?;
-    Ok(line.trim().to_owned())
 }
 
 async fn demo(title: &str) -> anyhow::Result<()> {
@@ -156,12 +143,7 @@ async fn demo(title: &str) -> anyhow::Result<()> {
 }
 
 async fn server(naming: &Naming, addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    if addr.ip().is_unspecified() {
-        tracing::warn!("listening on {addr}: anyone on the network can connect");
-    }
+    let listener = plumbing::cli::listen(addr).await?;
     let bound = listener.local_addr()?;
     let ns = NameServer::connect(&naming.ns).await?;
     let stop = plumbing::shutdown::signal();

@@ -50,6 +50,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod commands;
 pub mod protocol;
 pub mod server;
 

@@ -1,26 +1,16 @@
 //! `socket_file`: the chapter's book-lending server and client, plus a demo
 //! and a bench.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use plumbing::cli::{Runtime, host_port, socket_addr};
-use tokio::net::TcpListener;
 
-use socket_file::client::{Borrowed, Event, borrow_book};
-use socket_file::server::{ServerConfig, serve};
-use socket_file::{DEFAULT_ADDR, DEFAULT_REQUEST, bench, hex};
-
-/// The chapter's book, shipped inside the binary.
-const SHIPPED_BOOK: &[u8] = include_bytes!("../mytext.txt");
-/// Books at least this large get a progress bar (on a terminal).
-const PROGRESS_FROM: u64 = 1 << 20;
+use socket_file::commands::{self, Limits};
+use socket_file::{DEFAULT_ADDR, DEFAULT_REQUEST, bench};
 
 #[derive(Parser)]
 #[command(
@@ -100,7 +90,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Demo => demo().await,
+        Command::Demo => commands::demo().await,
         Command::Server {
             addr,
             file,
@@ -114,7 +104,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 request_timeout: Duration::from_secs(request_timeout),
                 min_rate: min_rate_kib.saturating_mul(1024),
             };
-            server(addr, file, verbose, limits).await
+            commands::server(addr, file, verbose, limits).await
         }
         Command::Client {
             addr,
@@ -126,7 +116,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // its temporary file: an interrupted loan leaves nothing behind.
             let stop = plumbing::shutdown::signal();
             tokio::select! {
-                borrowed = client(&addr, &request, &out, verbose) => borrowed.map(drop),
+                borrowed = commands::client(&addr, &request, &out, verbose) => borrowed.map(drop),
                 () = stop => anyhow::bail!("interrupted; {} was not written", out.display()),
             }
         }
@@ -139,128 +129,4 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// The chapter's book, shipped inside the binary, saved to a temporary
-/// folder that lives as long as the returned guard.
-fn shipped_book() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
-    let dir = tempfile::tempdir().context("cannot create a folder for the shipped book")?;
-    let book = dir.path().join("mytext.txt");
-    std::fs::write(&book, SHIPPED_BOOK).context("cannot save the shipped book")?;
-    Ok((dir, book))
-}
-
-async fn demo() -> anyhow::Result<()> {
-    let (_shipped, book) = shipped_book()?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, ServerConfig::new(book), async {
-        let _ = stopped.await;
-    }));
-    let dir = tempfile::tempdir()?;
-    let borrowed = client(
-        &addr,
-        DEFAULT_REQUEST,
-        &dir.path().join("received.txt"),
-        true,
-    )
-    .await?;
-    let _ = stop.send(());
-    server.await?;
-    println!(
-        "(demo: {} bytes saved to a temporary received.txt, SHA-256 {})",
-        borrowed.size,
-        hex(&borrowed.sha256)
-    );
-    Ok(())
-}
-
-/// The server's limits from the command line.
-struct Limits {
-    max_connections: usize,
-    request_timeout: Duration,
-    min_rate: u64,
-}
-
-async fn server(
-    addr: SocketAddr,
-    file: Option<PathBuf>,
-    verbose: bool,
-    limits: Limits,
-) -> anyhow::Result<()> {
-    let mut _shipped = None;
-    let book = match file {
-        Some(file) => {
-            anyhow::ensure!(
-                file.is_file(),
-                "the book {} does not exist or is not a file",
-                file.display()
-            );
-            file
-        }
-        None => {
-            let (dir, book) = shipped_book()?;
-            _shipped = Some(dir);
-            book
-        }
-    };
-    let mut config = ServerConfig::new(book);
-    config.verbose = verbose;
-    config.max_connections = limits.max_connections.max(1);
-    config.request_timeout = limits.request_timeout;
-    config.min_rate = limits.min_rate.max(1);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    if addr.ip().is_unspecified() {
-        tracing::warn!("listening on {addr}: anyone on the network can connect");
-    }
-    let stop = plumbing::shutdown::signal();
-    tracing::info!(book = %config.book.display(), "book server listening on {}", listener.local_addr()?);
-    serve(listener, config, stop).await;
-    Ok(())
-}
-
-async fn client(addr: &str, request: &str, out: &Path, verbose: bool) -> anyhow::Result<Borrowed> {
-    println!("Peminjaman buku sedang diproses");
-    let mut progress: Option<ProgressBar> = None;
-    let borrowed = borrow_book(addr, request, out, |event| match event {
-        Event::Started { size } => {
-            if !verbose && size >= PROGRESS_FROM && std::io::stdout().is_terminal() {
-                let bar = ProgressBar::new(size).with_style(
-                    ProgressStyle::with_template(
-                        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                    )
-                    .expect("valid progress template"),
-                );
-                progress = Some(bar);
-            }
-        }
-        Event::Block(block) => {
-            if verbose {
-                let block = String::from_utf8_lossy(block);
-                println!("Data=> {}", plumbing::text::escape_text(&block));
-            }
-            if let Some(bar) = &progress {
-                bar.inc(block.len() as u64);
-            }
-        }
-    })
-    .await;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
-    let borrowed = borrowed.with_context(|| {
-        format!(
-            "borrowing from {addr} failed; {} was not written",
-            out.display()
-        )
-    })?;
-    // The server's text, never raw: see plumbing::text.
-    println!("{}", plumbing::text::escape_line(&borrowed.closing));
-    println!("Buku siap dipinjam!");
-    println!("peminjaman selesai");
-    tracing::info!(bytes = borrowed.size, sha256 = %hex(&borrowed.sha256), path = %borrowed.path.display(), "saved");
-    Ok(borrowed)
 }

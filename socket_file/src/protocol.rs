@@ -3,7 +3,7 @@
 //! Every frame is a 1-byte kind (an ASCII letter), a 4-byte big-endian payload
 //! length, and the payload. The client sends one `Q` frame; the server answers
 //! `B`, then `D` frames, then `S` and `M`, or an `E` frame at any point, and
-//! closes. The crate's README has the full spec.
+//! closes. The full spec, with a sequence diagram, is `docs/socket-file.md`.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

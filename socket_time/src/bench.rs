@@ -10,11 +10,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use anyhow::Context;
 use plumbing::bench::{Stats, closed_loop};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::{Error, Result, fetch_time, serve};
+use crate::{fetch_time, serve};
+
+/// What a bench says when it cannot start its servers.
+const SETUP: &str = "the bench could not set up its servers";
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -44,18 +48,18 @@ pub async fn run(
     target: Option<SocketAddr>,
     connections: u64,
     concurrency: usize,
-) -> Result<Report> {
+) -> anyhow::Result<Report> {
     let target = match target {
         Some(addr) => addr,
         None => {
             let listener = bind_loopback().await?;
-            let addr = listener.local_addr().map_err(Error::BenchSetup)?;
+            let addr = listener.local_addr().context(SETUP)?;
             tokio::spawn(serve(listener, false, std::future::pending()));
             addr
         }
     };
     let floor_listener = bind_loopback().await?;
-    let floor_addr = floor_listener.local_addr().map_err(Error::BenchSetup)?;
+    let floor_addr = floor_listener.local_addr().context(SETUP)?;
     tokio::spawn(serve_floor(floor_listener));
     Ok(Report {
         target,
@@ -65,21 +69,19 @@ pub async fn run(
     })
 }
 
-async fn bind_loopback() -> Result<TcpListener> {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(Error::BenchSetup)
+async fn bind_loopback() -> anyhow::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0").await.context(SETUP)
 }
 
 /// Opens `connections` connections to `addr`, `concurrency` at a time, each
 /// reading the whole reply and checking it is a `\r\n`-terminated line.
-pub async fn load(addr: SocketAddr, connections: u64, concurrency: usize) -> Result<Stats> {
+pub async fn load(addr: SocketAddr, connections: u64, concurrency: usize) -> anyhow::Result<Stats> {
     let addr = addr.to_string();
-    closed_loop(connections, concurrency, move |_| {
+    Ok(closed_loop(connections, concurrency, move |_| {
         let addr = addr.clone();
         async move { fetch_time(&addr).await.map(drop) }
     })
-    .await
+    .await?)
 }
 
 /// The floor: accept, write a fixed line, close. No clock, no printing.

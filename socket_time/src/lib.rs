@@ -68,8 +68,6 @@ pub enum Error {
     },
     #[error("the reply from {addr} is not a time line: {reason}")]
     BadReply { addr: String, reason: String },
-    #[error("the bench could not set up its servers")]
-    BenchSetup(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
 use tokio::net::TcpListener;
@@ -101,12 +100,7 @@ async fn demo() -> anyhow::Result<()> {
 }
 
 async fn server(addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    if addr.ip().is_unspecified() {
-        tracing::warn!("listening on {addr}: anyone on the network can connect");
-    }
+    let listener = plumbing::cli::listen(addr).await?;
     let stop = plumbing::shutdown::signal();
     tracing::info!("time server listening on {}", listener.local_addr()?);
     serve(listener, true, stop).await;

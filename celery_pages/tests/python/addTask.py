@@ -1,4 +1,4 @@
-"""The chapter's addTask.py, as BEHAVIOUR.md records it.
+"""The chapter's addTask.py, as the chapter wrote it.
 
 Two changes for the tests: the rpc:// result backend (the original has none,
 so a caller could not .get() a result), and the queue taken from CELERY_QUEUE

@@ -1,4 +1,4 @@
-"""The chapter's addTask_main.py, as BEHAVIOUR.md records it, waiting for
+"""The chapter's addTask_main.py, as the chapter wrote it, waiting for
 the result: python addTask_main.py numbers|strings|failure."""
 import sys
 

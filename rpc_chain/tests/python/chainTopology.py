@@ -1,4 +1,4 @@
-# The chapter's chainTopology.py, as BEHAVIOUR.md describes it: a ring
+# The chapter's chainTopology.py, as the chapter wrote it: a ring
 # server that resolves its next hop lazily and passes the message on.
 import Pyro4
 

@@ -1,4 +1,4 @@
-# The chapter's pyro_server.py, as BEHAVIOUR.md describes it: one object with
+# The chapter's pyro_server.py, as the chapter wrote it: one object with
 # welcomeMessage(name), registered as "server" with the name server
 # (PYRO_NS_HOST / PYRO_NS_PORT in the environment say where it is).
 import Pyro4

@@ -1,4 +1,4 @@
-"""The chapter's client.py, as BEHAVIOUR.md records it: python3 time_client.py PORT."""
+"""The chapter's client.py, as the chapter wrote it: python3 time_client.py PORT."""
 import socket
 import sys
 

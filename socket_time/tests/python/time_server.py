@@ -1,4 +1,4 @@
-"""The chapter's server.py, as BEHAVIOUR.md records it, on a port from argv.
+"""The chapter's server.py, as the chapter wrote it, on a port from argv.
 
 Prints the port it bound first (so a test can bind port 0), then for each
 connection the chapter's line, sends time.ctime() + "\\r\\n" and closes.
