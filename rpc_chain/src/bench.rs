@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use plumbing::bench::{ServerThread, Stats, closed_loop, spawn_server_thread};
-use rpc_naming::NameServer;
+use rpc_naming::NameServerClient;
 use rpc_naming::bench::{Floor, PING_SIZE, name_server};
 
 use crate::{ChainServer, Connection, Error, connect, send, serve, server_name};
@@ -134,12 +134,12 @@ pub async fn run(
 /// Starts a ring of `size` quiet servers, each on its own thread and
 /// runtime (and so with its own connection to the name server), and
 /// registers them. The ring runs while the returned threads are held.
-async fn spawn_ring(ns: &NameServer, size: u32) -> anyhow::Result<Vec<ServerThread>> {
+async fn spawn_ring(ns: &NameServerClient, size: u32) -> anyhow::Result<Vec<ServerThread>> {
     let mut ring = Vec::new();
     for id in 1..=size {
         let addr = ns.addr().to_owned();
         let thread = spawn_server_thread(move |listener, stopped| async move {
-            match NameServer::connect(&addr).await {
+            match NameServerClient::connect(&addr).await {
                 Ok(ns) => {
                     let server = ChainServer::new(id, id % size + 1, ns, false);
                     serve(listener, server, async {

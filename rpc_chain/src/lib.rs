@@ -32,7 +32,7 @@ use futures::StreamExt;
 use pyro4_wire::serpent::Value;
 use pyro4_wire::{Proxy, ProxyError, PyroException};
 use rpc_naming::client::deadline_in;
-use rpc_naming::{Endpoint, NameServer};
+use rpc_naming::{Endpoint, NameServerClient};
 use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
 use serde::{Deserialize, Serialize};
 use tarpc::client::RpcError;
@@ -189,7 +189,7 @@ pub struct ChainServer {
     id: u32,
     next: u32,
     announce: bool,
-    ns: NameServer,
+    ns: NameServerClient,
     /// The next hop, resolved on first use and again after it fails.
     next_client: Arc<Mutex<Option<Hop>>>,
 }
@@ -197,7 +197,7 @@ pub struct ChainServer {
 impl ChainServer {
     /// Server `id`, forwarding to server `next`, found through `ns`. With
     /// `announce` it prints the chapter's lines.
-    pub fn new(id: u32, next: u32, ns: NameServer, announce: bool) -> Self {
+    pub fn new(id: u32, next: u32, ns: NameServerClient, announce: bool) -> Self {
         ChainServer {
             id,
             next,
@@ -480,7 +480,7 @@ impl Connection {
 }
 
 /// Finds server `start` through `ns` and connects to it.
-pub async fn connect(ns: &NameServer, start: u32) -> Result<Connection> {
+pub async fn connect(ns: &NameServerClient, start: u32) -> Result<Connection> {
     Ok(match ns.connect_to(&server_name(start)).await? {
         Endpoint::Tarpc(transport) => {
             Connection::Tarpc(ChainClient::new(Default::default(), transport).spawn())
@@ -495,9 +495,9 @@ pub async fn connect(ns: &NameServer, start: u32) -> Result<Connection> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use rpc_chain::{ChainServer, connect, send, serve, server_name};
-/// use rpc_naming::NameServer;
+/// use rpc_naming::NameServerClient;
 ///
-/// let ns = NameServer::connect(&rpc_naming::server::spawn_local(100).await?).await?;
+/// let ns = NameServerClient::connect(&rpc_naming::server::spawn_local(100).await?).await?;
 /// let mut leases = Vec::new();
 /// for id in 1..=2 {
 ///     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use rpc_chain::{
     ChainServer, bench, connect, python_list, send, serve, server_name, starting_line,
 };
-use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Lease, NS_ENV, NameServer};
+use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Lease, NS_ENV, NameServerClient};
 
 #[derive(Parser)]
 #[command(
@@ -99,7 +99,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo { servers } => demo(servers.max(1)).await,
         Command::Server { ns, id, next, addr } => server(&ns, id, next, addr).await,
         Command::Client { ns, start, words } => {
-            let ns = NameServer::connect(&ns).await?;
+            let ns = NameServerClient::connect(&ns).await?;
             let client = connect(&ns, start).await?;
             let status = send(&client, start, words).await?;
             println!("Status = {}", python_list(&status));
@@ -122,7 +122,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// Binds, registers and serves server `id` of a ring of `size` in this process.
-async fn spawn_ring_server(ns: &NameServer, id: u32, size: u32) -> anyhow::Result<Lease> {
+async fn spawn_ring_server(ns: &NameServerClient, id: u32, size: u32) -> anyhow::Result<Lease> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let lease = ns.claim(&server_name(id), listener.local_addr()?).await?;
     println!("{}", starting_line(id));
@@ -132,8 +132,8 @@ async fn spawn_ring_server(ns: &NameServer, id: u32, size: u32) -> anyhow::Resul
 }
 
 async fn demo(servers: u32) -> anyhow::Result<()> {
-    let ns =
-        NameServer::connect(&rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?).await?;
+    let ns = NameServerClient::connect(&rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?)
+        .await?;
     let mut leases = Vec::new();
     for id in 1..=servers {
         leases.push(spawn_ring_server(&ns, id, servers).await?);
@@ -149,7 +149,7 @@ async fn demo(servers: u32) -> anyhow::Result<()> {
 
 async fn server(ns: &str, id: u32, next: u32, addr: SocketAddr) -> anyhow::Result<()> {
     let listener = plumbing::cli::listen(addr).await?;
-    let ns = NameServer::connect(ns).await?;
+    let ns = NameServerClient::connect(ns).await?;
     let stop = plumbing::shutdown::signal();
     let lease = ns.claim(&server_name(id), listener.local_addr()?).await?;
     println!("{}", starting_line(id));

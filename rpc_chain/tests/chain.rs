@@ -9,16 +9,16 @@ use rpc_chain::{
     finished, python_list, returned, send, serve, server_name,
 };
 use rpc_naming::client::deadline_in;
-use rpc_naming::{Lease, NameServer};
+use rpc_naming::{Lease, NameServerClient};
 use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
 use tarpc::context::Context;
 use tarpc::server::Channel;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-async fn start_ns() -> NameServer {
+async fn start_ns() -> NameServerClient {
     let addr = rpc_naming::server::spawn_local(100).await.unwrap();
-    NameServer::connect(&addr).await.unwrap()
+    NameServerClient::connect(&addr).await.unwrap()
 }
 
 /// A running ring server; dropping `stop` closes its connections.
@@ -34,7 +34,7 @@ impl RingServer {
     }
 }
 
-async fn start_server(ns: &NameServer, id: u32, next: u32) -> RingServer {
+async fn start_server(ns: &NameServerClient, id: u32, next: u32) -> RingServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lease = ns
         .register_lease(&server_name(id), listener.local_addr().unwrap(), false)
@@ -48,7 +48,7 @@ async fn start_server(ns: &NameServer, id: u32, next: u32) -> RingServer {
     RingServer { lease, stop }
 }
 
-async fn start_ring(ns: &NameServer, size: u32) -> Vec<RingServer> {
+async fn start_ring(ns: &NameServerClient, size: u32) -> Vec<RingServer> {
     let mut ring = Vec::new();
     for id in 1..=size {
         ring.push(start_server(ns, id, id % size + 1).await);
@@ -242,7 +242,7 @@ impl pyro4_wire::daemon::Object for SlowHop {
 }
 
 /// The tarpc client of a ring server of this workspace.
-async fn tarpc_client(ns: &NameServer, id: u32) -> ChainClient {
+async fn tarpc_client(ns: &NameServerClient, id: u32) -> ChainClient {
     match connect(ns, id).await.unwrap() {
         Connection::Tarpc(client) => client,
         Connection::Pyro(_) => panic!("server {id} should be reached over tarpc"),
@@ -336,7 +336,7 @@ async fn a_second_server_with_the_same_id_refuses_to_take_the_name() {
         "{stderr}"
     );
     // The first keeps its name.
-    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_addr).await.unwrap();
     let client = connect(&ns, 1).await.unwrap();
     assert!(
         send(&client, 1, hello()).await.is_err(),
@@ -346,7 +346,7 @@ async fn a_second_server_with_the_same_id_refuses_to_take_the_name() {
 }
 
 /// Starts a hop that never answers in time as server `id`.
-async fn start_slow_hop(ns: &NameServer, id: u32) -> Lease {
+async fn start_slow_hop(ns: &NameServerClient, id: u32) -> Lease {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lease = ns
         .register_lease(&server_name(id), listener.local_addr().unwrap(), false)
@@ -407,7 +407,9 @@ async fn a_ring_keeps_working_after_its_name_server_restarts() {
     let first_ns = tokio::spawn(rpc_naming::server::serve(listener, 100, async {
         let _ = ns_stopped.await;
     }));
-    let ns = NameServer::connect(&ns_addr.to_string()).await.unwrap();
+    let ns = NameServerClient::connect(&ns_addr.to_string())
+        .await
+        .unwrap();
     let mut ring = start_ring(&ns, 3).await;
     let client = connect(&ns, 1).await.unwrap();
     assert_eq!(send(&client, 1, hello()).await.unwrap().len(), 4);

@@ -8,7 +8,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use rpc_chain::{ChainError, Connection, server_name};
-use rpc_naming::NameServer;
+use rpc_naming::NameServerClient;
 use rpc_naming::client::deadline_in;
 use test_support::TestNameServer;
 use test_support::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
@@ -184,7 +184,7 @@ async fn a_hung_python_hop_is_named_by_the_hop_before_it() {
     let ns_server = TestNameServer::rust();
     let _two = tokio::task::block_in_place(|| faulty_hop_2(&ns_server, "hang"));
     let _one = tokio::task::block_in_place(|| rust_hop(&ns_server, 1, 2));
-    let ns = NameServer::connect(&ns_server.addr()).await.unwrap();
+    let ns = NameServerClient::connect(&ns_server.addr()).await.unwrap();
     let Connection::Tarpc(client) = rpc_chain::connect(&ns, 1).await.unwrap() else {
         panic!("server 1 is this crate's")
     };

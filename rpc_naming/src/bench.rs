@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use crate::NameServer;
+use crate::NameServerClient;
 
 /// Bytes per ping-pong message: about what one small RPC puts on the wire.
 pub const PING_SIZE: usize = 64;
@@ -20,13 +20,13 @@ pub const PING_SIZE: usize = 64;
 /// The name server a bench measures through: the one at `ns`, or, without
 /// it, one started in this process. Also says whether it was started here
 /// (and so whether the bench must start the servers it measures).
-pub async fn name_server(ns: Option<String>) -> anyhow::Result<(NameServer, bool)> {
+pub async fn name_server(ns: Option<String>) -> anyhow::Result<(NameServerClient, bool)> {
     let own = ns.is_none();
     let addr = match ns {
         Some(ns) => ns,
         None => crate::server::spawn_local(crate::DEFAULT_MAX_NAMES).await?,
     };
-    Ok((NameServer::connect(&addr).await?, own))
+    Ok((NameServerClient::connect(&addr).await?, own))
 }
 
 /// The floor: an echo server on a thread of its own, measured by a raw

@@ -53,7 +53,7 @@ pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
 /// more, so a server that registered an hour ago can still resolve its next
 /// hop.
 #[derive(Clone, Debug)]
-pub struct NameServer {
+pub struct NameServerClient {
     addr: String,
     backend: Backend,
 }
@@ -117,7 +117,7 @@ async fn resolve(addr: &str) -> Result<SocketAddr> {
         .ok_or_else(|| no_server(std::io::ErrorKind::NotFound.into()))
 }
 
-impl NameServer {
+impl NameServerClient {
     /// Connects to the name server at `addr` (host:port).
     ///
     /// Both kinds of name server answer Pyro4, so the first connection asks
@@ -164,7 +164,7 @@ impl NameServer {
                 });
             }
         };
-        Ok(NameServer {
+        Ok(NameServerClient {
             addr: addr.to_owned(),
             backend,
         })
@@ -547,7 +547,7 @@ async fn answers(location: &Location) -> bool {
 /// server there are no heartbeats: the name stays until released.)
 #[derive(Debug)]
 pub struct Lease {
-    ns: NameServer,
+    ns: NameServerClient,
     held: Registration,
     heartbeats: Option<(oneshot::Sender<()>, JoinHandle<Option<u64>>)>,
     renewals: watch::Receiver<u64>,
@@ -600,7 +600,7 @@ struct Registration {
 /// (say the name server restarted), registers it again; if another server
 /// took the name over, gives up. Returns the lease id held when stopped.
 async fn heartbeat(
-    ns: NameServer,
+    ns: NameServerClient,
     held: Registration,
     mut id: u64,
     mut stopped: oneshot::Receiver<()>,

@@ -5,13 +5,13 @@
 //! register a *name* (`server`, `example.chainTopology.1`) with a name server
 //! at a well-known address, and clients look the name up. This crate is that
 //! name server ([`server`]), the [`Naming`] service it speaks, and a client
-//! helper ([`NameServer`]) with which a server registers and a client finds a
+//! helper ([`NameServerClient`]) with which a server registers and a client finds a
 //! service in one line each.
 //!
 //! It keeps Pyro4's semantics: `register` overwrites unless `safe`; `lookup`
 //! of an unknown name fails with `unknown name: X`; `remove` counts what it
 //! removed (0 for an unknown name); `list` filters by prefix or regex. It adds
-//! leases: a server registered through [`NameServer::register_lease`] keeps
+//! leases: a server registered through [`NameServerClient::register_lease`] keeps
 //! its name alive with heartbeats, so a crashed server's name disappears
 //! within seconds instead of staying until someone removes it, and
 //! [`Lease::release`] removes it on a clean stop.
@@ -19,7 +19,7 @@
 //! It also speaks Pyro4 (protocol 48, [`pyro4_wire`]) on the same port, as
 //! the object `Pyro.NameServer` ([`pyro`]), so the chapter's Python programs
 //! and `python -m Pyro4.nsc` use it as their name server; and
-//! [`NameServer`] talks to Python's `python -m Pyro4.naming` as well. A name
+//! [`NameServerClient`] talks to Python's `python -m Pyro4.naming` as well. A name
 //! leads to a [`Location`]: a server of this workspace's address, or a Pyro
 //! URI.
 //!
@@ -28,10 +28,10 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use rpc_naming::{Location, NameServer};
+//! use rpc_naming::{Location, NameServerClient};
 //!
 //! let ns_addr = rpc_naming::server::spawn_local(100).await?;
-//! let ns = NameServer::connect(&ns_addr).await?;
+//! let ns = NameServerClient::connect(&ns_addr).await?;
 //! let server_addr = "127.0.0.1:4000".parse()?;
 //! let lease = ns.claim("server", server_addr).await?;
 //! assert_eq!(ns.lookup("server").await?, Location::Rust(server_addr));
@@ -55,7 +55,7 @@ use std::str::FromStr;
 use pyro4_wire::PyroUri;
 use serde::{Deserialize, Serialize};
 
-pub use client::{Endpoint, Lease, NameServer};
+pub use client::{Endpoint, Lease, NameServerClient};
 
 /// Where a name leads.
 ///

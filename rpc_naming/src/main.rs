@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
 
-use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Location, NS_ENV, NameServer, server};
+use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Location, NS_ENV, NameServerClient, server};
 
 #[derive(Parser)]
 #[command(
@@ -103,7 +103,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { addr, max_names } => serve(addr, max_names).await?,
         Command::List { prefix, regex, ns } => {
-            let ns = NameServer::connect(&ns.ns).await?;
+            let ns = NameServerClient::connect(&ns.ns).await?;
             let names = match regex {
                 Some(pattern) => ns.list_matching(&pattern).await?,
                 None => ns.list(prefix.as_deref()).await?,
@@ -115,7 +115,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Lookup { name, ns } => {
             println!(
                 "{}",
-                NameServer::connect(&ns.ns).await?.lookup(&name).await?
+                NameServerClient::connect(&ns.ns)
+                    .await?
+                    .lookup(&name)
+                    .await?
             );
         }
         Command::Register {
@@ -124,14 +127,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             safe,
             ns,
         } => {
-            NameServer::connect(&ns.ns)
+            NameServerClient::connect(&ns.ns)
                 .await?
                 .register(&name, location.clone(), safe)
                 .await?;
             println!("registered {name} --> {location}");
         }
         Command::Remove { name, regex, ns } => {
-            let ns = NameServer::connect(&ns.ns).await?;
+            let ns = NameServerClient::connect(&ns.ns).await?;
             let removed = if regex {
                 ns.remove_matching(&name).await?
             } else {
@@ -140,7 +143,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{removed}");
         }
         Command::Ping { ns } => {
-            NameServer::connect(&ns.ns).await?.ping().await?;
+            NameServerClient::connect(&ns.ns).await?.ping().await?;
             println!("Name server ping ok.");
         }
     }

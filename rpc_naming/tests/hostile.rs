@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rpc_naming::{Error, Location, NameServer, NamingError};
+use rpc_naming::{Error, Location, NameServerClient, NamingError};
 use rpc_transport::{MAX_CONNECTIONS, MAX_FRAME};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,7 +22,7 @@ fn sock(port: u16) -> SocketAddr {
 async fn a_full_table_of_long_names_lists_whole() {
     const NAMES: usize = 10_000;
     let ns_addr = start_ns(NAMES).await;
-    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_addr).await.unwrap();
     let name = |i: usize| {
         format!(
             "{}.{i:05}",
@@ -62,7 +62,9 @@ async fn a_full_table_of_long_names_lists_whole() {
 
 #[tokio::test]
 async fn invisible_and_format_characters_are_refused() {
-    let ns = NameServer::connect(&start_ns(100).await).await.unwrap();
+    let ns = NameServerClient::connect(&start_ns(100).await)
+        .await
+        .unwrap();
     ns.register("server", sock(1), false).await.unwrap();
     for invisible in [
         '\u{200b}', '\u{202e}', '\u{feff}', '\u{2060}', '\u{0}', '\u{1b}',
@@ -93,7 +95,7 @@ async fn connections_over_the_limit_are_told_so_and_served_once_the_others_go() 
     };
     // Every hog holds a slot once the server has answered a ping through a
     // connection made after them... which is the one refused.
-    let err = match NameServer::connect(&ns_addr).await {
+    let err = match NameServerClient::connect(&ns_addr).await {
         Err(err) => err,
         Ok(refused) => refused.ping().await.unwrap_err(),
     };
@@ -108,7 +110,12 @@ async fn connections_over_the_limit_are_told_so_and_served_once_the_others_go() 
     // Once they are gone, a new client is served (bounded retries: the
     // server notices the closed connections as it reads them).
     for attempt in 0.. {
-        match NameServer::connect(&ns_addr).await.unwrap().ping().await {
+        match NameServerClient::connect(&ns_addr)
+            .await
+            .unwrap()
+            .ping()
+            .await
+        {
             Ok(()) => break,
             Err(err) => {
                 assert!(attempt < 100, "still refused: {err}");
@@ -133,7 +140,7 @@ async fn a_frame_begun_and_never_finished_is_dropped() {
     let closed = tokio::time::timeout(Duration::from_secs(40), raw.read_to_end(&mut rest)).await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
     // Others were served meanwhile and still are.
-    NameServer::connect(&ns_addr)
+    NameServerClient::connect(&ns_addr)
         .await
         .unwrap()
         .ping()
@@ -218,7 +225,7 @@ async fn a_reply_over_the_frame_limit_is_reported_as_such() {
         let _ = socket.write_all(&vec![0u8; 64 * 1024]).await;
         let _ = socket.read(&mut len).await;
     });
-    let ns = NameServer::connect(&addr).await.unwrap();
+    let ns = NameServerClient::connect(&addr).await.unwrap();
     match ns.list(None).await {
         Err(err @ Error::ReplyTooLarge { .. }) => {
             assert!(

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use rpc_naming::{Error, Location, NameServer, NamingError, server};
+use rpc_naming::{Error, Location, NameServerClient, NamingError, server};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -40,7 +40,7 @@ fn naming_error(result: Result<impl std::fmt::Debug, Error>) -> NamingError {
 #[tokio::test]
 async fn register_lookup_overwrite_and_safe() {
     let ns_server = start_ns(100).await;
-    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_server.addr).await.unwrap();
     ns.ping().await.unwrap();
 
     ns.register("server", sock(1000), false).await.unwrap();
@@ -70,7 +70,7 @@ async fn register_lookup_overwrite_and_safe() {
 #[tokio::test]
 async fn list_and_remove_by_prefix_and_regex() {
     let ns_server = start_ns(100).await;
-    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_server.addr).await.unwrap();
     for (i, name) in [
         "example.chainTopology.1",
         "example.chainTopology.2",
@@ -120,7 +120,7 @@ async fn list_and_remove_by_prefix_and_regex() {
 #[tokio::test]
 async fn invalid_names_and_a_full_table_are_refused() {
     let ns_server = start_ns(2).await;
-    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_server.addr).await.unwrap();
     for bad in ["", "two words", "tab\there", &"x".repeat(201)] {
         assert!(
             matches!(
@@ -160,7 +160,7 @@ async fn an_oversized_frame_is_refused_and_the_server_keeps_serving() {
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "the server kept a connection announcing a {len}-byte frame: {closed:?}"
     );
-    let fresh = NameServer::connect(&ns_server.addr).await.unwrap();
+    let fresh = NameServerClient::connect(&ns_server.addr).await.unwrap();
     fresh.register("still", sock(9), false).await.unwrap();
     assert_eq!(
         fresh.lookup("still").await.unwrap(),
@@ -171,7 +171,7 @@ async fn an_oversized_frame_is_refused_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_lease_lives_while_held_and_is_removed_on_release() {
     let ns_server = start_ns(100).await;
-    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_server.addr).await.unwrap();
     let lease = ns
         .register_lease_for("server", sock(5000), true, SHORT_TTL)
         .await
@@ -197,7 +197,7 @@ async fn a_lease_lives_while_held_and_is_removed_on_release() {
 #[tokio::test]
 async fn a_dropped_lease_expires_like_a_crashed_server() {
     let ns_server = start_ns(100).await;
-    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_server.addr).await.unwrap();
     let lease = ns
         .register_lease_for("crashy", sock(5001), false, SHORT_TTL)
         .await
@@ -228,7 +228,7 @@ async fn a_dropped_lease_expires_like_a_crashed_server() {
 #[tokio::test]
 async fn a_taken_over_lease_is_not_released_by_its_old_holder() {
     let ns_server = start_ns(100).await;
-    let ns = NameServer::connect(&ns_server.addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_server.addr).await.unwrap();
     let old = ns.register_lease("server", sock(1), false).await.unwrap();
     ns.register("server", sock(2), false).await.unwrap();
     assert!(!old.release().await.unwrap());
@@ -240,7 +240,7 @@ async fn no_name_server_is_a_clear_error() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
-    let err = NameServer::connect(&addr).await.unwrap_err();
+    let err = NameServerClient::connect(&addr).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains(&format!("no name server at {addr}")),
@@ -307,7 +307,7 @@ async fn a_lease_comes_back_after_the_name_server_restarts() {
     let first = tokio::spawn(server::serve(listener, 100, async {
         let _ = stopped.await;
     }));
-    let ns = NameServer::connect(&addr.to_string()).await.unwrap();
+    let ns = NameServerClient::connect(&addr.to_string()).await.unwrap();
     let _lease = ns
         .register_lease_for("server", sock(6000), false, SHORT_TTL)
         .await
@@ -318,7 +318,7 @@ async fn a_lease_comes_back_after_the_name_server_restarts() {
     first.await.unwrap();
     let listener = TcpListener::bind(addr).await.unwrap();
     tokio::spawn(server::serve(listener, 100, std::future::pending()));
-    let fresh = NameServer::connect(&addr.to_string()).await.unwrap();
+    let fresh = NameServerClient::connect(&addr.to_string()).await.unwrap();
 
     // The heartbeats notice and register the name again.
     for polls in 0.. {

@@ -10,7 +10,7 @@ use pyro4_wire::io::{read_message, write_message};
 use pyro4_wire::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT};
 use pyro4_wire::serpent::{self, Value};
 use pyro4_wire::{Message, MessageType, Proxy, PyroUri};
-use rpc_naming::NameServer;
+use rpc_naming::NameServerClient;
 use test_support::TestNameServer;
 use test_support::child::stdout_of;
 use tokio::io::AsyncWriteExt;
@@ -361,7 +361,7 @@ async fn a_pyro4_client_that_never_reads_is_closed() {
 
     let ns = TestNameServer::rust();
     let addr = ns.addr();
-    let names = NameServer::connect(&addr).await.unwrap();
+    let names = NameServerClient::connect(&addr).await.unwrap();
     for i in 0..500 {
         let name = format!("{}{i:03}", "n".repeat(190));
         names

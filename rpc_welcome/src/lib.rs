@@ -18,9 +18,9 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use rpc_naming::NameServer;
+//! use rpc_naming::NameServerClient;
 //!
-//! let ns = NameServer::connect(&rpc_naming::server::spawn_local(100).await?).await?;
+//! let ns = NameServerClient::connect(&rpc_naming::server::spawn_local(100).await?).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let _lease = ns.claim("server", listener.local_addr()?).await?;
 //! tokio::spawn(rpc_welcome::serve(listener, "server", std::future::pending()));
@@ -41,7 +41,7 @@ use futures::StreamExt;
 use pyro4_wire::serpent::Value;
 use pyro4_wire::{Proxy, ProxyError, PyroException};
 use rpc_naming::client::deadline_in;
-use rpc_naming::{Endpoint, NameServer};
+use rpc_naming::{Endpoint, NameServerClient};
 use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
@@ -164,7 +164,7 @@ impl Connection {
 }
 
 /// Finds the server registered as `name` and connects to it.
-pub async fn connect(ns: &NameServer, name: &str) -> Result<Connection> {
+pub async fn connect(ns: &NameServerClient, name: &str) -> Result<Connection> {
     Ok(match ns.connect_to(name).await? {
         Endpoint::Tarpc(transport) => {
             Connection::Tarpc(WelcomeClient::new(Default::default(), transport).spawn())

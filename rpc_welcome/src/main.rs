@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
 use tokio::net::TcpListener;
 
-use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, NS_ENV, NameServer};
+use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, NS_ENV, NameServerClient};
 use rpc_welcome::{DEFAULT_NAME, PROMPT, bench, buy, connect, ready_line, serve};
 
 #[derive(Parser)]
@@ -99,7 +99,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(title) => title,
                 None => rpc_welcome::ask_title().await?,
             };
-            let ns = NameServer::connect(&naming.ns).await?;
+            let ns = NameServerClient::connect(&naming.ns).await?;
             let client = connect(&ns, &naming.name).await?;
             println!("{}", buy(&client, &naming.name, title.trim()).await?);
             Ok(())
@@ -118,7 +118,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn demo(title: &str) -> anyhow::Result<()> {
     let ns_addr = rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?;
-    let ns = NameServer::connect(&ns_addr).await?;
+    let ns = NameServerClient::connect(&ns_addr).await?;
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -145,7 +145,7 @@ async fn demo(title: &str) -> anyhow::Result<()> {
 async fn server(naming: &Naming, addr: SocketAddr) -> anyhow::Result<()> {
     let listener = plumbing::cli::listen(addr).await?;
     let bound = listener.local_addr()?;
-    let ns = NameServer::connect(&naming.ns).await?;
+    let ns = NameServerClient::connect(&naming.ns).await?;
     let stop = plumbing::shutdown::signal();
     let lease = ns.claim(&naming.name, bound).await?;
     println!("{}", ready_line(&naming.name, bound));

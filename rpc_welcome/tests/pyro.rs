@@ -151,7 +151,7 @@ async fn rust_talks_to_rust_over_tarpc_and_to_python_over_pyro4_under_pythons_na
     use rpc_welcome::Connection;
 
     let ns_server = tokio::task::block_in_place(TestNameServer::python);
-    let ns = rpc_naming::NameServer::connect(&ns_server.addr())
+    let ns = rpc_naming::NameServerClient::connect(&ns_server.addr())
         .await
         .unwrap();
     assert!(ns.is_pyro());

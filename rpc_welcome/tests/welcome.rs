@@ -8,7 +8,7 @@ use std::time::Duration;
 use test_support::child::KillOnDrop;
 
 use rpc_naming::client::LEASE_TTL;
-use rpc_naming::{NameServer, NamingError};
+use rpc_naming::{NameServerClient, NamingError};
 use rpc_welcome::{CALL_TIMEOUT, DEFAULT_NAME, Error, buy, connect, serve};
 use tokio::net::TcpListener;
 
@@ -21,7 +21,7 @@ async fn start_ns() -> String {
 #[tokio::test]
 async fn client_finds_the_server_by_name() {
     let ns_addr = start_ns().await;
-    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_addr).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lease = ns
         .register_lease(DEFAULT_NAME, listener.local_addr().unwrap(), false)
@@ -54,7 +54,7 @@ async fn client_finds_the_server_by_name() {
 
 #[tokio::test]
 async fn an_unknown_name_is_reported() {
-    let ns = NameServer::connect(&start_ns().await).await.unwrap();
+    let ns = NameServerClient::connect(&start_ns().await).await.unwrap();
     let err = connect(&ns, "nosuch").await.unwrap_err();
     assert!(
         matches!(
@@ -67,7 +67,7 @@ async fn an_unknown_name_is_reported() {
 
 #[tokio::test]
 async fn a_server_that_died_after_registering_is_reported() {
-    let ns = NameServer::connect(&start_ns().await).await.unwrap();
+    let ns = NameServerClient::connect(&start_ns().await).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead = listener.local_addr().unwrap();
     drop(listener);
@@ -82,7 +82,7 @@ async fn a_server_that_died_after_registering_is_reported() {
 
 #[tokio::test]
 async fn a_server_that_hangs_hits_the_deadline() {
-    let ns = NameServer::connect(&start_ns().await).await.unwrap();
+    let ns = NameServerClient::connect(&start_ns().await).await.unwrap();
     // Accepts connections and never answers.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     ns.register(DEFAULT_NAME, listener.local_addr().unwrap(), false)
@@ -135,7 +135,7 @@ fn signal(child: &KillOnDrop, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_prompts_and_a_stopped_server_deregisters() {
     let ns_addr = start_ns().await;
-    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_addr).await.unwrap();
     let mut server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
 
     let output = tokio::task::block_in_place(|| {
@@ -178,7 +178,7 @@ async fn the_client_prompts_and_a_stopped_server_deregisters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_disappears_from_the_name_server() {
     let ns_addr = start_ns().await;
-    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_addr).await.unwrap();
     let mut server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
     assert!(ns.lookup(DEFAULT_NAME).await.is_ok());
     signal(&server, "KILL");
@@ -229,7 +229,7 @@ async fn a_client_that_never_reads_its_replies_holds_bounded_memory() {
 
     const FLOOD: u64 = 5_000;
     let ns_addr = start_ns().await;
-    let ns = NameServer::connect(&ns_addr).await.unwrap();
+    let ns = NameServerClient::connect(&ns_addr).await.unwrap();
     let server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
     let rpc_naming::Location::Rust(addr) = ns.lookup(DEFAULT_NAME).await.unwrap() else {
         panic!("a server of this workspace registers its address")
@@ -293,7 +293,9 @@ async fn after_a_name_server_restart_sigterm_still_removes_the_name() {
         100,
         std::future::pending(),
     ));
-    let ns = NameServer::connect(&ns_addr.to_string()).await.unwrap();
+    let ns = NameServerClient::connect(&ns_addr.to_string())
+        .await
+        .unwrap();
     // The server's heartbeats register its name again (bounded wait)...
     for polls in 0.. {
         if ns.lookup(DEFAULT_NAME).await.is_ok() {
