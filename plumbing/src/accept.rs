@@ -7,8 +7,12 @@
 //!   The slot is taken in the accept loop, in arrival order. One more is
 //!   handed to the server's *refusal* (which can tell the client why, e.g.
 //!   `socket_file`'s "server busy" frame); refusals have a limit of their
-//!   own, and beyond it a connection is closed at once. Nothing grows
-//!   without bound, however many clients come.
+//!   own, and beyond it a connection is closed at once. A server whose
+//!   refusal is a fixed message ([`AcceptConfig::busy_reply`]) tells every
+//!   refused client, with no task per refusal: the message is written at
+//!   once, the connection half-closed and kept by the loop for a moment
+//!   ([`BUSY_LINGER`]) so the client reads it before the close. Nothing
+//!   grows without bound, however many clients come.
 //! - **an idle timeout**: every connection is wrapped in [`IdleTimeout`], so
 //!   a peer that moves no byte, in either direction, for `idle_timeout` gets
 //!   its reads and writes failed with [`std::io::ErrorKind::TimedOut`]. A
@@ -79,6 +83,9 @@ pub struct AcceptConfig {
     pub idle_timeout: Duration,
     /// What a stop does to open connections.
     pub on_shutdown: OnShutdown,
+    /// The bytes every connection over the limit is sent, if the server's
+    /// refusal is a fixed message: then the refusal closure is not called.
+    pub busy_reply: Option<Arc<[u8]>>,
 }
 
 impl AcceptConfig {
@@ -90,6 +97,7 @@ impl AcceptConfig {
             max_connections: 256,
             idle_timeout: Duration::from_secs(60),
             on_shutdown: OnShutdown::Finish,
+            busy_reply: None,
         }
     }
 }
@@ -156,6 +164,7 @@ pub async fn serve<H, HFut, R, RFut>(
     let slots = Arc::new(Semaphore::new(limit));
     let refusal_slots = Arc::new(Semaphore::new(limit));
     let mut connections = JoinSet::new();
+    let mut told_busy = Lingering::default();
     let mut pause = FIRST_PAUSE;
     tokio::pin!(shutdown);
     loop {
@@ -177,9 +186,20 @@ pub async fn serve<H, HFut, R, RFut>(
             },
             // Reap finished connections so the set does not grow for ever.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = told_busy.next_due(), if !told_busy.is_empty() => {
+                told_busy.close_due();
+                continue;
+            }
             () = &mut shutdown => break,
         };
         let _ = socket.set_nodelay(true);
+        if slots.available_permits() == 0
+            && let Some(reply) = &config.busy_reply
+        {
+            tracing::warn!(%peer, "{}: {limit} connections open; telling one more it is busy", config.name);
+            told_busy.tell(socket, reply);
+            continue;
+        }
         let stream = IdleTimeout::new(socket, config.idle_timeout);
         if let Some(slot) = Slot::take(&slots) {
             tracing::debug!(%peer, "{}: connection", config.name);
@@ -197,6 +217,57 @@ pub async fn serve<H, HFut, R, RFut>(
         }
     }
     stop(&listener, config, connections).await;
+}
+
+/// How long a connection told it is busy is kept open after the message,
+/// so the client reads it before the close.
+pub const BUSY_LINGER: Duration = Duration::from_secs(1);
+/// Connections told busy kept open at once; past this the oldest is closed
+/// early.
+const MAX_LINGERING: usize = 1024;
+
+/// Connections told they are busy, half-closed, each closed at its time:
+/// held by the accept loop itself, not a task each.
+#[derive(Default)]
+struct Lingering(std::collections::VecDeque<(Instant, std::net::TcpStream)>);
+
+impl Lingering {
+    /// Sends `reply` without waiting (a new connection's send buffer takes
+    /// a few bytes), ends the sending side, and keeps the connection open
+    /// for [`BUSY_LINGER`]: closing at once, with the client's request
+    /// unread, would reset the connection and could lose the reply.
+    fn tell(&mut self, socket: TcpStream, reply: &[u8]) {
+        use std::io::Write;
+        let Ok(socket) = socket.into_std() else {
+            return;
+        };
+        // Non-blocking, as the socket stays: a short or failed write only
+        // loses the courtesy, never stalls the accept loop.
+        let _ = (&socket).write(reply);
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+        if self.0.len() >= MAX_LINGERING {
+            self.0.pop_front();
+        }
+        self.0.push_back((Instant::now() + BUSY_LINGER, socket));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// When the oldest is due to close.
+    async fn next_due(&self) {
+        if let Some((due, _)) = self.0.front() {
+            tokio::time::sleep_until(*due).await;
+        }
+    }
+
+    fn close_due(&mut self) {
+        let now = Instant::now();
+        while self.0.front().is_some_and(|(due, _)| *due <= now) {
+            self.0.pop_front();
+        }
+    }
 }
 
 /// Finishes or closes the open connections, as configured, and logs the

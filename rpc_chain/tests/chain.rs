@@ -306,6 +306,45 @@ fn the_demo_prints_the_chapters_lines() {
     );
 }
 
+/// The most common thing a student does: kill a server outright and start
+/// it again at once. Its name must be free at once (the lease went with its
+/// connection), not when the lease would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_outright_can_start_again_at_once() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let ns_addr = rpc_naming::server::spawn_local(100).await.unwrap();
+    let start = || {
+        let mut child = test_support::child::KillOnDrop::new(
+            Command::new(env!("CARGO_BIN_EXE_rpc_chain"))
+                .args(["server", "--ns", &ns_addr, "--id", "1", "--next", "2"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut ready = String::new();
+        std::io::BufReader::new(child.child().stdout.as_mut().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        (child, ready)
+    };
+    for round in 0..3 {
+        let (mut server, ready) = tokio::task::block_in_place(start);
+        let said = if ready.is_empty() {
+            let output = server.release().wait_with_output().unwrap();
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        } else {
+            // SIGKILL: no clean stop, no release.
+            server.child().kill().unwrap();
+            server.child().wait().unwrap();
+            ready.clone()
+        };
+        assert_eq!(said, "Buku 1 mulai dibaca \n", "round {round}: {said}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_with_the_same_id_refuses_to_take_the_name() {
     use std::io::BufRead;

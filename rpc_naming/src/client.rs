@@ -411,7 +411,10 @@ impl NameServerClient {
         match self.register_lease(name, addr, true).await {
             Err(Error::Naming(NamingError::AlreadyRegistered(_))) => {
                 let holder = self.lookup(name).await?;
-                if self.is_pyro() && !answers(&holder).await {
+                // A name whose server is gone (killed outright, and its
+                // connection not yet seen closed; or on Python's name server,
+                // which has no leases) is free; a live holder keeps it.
+                if !answers(&holder).await {
                     tracing::warn!(%name, %holder, "nothing answers at the registered location; taking the name over");
                     return self.register_lease(name, addr, false).await;
                 }

@@ -11,15 +11,26 @@ use tarpc::server::Channel;
 use tokio::net::TcpListener;
 
 use crate::pyro_server::PyroNameService;
-use crate::table::{NameTable, compile};
+use crate::table::{ConnectionId, NameTable, compile};
 use crate::{
     LIST_PAGE, ListFilter, Location, NAME_SERVER_ID, Naming, NamingError, NamingRequest,
     NamingResponse,
 };
 
-/// The [`Naming`] service over the name table: what tarpc clients talk to.
+/// The [`Naming`] service over the name table, as one tarpc connection
+/// sees it: the leases it takes end when the connection closes.
 #[derive(Clone, Debug)]
-pub struct TarpcNameService(pub NameTable);
+pub struct TarpcNameService {
+    table: NameTable,
+    connection: ConnectionId,
+}
+
+impl TarpcNameService {
+    pub fn new(table: NameTable) -> Self {
+        let connection = table.connection_id();
+        TarpcNameService { table, connection }
+    }
+}
 
 impl Naming for TarpcNameService {
     async fn register(
@@ -29,7 +40,7 @@ impl Naming for TarpcNameService {
         location: Location,
         safe: bool,
     ) -> Result<(), NamingError> {
-        self.0.insert(name, location, safe)
+        self.table.insert(name, location, safe)
     }
 
     async fn register_lease(
@@ -40,19 +51,22 @@ impl Naming for TarpcNameService {
         safe: bool,
         ttl_ms: u64,
     ) -> Result<u64, NamingError> {
-        self.0.insert_leased(name, addr, safe, ttl_ms)
+        self.table
+            .insert_leased(name, addr, safe, ttl_ms, self.connection)
     }
 
     async fn renew(self, _: Context, name: String, lease: u64) -> Result<(), NamingError> {
-        self.0.renew(name, lease)
+        self.table.renew(name, lease)
     }
 
     async fn release(self, _: Context, name: String, lease: u64) -> bool {
-        self.0.release(&name, lease)
+        self.table.release(&name, lease)
     }
 
     async fn lookup(self, _: Context, name: String) -> Result<Location, NamingError> {
-        self.0.location(&name).ok_or(NamingError::UnknownName(name))
+        self.table
+            .location(&name)
+            .ok_or(NamingError::UnknownName(name))
     }
 
     async fn list_page(
@@ -64,22 +78,23 @@ impl Naming for TarpcNameService {
         let after = after.as_deref();
         Ok(match filter {
             ListFilter::Prefix(prefix) => self
-                .0
+                .table
                 .page(after, LIST_PAGE, |name| name.starts_with(&prefix)),
             ListFilter::Regex(pattern) => {
                 let regex = compile(&pattern)?;
-                self.0.page(after, LIST_PAGE, |name| regex.is_match(name))
+                self.table
+                    .page(after, LIST_PAGE, |name| regex.is_match(name))
             }
         })
     }
 
     async fn remove(self, _: Context, name: String) -> usize {
-        self.0.remove_where(|n| n == name)
+        self.table.remove_where(|n| n == name)
     }
 
     async fn remove_matching(self, _: Context, pattern: String) -> Result<usize, NamingError> {
         let regex = compile(&pattern)?;
-        Ok(self.0.remove_where(|name| regex.is_match(name)))
+        Ok(self.table.remove_where(|name| regex.is_match(name)))
     }
 
     async fn ping(self, _: Context) {}
@@ -89,11 +104,22 @@ impl Service for TarpcNameService {
     type Req = NamingRequest;
     type Resp = NamingResponse;
 
+    /// Serves one connection, as a connection of its own (its leases are
+    /// its own), and releases its leases when it closes: the server that
+    /// held them is gone, or has lost its link (its heartbeats then
+    /// register it again).
     fn run(
         self,
         channel: ServerChannel<NamingRequest, NamingResponse>,
     ) -> impl Future<Output = ()> + Send {
-        channel.execute(self.serve()).for_each(spawn_request)
+        let this = TarpcNameService::new(self.table);
+        async move {
+            channel
+                .execute(this.clone().serve())
+                .for_each(spawn_request)
+                .await;
+            this.table.release_held_by(this.connection);
+        }
     }
 }
 
@@ -106,7 +132,7 @@ pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Futur
         listener,
         "name server",
         shutdown,
-        TarpcNameService(table),
+        TarpcNameService::new(table),
         pyro,
     )
     .await;

@@ -22,7 +22,14 @@ struct LeaseState {
     id: u64,
     ttl: Duration,
     expires: Instant,
+    /// The connection that took it: the lease ends when that connection
+    /// closes, as a ZooKeeper ephemeral node does with its session.
+    holder: ConnectionId,
 }
+
+/// Which connection to the name server took a lease (see
+/// [`NameTable::release_held_by`]).
+pub type ConnectionId = u64;
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -41,6 +48,7 @@ struct Table {
     names: BTreeMap<String, Entry>,
     max_names: usize,
     next_lease: u64,
+    next_connection: ConnectionId,
 }
 
 impl Table {
@@ -144,6 +152,7 @@ impl NameTable {
                 names: BTreeMap::new(),
                 max_names,
                 next_lease: seed,
+                next_connection: 0,
             })),
         }
     }
@@ -182,13 +191,40 @@ impl NameTable {
         self.with_table(|t| t.remove_where(remove))
     }
 
-    /// Registers `name` at `addr` with a lease of `ttl_ms`; returns its id.
+    /// Removes every name leased through connection `holder`, which has
+    /// closed: a server killed outright frees its name at once, not when
+    /// its time to live runs out. Returns how many.
+    pub fn release_held_by(&self, holder: ConnectionId) -> usize {
+        self.with_table(|t| {
+            let before = t.names.len();
+            t.names.retain(|name, entry| {
+                let held = entry.lease.is_some_and(|lease| lease.holder == holder);
+                if held {
+                    tracing::info!(%name, "released: its server's connection closed");
+                }
+                !held
+            });
+            before - t.names.len()
+        })
+    }
+
+    /// A new connection's id, for the leases it takes.
+    pub fn connection_id(&self) -> ConnectionId {
+        self.with_table(|t| {
+            t.next_connection += 1;
+            t.next_connection
+        })
+    }
+
+    /// Registers `name` at `addr` with a lease of `ttl_ms`, held by
+    /// connection `holder`; returns its id.
     pub fn insert_leased(
         &self,
         name: String,
         addr: std::net::SocketAddr,
         safe: bool,
         ttl_ms: u64,
+        holder: ConnectionId,
     ) -> Result<u64, NamingError> {
         let ttl = Duration::from_millis(ttl_ms);
         if !(MIN_LEASE..=MAX_LEASE).contains(&ttl) {
@@ -201,6 +237,7 @@ impl NameTable {
                 id,
                 ttl,
                 expires: Instant::now() + ttl,
+                holder,
             };
             t.insert(
                 name,

@@ -194,6 +194,37 @@ async fn a_lease_lives_while_held_and_is_removed_on_release() {
     ));
 }
 
+/// A lease ends with the connection that took it (a server killed outright
+/// closes it), long before its time to live.
+#[tokio::test]
+async fn a_lease_ends_with_its_connection() {
+    let ns_server = start_ns(100).await;
+    let holder = NameServerClient::connect(&ns_server.addr).await.unwrap();
+    let lease = holder
+        .register_lease_for("ephemeral", sock(5002), true, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let ns = NameServerClient::connect(&ns_server.addr).await.unwrap();
+    assert_eq!(
+        ns.lookup("ephemeral").await.unwrap(),
+        Location::Rust(sock(5002))
+    );
+    // As a killed process: no release (dropping a lease only stops its
+    // heartbeats), the connection simply goes.
+    drop(lease);
+    drop(holder);
+    for polls in 0.. {
+        match ns.lookup("ephemeral").await {
+            Err(Error::Naming(NamingError::UnknownName(_))) => break,
+            Ok(_) => {
+                assert!(polls < 300, "the name outlived its server's connection");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_dropped_lease_expires_like_a_crashed_server() {
     let ns_server = start_ns(100).await;

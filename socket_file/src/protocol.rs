@@ -118,6 +118,13 @@ pub fn closing_frames(digest: &[u8; DIGEST_LEN], message: &str) -> BytesMut {
     out
 }
 
+/// An `E` frame: an error the server tells a borrower before it closes.
+pub fn error_frame(text: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    put_frame(&mut out, Kind::Error, text.as_bytes());
+    out
+}
+
 /// Writes one whole frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     out: &mut W,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use plumbing::accept::{self, AcceptConfig, Connection, IdleTimeout, OnShutdown, Refused, Slot};
+use plumbing::accept::{self, AcceptConfig, Connection, IdleTimeout, OnShutdown, Slot};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -121,16 +121,19 @@ pub async fn serve(
     if !config.book.is_file() {
         tracing::warn!(book = %config.book.display(), "the book does not exist yet; borrowers get an error until it does");
     }
-    let accept_config = AcceptConfig {
-        max_connections: config.max_connections,
-        idle_timeout: config.stall_timeout,
-        on_shutdown: OnShutdown::Finish,
-        ..AcceptConfig::new("book server")
-    };
     let busy = format!(
         "server busy: {} borrowers are being served, try again shortly",
         config.max_connections
     );
+    // Every borrower over the limit is told, however many come at once: a
+    // few bytes, written by the accept loop (no task each).
+    let accept_config = AcceptConfig {
+        max_connections: config.max_connections,
+        idle_timeout: config.stall_timeout,
+        on_shutdown: OnShutdown::Finish,
+        busy_reply: Some(protocol::error_frame(&busy).to_vec().into()),
+        ..AcceptConfig::new("book server")
+    };
     let shared = Arc::new(Shared {
         config,
         digest_cache: Mutex::new(None),
@@ -143,15 +146,7 @@ pub async fn serve(
             }
         }
     };
-    let refuse_one = move |refused: Refused| {
-        let busy = busy.clone();
-        async move {
-            if let Err(err) = refuse(refused.stream, busy).await {
-                tracing::debug!(peer = %refused.peer, %err, "could not tell a borrower the server is busy");
-            }
-        }
-    };
-    accept::serve(listener, &accept_config, shutdown, serve_one, refuse_one).await;
+    accept::serve(listener, &accept_config, shutdown, serve_one, accept::close).await;
 }
 
 /// Why a connection ended early: told to the client when it still listens.
