@@ -135,6 +135,30 @@ impl Slot {
 pub struct Refused {
     pub stream: IdleTimeout<TcpStream>,
     pub peer: SocketAddr,
+    /// The places under the limit, for [`Refused::admit`].
+    slots: Arc<Semaphore>,
+    /// Its place among the refusals, given back once it is admitted.
+    refusing: Slot,
+}
+
+impl Refused {
+    /// Waits up to `within` for a place under the limit (the server may
+    /// have just closed a connection to make room) and, if one frees, hands
+    /// the connection back to be served like any other.
+    pub async fn admit(self, within: Duration) -> Result<Connection, Refused> {
+        let permit = tokio::time::timeout(within, Arc::clone(&self.slots).acquire_owned()).await;
+        match permit {
+            Ok(Ok(permit)) => {
+                self.refusing.release();
+                Ok(Connection {
+                    stream: self.stream,
+                    peer: self.peer,
+                    slot: Slot(Arc::new(std::sync::Mutex::new(Some(permit)))),
+                })
+            }
+            _ => Err(self),
+        }
+    }
 }
 
 /// The refusal of a server with nothing to say: close the connection.
@@ -211,7 +235,13 @@ pub async fn serve<H, HFut, R, RFut>(
             connections.spawn(held_while(served, slot));
         } else if let Some(refusing) = Slot::take(&refusal_slots) {
             tracing::warn!(%peer, "{}: {limit} connections open; refusing one more", config.name);
-            connections.spawn(held_while(refuse(Refused { stream, peer }), refusing));
+            let refused = Refused {
+                stream,
+                peer,
+                slots: Arc::clone(&slots),
+                refusing: refusing.clone(),
+            };
+            connections.spawn(held_while(refuse(refused), refusing));
         } else {
             tracing::debug!(%peer, "{}: over the limit, closed at once", config.name);
         }

@@ -77,6 +77,36 @@ async fn three_servers_give_the_chapters_status() {
     assert_eq!(status, [finished(2), finished(3), finished(1), returned(2)]);
 }
 
+/// A ring server full of connections that each announce a 1 MiB frame and
+/// trickle it still serves a client, first time, and its quiet links to the
+/// other hops (which asked before the flood) are not the ones closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_server_full_of_trickling_frames_still_serves_a_client() {
+    use tokio::io::AsyncWriteExt;
+
+    let ns = start_ns().await;
+    let _ring = start_ring(&ns, 3).await;
+    let client = connect(&ns, 1).await.unwrap();
+    assert_eq!(send(&client, 1, hello()).await.unwrap().len(), 4);
+    let rpc_naming::Location::Rust(addr) = ns.lookup(&server_name(1)).await.unwrap() else {
+        panic!("a server of this workspace registers its address")
+    };
+    let mut tricklers = Vec::new();
+    for _ in 0..300 {
+        let mut trickler = tokio::net::TcpStream::connect(addr).await.unwrap();
+        trickler
+            .write_all(&(1u32 << 20).to_be_bytes())
+            .await
+            .unwrap();
+        trickler.write_all(&[0; 10]).await.unwrap();
+        tricklers.push(trickler);
+    }
+    let newcomer = connect(&ns, 1).await.unwrap();
+    assert_eq!(send(&newcomer, 1, hello()).await.unwrap().len(), 4);
+    assert_eq!(send(&client, 1, hello()).await.unwrap().len(), 4);
+    drop(tricklers);
+}
+
 #[tokio::test]
 async fn rings_of_one_and_five() {
     let ns = start_ns().await;

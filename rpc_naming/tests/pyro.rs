@@ -305,8 +305,10 @@ async fn huge_integers_and_every_escape_survive_a_round_trip() {
     );
 }
 
+/// A Pyro4 client that finds the server full of silent connections takes
+/// the place of the one silent longest, first time.
 #[tokio::test]
-async fn a_pyro4_client_over_the_connection_limit_is_told_the_server_is_busy() {
+async fn a_pyro4_client_finding_the_server_full_takes_the_place_of_a_silent_one() {
     let ns = TestNameServer::rust();
     let addr = ns.addr();
     let mut hogs = Vec::new();
@@ -314,21 +316,8 @@ async fn a_pyro4_client_over_the_connection_limit_is_told_the_server_is_busy() {
         hogs.push(TcpStream::connect(&addr).await.unwrap());
     }
     let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@{addr}")).unwrap();
-    // The hogs are counted as the server accepts them; the first proxy
-    // after all of them is the one refused.
-    let refused = loop {
-        match Proxy::connect(&uri).await {
-            Err(pyro4_wire::ProxyError::Rejected { reason, .. }) => break reason,
-            Ok(proxy) => drop(proxy),
-            Err(err) => panic!("{err}"),
-        }
-        assert!(hogs.len() < 300, "never refused");
-        hogs.push(TcpStream::connect(&addr).await.unwrap());
-    };
-    assert!(
-        refused.contains("the name server is busy: 256 connections are open"),
-        "{refused}"
-    );
+    let mut proxy = Proxy::connect(&uri).await.unwrap();
+    proxy.call("ping", vec![], vec![]).await.unwrap();
     drop(hogs);
 }
 
@@ -419,8 +408,8 @@ async fn still_serving_with(addr: &str, names: usize) {
 }
 
 /// Idle Pyro4 connections are kept (see above), so a server full of them
-/// makes room: the connection turned away closes the least recently active
-/// one, and the next attempt gets in.
+/// makes room: a newcomer closes the least recently active one and takes
+/// its place, first time; the recently active ones keep working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_server_closes_its_least_recently_active_pyro4_connection() {
     let ns = TestNameServer::rust();
@@ -431,23 +420,7 @@ async fn a_full_server_closes_its_least_recently_active_pyro4_connection() {
     }
     // The first made a request since: the second is now idle longest.
     proxies[0].call("ping", vec![], vec![]).await.unwrap();
-    match Proxy::connect(&uri).await {
-        Err(pyro4_wire::ProxyError::Rejected { reason, .. }) => {
-            assert!(reason.contains("busy"), "{reason}")
-        }
-        other => panic!("expected a busy refusal, got {other:?}"),
-    }
-    let mut attempts = 0;
-    let mut newcomer = loop {
-        match Proxy::connect(&uri).await {
-            Ok(proxy) => break proxy,
-            Err(err) => {
-                attempts += 1;
-                assert!(attempts < 50, "never let in: {err}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let mut newcomer = Proxy::connect(&uri).await.unwrap();
     newcomer.call("ping", vec![], vec![]).await.unwrap();
     assert!(
         proxies[1].call("ping", vec![], vec![]).await.is_err(),

@@ -41,7 +41,6 @@ const HEADER: usize = 4;
 /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct FrameWatch<S> {
     inner: S,
     limit: Duration,
@@ -53,6 +52,17 @@ pub struct FrameWatch<S> {
     /// When the current frame's first byte came, if one is in progress.
     begun: Option<Instant>,
     timer: Pin<Box<Sleep>>,
+    /// Told each time a whole frame has come in.
+    on_frame: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl<S> std::fmt::Debug for FrameWatch<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameWatch")
+            .field("limit", &self.limit)
+            .field("begun", &self.begun)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> FrameWatch<S> {
@@ -65,6 +75,21 @@ impl<S> FrameWatch<S> {
             remaining: 0,
             begun: None,
             timer: Box::pin(tokio::time::sleep(limit)),
+            on_frame: None,
+        }
+    }
+
+    /// Calls `done` each time a whole frame has come in (a request, for a
+    /// server): how a connection's activity is told from bytes trickling.
+    pub fn on_frame(mut self, done: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_frame = Some(Box::new(done));
+        self
+    }
+
+    fn finished(&mut self) {
+        self.begun = None;
+        if let Some(done) = &self.on_frame {
+            done();
         }
     }
 
@@ -81,7 +106,7 @@ impl<S> FrameWatch<S> {
                 self.remaining -= take as u64;
                 bytes = &bytes[take..];
                 if self.remaining == 0 {
-                    self.begun = None;
+                    self.finished();
                 }
                 continue;
             }
@@ -95,7 +120,7 @@ impl<S> FrameWatch<S> {
                 self.header_seen = 0;
                 self.remaining = u64::from(u32::from_be_bytes(self.header));
                 if self.remaining == 0 {
-                    self.begun = None;
+                    self.finished();
                 }
             }
         }

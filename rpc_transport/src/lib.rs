@@ -26,8 +26,11 @@
 //!   the connection ([`frames`]);
 //! - a deadline from the wire is clamped to [`codec::MAX_DEADLINE`], so no
 //!   value can make tarpc panic ([`codec`]);
-//! - a connection over the limit gets an answer that says so: its first
-//!   request is answered with a "busy" error before it is closed.
+//! - a server full of idle or trickling connections does not lock anyone
+//!   out: a newcomer over the limit closes the least recently active
+//!   connection, of either protocol, and takes its place ([`room`]); only
+//!   when no place frees is its first request answered with a "busy"
+//!   error before it is closed.
 //!
 //! Every server also speaks Pyro4 on the same port, so that the chapter's
 //! Python clients can call it: a connection whose first four bytes are
@@ -39,10 +42,9 @@
 //! and they are not closed for being idle, as a Python daemon does not close
 //! them: a Python proxy (a Python ring server's link to its next hop, say)
 //! keeps its connection for life and does not reconnect, so closing it would
-//! fail its next call. The connection limit bounds them instead: a
-//! connection turned away at the limit closes the least recently active
-//! Pyro4 connection ([`room`]), so the next one gets in; and a message
-//! stalled half-way, either way, still closes one.
+//! fail its next call. The room bounds them instead (a newcomer at the
+//! limit takes the place of the least recently active connection), and a
+//! message stalled half-way, either way, still closes one.
 
 pub mod backpressure;
 pub mod codec;
@@ -69,7 +71,8 @@ use tokio::net::{TcpListener, TcpStream};
 use backpressure::Backpressure;
 use codec::{MAX_DEADLINE, ServerCodec};
 use frames::{FRAME_TIMEOUT, FrameWatch};
-use room::{Membership, PyroConnections};
+use pyro4_wire::daemon::Watch;
+use room::{Membership, Room};
 
 /// The extra method that marks a server of this workspace (name server or
 /// not) to Pyro4 clients: it also speaks tarpc, on the same port.
@@ -125,15 +128,16 @@ where
     serde_transport::new(framed, codec)
 }
 
-fn server_transport<Req, Resp>(stream: IdleTimeout<TcpStream>) -> ServerTransport<Req, Resp>
+fn server_transport<Req, Resp>(
+    stream: IdleTimeout<TcpStream>,
+    on_request: impl Fn() + Send + Sync + 'static,
+) -> ServerTransport<Req, Resp>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
 {
-    frame(
-        FrameWatch::new(stream, FRAME_TIMEOUT),
-        ServerCodec::default(),
-    )
+    let watched = FrameWatch::new(stream, FRAME_TIMEOUT).on_frame(on_request);
+    frame(watched, ServerCodec::default())
 }
 
 /// The channel a server runs a connection on: tarpc's defaults, with at
@@ -174,22 +178,18 @@ pub fn accept_config(name: &'static str) -> AcceptConfig {
 pub const MAX_CONNECTIONS: usize = 256;
 
 /// How long a refused connection has to send its first request, which is
-/// then answered with the refusal.
+/// then answered with the refusal; and how long a newcomer waits for the
+/// place of the connection closed to make room for it.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
 /// Answers the first request of a connection over the limit with an error
 /// saying so, then closes it. A client sees `ConnectionRefused: <name> is
-/// busy...` instead of a connection that closed for no reason. Makes room
-/// for the next one by closing the least recently active Pyro4 connection,
-/// if there is one.
-async fn refuse<Req, Resp>(refused: Refused, name: &'static str, pyro_connections: PyroConnections)
+/// busy...` instead of a connection that closed for no reason.
+async fn refuse<Req, Resp>(refused: Refused, name: &'static str)
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    if pyro_connections.close_least_active() {
-        tracing::info!("the {name} is full: closing its least recently active Pyro4 connection");
-    }
     let busy =
         format!("the {name} is busy: {MAX_CONNECTIONS} connections are open; try again shortly");
     if let Ok(Ok(Protocol::Pyro)) = tokio::time::timeout(REFUSAL_WAIT, sniff(&refused.stream)).await
@@ -201,7 +201,7 @@ where
         .await;
         return;
     }
-    let mut transport = server_transport::<Req, Resp>(refused.stream);
+    let mut transport = server_transport::<Req, Resp>(refused.stream, || {});
     let first = tokio::time::timeout(REFUSAL_WAIT, transport.next()).await;
     if let Ok(Some(Ok(ClientMessage::Request(request)))) = first {
         let busy = ServerError::new(std::io::ErrorKind::ConnectionRefused, busy);
@@ -317,7 +317,7 @@ async fn sniff(stream: &IdleTimeout<TcpStream>) -> std::io::Result<Protocol> {
 /// generic code cannot prove `Send`; so each service writes this one method
 /// out, where its concrete future is known to be `Send`:
 ///
-/// ```ignore
+/// ```text
 /// fn run(self, channel: ServerChannel<Self::Req, Self::Resp>) -> impl Future<Output = ()> + Send {
 ///     channel.execute(self.serve()).for_each(spawn_request)
 /// }
@@ -335,6 +335,10 @@ pub trait Service: Clone + Send + Sync + 'static {
 /// [`accept_config`]): a tarpc connection on `service`, a Pyro4 one with a
 /// daemon serving `pyro`. `name` says what the server is in its logs and
 /// refusals ("name server", "welcome server", ...).
+///
+/// A newcomer over the limit closes the least recently active connection
+/// ([`room`]) and takes its place; only if none frees within a second is it
+/// told the server is busy.
 pub async fn serve<S, O>(
     listener: TcpListener,
     name: &'static str,
@@ -345,36 +349,86 @@ pub async fn serve<S, O>(
     S: Service,
     O: pyro4_wire::daemon::Object,
 {
-    let pyro_connections = PyroConnections::default();
-    let refusing = pyro_connections.clone();
+    let server = Server {
+        name,
+        service,
+        pyro,
+        room: Room::default(),
+    };
+    let refusing = server.clone();
     accept::serve(
         listener,
         &accept_config(name),
         shutdown,
-        |connection: Connection| {
-            let (service, pyro) = (service.clone(), pyro.clone());
-            let pyro_connections = pyro_connections.clone();
-            async move {
-                match sniff(&connection.stream).await {
-                    Ok(Protocol::Tarpc) => {
-                        let channel = server_channel(server_transport(connection.stream));
-                        service.run(channel).await
-                    }
-                    // No idle timeout: a Python proxy keeps its connection
-                    // for life and fails a call if it was closed under it
-                    // (the daemon bounds messages stalled either way).
-                    Ok(Protocol::Pyro) => {
-                        let stream = connection.stream.into_inner();
-                        let membership = pyro_connections.join();
-                        pyro.serve(stream, connection.peer, membership).await
-                    }
-                    Err(err) => tracing::debug!(peer = %connection.peer, %err, "no request"),
-                }
-            }
-        },
-        |refused: Refused| refuse::<S::Req, S::Resp>(refused, name, refusing.clone()),
+        |connection: Connection| server.clone().connection(connection),
+        |refused: Refused| refusing.clone().over_limit(refused),
     )
     .await;
+}
+
+/// What [`serve`] runs each connection with.
+struct Server<S, O> {
+    name: &'static str,
+    service: S,
+    pyro: PyroObject<O>,
+    room: Room,
+}
+
+impl<S: Clone, O> Clone for Server<S, O> {
+    fn clone(&self) -> Self {
+        Server {
+            name: self.name,
+            service: self.service.clone(),
+            pyro: self.pyro.clone(),
+            room: self.room.clone(),
+        }
+    }
+}
+
+impl<S: Service, O: pyro4_wire::daemon::Object> Server<S, O> {
+    /// Serves one connection in the protocol it speaks, as a member of the
+    /// room (closed if a newcomer needs its place while it is the least
+    /// recently active).
+    async fn connection(self, connection: Connection) {
+        // A member from the start: a connection that never says a word is
+        // the first to make room.
+        let membership = self.room.join();
+        let protocol = tokio::select! {
+            protocol = sniff(&connection.stream) => protocol,
+            () = membership.closing() => return,
+        };
+        match protocol {
+            Ok(Protocol::Tarpc) => {
+                let transport = server_transport(connection.stream, membership.activity());
+                tokio::select! {
+                    () = self.service.run(server_channel(transport)) => {}
+                    () = membership.closing() => {
+                        tracing::info!(peer = %connection.peer, "{}: closed the least recently active connection to make room", self.name);
+                    }
+                }
+            }
+            // No idle timeout: a Python proxy keeps its connection for life
+            // and fails a call if it was closed under it (the daemon bounds
+            // messages stalled either way).
+            Ok(Protocol::Pyro) => {
+                let stream = connection.stream.into_inner();
+                self.pyro.serve(stream, connection.peer, membership).await
+            }
+            Err(err) => tracing::debug!(peer = %connection.peer, %err, "no request"),
+        }
+    }
+
+    /// A connection over the limit: closes the least recently active one
+    /// and serves this one in its place; told "busy" if no place frees.
+    async fn over_limit(self, refused: Refused) {
+        if !self.room.close_least_active() {
+            return refuse::<S::Req, S::Resp>(refused, self.name).await;
+        }
+        match refused.admit(REFUSAL_WAIT).await {
+            Ok(connection) => self.connection(connection).await,
+            Err(refused) => refuse::<S::Req, S::Resp>(refused, self.name).await,
+        }
+    }
 }
 
 /// Spawns one request's future; for `execute(..).for_each(spawn_request)`

@@ -1,14 +1,25 @@
 //! Room for one more: when a server is full, its least recently active
-//! Pyro4 connection is closed.
+//! connection is closed, so that a newcomer gets in.
 //!
-//! tarpc connections are closed after a minute of silence, so a server full
-//! of idle tarpc clients empties by itself. Pyro4 connections cannot be:
-//! Python's proxies keep theirs for life and do not reconnect. Left at that,
-//! 256 idle Pyro4 clients (or one hostile program) would hold a server full
-//! for ever. Instead each Pyro4 connection is known here with the time of
-//! its last request, and a connection turned away for want of room closes
-//! the one idle longest (between its requests, never in the middle of
-//! one), so the next attempt gets in.
+//! A server holds at most [`MAX_CONNECTIONS`](crate::MAX_CONNECTIONS).
+//! Without more, 256 idle clients, or 256 that each announce a large frame
+//! and trickle it, would lock every other client out (tarpc's idle timeout
+//! takes a minute, and Pyro4 connections are never closed for idleness:
+//! Python's proxies do not reconnect). So each connection, of either
+//! protocol, is known here with the time of its last whole request, and a
+//! newcomer turned away for want of room closes one and takes its place: a
+//! connection that has never sent a whole request (silent, or trickling a
+//! frame it never finishes) before any that has, the oldest of those
+//! first; otherwise the one whose last request is oldest.
+//!
+//! That is fair to every client that uses its connection: whoever holds a
+//! place without ever asking anything goes first, so a flood of them cannot
+//! push out a long-lived link that is merely quiet (a ring server's link to
+//! its next hop); among clients that did ask, the one idle longest goes,
+//! never one that asked since; a Pyro4 connection is closed between its requests,
+//! never in the middle of one, and a Python proxy that is closed connects
+//! again on its next call only if its program asks, as after any network
+//! failure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// The Pyro4 connections of one server.
+/// The connections of one server, both protocols.
 #[derive(Clone, Debug, Default)]
-pub struct PyroConnections {
+pub struct Room {
     members: Arc<Mutex<Members>>,
 }
 
@@ -30,28 +41,55 @@ struct Members {
 
 #[derive(Debug)]
 struct Member {
-    last_request: Mutex<Instant>,
+    /// When it joined, and when its last whole request came, if any.
+    joined: Instant,
+    last_request: Mutex<Option<Instant>>,
     close: Notify,
 }
 
-/// One connection's place among them: its daemon's
-/// [`Watch`](pyro4_wire::daemon::Watch). Dropping it removes the connection.
+/// One connection's place among them: a Pyro4 daemon's
+/// [`Watch`](pyro4_wire::daemon::Watch), or a tarpc connection's (see
+/// [`Membership::activity`]). Dropping it removes the connection.
 #[derive(Debug)]
 pub struct Membership {
     id: u64,
     member: Arc<Member>,
-    connections: PyroConnections,
+    connections: Room,
 }
 
-impl PyroConnections {
+impl Membership {
+    /// What marks the connection active: call it on each whole request.
+    pub fn activity(&self) -> impl Fn() + Send + Sync + 'static {
+        let member = Arc::clone(&self.member);
+        move || member.touch()
+    }
+}
+
+impl Member {
+    fn touch(&self) {
+        *self.last_request.lock().expect("poisoned") = Some(Instant::now());
+    }
+
+    /// Which goes first to make room: a connection that never sent a whole
+    /// request before any that did, then the one idle longest.
+    fn eviction_order(&self) -> (bool, Instant) {
+        match *self.last_request.lock().expect("poisoned") {
+            Some(last) => (true, last),
+            None => (false, self.joined),
+        }
+    }
+}
+
+impl Room {
     fn members(&self) -> std::sync::MutexGuard<'_, Members> {
-        self.members.lock().expect("Pyro4 connections poisoned")
+        self.members.lock().expect("connections poisoned")
     }
 
     /// Adds a connection, active as of now.
     pub fn join(&self) -> Membership {
         let member = Arc::new(Member {
-            last_request: Mutex::new(Instant::now()),
+            joined: Instant::now(),
+            last_request: Mutex::new(None),
             close: Notify::new(),
         });
         let mut members = self.members();
@@ -72,7 +110,7 @@ impl PyroConnections {
         let oldest = members
             .by_id
             .iter()
-            .min_by_key(|(_, member)| *member.last_request.lock().expect("poisoned"))
+            .min_by_key(|(_, member)| member.eviction_order())
             .map(|(id, _)| *id);
         match oldest.and_then(|id| members.by_id.remove(&id)) {
             Some(member) => {
@@ -86,7 +124,7 @@ impl PyroConnections {
 
 impl pyro4_wire::daemon::Watch for Membership {
     fn active(&self) {
-        *self.member.last_request.lock().expect("poisoned") = Instant::now();
+        self.member.touch();
     }
 
     async fn closing(&self) {
@@ -108,7 +146,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_least_recently_active_connection_is_closed_first() {
-        let connections = PyroConnections::default();
+        let connections = Room::default();
         let old = connections.join();
         tokio::time::advance(Duration::from_secs(1)).await;
         let young = connections.join();
@@ -129,5 +167,30 @@ mod tests {
         drop(old);
         assert!(!connections.close_least_active());
         assert!(connections.members().by_id.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_that_never_asked_goes_before_a_quiet_one_that_did() {
+        let connections = Room::default();
+        let quiet_link = connections.join();
+        quiet_link.active();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let silent = connections.join();
+        let trickler = connections.join();
+        assert!(connections.close_least_active());
+        tokio::time::timeout(Duration::from_secs(1), silent.closing())
+            .await
+            .expect("the oldest that never asked goes first");
+        drop(silent);
+        assert!(connections.close_least_active());
+        tokio::time::timeout(Duration::from_secs(1), trickler.closing())
+            .await
+            .expect("then the next that never asked");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), quiet_link.closing())
+                .await
+                .is_err(),
+            "the quiet link that once asked stays"
+        );
     }
 }

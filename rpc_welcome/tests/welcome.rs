@@ -222,6 +222,31 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// 300 connections that never say a word (more than the 256 a server
+/// holds) do not lock clients out: the next client takes the place of the
+/// one silent longest and is served, first time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_full_of_silent_connections_still_serves_a_client() {
+    let ns_addr = start_ns().await;
+    let ns = NameServerClient::connect(&ns_addr).await.unwrap();
+    let _server = tokio::task::block_in_place(|| start_server_process(&ns_addr));
+    let rpc_naming::Location::Rust(addr) = ns.lookup(DEFAULT_NAME).await.unwrap() else {
+        panic!("a server of this workspace registers its address")
+    };
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let client = connect(&ns, DEFAULT_NAME).await.unwrap();
+    assert_eq!(
+        buy(&client, DEFAULT_NAME, "Sistem Terdistribusi")
+            .await
+            .unwrap(),
+        "Buku dengan judul Sistem Terdistribusi berhasil dibeli!"
+    );
+    drop(silent);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_its_replies_holds_bounded_memory() {
     use futures::SinkExt;
