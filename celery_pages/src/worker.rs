@@ -35,6 +35,11 @@ use crate::protocol::{
 use crate::{ADD_TASK, AmqpContext, Result, declare_task_queue};
 
 const CONSUMER_TAG: &str = "celery_pages-worker";
+/// The prefetch is the channel's (`global`), as Celery sets it on
+/// RabbitMQ: a change applies to the running consumer at once, where a
+/// per-consumer limit applies only to consumers created after it (so a
+/// prefetch raised for each held eta task would never take effect).
+const CHANNEL_QOS: BasicQosOptions = BasicQosOptions { global: true };
 const RECONNECT_FIRST: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Longest wait for a result's confirm, an ack or a reject: on a connection
@@ -309,7 +314,7 @@ struct Session {
     origin: String,
     prefetch: u16,
     /// Tasks held for their eta.
-    held: tokio::sync::Mutex<u16>,
+    held: tokio::sync::Mutex<u32>,
     /// Cancelled when the session ends.
     ended: CancellationToken,
 }
@@ -319,13 +324,11 @@ impl Session {
     /// the configured one plus the held ones, as Celery's worker does.
     async fn hold_count(&self, change: i32) {
         let mut held = self.held.lock().await;
-        *held = held.saturating_add_signed(i16::try_from(change).unwrap_or(0));
-        let prefetch = self.prefetch.saturating_add(*held);
-        if let Err(err) = self
-            .channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await
-        {
+        *held = held.saturating_add_signed(change);
+        // Past what basic.qos can say, no limit at all (kombu's
+        // PREFETCH_COUNT_MAX): held tasks must never stop the others.
+        let prefetch = u16::try_from(u32::from(self.prefetch) + *held).unwrap_or(0);
+        if let Err(err) = self.channel.basic_qos(prefetch, CHANNEL_QOS).await {
             tracing::debug!(%err, "could not change the prefetch");
         }
     }
@@ -380,7 +383,7 @@ async fn open_consumer(
         .doing("opening a channel")?;
     declare_task_queue(&channel, &config.queue).await?;
     channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .basic_qos(config.prefetch, CHANNEL_QOS)
         .await
         .doing("setting the prefetch")?;
     channel

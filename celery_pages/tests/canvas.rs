@@ -296,3 +296,31 @@ async fn a_worker_killed_while_holding_an_eta_task_loses_nothing() {
     drop(second);
     delete_queue(&queue).await;
 }
+
+/// More held eta tasks than the prefetch (1,000 due in an hour, against a
+/// prefetch of 64) never stop the worker taking a task that is due now:
+/// the prefetch is raised per held task on the channel, where the running
+/// consumer sees it.
+#[tokio::test]
+async fn a_thousand_held_eta_tasks_do_not_starve_a_task_due_now() {
+    let queue = unique_queue("held");
+    let worker = TestWorker::start(&broker(), &queue);
+    let caller = Caller::connect(&broker(), &queue).await.unwrap();
+    let mut later = Vec::new();
+    for i in 0..1_000 {
+        let pending = caller
+            .send_later(
+                ADD_TASK,
+                &[json!(i), json!(1)],
+                Some(Duration::from_secs(3600)),
+            )
+            .await
+            .unwrap();
+        later.push(pending);
+    }
+    let now = caller.send(ADD_TASK, &[json!(2), json!(2)]).await.unwrap();
+    assert_eq!(now.wait(WAIT).await.unwrap(), json!(4));
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}

@@ -545,7 +545,10 @@ async fn every_borrower_over_the_limit_is_told_the_server_is_busy() {
             Err(err) => other.push(err.to_string()),
         }
     }
-    println!("{BORROWERS} borrowers: {lent} lent, {busy} told busy, {} not told", other.len());
+    println!(
+        "{BORROWERS} borrowers: {lent} lent, {busy} told busy, {} not told",
+        other.len()
+    );
     assert!(other.is_empty(), "{} not told why: {other:?}", other.len());
     assert!(busy > 0 && lent >= 64, "lent {lent}, busy {busy}");
     assert_eq!(lent + busy, BORROWERS);
