@@ -120,6 +120,50 @@ pub enum Error {
     NodeNameTaken { node: String },
     #[error("setting an unreadable message aside through {url} failed: {reason}")]
     Quarantine { url: String, reason: String },
+    #[error("the broker refused {doing}: {reason}. Not retried (retrying cannot fix it): {hint}")]
+    BrokerRefused {
+        doing: &'static str,
+        reason: String,
+        hint: &'static str,
+    },
+}
+
+impl Error {
+    /// The error itself, or, when the broker refused for good (a queue
+    /// declared with other arguments, a missing exchange, no permission),
+    /// [`Error::BrokerRefused`] with the broker's own text and what to
+    /// change: a configuration error that reconnecting would only repeat.
+    pub fn or_refusal(self) -> Self {
+        use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+        let Error::Amqp { doing, source } = &self else {
+            return self;
+        };
+        let lapin::ErrorKind::ProtocolError(amqp) = source.kind() else {
+            return self;
+        };
+        let hint = match amqp.kind() {
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
+                "it exists with other arguments than this worker declares (a quorum \
+                 queue, say: this worker declares classic queues); use another --queue, \
+                 or delete it so the worker declares it"
+            }
+            AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) => {
+                "it does not exist: check the name, or declare it first"
+            }
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => {
+                "give the user permission on this vhost and resource (rabbitmqctl set_permissions)"
+            }
+            AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => {
+                "the user may not use this vhost (rabbitmqctl set_permissions)"
+            }
+            _ => return self,
+        };
+        Error::BrokerRefused {
+            doing,
+            reason: amqp.to_string(),
+            hint,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -86,8 +86,16 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
             // Another worker has the name: fatal at start (a later session
             // goes on without remote control, see `consume`).
             Err(err @ crate::Error::NodeNameTaken { .. }) => return Err(err),
+            // The broker refused for good: say why, once, and stop.
+            Err(err) if matches!(err, crate::Error::Amqp { .. }) => match err.or_refusal() {
+                refused @ crate::Error::BrokerRefused { .. } => return Err(refused),
+                err => {
+                    tracing::warn!(err = %plumbing::describe(&err), "broker connection failed; reconnecting");
+                    (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
+                }
+            },
             Err(err) => {
-                tracing::warn!(%err, "broker connection failed; reconnecting");
+                tracing::warn!(err = %plumbing::describe(&err), "broker connection failed; reconnecting");
                 (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
             }
         };

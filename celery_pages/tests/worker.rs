@@ -654,3 +654,38 @@ async fn a_broker_list_passes_over_a_node_that_does_not_answer() {
     worker.stop().await;
     delete_queue(&queue).await;
 }
+
+/// A queue that exists with other arguments (here a quorum queue, as a
+/// Celery app with `task_default_queue_type = "quorum"` declares it) is a
+/// configuration error: the worker stops with the broker's own reason and
+/// what to change, instead of reconnecting for ever.
+#[tokio::test]
+async fn a_queue_declared_otherwise_stops_the_worker_with_the_brokers_reason() {
+    let queue = unique_queue("quorum");
+    let connection = broker().connect().await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .unwrap();
+    let worker = TestWorker::start(&broker(), &queue);
+    let err = worker.outcome(WAIT).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("PRECONDITION_FAILED"), "{text}");
+    assert!(text.contains("x-queue-type"), "{text}");
+    assert!(text.contains("Not retried"), "{text}");
+    let _ = connection.close(200, "test done".into()).await;
+    delete_queue(&queue).await;
+}

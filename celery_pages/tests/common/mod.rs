@@ -199,6 +199,14 @@ impl TestWorker {
         ended.unwrap().unwrap();
     }
 
+    /// Waits (bounded) for it to end by itself and says how it ended.
+    pub async fn outcome(self, wait: Duration) -> celery_pages::Result<()> {
+        tokio::time::timeout(wait, self.task)
+            .await
+            .expect("the worker did not stop")
+            .unwrap()
+    }
+
     /// Stops it as Ctrl-C would and checks it ended cleanly.
     pub async fn stop(self) {
         let _ = self.stop.send(());
