@@ -110,7 +110,9 @@ impl Room {
         let oldest = members
             .by_id
             .iter()
-            .min_by_key(|(_, member)| member.eviction_order())
+            // Ties (joined at the same instant) go to the one that joined
+            // first.
+            .min_by_key(|(id, member)| (member.eviction_order(), **id))
             .map(|(id, _)| *id);
         match oldest.and_then(|id| members.by_id.remove(&id)) {
             Some(member) => {
