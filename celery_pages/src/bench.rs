@@ -82,7 +82,7 @@ pub async fn run(
             let _ = stopped.await;
         }))
     });
-    let caller = Arc::new(Caller::connect(&config.broker, &config.queue).await?);
+    let caller = Arc::new(Caller::connect(&config.broker, config.task_queue()).await?);
     let timeout = Duration::from_secs(60);
     // Warm up: connections, queues, the worker's prefetch.
     celery_run(Arc::clone(&caller), 500, window, timeout).await?;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::protocol::{Embed, TaskMessage, TaskOutcome, parse_result};
-use crate::{AmqpContext, Broker, Error, Result, declare_task_queue, reply_queue};
+use crate::{AmqpContext, Broker, Error, Result, TaskQueue, declare_task_queue, reply_queue};
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::PyException>>>>>;
 
@@ -59,13 +59,14 @@ impl PendingResult {
 impl Caller {
     /// Connects to `broker`, declares the task `queue` (as Celery does) and
     /// a reply queue of its own (exclusive: it goes away with the caller).
-    pub async fn connect(broker: &Broker, queue: &str) -> Result<Self> {
+    pub async fn connect(broker: &Broker, queue: impl Into<TaskQueue>) -> Result<Self> {
+        let queue = queue.into();
         let connection = broker.connect().await?;
         let channel = connection
             .create_channel()
             .await
             .doing("opening a channel")?;
-        declare_task_queue(&channel, queue).await?;
+        declare_task_queue(&channel, &queue).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -77,7 +78,7 @@ impl Caller {
         Ok(Caller {
             connection,
             channel,
-            queue: queue.to_owned(),
+            queue: queue.name,
             reply_queue,
             origin: format!("{}@{}", std::process::id(), host.trim()),
             waiting,

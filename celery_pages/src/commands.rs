@@ -10,7 +10,7 @@ use crate::broker::{BROKER_ENV, DEFAULT_BROKER};
 use crate::caller::Caller;
 use crate::config::WorkerConfig;
 use crate::worker;
-use crate::{ADD_TASK, Broker, DEFAULT_QUEUE, Error, control};
+use crate::{ADD_TASK, Broker, DEFAULT_QUEUE, Error, QueueType, TaskQueue, control};
 
 /// The broker flag, as every command takes it.
 #[derive(clap::Args, Clone)]
@@ -37,6 +37,11 @@ pub struct Target {
     /// The task queue (Celery's default is `celery`).
     #[arg(long, default_value = DEFAULT_QUEUE)]
     pub queue: String,
+    /// What kind of queue it is, as Celery's `task_default_queue_type`:
+    /// declared so, and consumed so (a quorum queue has no channel-wide
+    /// prefetch).
+    #[arg(long, value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
 }
 
 #[derive(clap::Args, Clone)]
@@ -63,6 +68,14 @@ impl Target {
         self.broker.parse()
     }
 
+    /// The queue with its kind.
+    pub fn task_queue(&self) -> TaskQueue {
+        TaskQueue {
+            name: self.queue.clone(),
+            kind: self.queue_type,
+        }
+    }
+
     /// `AMQP_ADDR` (or the default broker) and Celery's queue: what the
     /// binary runs its demo on when given no command.
     pub fn from_env() -> Self {
@@ -70,6 +83,7 @@ impl Target {
         Target {
             broker: BrokerArg { setting },
             queue: DEFAULT_QUEUE.into(),
+            queue_type: QueueType::Classic,
         }
     }
 }
@@ -81,6 +95,7 @@ impl WorkerOptions {
         Ok(WorkerConfig {
             broker: target.broker()?,
             queue: target.queue.clone(),
+            queue_type: target.queue_type,
             node: self
                 .node
                 .as_ref()
@@ -126,12 +141,12 @@ pub fn show(value: &Value) -> String {
 /// now) and prints its result, or only its id with `wait` off.
 pub async fn add(
     broker: &Broker,
-    queue: &str,
+    queue: &TaskQueue,
     arguments: [&str; 2],
     countdown: Option<Duration>,
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let caller = Caller::connect(broker, queue).await?;
+    let caller = Caller::connect(broker, queue.clone()).await?;
     let arguments = arguments.map(task_argument);
     let pending = caller.send_later(ADD_TASK, &arguments, countdown).await?;
     match wait {
@@ -146,14 +161,14 @@ pub async fn add(
 /// whichever worker takes it; prints each step and the last result.
 pub async fn chain(
     broker: &Broker,
-    queue: &str,
+    queue: &TaskQueue,
     values: &[String],
     timeout: Duration,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(values.len() >= 2, "a chain takes at least two values");
     let values: Vec<Value> = values.iter().map(|v| task_argument(v)).collect();
     let rest: Vec<Vec<Value>> = values[2..].iter().map(|v| vec![v.clone()]).collect();
-    let caller = Caller::connect(broker, queue).await?;
+    let caller = Caller::connect(broker, queue.clone()).await?;
     let steps = caller.send_chain(ADD_TASK, &values[..2], &rest).await?;
     let mut total = values[0].clone();
     for (step, operand) in steps.into_iter().zip(&values[1..]) {
@@ -190,10 +205,11 @@ pub async fn revoke(broker: &Broker, id: &str) -> anyhow::Result<()> {
 }
 
 /// A worker and the chapter's calls in one process.
-pub async fn demo(broker: &Broker, queue: &str) -> anyhow::Result<()> {
+pub async fn demo(broker: &Broker, queue: &TaskQueue) -> anyhow::Result<()> {
     // A node name of its own, so that the demo runs beside any worker.
     let config = WorkerConfig {
-        queue: queue.to_owned(),
+        queue: queue.name.clone(),
+        queue_type: queue.kind,
         node: format!(
             "celery_pages-demo-{}@{}",
             std::process::id(),
@@ -204,7 +220,7 @@ pub async fn demo(broker: &Broker, queue: &str) -> anyhow::Result<()> {
         ..WorkerConfig::new(broker.clone())
     };
     // Connect first, so a missing broker is reported before anything runs.
-    let caller = Caller::connect(broker, queue).await?;
+    let caller = Caller::connect(broker, queue.clone()).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(worker::run(config, async {
         let _ = stopped.await;

@@ -1,13 +1,15 @@
 //! How a worker runs: what the command line (or a program) sets, read by
 //! the worker, its remote control and its events alike.
 
-use crate::Broker;
+use crate::{Broker, QueueType, TaskQueue};
 
 /// How the worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     pub broker: Broker,
     pub queue: String,
+    /// What kind of queue `queue` is (`--queue-type`).
+    pub queue_type: QueueType,
     /// The node name Celery's tools know it by (`celery@<host>` by default).
     pub node: String,
     /// Send task events from the start (`-E`); `enable_events` turns them on
@@ -26,10 +28,19 @@ impl WorkerConfig {
         WorkerConfig {
             broker,
             queue: crate::DEFAULT_QUEUE.to_owned(),
+            queue_type: QueueType::Classic,
             node: crate::control::default_node(),
             task_events: false,
             concurrency: 16,
             prefetch: 64,
+        }
+    }
+
+    /// The queue the worker consumes, with its kind.
+    pub fn task_queue(&self) -> TaskQueue {
+        TaskQueue {
+            name: self.queue.clone(),
+            kind: self.queue_type,
         }
     }
 }

@@ -101,6 +101,7 @@ struct Active {
 pub struct Node {
     pub name: String,
     queue: String,
+    queue_type: crate::QueueType,
     broker: String,
     concurrency: usize,
     prefetch: u16,
@@ -122,6 +123,7 @@ impl Node {
         Node {
             name: name.to_owned(),
             queue: config.queue.clone(),
+            queue_type: config.queue_type,
             broker: config.broker.to_string(),
             concurrency: config.concurrency,
             prefetch: config.prefetch,
@@ -230,7 +232,10 @@ impl Node {
                          "durable": true, "passive": false, "auto_delete": false,
                          "delivery_mode": null, "no_declare": false},
             "routing_key": self.queue,
-            "queue_arguments": null,
+            "queue_arguments": match self.queue_type {
+                crate::QueueType::Classic => Value::Null,
+                crate::QueueType::Quorum => json!({"x-queue-type": "quorum"}),
+            },
             "binding_arguments": null,
             "consumer_arguments": null,
             "durable": true,

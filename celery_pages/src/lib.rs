@@ -144,8 +144,8 @@ impl Error {
         let hint = match amqp.kind() {
             AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
                 "it exists with other arguments than this worker declares (a quorum \
-                 queue, say: this worker declares classic queues); use another --queue, \
-                 or delete it so the worker declares it"
+                 queue, say: then run it with --queue-type quorum), or delete it so the \
+                 worker declares it"
             }
             AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) => {
                 "it does not exist: check the name, or declare it first"
@@ -179,10 +179,67 @@ impl<T> AmqpContext<T> for lapin::Result<T> {
     }
 }
 
+/// The kind of a task queue, as Celery's `task_default_queue_type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    /// RabbitMQ's classic queue (Celery's default).
+    #[default]
+    Classic,
+    /// A quorum queue: replicated on a cluster's nodes, survives the loss
+    /// of a minority of them (`x-queue-type: quorum`).
+    Quorum,
+}
+
+/// A task queue as Celery declares it: its name and its kind.
+///
+/// ```
+/// use celery_pages::{QueueType, TaskQueue};
+/// let queue = TaskQueue::from("celery");
+/// assert_eq!(queue.kind, QueueType::Classic);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskQueue {
+    pub name: String,
+    pub kind: QueueType,
+}
+
+impl From<&str> for TaskQueue {
+    /// A classic queue, Celery's default.
+    fn from(name: &str) -> Self {
+        TaskQueue {
+            name: name.to_owned(),
+            kind: QueueType::Classic,
+        }
+    }
+}
+
+impl From<&String> for TaskQueue {
+    fn from(name: &String) -> Self {
+        TaskQueue::from(name.as_str())
+    }
+}
+
+impl TaskQueue {
+    /// The arguments Celery declares the queue with.
+    fn arguments(&self) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        if self.kind == QueueType::Quorum {
+            arguments.insert(
+                "x-queue-type".into(),
+                lapin::types::AMQPValue::LongString("quorum".into()),
+            );
+        }
+        arguments
+    }
+}
+
 /// Declares Celery's topology for `queue` exactly as Python Celery does (a
-/// durable queue, a durable direct exchange of the same name, bound by the
-/// same routing key), so neither side meets PRECONDITION_FAILED.
-pub async fn declare_task_queue(channel: &Channel, queue: &str) -> Result<()> {
+/// durable queue of its kind, a durable direct exchange of the same name,
+/// bound by the same routing key), so neither side meets
+/// PRECONDITION_FAILED.
+pub async fn declare_task_queue(channel: &Channel, queue: &TaskQueue) -> Result<()> {
+    let arguments = queue.arguments();
+    let queue = queue.name.as_str();
     channel
         .queue_declare(
             queue.into(),
@@ -190,7 +247,7 @@ pub async fn declare_task_queue(channel: &Channel, queue: &str) -> Result<()> {
                 durable: true,
                 ..QueueDeclareOptions::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await
         .doing("declaring the task queue")?;

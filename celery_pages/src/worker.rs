@@ -32,14 +32,21 @@ use crate::protocol::{
     Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
     success_body,
 };
-use crate::{ADD_TASK, AmqpContext, Result, declare_task_queue};
+use crate::{ADD_TASK, AmqpContext, QueueType, Result, TaskQueue, declare_task_queue};
 
 const CONSUMER_TAG: &str = "celery_pages-worker";
-/// The prefetch is the channel's (`global`), as Celery sets it on
-/// RabbitMQ: a change applies to the running consumer at once, where a
-/// per-consumer limit applies only to consumers created after it (so a
-/// prefetch raised for each held eta task would never take effect).
-const CHANNEL_QOS: BasicQosOptions = BasicQosOptions { global: true };
+/// How the prefetch is set on a queue of `kind`. On a classic queue it is
+/// the channel's (`global`), as Celery sets it on RabbitMQ: a change applies
+/// to the running consumer at once, where a per-consumer limit applies only
+/// to consumers created after it (so a prefetch raised for each held eta
+/// task would never take effect). Quorum queues refuse a global prefetch,
+/// so there it is the consumer's, as Celery's worker does when it detects
+/// quorum queues (and cannot raise it for held tasks either).
+fn qos(kind: QueueType) -> BasicQosOptions {
+    BasicQosOptions {
+        global: kind == QueueType::Classic,
+    }
+}
 const RECONNECT_FIRST: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Longest wait for a result's confirm, an ack or a reject: on a connection
@@ -213,6 +220,7 @@ async fn consume(
         events,
         channel: channel.clone(),
         default_queue: config.queue.clone(),
+        queue_type: config.queue_type,
         origin: origin(),
         prefetch: config.prefetch,
         held: tokio::sync::Mutex::new(0),
@@ -318,6 +326,8 @@ struct Session {
     channel: Channel,
     /// Where a chain step without a queue of its own goes.
     default_queue: String,
+    /// The kind of queue the worker consumes (and declares for chain steps).
+    queue_type: QueueType,
     /// `<pid>@<host>`, the `origin` of the messages this worker sends.
     origin: String,
     prefetch: u16,
@@ -336,7 +346,10 @@ impl Session {
         // Past what basic.qos can say, no limit at all (kombu's
         // PREFETCH_COUNT_MAX): held tasks must never stop the others.
         let prefetch = u16::try_from(u32::from(self.prefetch) + *held).unwrap_or(0);
-        if let Err(err) = self.channel.basic_qos(prefetch, CHANNEL_QOS).await {
+        if self.queue_type == QueueType::Quorum {
+            return; // a consumer's prefetch cannot change under it
+        }
+        if let Err(err) = self.channel.basic_qos(prefetch, qos(self.queue_type)).await {
             tracing::debug!(%err, "could not change the prefetch");
         }
     }
@@ -389,9 +402,9 @@ async fn open_consumer(
         .create_channel()
         .await
         .doing("opening a channel")?;
-    declare_task_queue(&channel, &config.queue).await?;
+    declare_task_queue(&channel, &config.task_queue()).await?;
     channel
-        .basic_qos(config.prefetch, CHANNEL_QOS)
+        .basic_qos(config.prefetch, qos(config.queue_type))
         .await
         .doing("setting the prefetch")?;
     channel
@@ -608,7 +621,11 @@ async fn publish_task(session: &Session, message: canvas::Outgoing) -> bool {
     let channel = &session.channel;
     let (exchange, routing_key) = match &message.route {
         canvas::Route::Queue(queue) => {
-            if let Err(err) = declare_task_queue(channel, queue).await {
+            let queue_of_its_kind = TaskQueue {
+                name: queue.clone(),
+                kind: session.queue_type,
+            };
+            if let Err(err) = declare_task_queue(channel, &queue_of_its_kind).await {
                 tracing::warn!(%err, %queue, "cannot declare the next task's queue");
                 return false;
             }

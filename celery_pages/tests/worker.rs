@@ -224,7 +224,7 @@ async fn poison_messages_are_rejected_answered_and_the_worker_keeps_going() {
     let mut client = RawClient::connect().await;
     // Declared here too: the worker may not have declared it yet, and a
     // message published to a queue that does not exist is dropped.
-    celery_pages::declare_task_queue(&client.channel, &queue)
+    celery_pages::declare_task_queue(&client.channel, &celery_pages::TaskQueue::from(&queue))
         .await
         .unwrap();
     let reply_to = client.reply_queue.clone();
@@ -687,5 +687,47 @@ async fn a_queue_declared_otherwise_stops_the_worker_with_the_brokers_reason() {
     assert!(text.contains("x-queue-type"), "{text}");
     assert!(text.contains("Not retried"), "{text}");
     let _ = connection.close(200, "test done".into()).await;
+    delete_queue(&queue).await;
+}
+
+/// `--queue-type quorum` (Celery's `task_default_queue_type = "quorum"`):
+/// the worker creates its queue as a quorum queue, consumes it without a
+/// channel-wide prefetch (which quorum queues refuse), and serves a caller
+/// that declares it the same way; a second worker starts on the queue that
+/// now exists.
+#[tokio::test]
+async fn a_quorum_queue_is_created_and_served() {
+    use celery_pages::{QueueType, TaskQueue};
+
+    let queue = unique_queue("quorum-served");
+    let quorum = TaskQueue {
+        name: queue.clone(),
+        kind: QueueType::Quorum,
+    };
+    let start = || {
+        let mut config = celery_pages::config::WorkerConfig::new(broker());
+        config.queue = queue.clone();
+        config.queue_type = QueueType::Quorum;
+        config.node = format!("rs{}.{queue}@test", uuid::Uuid::new_v4().simple());
+        tokio::spawn(celery_pages::worker::run(config, std::future::pending()))
+    };
+    let first = start();
+    // The caller declares it as a quorum queue too: were it classic, that
+    // declaration would be refused.
+    let caller = Caller::connect(&broker(), quorum.clone()).await.unwrap();
+    let sum = caller
+        .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sum, json!(14));
+    first.abort();
+    let second = start();
+    let sum = caller
+        .call(ADD_TASK, &[json!(1), json!(2)], WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sum, json!(3));
+    second.abort();
+    caller.close().await;
     delete_queue(&queue).await;
 }
