@@ -140,13 +140,12 @@ pub fn show(value: &Value) -> String {
 /// `add X Y`: sends `addTask.add(X, Y)` (no earlier than `countdown` from
 /// now) and prints its result, or only its id with `wait` off.
 pub async fn add(
-    broker: &Broker,
-    queue: &TaskQueue,
+    target: &Target,
     arguments: [&str; 2],
     countdown: Option<Duration>,
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let caller = Caller::connect(broker, queue.clone()).await?;
+    let caller = Caller::connect(&target.broker()?, target.task_queue()).await?;
     let arguments = arguments.map(task_argument);
     let pending = caller.send_later(ADD_TASK, &arguments, countdown).await?;
     match wait {
@@ -159,16 +158,11 @@ pub async fn add(
 
 /// `chain X Y Z...`: add(X, Y), then add(<result>, Z), ..., each step on
 /// whichever worker takes it; prints each step and the last result.
-pub async fn chain(
-    broker: &Broker,
-    queue: &TaskQueue,
-    values: &[String],
-    timeout: Duration,
-) -> anyhow::Result<()> {
+pub async fn chain(target: &Target, values: &[String], timeout: Duration) -> anyhow::Result<()> {
     anyhow::ensure!(values.len() >= 2, "a chain takes at least two values");
     let values: Vec<Value> = values.iter().map(|v| task_argument(v)).collect();
     let rest: Vec<Vec<Value>> = values[2..].iter().map(|v| vec![v.clone()]).collect();
-    let caller = Caller::connect(broker, queue.clone()).await?;
+    let caller = Caller::connect(&target.broker()?, target.task_queue()).await?;
     let steps = caller.send_chain(ADD_TASK, &values[..2], &rest).await?;
     let mut total = values[0].clone();
     for (step, operand) in steps.into_iter().zip(&values[1..]) {
@@ -205,7 +199,8 @@ pub async fn revoke(broker: &Broker, id: &str) -> anyhow::Result<()> {
 }
 
 /// A worker and the chapter's calls in one process.
-pub async fn demo(broker: &Broker, queue: &TaskQueue) -> anyhow::Result<()> {
+pub async fn demo(target: &Target) -> anyhow::Result<()> {
+    let (broker, queue) = (&target.broker()?, &target.task_queue());
     // A node name of its own, so that the demo runs beside any worker.
     let config = WorkerConfig {
         queue: queue.name.clone(),

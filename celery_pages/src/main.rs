@@ -119,7 +119,7 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
         target: Target::from_env(),
     });
     match command {
-        Command::Demo { target } => commands::demo(&target.broker()?, &target.task_queue()).await,
+        Command::Demo { target } => commands::demo(&target).await,
         Command::Worker { target, options } => {
             let config = options.config(&target)?;
             Ok(worker::run(config, plumbing::shutdown::signal()).await?)
@@ -133,14 +133,7 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
             countdown,
         } => {
             let wait = (!no_wait).then(|| Duration::from_secs(timeout));
-            commands::add(
-                &target.broker()?,
-                &target.task_queue(),
-                [&x, &y],
-                countdown,
-                wait,
-            )
-            .await
+            commands::add(&target, [&x, &y], countdown, wait).await
         }
         Command::Status { broker, timeout } => commands::status(&broker.parse()?, timeout).await,
         Command::Revoke { id, broker } => commands::revoke(&broker.parse()?, &id).await,
@@ -148,10 +141,7 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
             values,
             target,
             timeout,
-        } => {
-            let timeout = Duration::from_secs(timeout);
-            commands::chain(&target.broker()?, &target.task_queue(), &values, timeout).await
-        }
+        } => commands::chain(&target, &values, Duration::from_secs(timeout)).await,
         Command::Bench {
             target,
             tasks,

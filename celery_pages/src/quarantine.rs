@@ -146,6 +146,7 @@ struct Raw {
 
 impl Raw {
     async fn connect(uri: &AMQPUri) -> std::io::Result<Raw> {
+        use connection::AMQPMethod as C;
         let stream = TcpStream::connect((uri.authority.host.as_str(), uri.authority.port)).await?;
         let mut raw = Raw {
             stream,
@@ -153,59 +154,56 @@ impl Raw {
         };
         raw.stream.write_all(b"AMQP\x00\x00\x09\x01").await?;
         raw.expect("connection.start", |m| {
-            matches!(m, AMQPClass::Connection(connection::AMQPMethod::Start(_)))
+            matches!(m, AMQPClass::Connection(C::Start(_)))
         })
         .await?;
         let user = &uri.authority.userinfo;
-        let response = format!("\0{}\0{}", user.username, user.password);
-        raw.send(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-                client_properties: FieldTable::default(),
-                mechanism: "PLAIN".into(),
-                response: response.as_str().into(),
-                locale: "en_US".into(),
-            })),
-        )
-        .await?;
-        let tune = raw
-            .expect("connection.tune", |m| {
-                matches!(m, AMQPClass::Connection(connection::AMQPMethod::Tune(_)))
-            })
-            .await?;
-        let AMQPClass::Connection(connection::AMQPMethod::Tune(tune)) = tune else {
-            unreachable!("expect returned the method it was asked for")
+        let start_ok = C::StartOk(connection::StartOk {
+            client_properties: FieldTable::default(),
+            mechanism: "PLAIN".into(),
+            response: format!("\0{}\0{}", user.username, user.password)
+                .as_str()
+                .into(),
+            locale: "en_US".into(),
+        });
+        let tuned = raw.call(0, AMQPClass::Connection(start_ok), "connection.tune", |m| {
+            matches!(m, AMQPClass::Connection(C::Tune(_)))
+        });
+        let AMQPClass::Connection(C::Tune(tune)) = tuned.await? else {
+            unreachable!("call returns the method it was asked for")
         };
-        raw.send(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-                channel_max: tune.channel_max,
-                frame_max: FRAME_MAX,
-                heartbeat: 0, // a short session
-            })),
-        )
-        .await?;
-        raw.send(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-                virtual_host: uri.vhost.as_str().into(),
-            })),
-        )
-        .await?;
-        raw.expect("connection.open-ok", |m| {
-            matches!(m, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+        let tune_ok = C::TuneOk(connection::TuneOk {
+            channel_max: tune.channel_max,
+            frame_max: FRAME_MAX,
+            heartbeat: 0, // a short session
+        });
+        raw.send(0, AMQPClass::Connection(tune_ok)).await?;
+        let open = C::Open(connection::Open {
+            virtual_host: uri.vhost.as_str().into(),
+        });
+        raw.call(0, AMQPClass::Connection(open), "connection.open-ok", |m| {
+            matches!(m, AMQPClass::Connection(C::OpenOk(_)))
         })
         .await?;
-        raw.send(
-            CHANNEL,
-            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-        )
-        .await?;
-        raw.expect("channel.open-ok", |m| {
+        let open = AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}));
+        raw.call(CHANNEL, open, "channel.open-ok", |m| {
             matches!(m, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
         })
         .await?;
         Ok(raw)
+    }
+
+    /// Sends `method` on `channel` and waits for its answer, which `wanted`
+    /// accepts (`what` names it); returns the answer.
+    async fn call(
+        &mut self,
+        channel: u16,
+        method: AMQPClass,
+        what: &str,
+        wanted: impl Fn(&AMQPClass) -> bool,
+    ) -> std::io::Result<AMQPClass> {
+        self.send(channel, method).await?;
+        self.expect(what, wanted).await
     }
 
     /// Sends `method` on `channel`, encoded by amq-protocol.
@@ -328,62 +326,54 @@ impl Raw {
         side: &str,
         window: u16,
     ) -> std::io::Result<()> {
-        self.send(
+        use basic::AMQPMethod as B;
+        let declare = queue::AMQPMethod::Declare(queue::Declare {
+            queue: side.into(),
+            passive: false,
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        });
+        self.call(
             CHANNEL,
-            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-                queue: side.into(),
-                passive: false,
-                durable: true,
-                exclusive: false,
-                auto_delete: false,
-                nowait: false,
-                arguments: FieldTable::default(),
-            })),
+            AMQPClass::Queue(declare),
+            "queue.declare-ok",
+            |m| matches!(m, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))),
         )
         .await?;
-        self.expect("queue.declare-ok", |m| {
-            matches!(m, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))
-        })
-        .await?;
-        self.send(
+        let select = confirm::AMQPMethod::Select(confirm::Select { nowait: false });
+        self.call(
             CHANNEL,
-            AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
-                nowait: false,
-            })),
+            AMQPClass::Confirm(select),
+            "confirm.select-ok",
+            |m| matches!(m, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_))),
         )
         .await?;
-        self.expect("confirm.select-ok", |m| {
-            matches!(m, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
+        let qos = B::Qos(basic::Qos {
+            prefetch_count: window.max(1),
+            global: false,
+        });
+        self.call(CHANNEL, AMQPClass::Basic(qos), "basic.qos-ok", |m| {
+            matches!(m, AMQPClass::Basic(B::QosOk(_)))
         })
         .await?;
-        self.send(
+        let consume = B::Consume(basic::Consume {
+            queue: queue.into(),
+            consumer_tag: "celery_pages-quarantine".into(),
+            no_local: false,
+            no_ack: false,
+            exclusive: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        });
+        self.call(
             CHANNEL,
-            AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
-                prefetch_count: window.max(1),
-                global: false,
-            })),
+            AMQPClass::Basic(consume),
+            "basic.consume-ok",
+            |m| matches!(m, AMQPClass::Basic(B::ConsumeOk(_))),
         )
-        .await?;
-        self.expect("basic.qos-ok", |m| {
-            matches!(m, AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
-        })
-        .await?;
-        self.send(
-            CHANNEL,
-            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
-                queue: queue.into(),
-                consumer_tag: "celery_pages-quarantine".into(),
-                no_local: false,
-                no_ack: false,
-                exclusive: false,
-                nowait: false,
-                arguments: FieldTable::default(),
-            })),
-        )
-        .await?;
-        self.expect("basic.consume-ok", |m| {
-            matches!(m, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))
-        })
         .await?;
         Ok(())
     }

@@ -185,10 +185,14 @@ pub async fn serve<H, HFut, R, RFut>(
     RFut: Future<Output = ()> + Send + 'static,
 {
     let limit = config.max_connections.max(1);
-    let slots = Arc::new(Semaphore::new(limit));
-    let refusal_slots = Arc::new(Semaphore::new(limit));
-    let mut connections = JoinSet::new();
-    let mut told_busy = Lingering::default();
+    let mut places = Places {
+        config,
+        limit,
+        slots: Arc::new(Semaphore::new(limit)),
+        refusal_slots: Arc::new(Semaphore::new(limit)),
+        connections: JoinSet::new(),
+        told_busy: Lingering::default(),
+    };
     let mut pause = FIRST_PAUSE;
     tokio::pin!(shutdown);
     loop {
@@ -209,44 +213,76 @@ pub async fn serve<H, HFut, R, RFut>(
                 }
             },
             // Reap finished connections so the set does not grow for ever.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            () = told_busy.next_due(), if !told_busy.is_empty() => {
-                told_busy.close_due();
+            Some(_) = places.connections.join_next(), if !places.connections.is_empty() => continue,
+            () = places.told_busy.next_due(), if !places.told_busy.is_empty() => {
+                places.told_busy.close_due();
                 continue;
             }
             () = &mut shutdown => break,
         };
+        places.place(socket, peer, &mut handle, &mut refuse);
+    }
+    stop(&listener, config, places.connections).await;
+}
+
+/// The accept loop's state: the places under the limit and for refusals,
+/// the connections being served or refused, those told busy.
+struct Places<'a> {
+    config: &'a AcceptConfig,
+    limit: usize,
+    slots: Arc<Semaphore>,
+    refusal_slots: Arc<Semaphore>,
+    connections: JoinSet<()>,
+    told_busy: Lingering,
+}
+
+impl Places<'_> {
+    /// Where a new connection goes: served under the limit; over it, told
+    /// busy (a fixed reply), handed to the refusal, or closed at once.
+    fn place<H, HFut, R, RFut>(
+        &mut self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        handle: &mut H,
+        refuse: &mut R,
+    ) where
+        H: FnMut(Connection) -> HFut,
+        HFut: Future<Output = ()> + Send + 'static,
+        R: FnMut(Refused) -> RFut,
+        RFut: Future<Output = ()> + Send + 'static,
+    {
+        let (name, limit) = (self.config.name, self.limit);
         let _ = socket.set_nodelay(true);
-        if slots.available_permits() == 0
-            && let Some(reply) = &config.busy_reply
+        if self.slots.available_permits() == 0
+            && let Some(reply) = &self.config.busy_reply
         {
-            tracing::warn!(%peer, "{}: {limit} connections open; telling one more it is busy", config.name);
-            told_busy.tell(socket, reply);
-            continue;
+            tracing::warn!(%peer, "{name}: {limit} connections open; telling one more it is busy");
+            self.told_busy.tell(socket, reply);
+            return;
         }
-        let stream = IdleTimeout::new(socket, config.idle_timeout);
-        if let Some(slot) = Slot::take(&slots) {
-            tracing::debug!(%peer, "{}: connection", config.name);
+        let stream = IdleTimeout::new(socket, self.config.idle_timeout);
+        if let Some(slot) = Slot::take(&self.slots) {
+            tracing::debug!(%peer, "{name}: connection");
             let served = handle(Connection {
                 stream,
                 peer,
                 slot: slot.clone(),
             });
-            connections.spawn(held_while(served, slot));
-        } else if let Some(refusing) = Slot::take(&refusal_slots) {
-            tracing::warn!(%peer, "{}: {limit} connections open; refusing one more", config.name);
+            self.connections.spawn(held_while(served, slot));
+        } else if let Some(refusing) = Slot::take(&self.refusal_slots) {
+            tracing::warn!(%peer, "{name}: {limit} connections open; refusing one more");
             let refused = Refused {
                 stream,
                 peer,
-                slots: Arc::clone(&slots),
+                slots: Arc::clone(&self.slots),
                 refusing: refusing.clone(),
             };
-            connections.spawn(held_while(refuse(refused), refusing));
+            self.connections
+                .spawn(held_while(refuse(refused), refusing));
         } else {
-            tracing::debug!(%peer, "{}: over the limit, closed at once", config.name);
+            tracing::debug!(%peer, "{name}: over the limit, closed at once");
         }
     }
-    stop(&listener, config, connections).await;
 }
 
 /// How long a connection told it is busy is kept open after the message,
