@@ -413,32 +413,74 @@ pub async fn open(connection: &Connection, node: &Node) -> Result<(Channel, lapi
     Ok((channel, commands))
 }
 
+/// A remote-control command as read from the `celery.pidbox` fanout:
+/// anyone on the broker may send one, so every field may be missing or of
+/// any JSON type.
+#[derive(Debug, PartialEq)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub arguments: &'a Value,
+    /// The exchange and routing key to answer to, if any.
+    pub reply_to: Option<(&'a str, &'a str)>,
+    pub ticket: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// The command in `message`, if it is one for node `name` (addressed to
+    /// every node, or to a list that holds `name`).
+    pub fn read(message: &'a Value, name: &str) -> Option<Self> {
+        let for_us = match &message["destination"] {
+            Value::Array(nodes) => nodes.iter().any(|n| n.as_str() == Some(name)),
+            _ => true,
+        };
+        let method = message["method"].as_str().filter(|_| for_us)?;
+        let reply_to = match (
+            message["reply_to"]["exchange"].as_str(),
+            message["reply_to"]["routing_key"].as_str(),
+        ) {
+            (Some(exchange), Some(routing_key)) => Some((exchange, routing_key)),
+            _ => None,
+        };
+        Some(Request {
+            method,
+            arguments: &message["arguments"],
+            reply_to,
+            ticket: message["ticket"].as_str(),
+        })
+    }
+}
+
 /// Answers the commands that come to `node` until `commands` ends.
-pub async fn serve(channel: Channel, mut commands: lapin::Consumer, node: std::sync::Arc<Node>) {
+///
+/// Replies go out on a channel of their own, opened on `connection` when
+/// needed: a reply addressed to an exchange that cannot take it (one that
+/// exists with another type, say) closes that channel only, and the next
+/// reply opens another, so one bad message cannot blind remote control.
+/// The reply exchange is declared before each reply, as kombu's mailbox
+/// does.
+pub async fn serve(
+    connection: &Connection,
+    commands: &mut lapin::Consumer,
+    node: &std::sync::Arc<Node>,
+) {
+    let mut replies: Option<Channel> = None;
     while let Some(Ok(message)) = commands.next().await {
-        let Ok(request) = serde_json::from_slice::<Value>(&message.data) else {
+        let Ok(message) = serde_json::from_slice::<Value>(&message.data) else {
             tracing::debug!("ignoring a remote-control message that is not JSON");
             continue;
         };
-        let for_us = match &request["destination"] {
-            Value::Array(nodes) => nodes.iter().any(|n| n.as_str() == Some(node.name.as_str())),
-            _ => true,
-        };
-        let Some(method) = request["method"].as_str().filter(|_| for_us) else {
+        let Some(request) = Request::read(&message, &node.name) else {
             continue;
         };
-        tracing::debug!(%method, "remote-control command");
-        let Some(reply) = node.command(method, &request["arguments"]) else {
+        tracing::debug!(method = %request.method, "remote-control command");
+        let Some(reply) = node.command(request.method, request.arguments) else {
             continue;
         };
-        let (Some(exchange), Some(routing_key)) = (
-            request["reply_to"]["exchange"].as_str(),
-            request["reply_to"]["routing_key"].as_str(),
-        ) else {
+        let Some((exchange, routing_key)) = request.reply_to else {
             continue;
         };
         let mut headers = FieldTable::default();
-        if let Some(ticket) = request["ticket"].as_str() {
+        if let Some(ticket) = request.ticket {
             headers.insert(
                 "ticket".into(),
                 AMQPValue::LongString(LongString::from(ticket)),
@@ -446,20 +488,56 @@ pub async fn serve(channel: Channel, mut commands: lapin::Consumer, node: std::s
         }
         headers.insert("clock".into(), AMQPValue::LongLongInt(node.tick() as i64));
         let body = json!({ node.name.as_str(): reply }).to_string();
-        let properties = crate::protocol::transient_json(headers);
-        if let Err(err) = channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                properties,
-            )
-            .await
-        {
-            tracing::warn!(%err, "could not answer a remote-control command");
+        let sent = answer(
+            connection,
+            &mut replies,
+            exchange,
+            routing_key,
+            &body,
+            headers,
+        )
+        .await;
+        if let Err(err) = sent {
+            tracing::warn!(err = %plumbing::describe(&err), %exchange, "could not answer a remote-control command");
+            replies = None;
         }
     }
+}
+
+/// Declares `exchange` (a direct, transient one, as kombu's mailbox) and
+/// publishes `body` to it, on the reply channel (opened if there is none).
+async fn answer(
+    connection: &Connection,
+    replies: &mut Option<Channel>,
+    exchange: &str,
+    routing_key: &str,
+    body: &str,
+    headers: FieldTable,
+) -> lapin::Result<()> {
+    let channel = match replies {
+        Some(channel) => channel,
+        None => replies.insert(connection.create_channel().await?),
+    };
+    if !exchange.is_empty() {
+        let options = ExchangeDeclareOptions::default();
+        let declared = channel.exchange_declare(
+            exchange.into(),
+            ExchangeKind::Direct,
+            options,
+            FieldTable::default(),
+        );
+        declared.await?;
+    }
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            crate::protocol::transient_json(headers),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Broadcasts command `method` to every worker on the broker (or to
@@ -588,5 +666,89 @@ mod tests {
         assert_eq!(node.command("shutdown", &Value::Null), None);
         let stats = node.command("stats", &Value::Null).unwrap();
         assert!(stats["broker"].is_object() && stats["total"].is_object());
+    }
+
+    #[test]
+    fn a_command_is_read_whatever_its_shape() {
+        let message = json!({"method": "ping", "destination": ["a@h", "n1@h"],
+            "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": "k"}, "ticket": "t"});
+        let request = Request::read(&message, "n1@h").unwrap();
+        assert_eq!(request.method, "ping");
+        assert_eq!(request.reply_to, Some(("reply.celery.pidbox", "k")));
+        assert_eq!(request.ticket, Some("t"));
+        assert!(Request::read(&message, "other@h").is_none());
+        assert!(Request::read(&json!({"method": 7}), "n1@h").is_none());
+        let no_reply = json!({"method": "ping", "reply_to": {"exchange": 1}});
+        assert_eq!(Request::read(&no_reply, "n1@h").unwrap().reply_to, None);
+    }
+
+    /// Any JSON value, nested a few levels.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            prop_oneof![
+                Just("ping".to_owned()),
+                Just("revoke".to_owned()),
+                Just("stats".to_owned()),
+                Just("n1@h".to_owned()),
+                Just("task_id".to_owned()),
+                any::<String>(),
+            ]
+            .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("method".to_owned()),
+                            Just("arguments".to_owned()),
+                            Just("destination".to_owned()),
+                            Just("reply_to".to_owned()),
+                            Just("exchange".to_owned()),
+                            Just("routing_key".to_owned()),
+                            Just("ticket".to_owned()),
+                            Just("task_id".to_owned()),
+                            any::<String>(),
+                        ],
+                        inner,
+                    ),
+                    0..8,
+                )
+                .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        /// Whatever shape a control message has (the fanout is open to any
+        /// client of the broker), reading it and running what it asks never
+        /// panics.
+        #[test]
+        fn no_control_message_makes_the_reader_panic(
+            message in any_json(),
+            method in proptest::prop_oneof![
+                proptest::strategy::Just("revoke"), proptest::strategy::Just("ping"),
+                proptest::strategy::Just("stats"), proptest::strategy::Just("active"),
+                proptest::strategy::Just("conf"), proptest::strategy::Just("revoked"),
+                proptest::strategy::Just("active_queues"), proptest::strategy::Just("nosuch"),
+            ],
+        ) {
+            let node = Node::new("n1@h", &crate::config::WorkerConfig::new(crate::Broker::default()));
+            if let Some(request) = Request::read(&message, "n1@h") {
+                let _ = node.command(request.method, request.arguments);
+            }
+            // And every command with these arguments, as if the method matched.
+            let _ = node.command(method, &message);
+            let _ = node.command(method, &message["arguments"]);
+        }
     }
 }

@@ -206,13 +206,14 @@ async fn consume(
     let _end_session = ended.clone().drop_guard();
     let events = Events::start(connection, Arc::clone(node), ended.clone()).await?;
     let (channel, mut deliveries) = open_consumer(connection, config).await?;
-    if let Some((control_channel, commands)) = control {
-        tokio::spawn(crate::control::serve(
-            control_channel,
-            commands,
-            Arc::clone(node),
-        ));
-    }
+    // Remote control runs beside the deliveries, on this connection (its
+    // replies may need a fresh channel), for as long as the session lasts.
+    let remote_control = async {
+        if let Some((_commands_channel, mut commands)) = control {
+            crate::control::serve(connection, &mut commands, node).await;
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
     tracing::info!(node = %config.node, queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let session = Arc::new(Session {
@@ -226,7 +227,10 @@ async fn consume(
         held: tokio::sync::Mutex::new(0),
         ended,
     });
-    let stopped = deliver(&session, &slots, &mut deliveries, shutdown).await;
+    let stopped = tokio::select! {
+        stopped = deliver(&session, &slots, &mut deliveries, shutdown) => stopped,
+        never = remote_control => match never {},
+    };
     // Held tasks are let go: unacked, they return to the queue with the
     // channel, and whoever consumes it next holds them.
     session.ended.cancel();

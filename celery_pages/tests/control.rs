@@ -458,3 +458,73 @@ async fn flower_lists_the_worker_with_its_counts_and_opens_its_page() {
     worker.stop().await;
     delete_queue(&queue).await;
 }
+
+/// Anyone on the broker can put a command on the `celery.pidbox` fanout:
+/// one whose `reply_to` names an exchange that cannot take the reply (one
+/// of another type, or none at all) must not blind remote control of the
+/// worker. It still answers `ping` afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_reply_address_does_not_blind_remote_control() {
+    use lapin::BasicProperties;
+    use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions};
+
+    let (queue, node, worker) = start("pidbox-reply");
+    let broker = broker();
+    let pings = || {
+        celery_pages::control::broadcast(
+            &broker,
+            "ping",
+            json!({}),
+            Some(vec![node.clone()]),
+            Some(Duration::from_millis(500)),
+        )
+    };
+    // Bounded wait until the worker answers at all.
+    for attempt in 0.. {
+        if !pings().await.unwrap().is_empty() {
+            break;
+        }
+        assert!(attempt < 60, "the worker never answered a ping");
+    }
+    let missing = format!(
+        "celery_pages.test.no-such-exchange.{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let client = RawClient::connect().await;
+    for exchange in ["celery.pidbox", missing.as_str()] {
+        let command = json!({
+            "method": "ping", "arguments": {}, "destination": [node],
+            "reply_to": {"exchange": exchange, "routing_key": "nobody"},
+        });
+        client
+            .channel
+            .basic_publish(
+                "celery.pidbox".into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                command.to_string().as_bytes(),
+                BasicProperties::default().with_content_type("application/json".into()),
+            )
+            .await
+            .unwrap();
+    }
+    let mut answered = Vec::new();
+    for _ in 0..10 {
+        answered = pings().await.unwrap();
+        if !answered.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        answered.len(),
+        1,
+        "no answer after the bad replies: {answered:?}"
+    );
+    assert_eq!(answered[0].0, node);
+    let _ = client
+        .channel
+        .exchange_delete(missing.as_str().into(), ExchangeDeleteOptions::default())
+        .await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
