@@ -53,7 +53,7 @@ pub struct WorkerOptions {
     #[arg(long)]
     pub prefetch: Option<u16>,
     /// The node name Celery's tools (inspect, control, Flower) know the
-    /// worker by; `%h` is replaced by the host name. Default: celery@<host>.
+    /// worker by; `%h` is replaced by the host name. Default: `celery@<host>`.
     #[arg(short = 'n', long = "hostname")]
     pub node: Option<String>,
     /// Send task events (received, started, succeeded, ...) for Flower and
@@ -156,7 +156,7 @@ pub async fn add(
     Ok(())
 }
 
-/// `chain X Y Z...`: add(X, Y), then add(<result>, Z), ..., each step on
+/// `chain X Y Z...`: `add(X, Y)`, then `add(<result>, Z)`, ..., each step on
 /// whichever worker takes it; prints each step and the last result.
 pub async fn chain(target: &Target, values: &[String], timeout: Duration) -> anyhow::Result<()> {
     anyhow::ensure!(values.len() >= 2, "a chain takes at least two values");

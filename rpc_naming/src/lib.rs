@@ -11,13 +11,15 @@
 //! It keeps Pyro4's semantics: `register` overwrites unless `safe`; `lookup`
 //! of an unknown name fails with `unknown name: X`; `remove` counts what it
 //! removed (0 for an unknown name); `list` filters by prefix or regex. It adds
-//! leases: a server registered through [`NameServerClient::register_lease`] keeps
-//! its name alive with heartbeats, so a crashed server's name disappears
-//! within seconds instead of staying until someone removes it, and
-//! [`Lease::release`] removes it on a clean stop.
+//! leases: a server registered through [`NameServerClient::register_lease`]
+//! holds its name through its connection, so a crashed server's name is free
+//! the moment that connection closes instead of staying until someone
+//! removes it (heartbeats keep the lease of a server that hangs with its
+//! connection open alive only for its time to live), and [`Lease::release`]
+//! removes it on a clean stop.
 //!
 //! It also speaks Pyro4 (protocol 48, [`pyro4_wire`]) on the same port, as
-//! the object `Pyro.NameServer` ([`pyro`]), so the chapter's Python programs
+//! the object `Pyro.NameServer` ([`pyro_server`]), so the chapter's Python programs
 //! and `python -m Pyro4.nsc` use it as their name server; and
 //! [`NameServerClient`] talks to Python's `python -m Pyro4.naming` as well. A name
 //! leads to a [`Location`]: a server of this workspace's address, or a Pyro

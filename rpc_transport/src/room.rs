@@ -16,10 +16,10 @@
 //! place without ever asking anything goes first, so a flood of them cannot
 //! push out a long-lived link that is merely quiet (a ring server's link to
 //! its next hop); among clients that did ask, the one idle longest goes,
-//! never one that asked since; a Pyro4 connection is closed between its requests,
-//! never in the middle of one, and a Python proxy that is closed connects
-//! again on its next call only if its program asks, as after any network
-//! failure.
+//! never one that asked since; a Pyro4 connection is closed between its
+//! requests, never in the middle of one, and a Python proxy that is closed
+//! connects again on its next call only if its program asks, as after any
+//! network failure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,7 +85,7 @@ impl Room {
         self.members.lock().expect("connections poisoned")
     }
 
-    /// Adds a connection, active as of now.
+    /// Adds a connection, which has asked nothing yet.
     pub fn join(&self) -> Membership {
         let member = Arc::new(Member {
             joined: Instant::now(),
@@ -103,8 +103,9 @@ impl Room {
         }
     }
 
-    /// Closes the connection whose last request is oldest (as soon as it is
-    /// between requests); false if there is none.
+    /// Closes the connection that goes first to make room (one that never
+    /// asked anything, oldest first; else the one idle longest), as soon as
+    /// it is between requests; false if there is none.
     pub fn close_least_active(&self) -> bool {
         let mut members = self.members();
         let oldest = members
