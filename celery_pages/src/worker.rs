@@ -94,17 +94,13 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
             // goes on without remote control, see `consume`).
             Err(err @ crate::Error::NodeNameTaken { .. }) => return Err(err),
             // The broker refused for good: say why, once, and stop.
-            Err(err) if matches!(err, crate::Error::Amqp { .. }) => match err.or_refusal() {
+            Err(err) => match err.or_refusal() {
                 refused @ crate::Error::BrokerRefused { .. } => return Err(refused),
                 err => {
                     tracing::warn!(err = %plumbing::describe(&err), "broker connection failed; reconnecting");
                     (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
                 }
             },
-            Err(err) => {
-                tracing::warn!(err = %plumbing::describe(&err), "broker connection failed; reconnecting");
-                (pause * 2).clamp(RECONNECT_FIRST, RECONNECT_MAX)
-            }
         };
         connection = match reconnect(connection, pause, &config, &mut shutdown).await {
             Some(fresh) => fresh,
@@ -345,14 +341,14 @@ impl Session {
     /// Counts a held task in (`+1`) or out (`-1`) and sets the prefetch to
     /// the configured one plus the held ones, as Celery's worker does.
     async fn hold_count(&self, change: i32) {
+        if self.queue_type == QueueType::Quorum {
+            return; // a consumer's prefetch cannot change under it
+        }
         let mut held = self.held.lock().await;
         *held = held.saturating_add_signed(change);
         // Past what basic.qos can say, no limit at all (kombu's
         // PREFETCH_COUNT_MAX): held tasks must never stop the others.
         let prefetch = u16::try_from(u32::from(self.prefetch) + *held).unwrap_or(0);
-        if self.queue_type == QueueType::Quorum {
-            return; // a consumer's prefetch cannot change under it
-        }
         if let Err(err) = self.channel.basic_qos(prefetch, qos(self.queue_type)).await {
             tracing::debug!(%err, "could not change the prefetch");
         }

@@ -705,11 +705,9 @@ async fn a_quorum_queue_is_created_and_served() {
         kind: QueueType::Quorum,
     };
     let start = || {
-        let mut config = celery_pages::config::WorkerConfig::new(broker());
-        config.queue = queue.clone();
+        let mut config = TestWorker::config(&broker(), &queue);
         config.queue_type = QueueType::Quorum;
-        config.node = format!("rs{}.{queue}@test", uuid::Uuid::new_v4().simple());
-        tokio::spawn(celery_pages::worker::run(config, std::future::pending()))
+        TestWorker::with_config(config)
     };
     let first = start();
     // The caller declares it as a quorum queue too: were it classic, that
@@ -720,14 +718,14 @@ async fn a_quorum_queue_is_created_and_served() {
         .await
         .unwrap();
     assert_eq!(sum, json!(14));
-    first.abort();
+    first.stop().await;
     let second = start();
     let sum = caller
         .call(ADD_TASK, &[json!(1), json!(2)], WAIT)
         .await
         .unwrap();
     assert_eq!(sum, json!(3));
-    second.abort();
+    second.stop().await;
     caller.close().await;
     delete_queue(&queue).await;
 }

@@ -119,7 +119,11 @@ impl Slot {
     /// A free place under `limit`, if there is one.
     fn take(limit: &Arc<Semaphore>) -> Option<Slot> {
         let permit = Arc::clone(limit).try_acquire_owned().ok()?;
-        Some(Slot(Arc::new(std::sync::Mutex::new(Some(permit)))))
+        Some(Slot::holding(permit))
+    }
+
+    fn holding(permit: OwnedSemaphorePermit) -> Slot {
+        Slot(Arc::new(std::sync::Mutex::new(Some(permit))))
     }
 
     /// Frees the place now, before the connection ends: for a connection
@@ -153,7 +157,7 @@ impl Refused {
                 Ok(Connection {
                     stream: self.stream,
                     peer: self.peer,
-                    slot: Slot(Arc::new(std::sync::Mutex::new(Some(permit)))),
+                    slot: Slot::holding(permit),
                 })
             }
             _ => Err(self),

@@ -26,6 +26,7 @@ pub struct TarpcNameService {
 }
 
 impl TarpcNameService {
+    /// The service for a new connection to `table`.
     pub fn new(table: NameTable) -> Self {
         let connection = table.connection_id();
         TarpcNameService { table, connection }
@@ -100,19 +101,20 @@ impl Naming for TarpcNameService {
     async fn ping(self, _: Context) {}
 }
 
-impl Service for TarpcNameService {
+/// The name table served over tarpc: each connection gets a
+/// [`TarpcNameService`] of its own.
+impl Service for NameTable {
     type Req = NamingRequest;
     type Resp = NamingResponse;
 
-    /// Serves one connection, as a connection of its own (its leases are
-    /// its own), and releases its leases when it closes: the server that
-    /// held them is gone, or has lost its link (its heartbeats then
-    /// register it again).
+    /// Serves one connection (its leases are its own), and releases its
+    /// leases when it closes: the server that held them is gone, or has
+    /// lost its link (its heartbeats then register it again).
     fn run(
         self,
         channel: ServerChannel<NamingRequest, NamingResponse>,
     ) -> impl Future<Output = ()> + Send {
-        let this = TarpcNameService::new(self.table);
+        let this = TarpcNameService::new(self);
         async move {
             channel
                 .execute(this.clone().serve())
@@ -128,14 +130,7 @@ impl Service for TarpcNameService {
 pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Future<Output = ()>) {
     let table = NameTable::new(max_names);
     let pyro = PyroObject::new(NAME_SERVER_ID, PyroNameService(table.clone()));
-    rpc_transport::serve(
-        listener,
-        "name server",
-        shutdown,
-        TarpcNameService::new(table),
-        pyro,
-    )
-    .await;
+    rpc_transport::serve(listener, "name server", shutdown, table, pyro).await;
 }
 
 /// Starts a name server on an ephemeral loopback port in this process (for

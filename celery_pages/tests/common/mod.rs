@@ -179,10 +179,23 @@ pub struct TestWorker {
 
 impl TestWorker {
     pub fn start(broker: &celery_pages::Broker, queue: &str) -> Self {
+        Self::with_config(Self::config(broker, queue))
+    }
+
+    /// The configuration [`TestWorker::start`] runs with, to change before
+    /// [`TestWorker::with_config`].
+    pub fn config(
+        broker: &celery_pages::Broker,
+        queue: &str,
+    ) -> celery_pages::config::WorkerConfig {
         let mut config = celery_pages::config::WorkerConfig::new(broker.clone());
         config.queue = queue.to_owned();
         // A node name of its own: tests run at once on one broker.
         config.node = format!("rs.{queue}@test");
+        config
+    }
+
+    pub fn with_config(config: celery_pages::config::WorkerConfig) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(celery_pages::worker::run(config, async {
             let _ = stopped.await;
@@ -193,10 +206,7 @@ impl TestWorker {
     /// Waits (bounded) for it to stop by itself (a remote `shutdown`) and
     /// checks it ended cleanly.
     pub async fn stopped_by_itself(self, wait: Duration) {
-        let ended = tokio::time::timeout(wait, self.task)
-            .await
-            .expect("the worker did not stop");
-        ended.unwrap().unwrap();
+        self.outcome(wait).await.unwrap();
     }
 
     /// Waits (bounded) for it to end by itself and says how it ended.
