@@ -24,7 +24,10 @@ type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::Py
 pub struct Caller {
     connection: Connection,
     channel: Channel,
-    queue: String,
+    queue: TaskQueue,
+    /// Set once the delay queues are declared (on the first delayed task
+    /// that waits in the broker).
+    delay_ladder: tokio::sync::OnceCell<()>,
     reply_queue: String,
     origin: String,
     waiting: Waiting,
@@ -78,7 +81,8 @@ impl Caller {
         Ok(Caller {
             connection,
             channel,
-            queue: queue.name,
+            queue,
+            delay_ladder: tokio::sync::OnceCell::new(),
             reply_queue,
             origin: format!("{}@{}", std::process::id(), host.trim()),
             waiting,
@@ -92,7 +96,10 @@ impl Caller {
     }
 
     /// [`Self::send`], to be run no earlier than `countdown` from now
-    /// (Celery's `apply_async(countdown=...)`: an `eta` header).
+    /// (Celery's `apply_async(countdown=...)`: an `eta` header). On a quorum
+    /// queue behind a topic or fanout exchange the task waits in the broker
+    /// until then (native delayed delivery, see [`crate::delayed`]), as
+    /// Celery's caller sends it.
     pub async fn send_later(
         &self,
         task: &str,
@@ -103,8 +110,12 @@ impl Caller {
         let eta = countdown
             .and_then(|c| chrono::Duration::from_std(c).ok())
             .map(|c| chrono::Utc::now() + c);
+        let route = match countdown {
+            Some(countdown) => self.delayed_route(countdown).await?,
+            None => None,
+        };
         let pending = self.expect(&id);
-        self.publish(&TaskMessage {
+        let message = TaskMessage {
             id: &id,
             task,
             args,
@@ -112,9 +123,35 @@ impl Caller {
             origin: &self.origin,
             eta,
             ..TaskMessage::default()
-        })
-        .await?;
+        };
+        match route {
+            Some((exchange, routing_key)) => {
+                self.publish_to(exchange, &routing_key, &message).await?
+            }
+            None => self.publish(&message).await?,
+        }
         Ok(pending)
+    }
+
+    /// Where a task due in `countdown` waits in the broker, if it can (the
+    /// delay queues declared first); `None` when it goes straight to its
+    /// queue, with Celery's warning where the exchange is the reason.
+    async fn delayed_route(&self, countdown: Duration) -> Result<Option<(&'static str, String)>> {
+        let queue = &self.queue;
+        if queue.kind == crate::QueueType::Quorum && !queue.delays_in_broker() {
+            tracing::warn!(
+                "direct exchanges are not supported with native delayed delivery: {} is a \
+                 direct exchange, so the worker holds this task until its eta",
+                queue.name
+            );
+        }
+        let Some(route) = crate::delayed::publish_target(countdown.as_secs(), queue) else {
+            return Ok(None);
+        };
+        self.delay_ladder
+            .get_or_try_init(|| crate::delayed::declare_levels(&self.channel))
+            .await?;
+        Ok(Some(route))
     }
 
     /// Sends a chain, as Celery's `chain(task.s(*first), task.s(*rest[0]),
@@ -180,7 +217,7 @@ impl Caller {
             .insert(id.to_owned(), tx);
         PendingResult {
             id: id.to_owned(),
-            queue: self.queue.clone(),
+            queue: self.queue.name.clone(),
             result: rx,
         }
     }
@@ -188,12 +225,23 @@ impl Caller {
     /// Publishes a task message to the task queue and waits for the
     /// broker's confirm.
     async fn publish(&self, message: &TaskMessage<'_>) -> Result<()> {
+        self.publish_to("", &self.queue.name, message).await
+    }
+
+    /// Publishes a task message to `exchange` by `routing_key` and waits for
+    /// the broker's confirm.
+    async fn publish_to(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: &TaskMessage<'_>,
+    ) -> Result<()> {
         let (body, properties) = message.encode();
         let confirmed = async {
             self.channel
                 .basic_publish(
-                    "".into(),
-                    self.queue.as_str().into(),
+                    exchange.into(),
+                    routing_key.into(),
                     BasicPublishOptions::default(),
                     &body,
                     properties,

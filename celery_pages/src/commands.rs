@@ -10,7 +10,7 @@ use crate::broker::{BROKER_ENV, DEFAULT_BROKER};
 use crate::caller::Caller;
 use crate::config::WorkerConfig;
 use crate::worker;
-use crate::{ADD_TASK, Broker, DEFAULT_QUEUE, Error, QueueType, TaskQueue, control};
+use crate::{ADD_TASK, Broker, DEFAULT_QUEUE, Error, ExchangeType, QueueType, TaskQueue, control};
 
 /// The broker flag, as every command takes it.
 #[derive(clap::Args, Clone)]
@@ -42,6 +42,12 @@ pub struct Target {
     /// prefetch).
     #[arg(long, value_enum, default_value_t = QueueType::Classic)]
     pub queue_type: QueueType,
+    /// The type of the queue's exchange, as Celery's
+    /// `task_default_exchange_type`. On a quorum queue, topic or fanout
+    /// lets countdown and eta tasks wait in the broker (native delayed
+    /// delivery) instead of in the worker.
+    #[arg(long, value_enum, default_value_t = ExchangeType::Direct)]
+    pub exchange_type: ExchangeType,
 }
 
 #[derive(clap::Args, Clone)]
@@ -73,6 +79,7 @@ impl Target {
         TaskQueue {
             name: self.queue.clone(),
             kind: self.queue_type,
+            exchange: self.exchange_type,
         }
     }
 
@@ -84,6 +91,7 @@ impl Target {
             broker: BrokerArg { setting },
             queue: DEFAULT_QUEUE.into(),
             queue_type: QueueType::Classic,
+            exchange_type: ExchangeType::Direct,
         }
     }
 }
@@ -96,6 +104,7 @@ impl WorkerOptions {
             broker: target.broker()?,
             queue: target.queue.clone(),
             queue_type: target.queue_type,
+            exchange_type: target.exchange_type,
             node: self
                 .node
                 .as_ref()
@@ -205,6 +214,7 @@ pub async fn demo(target: &Target) -> anyhow::Result<()> {
     let config = WorkerConfig {
         queue: queue.name.clone(),
         queue_type: queue.kind,
+        exchange_type: queue.exchange,
         node: format!(
             "celery_pages-demo-{}@{}",
             std::process::id(),

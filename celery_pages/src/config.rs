@@ -1,7 +1,7 @@
 //! How a worker runs: what the command line (or a program) sets, read by
 //! the worker, its remote control and its events alike.
 
-use crate::{Broker, QueueType, TaskQueue};
+use crate::{Broker, ExchangeType, QueueType, TaskQueue};
 
 /// How the worker runs.
 #[derive(Clone, Debug)]
@@ -10,6 +10,8 @@ pub struct WorkerConfig {
     pub queue: String,
     /// What kind of queue `queue` is (`--queue-type`).
     pub queue_type: QueueType,
+    /// The type of the queue's exchange (`--exchange-type`).
+    pub exchange_type: ExchangeType,
     /// The node name Celery's tools know it by (`celery@<host>` by default).
     pub node: String,
     /// Send task events from the start (`-E`); `enable_events` turns them on
@@ -29,6 +31,7 @@ impl WorkerConfig {
             broker,
             queue: crate::DEFAULT_QUEUE.to_owned(),
             queue_type: QueueType::Classic,
+            exchange_type: ExchangeType::Direct,
             node: crate::control::default_node(),
             task_events: false,
             concurrency: 16,
@@ -36,11 +39,12 @@ impl WorkerConfig {
         }
     }
 
-    /// The queue the worker consumes, with its kind.
+    /// The queue the worker consumes, with its kind and exchange type.
     pub fn task_queue(&self) -> TaskQueue {
         TaskQueue {
             name: self.queue.clone(),
             kind: self.queue_type,
+            exchange: self.exchange_type,
         }
     }
 }

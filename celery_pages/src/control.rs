@@ -100,8 +100,7 @@ struct Active {
 #[derive(Debug)]
 pub struct Node {
     pub name: String,
-    queue: String,
-    queue_type: crate::QueueType,
+    queue: crate::TaskQueue,
     broker: String,
     concurrency: usize,
     prefetch: u16,
@@ -122,8 +121,7 @@ impl Node {
     pub fn new(name: &str, config: &crate::config::WorkerConfig) -> Self {
         Node {
             name: name.to_owned(),
-            queue: config.queue.clone(),
-            queue_type: config.queue_type,
+            queue: config.task_queue(),
             broker: config.broker.to_string(),
             concurrency: config.concurrency,
             prefetch: config.prefetch,
@@ -197,7 +195,7 @@ impl Node {
             }
             "conf" => json!({
                 "broker_url": self.broker,
-                "task_default_queue": self.queue,
+                "task_default_queue": self.queue.name,
                 "worker_concurrency": self.concurrency,
                 "worker_prefetch_multiplier": 4,
                 "result_backend": "rpc://",
@@ -227,12 +225,13 @@ impl Node {
     /// The queue it consumes, as kombu describes a queue.
     fn active_queues(&self) -> Value {
         json!([{
-            "name": self.queue,
-            "exchange": {"name": self.queue, "type": "direct", "arguments": null,
+            "name": self.queue.name,
+            "exchange": {"name": self.queue.name, "type": self.queue.exchange.as_str(),
+                         "arguments": null,
                          "durable": true, "passive": false, "auto_delete": false,
                          "delivery_mode": null, "no_declare": false},
-            "routing_key": self.queue,
-            "queue_arguments": match self.queue_type {
+            "routing_key": self.queue.name,
+            "queue_arguments": match self.queue.kind {
                 crate::QueueType::Classic => Value::Null,
                 crate::QueueType::Quorum => json!({"x-queue-type": "quorum"}),
             },
@@ -323,7 +322,7 @@ impl Node {
                         "hostname": self.name,
                         "time_start": task.started,
                         "acknowledged": false,
-                        "delivery_info": {"exchange": "", "routing_key": self.queue,
+                        "delivery_info": {"exchange": "", "routing_key": self.queue.name,
                                           "priority": 0, "redelivered": false},
                         "worker_pid": std::process::id(),
                     })

@@ -45,6 +45,7 @@ pub mod canvas;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod delayed;
 pub mod events;
 pub mod protocol;
 pub mod quarantine;
@@ -144,8 +145,8 @@ impl Error {
         let hint = match amqp.kind() {
             AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
                 "it exists with other arguments than this worker declares (a quorum \
-                 queue, say: then run it with --queue-type quorum), or delete it so the \
-                 worker declares it"
+                 queue, say: then run it with --queue-type quorum; a topic exchange: \
+                 --exchange-type topic), or delete it so the worker declares it"
             }
             AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) => {
                 "it does not exist: check the name, or declare it first"
@@ -190,25 +191,64 @@ pub enum QueueType {
     Quorum,
 }
 
-/// A task queue as Celery declares it: its name and its kind.
+/// The type of a task queue's exchange, as Celery's
+/// `task_default_exchange_type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExchangeType {
+    /// Routes by the exact routing key (Celery's default). Native delayed
+    /// delivery cannot reach a queue behind one.
+    #[default]
+    Direct,
+    /// Routes by pattern: needed for native delayed delivery.
+    Topic,
+    /// Routes to every bound queue.
+    Fanout,
+}
+
+impl From<ExchangeType> for ExchangeKind {
+    fn from(kind: ExchangeType) -> Self {
+        match kind {
+            ExchangeType::Direct => ExchangeKind::Direct,
+            ExchangeType::Topic => ExchangeKind::Topic,
+            ExchangeType::Fanout => ExchangeKind::Fanout,
+        }
+    }
+}
+
+impl ExchangeType {
+    /// The name AMQP and kombu give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeType::Direct => "direct",
+            ExchangeType::Topic => "topic",
+            ExchangeType::Fanout => "fanout",
+        }
+    }
+}
+
+/// A task queue as Celery declares it: its name, its kind, and the type of
+/// the exchange of the same name in front of it.
 ///
 /// ```
-/// use celery_pages::{QueueType, TaskQueue};
+/// use celery_pages::{ExchangeType, QueueType, TaskQueue};
 /// let queue = TaskQueue::from("celery");
 /// assert_eq!(queue.kind, QueueType::Classic);
+/// assert_eq!(queue.exchange, ExchangeType::Direct);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskQueue {
     pub name: String,
     pub kind: QueueType,
+    pub exchange: ExchangeType,
 }
 
 impl From<&str> for TaskQueue {
-    /// A classic queue, Celery's default.
+    /// A classic queue behind a direct exchange, Celery's default.
     fn from(name: &str) -> Self {
         TaskQueue {
             name: name.to_owned(),
             kind: QueueType::Classic,
+            exchange: ExchangeType::Direct,
         }
     }
 }
@@ -220,6 +260,21 @@ impl From<&String> for TaskQueue {
 }
 
 impl TaskQueue {
+    /// Another queue declared the same way (a chain step's queue, say).
+    pub fn named(&self, name: &str) -> TaskQueue {
+        TaskQueue {
+            name: name.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a countdown or eta task for this queue waits in the broker
+    /// ([`delayed`]): on quorum queues behind a topic or fanout exchange, as
+    /// Celery decides it.
+    pub fn delays_in_broker(&self) -> bool {
+        self.kind == QueueType::Quorum && self.exchange != ExchangeType::Direct
+    }
+
     /// The arguments Celery declares the queue with.
     fn arguments(&self) -> FieldTable {
         let mut arguments = FieldTable::default();
@@ -234,11 +289,12 @@ impl TaskQueue {
 }
 
 /// Declares Celery's topology for `queue` exactly as Python Celery does (a
-/// durable queue of its kind, a durable direct exchange of the same name,
-/// bound by the same routing key), so neither side meets
+/// durable queue of its kind, a durable exchange of the same name and its
+/// type, bound by the same routing key), so neither side meets
 /// PRECONDITION_FAILED.
 pub async fn declare_task_queue(channel: &Channel, queue: &TaskQueue) -> Result<()> {
     let arguments = queue.arguments();
+    let exchange_kind = ExchangeKind::from(queue.exchange);
     let queue = queue.name.as_str();
     channel
         .queue_declare(
@@ -254,7 +310,7 @@ pub async fn declare_task_queue(channel: &Channel, queue: &TaskQueue) -> Result<
     channel
         .exchange_declare(
             queue.into(),
-            ExchangeKind::Direct,
+            exchange_kind,
             ExchangeDeclareOptions {
                 durable: true,
                 ..ExchangeDeclareOptions::default()

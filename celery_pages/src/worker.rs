@@ -216,8 +216,7 @@ async fn consume(
         node: Arc::clone(node),
         events,
         channel: channel.clone(),
-        default_queue: config.queue.clone(),
-        queue_type: config.queue_type,
+        task_queue: config.task_queue(),
         origin: origin(),
         prefetch: config.prefetch,
         held: tokio::sync::Mutex::new(0),
@@ -324,10 +323,9 @@ struct Session {
     node: Arc<Node>,
     events: Events,
     channel: Channel,
-    /// Where a chain step without a queue of its own goes.
-    default_queue: String,
-    /// The kind of queue the worker consumes (and declares for chain steps).
-    queue_type: QueueType,
+    /// The queue the worker consumes: where a chain step without a queue of
+    /// its own goes, and how a step's queue is declared.
+    task_queue: TaskQueue,
     /// `<pid>@<host>`, the `origin` of the messages this worker sends.
     origin: String,
     prefetch: u16,
@@ -341,7 +339,7 @@ impl Session {
     /// Counts a held task in (`+1`) or out (`-1`) and sets the prefetch to
     /// the configured one plus the held ones, as Celery's worker does.
     async fn hold_count(&self, change: i32) {
-        if self.queue_type == QueueType::Quorum {
+        if self.task_queue.kind == QueueType::Quorum {
             return; // a consumer's prefetch cannot change under it
         }
         let mut held = self.held.lock().await;
@@ -349,7 +347,11 @@ impl Session {
         // Past what basic.qos can say, no limit at all (kombu's
         // PREFETCH_COUNT_MAX): held tasks must never stop the others.
         let prefetch = u16::try_from(u32::from(self.prefetch) + *held).unwrap_or(0);
-        if let Err(err) = self.channel.basic_qos(prefetch, qos(self.queue_type)).await {
+        if let Err(err) = self
+            .channel
+            .basic_qos(prefetch, qos(self.task_queue.kind))
+            .await
+        {
             tracing::debug!(%err, "could not change the prefetch");
         }
     }
@@ -392,6 +394,21 @@ async fn hold(
     drop(slot);
 }
 
+/// Sets up native delayed delivery for a quorum queue, as Celery's worker
+/// does when it detects one (see [`crate::delayed`]).
+async fn delayed_delivery(channel: &Channel, queue: &TaskQueue) -> Result<()> {
+    crate::delayed::declare_levels(channel).await?;
+    if !crate::delayed::bind_queue(channel, queue).await? {
+        tracing::warn!(
+            "exchange {} is a direct exchange, and native delayed delivery does not support \
+             direct exchanges: countdown and eta tasks published to it are held by the worker \
+             until they are due (use --exchange-type topic to have the broker hold them)",
+            queue.name
+        );
+    }
+    Ok(())
+}
+
 /// Opens a channel that consumes the task queue with the configured
 /// prefetch, and publishes results with confirms.
 async fn open_consumer(
@@ -402,7 +419,11 @@ async fn open_consumer(
         .create_channel()
         .await
         .doing("opening a channel")?;
-    declare_task_queue(&channel, &config.task_queue()).await?;
+    let task_queue = config.task_queue();
+    declare_task_queue(&channel, &task_queue).await?;
+    if task_queue.kind == QueueType::Quorum {
+        delayed_delivery(&channel, &task_queue).await?;
+    }
     channel
         .basic_qos(config.prefetch, qos(config.queue_type))
         .await
@@ -575,7 +596,7 @@ fn result_body(id: &str, outcome: &Outcome) -> Vec<u8> {
 /// Sends what comes after a task that succeeded (its callbacks and the
 /// next step of its chain), each confirmed. True if all went out.
 async fn send_next(session: &Session, request: &TaskRequest, result: &Value) -> bool {
-    match canvas::after_success(request, result, &session.default_queue, &session.origin) {
+    match canvas::after_success(request, result, &session.task_queue.name, &session.origin) {
         Ok(next) => {
             for message in next {
                 if !publish_task(session, message).await {
@@ -595,7 +616,7 @@ async fn send_next(session: &Session, request: &TaskRequest, result: &Value) -> 
 /// [`canvas::run_errbacks`]). True unless one that had to be sent was not.
 async fn run_errbacks(session: &Session, request: &TaskRequest) -> bool {
     let mut sent = true;
-    for errback in canvas::run_errbacks(request, &session.default_queue, &session.origin) {
+    for errback in canvas::run_errbacks(request, &session.task_queue.name, &session.origin) {
         match errback {
             Ok(canvas::Errback::Ran {
                 args,
@@ -621,11 +642,7 @@ async fn publish_task(session: &Session, message: canvas::Outgoing) -> bool {
     let channel = &session.channel;
     let (exchange, routing_key) = match &message.route {
         canvas::Route::Queue(queue) => {
-            let queue_of_its_kind = TaskQueue {
-                name: queue.clone(),
-                kind: session.queue_type,
-            };
-            if let Err(err) = declare_task_queue(channel, &queue_of_its_kind).await {
+            if let Err(err) = declare_task_queue(channel, &session.task_queue.named(queue)).await {
                 tracing::warn!(%err, %queue, "cannot declare the next task's queue");
                 return false;
             }

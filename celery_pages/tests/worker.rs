@@ -701,8 +701,8 @@ async fn a_quorum_queue_is_created_and_served() {
 
     let queue = unique_queue("quorum-served");
     let quorum = TaskQueue {
-        name: queue.clone(),
         kind: QueueType::Quorum,
+        ..TaskQueue::from(&queue)
     };
     let start = || {
         let mut config = TestWorker::config(&broker(), &queue);

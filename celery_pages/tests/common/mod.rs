@@ -115,6 +115,13 @@ pub fn python_broker() -> String {
 /// Starts a Python Celery worker (solo pool) on `queue` and waits until it
 /// is ready. It is killed when the guard is dropped.
 pub fn python_worker(queue: &str) -> KillOnDrop {
+    python_worker_with(queue, &[])
+}
+
+/// [`python_worker`] with more of `addTask.py`'s settings in its
+/// environment (`CELERY_QUEUE_TYPE`, `CELERY_EXCHANGE_TYPE`,
+/// `CELERY_BROKER`).
+pub fn python_worker_with(queue: &str, settings: &[(&str, &str)]) -> KillOnDrop {
     let mut child = KillOnDrop::new(
         Command::new(python())
             .args([
@@ -140,6 +147,7 @@ pub fn python_worker(queue: &str) -> KillOnDrop {
             .current_dir(python_dir())
             .env("CELERY_QUEUE", queue)
             .env("CELERY_BROKER", python_broker())
+            .envs(settings.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -314,8 +322,23 @@ pub fn node_name(queue: &str) -> String {
 
 /// [`python_worker`] off the async runtime's threads.
 pub async fn start_python_worker(queue: &str) -> KillOnDrop {
+    start_python_worker_with(queue, &[]).await
+}
+
+/// [`python_worker_with`] off the async runtime's threads.
+pub async fn start_python_worker_with(queue: &str, settings: &[(&str, &str)]) -> KillOnDrop {
     let queue = queue.to_owned();
-    tokio::task::spawn_blocking(move || python_worker(&queue))
-        .await
-        .unwrap()
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let settings: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        python_worker_with(&queue, &settings)
+    })
+    .await
+    .unwrap()
 }

@@ -1,8 +1,10 @@
 """The chapter's addTask.py, as the chapter wrote it.
 
-Two changes for the tests: the rpc:// result backend (the original has none,
-so a caller could not .get() a result), and the queue taken from CELERY_QUEUE
-so that tests running at once do not share one.
+Changes for the tests: the rpc:// result backend (the original has none,
+so a caller could not .get() a result), the queue taken from CELERY_QUEUE
+so that tests running at once do not share one, and the queue's kind and
+exchange type from CELERY_QUEUE_TYPE and CELERY_EXCHANGE_TYPE (Celery's
+defaults when unset).
 """
 import os
 
@@ -14,6 +16,8 @@ app = Celery(
     backend="rpc://",
 )
 app.conf.task_default_queue = os.environ.get("CELERY_QUEUE", "celery")
+app.conf.task_default_queue_type = os.environ.get("CELERY_QUEUE_TYPE", "classic")
+app.conf.task_default_exchange_type = os.environ.get("CELERY_EXCHANGE_TYPE", "direct")
 
 
 @app.task

@@ -37,6 +37,8 @@ elif call == "countdown":
     print("first", now.get(timeout=30))
     print("then", later.get(timeout=30))
     print("waited for the eta:", time.monotonic() - started >= 3)
+elif call == "delayed":
+    print(add.apply_async((4, 10), countdown=int(sys.argv[2])).get(timeout=120))
 elif call == "expired":
     past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
     try:
