@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::caller::Caller;
 use crate::config::WorkerConfig;
 use crate::worker;
-use crate::{ADD_TASK, AmqpContext, Broker, Error, Result, reply_queue};
+use crate::{ADD_TASK, AmqpContext, Broker, Error, QueueType, Result, TaskQueue, reply_queue};
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -87,7 +87,15 @@ pub async fn run(
     // Warm up: connections, queues, the worker's prefetch.
     celery_run(Arc::clone(&caller), 500, window, timeout).await?;
     let celery = celery_run(Arc::clone(&caller), tasks, window, timeout).await?;
-    let raw = raw_run(&config.broker, tasks, window, config.prefetch.max(100)).await?;
+    let raw_queue = raw_queue(config.queue_type);
+    let raw = raw_run(
+        &config.broker,
+        &raw_queue,
+        tasks,
+        window,
+        config.prefetch.max(100),
+    )
+    .await?;
     let worker_name = if external_worker {
         format!("the worker on queue {:?}", config.queue)
     } else {
@@ -131,7 +139,18 @@ pub async fn celery_run(
     .await
 }
 
-const RAW_QUEUE: &str = "celery_pages.bench.raw";
+/// The raw run's queue, of the same kind as the worker's (a name per kind,
+/// so an interrupted run's leftover never clashes).
+fn raw_queue(kind: QueueType) -> TaskQueue {
+    let name = match kind {
+        QueueType::Classic => "celery_pages.bench.raw",
+        QueueType::Quorum => "celery_pages.bench.raw.quorum",
+    };
+    TaskQueue {
+        kind,
+        ..TaskQueue::from(name)
+    }
+}
 
 /// Results awaited by the raw requester, by correlation id.
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
@@ -139,11 +158,12 @@ type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
 /// The floor: `requests` raw AMQP round trips through a plain responder.
 pub async fn raw_run(
     broker: &Broker,
+    queue: &TaskQueue,
     requests: u64,
     window: usize,
     prefetch: u16,
 ) -> Result<Stats> {
-    let (responder, responder_channel) = start_responder(broker, prefetch).await?;
+    let (responder, responder_channel) = start_responder(broker, queue, prefetch).await?;
     let connection = broker.connect().await?;
     let channel = connection
         .create_channel()
@@ -156,9 +176,14 @@ pub async fn raw_run(
     let (reply_queue, replies) = reply_queue(&channel, "raw-requester").await?;
     let waiting: Waiting = Arc::default();
     tokio::spawn(route_replies(replies, Arc::clone(&waiting)));
+    let queue_name = queue.name.clone();
     let stats = closed_loop(requests, window, move |_| {
-        let (channel, waiting, reply_queue) =
-            (channel.clone(), Arc::clone(&waiting), reply_queue.clone());
+        let (channel, waiting, reply_queue, queue) = (
+            channel.clone(),
+            Arc::clone(&waiting),
+            reply_queue.clone(),
+            queue_name.clone(),
+        );
         async move {
             let id = uuid::Uuid::new_v4().to_string();
             let (tx, rx) = oneshot::channel();
@@ -167,13 +192,13 @@ pub async fn raw_run(
                 .with_delivery_mode(2)
                 .with_correlation_id(id.as_str().into())
                 .with_reply_to(reply_queue.as_str().into());
-            publish_confirmed(&channel, RAW_QUEUE, b"[[4, 10], {}, {}]", properties).await?;
+            publish_confirmed(&channel, &queue, b"[[4, 10], {}, {}]", properties).await?;
             rx.await.map_err(|_| Error::ResultLost { id })
         }
     })
     .await?;
     let _ = responder_channel
-        .queue_delete(RAW_QUEUE.into(), QueueDeleteOptions::default())
+        .queue_delete(queue.name.as_str().into(), QueueDeleteOptions::default())
         .await;
     let _ = connection.close(200, "bench done".into()).await;
     let _ = responder.close(200, "bench done".into()).await;
@@ -182,7 +207,11 @@ pub async fn raw_run(
 
 /// Starts the raw responder on a connection of its own: a durable queue
 /// consumed with `prefetch`, each message answered and acked.
-async fn start_responder(broker: &Broker, prefetch: u16) -> Result<(Connection, Channel)> {
+async fn start_responder(
+    broker: &Broker,
+    queue: &TaskQueue,
+    prefetch: u16,
+) -> Result<(Connection, Channel)> {
     let connection = broker.connect().await?;
     let channel = connection
         .create_channel()
@@ -190,12 +219,12 @@ async fn start_responder(broker: &Broker, prefetch: u16) -> Result<(Connection, 
         .doing("opening a channel")?;
     channel
         .queue_declare(
-            RAW_QUEUE.into(),
+            queue.name.as_str().into(),
             QueueDeclareOptions {
                 durable: true,
                 ..QueueDeclareOptions::default()
             },
-            FieldTable::default(),
+            queue.arguments(),
         )
         .await
         .doing("declaring the raw bench queue")?;
@@ -205,7 +234,7 @@ async fn start_responder(broker: &Broker, prefetch: u16) -> Result<(Connection, 
         .doing("setting the prefetch")?;
     let deliveries = channel
         .basic_consume(
-            RAW_QUEUE.into(),
+            queue.name.as_str().into(),
             "raw-responder".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),

@@ -276,7 +276,7 @@ impl TaskQueue {
     }
 
     /// The arguments Celery declares the queue with.
-    fn arguments(&self) -> FieldTable {
+    pub(crate) fn arguments(&self) -> FieldTable {
         let mut arguments = FieldTable::default();
         if self.kind == QueueType::Quorum {
             arguments.insert(

@@ -300,12 +300,24 @@ async fn a_worker_killed_while_holding_an_eta_task_loses_nothing() {
 /// More held eta tasks than the prefetch (1,000 due in an hour, against a
 /// prefetch of 64) never stop the worker taking a task that is due now:
 /// the prefetch is raised per held task on the channel, where the running
-/// consumer sees it.
-#[tokio::test]
+/// consumer sees it. Python's worker first, then the Rust one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_held_eta_tasks_do_not_starve_a_task_due_now() {
+    let python_queue = unique_queue("held-py");
+    let python_side = start_python_worker(&python_queue).await;
+    a_task_due_now_is_answered_past_held_ones(&python_queue).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
     let queue = unique_queue("held");
     let worker = TestWorker::start(&broker(), &queue);
-    let caller = Caller::connect(&broker(), &queue).await.unwrap();
+    a_task_due_now_is_answered_past_held_ones(&queue).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+async fn a_task_due_now_is_answered_past_held_ones(queue: &str) {
+    let caller = Caller::connect(&broker(), queue).await.unwrap();
     let mut later = Vec::new();
     for i in 0..1_000 {
         let pending = caller
@@ -321,6 +333,4 @@ async fn a_thousand_held_eta_tasks_do_not_starve_a_task_due_now() {
     let now = caller.send(ADD_TASK, &[json!(2), json!(2)]).await.unwrap();
     assert_eq!(now.wait(WAIT).await.unwrap(), json!(4));
     caller.close().await;
-    worker.stop().await;
-    delete_queue(&queue).await;
 }

@@ -462,13 +462,28 @@ async fn flower_lists_the_worker_with_its_counts_and_opens_its_page() {
 /// Anyone on the broker can put a command on the `celery.pidbox` fanout:
 /// one whose `reply_to` names an exchange that cannot take the reply (one
 /// of another type, or none at all) must not blind remote control of the
-/// worker. It still answers `ping` afterwards.
+/// worker. It still answers `ping` afterwards: Python's worker first, then
+/// the Rust one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_reply_address_does_not_blind_remote_control() {
+    let python_queue = unique_queue("pidbox-reply-py");
+    let python_side = start_python_worker(&python_queue).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::control::host_name());
+    answers_ping_after_bad_replies(&python_node).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let (queue, node, worker) = start("pidbox-reply");
+    answers_ping_after_bad_replies(&node).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+async fn answers_ping_after_bad_replies(node: &str) {
     use lapin::BasicProperties;
     use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions};
 
-    let (queue, node, worker) = start("pidbox-reply");
+    let node = node.to_owned();
     let broker = broker();
     let pings = || {
         celery_pages::control::broadcast(
@@ -525,6 +540,4 @@ async fn a_bad_reply_address_does_not_blind_remote_control() {
         .channel
         .exchange_delete(missing.as_str().into(), ExchangeDeleteOptions::default())
         .await;
-    worker.stop().await;
-    delete_queue(&queue).await;
 }

@@ -694,10 +694,28 @@ async fn a_queue_declared_otherwise_stops_the_worker_with_the_brokers_reason() {
 /// the worker creates its queue as a quorum queue, consumes it without a
 /// channel-wide prefetch (which quorum queues refuse), and serves a caller
 /// that declares it the same way; a second worker starts on the queue that
-/// now exists.
-#[tokio::test]
+/// now exists. Python's worker (`task_default_queue_type = "quorum"`)
+/// first, served by the same caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_queue_is_created_and_served() {
     use celery_pages::{QueueType, TaskQueue};
+
+    let python_queue = unique_queue("quorum-served-py");
+    let python_side =
+        common::start_python_worker_with(&python_queue, &[("CELERY_QUEUE_TYPE", "quorum")]).await;
+    let quorum = TaskQueue {
+        kind: QueueType::Quorum,
+        ..TaskQueue::from(&python_queue)
+    };
+    let caller = Caller::connect(&broker(), quorum).await.unwrap();
+    let sum = caller
+        .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sum, json!(14));
+    caller.close().await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
 
     let queue = unique_queue("quorum-served");
     let quorum = TaskQueue {

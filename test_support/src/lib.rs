@@ -5,11 +5,14 @@
 //!   and its output read line by line with a bound;
 //! - [`python`]: the pinned Python peers (Celery, Pyro4, Flower) in a
 //!   virtual environment the first test creates, and Python's name server;
+//! - [`rabbitmq`]: RabbitMQ nodes and clusters of a test's own, killed on
+//!   every path;
 //! - [`TestNameServer`]: a name server of either kind, for the interop
 //!   tests that run each case under both.
 
 pub mod child;
 pub mod python;
+pub mod rabbitmq;
 
 use plumbing::bench::ServerThread;
 use python::PythonNameServer;
