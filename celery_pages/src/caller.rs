@@ -69,7 +69,9 @@ impl Caller {
             .create_channel()
             .await
             .doing("opening a channel")?;
-        declare_task_queue(&channel, &queue).await?;
+        declare_task_queue(&channel, &queue)
+            .await
+            .map_err(Error::or_refusal)?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
