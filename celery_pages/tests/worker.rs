@@ -658,8 +658,9 @@ async fn a_broker_list_passes_over_a_node_that_does_not_answer() {
 /// A queue that exists with other arguments (here a quorum queue, as a
 /// Celery app with `task_default_queue_type = "quorum"` declares it) is a
 /// configuration error: the worker stops with the broker's own reason and
-/// what to change, instead of reconnecting for ever.
-#[tokio::test]
+/// what to change, instead of reconnecting for ever. Python's worker
+/// first: it exits with "Unrecoverable error: PreconditionFailed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_declared_otherwise_stops_the_worker_with_the_brokers_reason() {
     let queue = unique_queue("quorum");
     let connection = broker().connect().await.unwrap();
@@ -680,6 +681,23 @@ async fn a_queue_declared_otherwise_stops_the_worker_with_the_brokers_reason() {
         )
         .await
         .unwrap();
+    let python_side = common::python_worker_command(&queue, &[]);
+    let output = tokio::task::spawn_blocking(move || {
+        let mut guard = KillOnDrop::new({ python_side }.spawn().unwrap());
+        for _ in 0..600 {
+            if guard.child().try_wait().unwrap().is_some() {
+                return guard.release().wait_with_output().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the Python worker kept going on a queue it cannot declare");
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("PRECONDITION_FAILED"), "{said}");
+
     let worker = TestWorker::start(&broker(), &queue);
     let err = worker.outcome(WAIT).await.unwrap_err();
     let text = err.to_string();

@@ -122,37 +122,7 @@ pub fn python_worker(queue: &str) -> KillOnDrop {
 /// environment (`CELERY_QUEUE_TYPE`, `CELERY_EXCHANGE_TYPE`,
 /// `CELERY_BROKER`).
 pub fn python_worker_with(queue: &str, settings: &[(&str, &str)]) -> KillOnDrop {
-    let mut child = KillOnDrop::new(
-        Command::new(python())
-            .args([
-                "-m",
-                "celery",
-                "-A",
-                "addTask",
-                "worker",
-                "-P",
-                "solo",
-                "-Q",
-                queue,
-                // A node name of its own: two workers named alike (the default,
-                // celery@<host>) fight over one pidbox queue, and one dies.
-                "-n",
-                &format!("py-{queue}@%h"),
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "info",
-            ])
-            .current_dir(python_dir())
-            .env("CELERY_QUEUE", queue)
-            .env("CELERY_BROKER", python_broker())
-            .envs(settings.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = KillOnDrop::new(python_worker_command(queue, settings).spawn().unwrap());
     let stderr = child.child().stderr.take().unwrap();
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -318,6 +288,39 @@ pub fn node_name(queue: &str) -> String {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("rs{n}.{queue}@%h")
+}
+
+/// The command [`python_worker_with`] runs: its log on stderr (piped).
+pub fn python_worker_command(queue: &str, settings: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(python());
+    command
+        .args([
+            "-m",
+            "celery",
+            "-A",
+            "addTask",
+            "worker",
+            "-P",
+            "solo",
+            "-Q",
+            queue,
+            // A node name of its own: two workers named alike (the default,
+            // celery@<host>) fight over one pidbox queue, and one dies.
+            "-n",
+            &format!("py-{queue}@%h"),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "info",
+        ])
+        .current_dir(python_dir())
+        .env("CELERY_QUEUE", queue)
+        .env("CELERY_BROKER", python_broker())
+        .envs(settings.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
 }
 
 /// [`python_worker`] off the async runtime's threads.
