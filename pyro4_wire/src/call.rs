@@ -157,6 +157,76 @@ impl Call {
             .get(index)
             .or_else(|| self.kwargs.iter().find(|(k, _)| k == name).map(|(_, v)| v))
     }
+
+    /// The arguments bound to a Python method's parameters `params` (after
+    /// `self`, none with a default), in their order; or the `TypeError`
+    /// Python 3 raises, word for word, for a call that does not fit.
+    /// `qualname` is the method's, `Class.method`.
+    ///
+    /// ```
+    /// use pyro4_wire::Call;
+    /// use pyro4_wire::serpent::Value;
+    /// let call = Call { object: "o".into(), method: "m".into(), args: vec![], kwargs: vec![] };
+    /// let err = call.bind("Server.welcomeMessage", &["name"]).unwrap_err();
+    /// assert_eq!(err.message, "Server.welcomeMessage() missing 1 required positional argument: 'name'");
+    /// ```
+    pub fn bind(&self, qualname: &str, params: &[&str]) -> Result<Vec<&Value>, PyroException> {
+        let type_error = |message: String| PyroException::new("builtins.TypeError", message);
+        if self.args.len() > params.len() {
+            let takes = params.len() + 1;
+            let plural = if takes == 1 { "argument" } else { "arguments" };
+            return Err(type_error(format!(
+                "{qualname}() takes {takes} positional {plural} but {} were given",
+                self.args.len() + 1
+            )));
+        }
+        let mut bound: Vec<Option<&Value>> = params.iter().map(|_| None).collect();
+        for (slot, value) in bound.iter_mut().zip(&self.args) {
+            *slot = Some(value);
+        }
+        for (key, value) in &self.kwargs {
+            let Some(index) = params.iter().position(|p| p == key) else {
+                return Err(type_error(format!(
+                    "{qualname}() got an unexpected keyword argument '{key}'"
+                )));
+            };
+            if bound[index].replace(value).is_some() {
+                return Err(type_error(format!(
+                    "{qualname}() got multiple values for argument '{key}'"
+                )));
+            }
+        }
+        let missing: Vec<String> = params
+            .iter()
+            .zip(&bound)
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| format!("'{name}'"))
+            .collect();
+        if !missing.is_empty() {
+            let plural = if missing.len() == 1 {
+                "argument"
+            } else {
+                "arguments"
+            };
+            return Err(type_error(format!(
+                "{qualname}() missing {} required positional {plural}: {}",
+                missing.len(),
+                python_name_list(&missing)
+            )));
+        }
+        Ok(bound.into_iter().flatten().collect())
+    }
+}
+
+/// Names as CPython lists them in a message: `'a'`, `'a' and 'b'`,
+/// `'a', 'b', and 'c'`.
+fn python_name_list(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [first, second] => format!("{first} and {second}"),
+        [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
+    }
 }
 
 /// An exception as it crosses the wire: its Python class and message.
@@ -229,6 +299,48 @@ impl fmt::Display for PyroException {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CPython 3.11's own messages for `def m(self, a, b, c)` called badly.
+    #[test]
+    fn arguments_bind_as_python_binds_them() {
+        let call = |args: Vec<Value>, kwargs: Vec<(&str, Value)>| Call {
+            object: "o".into(),
+            method: "m".into(),
+            args,
+            kwargs: kwargs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        };
+        let message = |call: Call, params: &[&str]| call.bind("C.m", params).unwrap_err().message;
+        let one = || Value::Int(1.into());
+        assert_eq!(
+            message(call(vec![one(), one()], vec![]), &["a"]),
+            "C.m() takes 2 positional arguments but 3 were given"
+        );
+        assert_eq!(
+            message(call(vec![one()], vec![]), &[]),
+            "C.m() takes 1 positional argument but 2 were given"
+        );
+        assert_eq!(
+            message(call(vec![], vec![("x", one())]), &["a"]),
+            "C.m() got an unexpected keyword argument 'x'"
+        );
+        assert_eq!(
+            message(call(vec![one()], vec![("a", one())]), &["a"]),
+            "C.m() got multiple values for argument 'a'"
+        );
+        assert_eq!(
+            message(call(vec![], vec![]), &["a", "b"]),
+            "C.m() missing 2 required positional arguments: 'a' and 'b'"
+        );
+        assert_eq!(
+            message(call(vec![], vec![("b", one())]), &["a", "b", "c", "d"]),
+            "C.m() missing 3 required positional arguments: 'a', 'c', and 'd'"
+        );
+        let fits = call(vec![Value::str("x")], vec![("b", one())]);
+        assert_eq!(
+            fits.bind("C.m", &["a", "b"]).unwrap(),
+            vec![&Value::str("x"), &one()]
+        );
+    }
 
     #[test]
     fn the_captured_call_reads() {

@@ -33,6 +33,14 @@ pub trait Object: Send + Sync + 'static {
 
     /// Runs `call` (its method is one of [`Object::methods`]).
     fn invoke(&self, call: Call) -> impl Future<Output = Result<Value, PyroException>> + Send;
+
+    /// Annotations the CONNECTOK answer carries besides the object's
+    /// metadata (Pyro4's daemons may add their own; a Python proxy hands
+    /// unknown ones to `_pyroResponseAnnotations` and otherwise ignores
+    /// them). None by default.
+    fn connect_annotations(&self) -> Vec<([u8; 4], Vec<u8>)> {
+        Vec::new()
+    }
 }
 
 /// What a daemon tells the program serving it about a connection, and how
@@ -110,7 +118,10 @@ where
     let Some(connect) = read_message(&mut stream, MAX_REQUEST).await? else {
         return Ok(());
     };
-    let answer = handshake(&connect, object_id, object.methods());
+    let mut answer = handshake(&connect, object_id, object.methods());
+    if answer.kind == MessageType::ConnectOk {
+        answer.annotations = object.connect_annotations();
+    }
     write_message(&mut stream, &answer).await?;
     if answer.kind != MessageType::ConnectOk {
         return Ok(());

@@ -60,6 +60,8 @@ pub struct Proxy {
     stream: TcpStream,
     seq: u16,
     methods: Vec<String>,
+    /// What the daemon's CONNECTOK carried besides the metadata.
+    connect_annotations: Vec<([u8; 4], Vec<u8>)>,
     /// Set while a call waits for its reply: a call whose future was dropped
     /// (a timeout) leaves the reply unread, and the connection with it.
     in_call: bool,
@@ -81,6 +83,7 @@ impl Proxy {
             stream,
             seq: 0,
             methods: Vec::new(),
+            connect_annotations: Vec::new(),
             in_call: false,
         };
         let hello = Value::Dict(vec![
@@ -95,6 +98,7 @@ impl Proxy {
             MessageType::ConnectOk => {
                 proxy.methods = methods_of(&data)
                     .ok_or_else(|| proxy.protocol("CONNECTOK without the object's methods"))?;
+                proxy.connect_annotations = answer.annotations;
                 Ok(proxy)
             }
             MessageType::ConnectFail => Err(ProxyError::Rejected {
@@ -117,6 +121,14 @@ impl Proxy {
     /// The methods the object exposes.
     pub fn methods(&self) -> &[String] {
         &self.methods
+    }
+
+    /// The annotation `key` of the daemon's CONNECTOK answer, if it sent one.
+    pub fn connect_annotation(&self, key: [u8; 4]) -> Option<&[u8]> {
+        self.connect_annotations
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, data)| data.as_slice())
     }
 
     /// Calls `method(*args, **kwargs)` on the object.

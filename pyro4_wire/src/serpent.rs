@@ -43,6 +43,21 @@ impl Value {
         }
     }
 
+    /// Python's name for its type, as `type(x).__name__`.
+    pub fn python_type(&self) -> &'static str {
+        match self {
+            Value::None => "NoneType",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Tuple(_) => "tuple",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::Dict(_) => "dict",
+        }
+    }
+
     /// The value under string key `key`, if this is a dict with one.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {

@@ -20,7 +20,7 @@ use crate::pyro_client::PyroNameServerClient;
 use crate::{
     Error, LIST_PAGE, ListFilter, Location, NAME_SERVER_ID, NamingClient, NamingError, Result,
 };
-use rpc_transport::{ClientTransport, TARPC_MARK};
+use rpc_transport::{ClientTransport, speaks_tarpc};
 
 /// How long to wait for a TCP connection to a name server or a service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -121,9 +121,9 @@ impl NameServerClient {
     /// Connects to the name server at `addr` (host:port).
     ///
     /// Both kinds of name server answer Pyro4, so the first connection asks
-    /// for `Pyro.NameServer`: one of this workspace offers the extra method
-    /// [`TARPC_MARK`] and is then spoken to over tarpc; Python's is
-    /// spoken to over that Pyro4 connection.
+    /// for `Pyro.NameServer`: one of this workspace answers with the
+    /// annotation [`rpc_transport::TARPC_MARK`] and is then spoken to over tarpc; Python's
+    /// is spoken to over that Pyro4 connection.
     pub async fn connect(addr: &str) -> Result<Self> {
         let resolved = resolve(addr).await?;
         let uri = PyroUri {
@@ -138,7 +138,7 @@ impl NameServerClient {
                 source: std::io::ErrorKind::TimedOut.into(),
             })?;
         let backend = match probe {
-            Ok(proxy) if proxy.methods().iter().any(|m| m == TARPC_MARK) => {
+            Ok(proxy) if speaks_tarpc(&proxy) => {
                 Backend::Tarpc(Arc::new(Mutex::new(Self::open(addr).await?)))
             }
             Ok(proxy) => Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy))),
@@ -503,7 +503,7 @@ impl NameServerClient {
                 match tokio::time::timeout(CONNECT_TIMEOUT, Proxy::connect(uri)).await {
                     // A server of this workspace, registered by URI (on
                     // Python's name server): Rust talks to it over tarpc.
-                    Ok(Ok(proxy)) if proxy.methods().iter().any(|m| m == TARPC_MARK) => {
+                    Ok(Ok(proxy)) if speaks_tarpc(&proxy) => {
                         let addr = proxy
                             .peer_addr()
                             .map_err(|err| dead(&location, err.into()))?;

@@ -11,8 +11,8 @@ use pyro4_wire::{PyroException, PyroUri};
 use crate::table::{NameTable, compile};
 use crate::{Location, NamingError};
 
-/// Methods of `Pyro.NameServer` served here: Pyro4's (the transport adds
-/// [`rpc_transport::TARPC_MARK`]).
+/// Methods of `Pyro.NameServer` served here: Pyro4's (the transport marks
+/// the handshake with [`rpc_transport::TARPC_MARK`]).
 const METHODS: &[&str] = &[
     "lookup",
     "register",

@@ -183,7 +183,7 @@ async fn a_deadline_of_a_hundred_million_seconds_gets_an_answer() {
 }
 
 /// Answers a client's first connection as this workspace's name server
-/// does: a Pyro4 CONNECTOK offering the method that says "speak tarpc".
+/// does: a Pyro4 CONNECTOK with the annotation that says "speak tarpc".
 async fn answer_the_probe(listener: &TcpListener) {
     use pyro4_wire::io::{read_message, write_message};
     use pyro4_wire::serpent::{self, Value};
@@ -192,10 +192,7 @@ async fn answer_the_probe(listener: &TcpListener) {
     let (mut socket, _) = listener.accept().await.unwrap();
     let connect = read_message(&mut socket, 1 << 20).await.unwrap().unwrap();
     let meta = Value::Dict(vec![
-        (
-            Value::str("methods"),
-            Value::List(vec![Value::str(rpc_transport::TARPC_MARK)]),
-        ),
+        (Value::str("methods"), Value::List(vec![])),
         (Value::str("oneway"), Value::List(vec![])),
         (Value::str("attrs"), Value::List(vec![])),
     ]);
@@ -205,6 +202,7 @@ async fn answer_the_probe(listener: &TcpListener) {
     ]);
     let mut ok = Message::new(MessageType::ConnectOk, connect.seq, serpent::dumps(&data));
     ok.flags = pyro4_wire::message::FLAG_META_ON_CONNECT;
+    ok.annotations = vec![(rpc_transport::TARPC_MARK, Vec::new())];
     write_message(&mut socket, &ok).await.unwrap();
 }
 

@@ -74,9 +74,16 @@ use frames::{FRAME_TIMEOUT, FrameWatch};
 use pyro4_wire::daemon::Watch;
 use room::{Membership, Room};
 
-/// The extra method that marks a server of this workspace (name server or
-/// not) to Pyro4 clients: it also speaks tarpc, on the same port.
-pub const TARPC_MARK: &str = "speaks_tarpc";
+/// The annotation by which a server of this workspace (name server or not)
+/// tells a Pyro4 client, in its CONNECTOK answer, that it also speaks tarpc
+/// on the same port. An annotation, not a method: Python's view of each
+/// object stays exactly what the chapter's Python object exposes.
+pub const TARPC_MARK: [u8; 4] = *b"TRPC";
+
+/// Whether the server behind `proxy` is one of this workspace's.
+pub fn speaks_tarpc(proxy: &pyro4_wire::Proxy) -> bool {
+    proxy.connect_annotation(TARPC_MARK).is_some()
+}
 
 /// Largest frame either end sends or accepts. A larger request is refused by
 /// the receiving end, which drops that connection, and only that one.
@@ -234,14 +241,9 @@ impl<O> Clone for PyroObject<O> {
 
 impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
     pub fn new(id: &str, object: O) -> Self {
-        let mut methods = object.methods().to_vec();
-        methods.push(TARPC_MARK);
         PyroObject {
             id: id.into(),
-            object: Arc::new(Marked {
-                inner: object,
-                methods,
-            }),
+            object: Arc::new(Marked(object)),
         }
     }
 
@@ -253,28 +255,26 @@ impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
     }
 }
 
-/// An object as every server here shows it to Pyro4: its own methods and
-/// [`TARPC_MARK`], which answers true. A client of this workspace that
-/// reached the server through a Pyro URI (say, from Python's name server)
-/// sees the mark and speaks tarpc to the same port instead.
-struct Marked<O> {
-    inner: O,
-    methods: Vec<&'static str>,
-}
+/// An object as every server here shows it to Pyro4: its own methods, and
+/// [`TARPC_MARK`] in the handshake. A client of this workspace that reached
+/// the server through a Pyro URI (say, from Python's name server) sees the
+/// mark and speaks tarpc to the same port instead.
+struct Marked<O>(O);
 
 impl<O: pyro4_wire::daemon::Object> pyro4_wire::daemon::Object for Marked<O> {
     fn methods(&self) -> &[&'static str] {
-        &self.methods
+        self.0.methods()
     }
 
     async fn invoke(
         &self,
         call: pyro4_wire::Call,
     ) -> Result<pyro4_wire::serpent::Value, pyro4_wire::PyroException> {
-        if call.method == TARPC_MARK {
-            return Ok(pyro4_wire::serpent::Value::Bool(true));
-        }
-        self.inner.invoke(call).await
+        self.0.invoke(call).await
+    }
+
+    fn connect_annotations(&self) -> Vec<([u8; 4], Vec<u8>)> {
+        vec![(TARPC_MARK, Vec::new())]
     }
 }
 

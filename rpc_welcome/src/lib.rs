@@ -85,6 +85,8 @@ impl Welcome for WelcomeServer {
 
 /// The method's name in Python, as `pyro_server.py` exposes it.
 pub const PYRO_METHOD: &str = "welcomeMessage";
+/// Its qualified name, as Python's messages about its arguments say it.
+const PYRO_QUALNAME: &str = "Server.welcomeMessage";
 
 /// The server object as Pyro4 clients see it.
 #[derive(Clone, Copy, Debug)]
@@ -96,12 +98,16 @@ impl pyro4_wire::daemon::Object for PyroWelcome {
     }
 
     async fn invoke(&self, call: pyro4_wire::Call) -> Result<Value, PyroException> {
-        match call.arg(0, "name") {
+        let bound = call.bind(PYRO_QUALNAME, &["name"])?;
+        match bound.first() {
             Some(Value::Str(title)) => Ok(Value::Str(welcome_message(title))),
-            // What Python's "..." + name raises for a name that is no string.
-            _ => Err(PyroException::new(
+            // What the chapter's `"Buku dengan judul " + name + ...` raises.
+            other => Err(PyroException::new(
                 "builtins.TypeError",
-                "welcomeMessage() takes one str argument, the title",
+                format!(
+                    "can only concatenate str (not \"{}\") to str",
+                    other.map_or("NoneType", |value| value.python_type())
+                ),
             )),
         }
     }

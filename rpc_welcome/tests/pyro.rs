@@ -177,3 +177,41 @@ async fn rust_talks_to_rust_over_tarpc_and_to_python_over_pyro4_under_pythons_na
         BOUGHT
     );
 }
+
+/// Runs `differential.py` (one line per case: a value, or an exception's
+/// type and message) against whatever is registered as `server`.
+fn differential(ns: &TestNameServer) -> Vec<String> {
+    let output = pyro4_script(python_dir(), "differential.py", ns.port())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout_of(&output).lines().map(str::to_owned).collect()
+}
+
+/// One script of calls, run against Python's `pyro_server.py` and then
+/// against the Rust server under the same name server: every case has the
+/// same outcome, value or exception type and message (a title that is no
+/// string is the chapter's own `TypeError` from `"..." + name`; wrong
+/// arguments are Python's `TypeError`s word for word; the proxy sees the
+/// same methods, with nothing of the Rust plumbing).
+#[test]
+fn a_python_client_cannot_tell_the_servers_apart() {
+    let ns = TestNameServer::python();
+    let python = {
+        let _server = python_server(&ns);
+        differential(&ns)
+    };
+    let rust = {
+        let _server = rust_server(&ns);
+        differential(&ns)
+    };
+    assert_eq!(python.len(), 12, "{python:#?}");
+    for (python, rust) in python.iter().zip(&rust) {
+        assert_eq!(rust, python);
+    }
+    assert_eq!(rust.len(), python.len());
+}
