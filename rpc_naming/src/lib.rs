@@ -44,6 +44,7 @@
 //! ```
 
 pub mod bench;
+pub mod broadcast;
 pub mod client;
 pub mod pyro_client;
 pub mod pyro_server;
@@ -200,8 +201,8 @@ pub enum NamingError {
     InvalidPattern { pattern: String, reason: String },
     #[error("the name table is full ({0} names); remove some first")]
     TableFull(usize),
-    #[error("metadata is not supported by this name server")]
-    Metadata,
+    #[error("too much metadata: at most {MAX_METADATA} strings of at most {MAX_NAME_LEN} bytes each", MAX_METADATA = table::MAX_METADATA)]
+    TooMuchMetadata,
     #[error("lease time {0} ms is out of range (100 ms to 1 h)")]
     InvalidLease(u64),
     #[error("{0} was taken over by another registration; this lease is void")]

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
 
-use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Location, NS_ENV, NameServerClient, server};
+use rpc_naming::{
+    DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Location, NS_ENV, NameServerClient, broadcast, server,
+};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +32,28 @@ struct Ns {
     ns: String,
 }
 
+/// How Python's `Pyro4.locateNS()` without a host finds the name server.
+#[derive(clap::Args, Default)]
+struct Broadcast {
+    /// Answer Pyro4's broadcast lookups (`GET_NSURI`) on this UDP port. On
+    /// by default on port 9091, as Python's name server, except for a name
+    /// server on loopback (nothing else could reach it), where giving the
+    /// port turns it on.
+    #[arg(long, value_name = "PORT")]
+    broadcast: Option<u16>,
+    /// Do not answer broadcast lookups.
+    #[arg(long, conflicts_with = "broadcast")]
+    no_broadcast: bool,
+}
+
+impl Broadcast {
+    /// The UDP address to answer on for a name server at `ns`, if any.
+    fn addr(&self, ns: SocketAddr) -> Option<SocketAddr> {
+        let on = !self.no_broadcast && (self.broadcast.is_some() || !ns.ip().is_loopback());
+        on.then(|| broadcast::bind_addr(ns, self.broadcast.unwrap_or(broadcast::DEFAULT_PORT)))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the name server (the default).
@@ -40,6 +64,8 @@ enum Command {
         /// Most names the table holds.
         #[arg(long, default_value_t = DEFAULT_MAX_NAMES)]
         max_names: usize,
+        #[command(flatten)]
+        broadcast: Broadcast,
     },
     /// List registrations, all or those starting with PREFIX.
     List {
@@ -91,6 +117,7 @@ fn main() -> ExitCode {
     let command = Cli::parse().command.unwrap_or(Command::Serve {
         addr: DEFAULT_NS_ADDR.parse().expect("valid default address"),
         max_names: DEFAULT_MAX_NAMES,
+        broadcast: Broadcast::default(),
     });
     plumbing::cli::run(
         Runtime::CurrentThread,
@@ -101,7 +128,11 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { addr, max_names } => serve(addr, max_names).await?,
+        Command::Serve {
+            addr,
+            max_names,
+            broadcast,
+        } => serve(addr, max_names, &broadcast).await?,
         Command::List { prefix, regex, ns } => {
             let ns = NameServerClient::connect(&ns.ns).await?;
             let names = match regex {
@@ -150,10 +181,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(addr: SocketAddr, max_names: usize) -> anyhow::Result<()> {
+async fn serve(addr: SocketAddr, max_names: usize, broadcast: &Broadcast) -> anyhow::Result<()> {
     let listener = plumbing::cli::listen(addr).await?;
+    let ns = listener.local_addr()?;
     let stop = plumbing::shutdown::signal();
-    println!("NS running on {}", listener.local_addr()?);
+    println!("NS running on {ns}");
+    let responder = match broadcast.addr(ns) {
+        Some(udp) => {
+            let socket = tokio::net::UdpSocket::bind(udp).await.map_err(|err| {
+                anyhow::anyhow!("cannot answer broadcast lookups on UDP {udp} ({err}); give another port with --broadcast PORT, or --no-broadcast")
+            })?;
+            println!("Broadcast server running on {udp}");
+            Some(tokio::spawn(broadcast::respond(socket, ns)))
+        }
+        None => {
+            if !broadcast.no_broadcast {
+                println!("Not starting broadcast server for localhost.");
+            }
+            None
+        }
+    };
     server::serve(listener, max_names.max(1), stop).await;
+    if let Some(responder) = responder {
+        responder.abort();
+    }
     Ok(())
 }

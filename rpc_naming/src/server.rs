@@ -41,7 +41,8 @@ impl Naming for TarpcNameService {
         location: Location,
         safe: bool,
     ) -> Result<(), NamingError> {
-        self.table.insert(name, location, safe)
+        self.table
+            .insert(name, location, safe, crate::table::Metadata::new())
     }
 
     async fn register_lease(
@@ -129,6 +130,9 @@ impl Service for NameTable {
 /// until `shutdown` completes: tarpc and, as `Pyro.NameServer`, Pyro4.
 pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Future<Output = ()>) {
     let table = NameTable::new(max_names);
+    if let Ok(addr) = listener.local_addr() {
+        table.insert_name_server(addr);
+    }
     let pyro = PyroObject::new(NAME_SERVER_ID, PyroNameService(table.clone()));
     rpc_transport::serve(listener, "name server", shutdown, table, pyro).await;
 }

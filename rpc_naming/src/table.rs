@@ -7,11 +7,11 @@
 //! expired entry. No timer task is needed, and an expired name is never
 //! served.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{Location, MAX_PATTERN_LEN, NamingError, validate_name};
+use crate::{Location, MAX_NAME_LEN, MAX_PATTERN_LEN, NAME_SERVER_ID, NamingError, validate_name};
 use regex::{Regex, RegexBuilder};
 
 const MIN_LEASE: Duration = Duration::from_millis(100);
@@ -31,10 +31,27 @@ struct LeaseState {
 /// [`NameTable::release_held_by`]).
 pub type ConnectionId = u64;
 
+/// A registration's metadata: Pyro4's "yellow pages" tags, searched by
+/// `list(metadata_all=...)` / `list(metadata_any=...)`.
+pub type Metadata = BTreeSet<String>;
+/// Most metadata strings one registration carries.
+pub const MAX_METADATA: usize = 64;
+/// What the name server registers itself with, as Python's does.
+pub const NAME_SERVER_CLASS: &str = "class:Pyro4.naming.NameServer";
+
+/// Checks metadata against the limits: nothing grows without bound.
+pub fn validate_metadata(metadata: &Metadata) -> Result<(), NamingError> {
+    if metadata.len() > MAX_METADATA || metadata.iter().any(|m| m.len() > MAX_NAME_LEN) {
+        return Err(NamingError::TooMuchMetadata);
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
     location: Location,
     lease: Option<LeaseState>,
+    metadata: Metadata,
 }
 
 impl Entry {
@@ -62,6 +79,11 @@ impl Table {
         });
     }
 
+    /// How many names are registered besides the name server's own.
+    fn others(&self) -> usize {
+        self.names.len() - usize::from(self.names.contains_key(NAME_SERVER_ID))
+    }
+
     /// The live entry for `name`, dropping it if its lease has run out.
     fn live(&mut self, name: &str, now: Instant) -> Option<Entry> {
         let entry = self.names.get(name)?.clone();
@@ -75,16 +97,17 @@ impl Table {
 
     fn insert(&mut self, name: String, entry: Entry, safe: bool) -> Result<(), NamingError> {
         validate_name(&name)?;
+        validate_metadata(&entry.metadata)?;
         let now = Instant::now();
         if self.live(&name, now).is_some() {
             if safe {
                 return Err(NamingError::AlreadyRegistered(name));
             }
-        } else {
-            if self.names.len() >= self.max_names {
+        } else if name != NAME_SERVER_ID {
+            if self.others() >= self.max_names {
                 self.purge_expired(now);
             }
-            if self.names.len() >= self.max_names {
+            if self.others() >= self.max_names {
                 return Err(NamingError::TableFull(self.max_names));
             }
         }
@@ -111,9 +134,12 @@ impl Table {
             .collect()
     }
 
+    /// Removes what `remove` accepts, never the name server's own entry
+    /// (as Python's name server).
     fn remove_where(&mut self, remove: impl Fn(&str) -> bool) -> usize {
         let before = self.names.len();
-        self.names.retain(|name, _| !remove(name));
+        self.names
+            .retain(|name, _| name == NAME_SERVER_ID || !remove(name));
         before - self.names.len()
     }
 }
@@ -161,24 +187,78 @@ impl NameTable {
         f(&mut self.table.lock().expect("name table poisoned"))
     }
 
-    /// Registers `name` for good (what Pyro4 clients do).
-    pub fn insert(&self, name: String, location: Location, safe: bool) -> Result<(), NamingError> {
+    /// Registers `name` for good (what Pyro4 clients do), with `metadata`.
+    pub fn insert(
+        &self,
+        name: String,
+        location: Location,
+        safe: bool,
+        metadata: Metadata,
+    ) -> Result<(), NamingError> {
         self.with_table(|t| {
             t.insert(
                 name,
                 Entry {
                     location,
                     lease: None,
+                    metadata,
                 },
                 safe,
             )
         })
     }
 
+    /// Registers the name server itself as `Pyro.NameServer` at `addr`,
+    /// with Python's metadata: it lists, counts and looks up as Python's.
+    /// It takes no room from the names the table holds for others.
+    pub fn insert_name_server(&self, addr: std::net::SocketAddr) {
+        let metadata = Metadata::from([NAME_SERVER_CLASS.to_owned()]);
+        let entry = Entry {
+            location: addr.into(),
+            lease: None,
+            metadata,
+        };
+        self.with_table(|t| t.insert(NAME_SERVER_ID.to_owned(), entry, false))
+            .expect("the name server's own entry is valid");
+    }
+
     /// Where the live registration `name` leads.
     pub fn location(&self, name: &str) -> Option<Location> {
+        self.lookup(name).map(|(location, _)| location)
+    }
+
+    /// Where the live registration `name` leads, and its metadata.
+    pub fn lookup(&self, name: &str) -> Option<(Location, Metadata)> {
         self.with_table(|t| t.live(name, Instant::now()))
-            .map(|entry| entry.location)
+            .map(|entry| (entry.location, entry.metadata))
+    }
+
+    /// Replaces the metadata of the live registration `name`.
+    pub fn set_metadata(&self, name: &str, metadata: Metadata) -> Result<(), NamingError> {
+        validate_metadata(&metadata)?;
+        self.with_table(|t| match t.live(name, Instant::now()) {
+            Some(entry) => {
+                t.names.insert(name.to_owned(), Entry { metadata, ..entry });
+                Ok(())
+            }
+            None => Err(NamingError::UnknownName(name.to_owned())),
+        })
+    }
+
+    /// Every live registration, with its metadata, that `keep` accepts,
+    /// sorted by name.
+    pub fn all_with_metadata(
+        &self,
+        keep: impl Fn(&str, &Metadata) -> bool,
+    ) -> Vec<(String, Location, Metadata)> {
+        self.with_table(|t| {
+            t.purge_expired(Instant::now());
+            t.names
+                .iter()
+                .filter(|(name, entry)| keep(name, &entry.metadata))
+                .map(|(name, entry)| (name.clone(), entry.location.clone(), entry.metadata.clone()))
+                .collect()
+        })
     }
 
     /// Every live registration `keep` accepts, sorted by name.
@@ -244,6 +324,7 @@ impl NameTable {
                 Entry {
                     location: Location::Rust(addr),
                     lease: Some(lease),
+                    metadata: Metadata::new(),
                 },
                 safe,
             )?;

@@ -50,10 +50,12 @@ async fn a_full_table_of_long_names_lists_whole() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.len() > MAX_FRAME, "{} bytes", stdout.len());
     let lines: Vec<_> = stdout.lines().collect();
-    assert_eq!(lines.len(), NAMES);
-    assert_eq!(lines[0], format!("{} --> 127.0.0.1:1000", name(0)));
+    // The name server's own entry first, then every name.
+    assert_eq!(lines.len(), NAMES + 1);
+    assert!(lines[0].starts_with("Pyro.NameServer --> "), "{}", lines[0]);
+    assert_eq!(lines[1], format!("{} --> 127.0.0.1:1000", name(0)));
     assert_eq!(
-        lines[NAMES - 1],
+        lines[NAMES],
         format!("{} --> 127.0.0.1:1000", name(NAMES - 1))
     );
     // A regex listing pages the same way.
@@ -78,7 +80,7 @@ async fn invisible_and_format_characters_are_refused() {
         }
     }
     assert_eq!(
-        ns.list(None).await.unwrap(),
+        ns.list(Some("ser")).await.unwrap(),
         [("server".to_owned(), Location::Rust(sock(1)))]
     );
 }

@@ -87,7 +87,8 @@ async fn list_and_remove_by_prefix_and_regex() {
     let names =
         |list: Vec<(String, Location)>| list.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
 
-    assert_eq!(names(ns.list(None).await.unwrap()).len(), 4);
+    // The four, and the name server's own entry.
+    assert_eq!(names(ns.list(None).await.unwrap()).len(), 5);
     assert_eq!(
         names(ns.list(Some("example.chain")).await.unwrap()),
         ["example.chainTopology.1", "example.chainTopology.2"]
@@ -114,7 +115,10 @@ async fn list_and_remove_by_prefix_and_regex() {
         "unknown is 0, not an error"
     );
     assert_eq!(ns.remove_matching(r"example\.chain").await.unwrap(), 2);
-    assert_eq!(names(ns.list(None).await.unwrap()), ["example.other"]);
+    // The name server's own entry is never removed, as in Python.
+    assert_eq!(ns.remove("Pyro.NameServer").await.unwrap(), 0);
+    assert_eq!(ns.remove_matching(".*").await.unwrap(), 1);
+    assert_eq!(names(ns.list(None).await.unwrap()), ["Pyro.NameServer"]);
 }
 
 #[tokio::test]
@@ -253,7 +257,13 @@ async fn a_dropped_lease_expires_like_a_crashed_server() {
             }
         }
     }
-    assert!(ns.list(None).await.unwrap().is_empty());
+    assert_eq!(
+        ns.list(None).await.unwrap(),
+        [(
+            "Pyro.NameServer".to_owned(),
+            Location::Rust(ns_server.addr.parse().unwrap())
+        )]
+    );
 }
 
 #[tokio::test]

@@ -47,15 +47,20 @@ fn python_nsc_against_this_name_server() {
     stdout_of(&rpc_naming(&ns, &["register", "rak", "127.0.0.1:4000"]));
     assert_eq!(
         nsc(&ns, &["list"]),
-        "--------START LIST \n\
-         buku --> PYRO:obj_1@localhost:5555\n\
-         rak --> PYRO:rak@127.0.0.1:4000\n\
-         --------END LIST \n"
+        format!(
+            "--------START LIST \n\
+             Pyro.NameServer --> PYRO:Pyro.NameServer@{}\n    \
+             metadata: ['class:Pyro4.naming.NameServer']\n\
+             buku --> PYRO:obj_1@localhost:5555\n\
+             rak --> PYRO:rak@127.0.0.1:4000\n\
+             --------END LIST \n",
+            ns.addr()
+        )
     );
     assert_eq!(nsc(&ns, &["lookup", "rak"]), "PYRO:rak@127.0.0.1:4000\n");
     // And what Python registered is seen here.
     assert_eq!(
-        stdout_of(&rpc_naming(&ns, &["list"])),
+        stdout_of(&rpc_naming(&ns, &["list", "--regex", "[a-z]"])),
         "buku --> PYRO:obj_1@localhost:5555\nrak --> 127.0.0.1:4000\n"
     );
     assert_eq!(
@@ -285,7 +290,7 @@ async fn huge_integers_and_every_escape_survive_a_round_trip() {
     let call = Value::Tuple(vec![
         Value::str("Pyro.NameServer"),
         Value::str("list"),
-        Value::Tuple(vec![]),
+        Value::Tuple(vec![Value::str("nothing-here")]),
         Value::Dict(vec![(Value::str("return_metadata"), Value::Int(big))]),
     ]);
     write_message(
@@ -399,12 +404,13 @@ async fn a_pyro4_client_that_never_reads_is_closed() {
     still_serving_with(&addr, 500).await;
 }
 
-/// The name server still answers a proper client, holding `names` names.
+/// The name server still answers a proper client, holding `names` names
+/// besides its own.
 async fn still_serving_with(addr: &str, names: usize) {
     let uri = PyroUri::parse(&format!("PYRO:Pyro.NameServer@{addr}")).unwrap();
     let mut proxy = Proxy::connect(&uri).await.unwrap();
     let count = proxy.call("count", vec![], vec![]).await.unwrap();
-    assert_eq!(count, Value::Int(names.into()));
+    assert_eq!(count, Value::Int((names + 1).into()));
 }
 
 /// Idle Pyro4 connections are kept (see above), so a server full of them
@@ -428,4 +434,79 @@ async fn a_full_server_closes_its_least_recently_active_pyro4_connection() {
     );
     proxies[0].call("ping", vec![], vec![]).await.unwrap();
     proxies[2].call("ping", vec![], vec![]).await.unwrap();
+}
+
+/// A port nothing listens on for a moment (bound, then let go).
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+/// Runs `differential.py` against the name server answering broadcasts on
+/// UDP `bcport`: one line per case.
+fn differential(bcport: u16) -> Vec<String> {
+    let output = Command::new(test_support::python::python())
+        .arg("differential.py")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
+        // The local try first fails: nothing listens on this port.
+        .env("PYRO_NS_PORT", free_port(false).to_string())
+        .env("PYRO_NS_BCPORT", bcport.to_string())
+        .env("PYRO_BROADCAST_ADDRS", "127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout_of(&output).lines().map(str::to_owned).collect()
+}
+
+/// One script of calls, run against Python's name server and against this
+/// one, each found by `Pyro4.locateNS()`'s broadcast: itself registered as
+/// `Pyro.NameServer` (listed, counted, looked up, never removed), metadata
+/// (register, set, look up, search all/any, `nsc yplookup_*` / `setmeta`),
+/// and Python's errors for bad arguments; every outcome alike.
+#[test]
+fn a_python_program_cannot_tell_the_name_servers_apart() {
+    use test_support::child::{line_with, spawn_lines};
+
+    // Python's answers broadcasts only when it listens beyond loopback;
+    // its broadcast socket stays on loopback.
+    let bcport = free_port(true);
+    let mut command = Command::new(test_support::python::python());
+    command.args(["-u", "-m", "Pyro4.naming", "-n", "0.0.0.0", "-p"]);
+    command.arg(free_port(false).to_string());
+    command.args(["--bchost", "127.0.0.1", "--bcport", &bcport.to_string()]);
+    let python = {
+        let (_server, lines) = spawn_lines(command).unwrap();
+        line_with(&lines, &["NS running on"]);
+        differential(bcport)
+    };
+
+    let bcport = free_port(true);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_naming"));
+    command.args(["serve", "--addr", "127.0.0.1:0", "--broadcast"]);
+    command.arg(bcport.to_string());
+    let rust = {
+        let (_server, lines) = spawn_lines(command).unwrap();
+        line_with(&lines, &["Broadcast server running on"]);
+        differential(bcport)
+    };
+    assert_eq!(python.len(), 32, "{python:#?}");
+    for (python, rust) in python.iter().zip(&rust) {
+        assert_eq!(rust, python);
+    }
+    assert_eq!(rust.len(), python.len());
 }
