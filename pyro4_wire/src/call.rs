@@ -96,10 +96,15 @@ impl Serializer {
         let (Value::Tuple(args) | Value::List(args)) = args else {
             return Err(PayloadError::NotACall("the arguments are not a sequence"));
         };
-        let Value::Dict(pairs) = kwargs else {
-            return Err(PayloadError::NotACall(
-                "the keyword arguments are not a dict",
-            ));
+        // A batch (`<batch>`) sends None for its keyword arguments.
+        let pairs = match kwargs {
+            Value::Dict(pairs) => pairs,
+            Value::None => Vec::new(),
+            _ => {
+                return Err(PayloadError::NotACall(
+                    "the keyword arguments are not a dict",
+                ));
+            }
         };
         let kwargs = pairs
             .into_iter()

@@ -15,19 +15,22 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::call::{Call, PayloadError, PyroException, Serializer};
 use crate::io::{MAX_REQUEST, ReadError, read_message, write_message};
-use crate::message::{
-    FLAG_COMPRESSED, FLAG_EXCEPTION, FLAG_META_ON_CONNECT, FLAG_ONEWAY, Message, MessageType,
-};
+use crate::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT, FLAG_ONEWAY, Message, MessageType};
 use crate::serpent::Value;
 
-/// Flags a daemon here does not handle: batched calls, results kept
-/// serialized. A compressed message is refused too (zlib is off by default
-/// in Pyro4).
+/// Several calls in one message (`Pyro4.batch(proxy)`): run in order, their
+/// results (or the first exception, wrapped, after which the rest are not
+/// run) returned as one list.
 const FLAG_BATCH: u16 = 8;
+/// Arguments passed on still serialized (`SerializedBlob`): not handled.
 const FLAG_KEEP_SERIALIZED: u16 = 64;
 
 /// An object a daemon serves.
 pub trait Object: Send + Sync + 'static {
+    /// The Python class it stands for, as Python's messages name it
+    /// (`'Server' object has no attribute 'buy'`).
+    fn class_name(&self) -> &'static str;
+
     /// The methods a proxy may call.
     fn methods(&self) -> &[&'static str];
 
@@ -177,11 +180,12 @@ fn handshake(connect: &Message, object_id: &str, methods: &[&str]) -> Message {
             connect.kind
         ));
     }
-    if connect.flags & FLAG_COMPRESSED != 0 {
-        return fail("compressed messages are not supported here".into());
-    }
+    let payload = match payload_of(connect) {
+        Ok(payload) => payload,
+        Err(err) => return fail(err.message),
+    };
     let data = match Serializer::from_id(connect.serializer)
-        .and_then(|serializer| serializer.loads(&connect.payload))
+        .and_then(|serializer| serializer.loads(&payload))
     {
         Ok(data) => data,
         Err(err) => return fail(err.to_string()),
@@ -204,14 +208,20 @@ fn handshake(connect: &Message, object_id: &str, methods: &[&str]) -> Message {
     }
 }
 
+/// A request's payload, inflated if it came compressed.
+fn payload_of(message: &Message) -> Result<std::borrow::Cow<'_, [u8]>, PyroException> {
+    message.inflated_payload(MAX_REQUEST).map_err(pyro_error)
+}
+
 /// Runs one INVOKE; `None` for a oneway call, which gets no reply.
 async fn invoke<O: Object>(request: &Message, object_id: &str, object: &O) -> Option<Message> {
     let outcome = run(request, object_id, object).await;
     if request.flags & FLAG_ONEWAY != 0 {
         return None;
     }
+    let batch = request.flags & FLAG_BATCH;
     Some(match outcome {
-        Ok(value) => reply(request, MessageType::Result, 0, &value),
+        Ok(value) => reply(request, MessageType::Result, batch, &value),
         Err(err) => reply(
             request,
             MessageType::Result,
@@ -226,13 +236,12 @@ async fn run<O: Object>(
     object_id: &str,
     object: &O,
 ) -> Result<Value, PyroException> {
-    if request.flags & (FLAG_COMPRESSED | FLAG_BATCH | FLAG_KEEP_SERIALIZED) != 0 {
-        return Err(pyro_error(
-            "compressed, batched and keep-serialized calls are not supported here",
-        ));
+    if request.flags & FLAG_KEEP_SERIALIZED != 0 {
+        return Err(pyro_error("keep-serialized calls are not supported here"));
     }
+    let payload = payload_of(request)?;
     let call = Serializer::from_id(request.serializer)
-        .and_then(|serializer| serializer.loads_call(&request.payload))
+        .and_then(|serializer| serializer.loads_call(&payload))
         .map_err(|err| match err {
             PayloadError::Serializer(id) => PyroException::new(
                 "Pyro4.errors.SerializeError",
@@ -262,10 +271,85 @@ async fn run<O: Object>(
             "unknown object",
         ));
     }
+    if request.flags & FLAG_BATCH != 0 {
+        return run_batch(call, object_id, object).await;
+    }
     if !object.methods().contains(&call.method.as_str()) {
         return Err(no_such_method(object_id, &call.method));
     }
     object.invoke(call).await
+}
+
+/// Runs a batch: its arguments are `(method, args, kwargs)` triples. As in
+/// Python's daemon, a method the object lacks fails the whole batch, and
+/// an exception ends it, wrapped in the list where its result would be.
+async fn run_batch<O: Object>(
+    batch: Call,
+    object_id: &str,
+    object: &O,
+) -> Result<Value, PyroException> {
+    let mut calls = Vec::with_capacity(batch.args.len());
+    for item in batch.args {
+        let call = batched_call(item, object_id)?;
+        if !object.methods().contains(&call.method.as_str()) {
+            // Python's own message: the daemon looks the method up itself.
+            return Err(PyroException::new(
+                "builtins.AttributeError",
+                format!(
+                    "'{}' object has no attribute '{}'",
+                    object.class_name(),
+                    call.method
+                ),
+            ));
+        }
+        calls.push(call);
+    }
+    let mut results = Vec::with_capacity(calls.len());
+    for call in calls {
+        match object.invoke(call).await {
+            Ok(value) => results.push(value),
+            Err(err) => {
+                results.push(Value::Dict(vec![
+                    (
+                        Value::str("__class__"),
+                        Value::str("Pyro4.futures._ExceptionWrapper"),
+                    ),
+                    (Value::str("exception"), err.to_value()),
+                ]));
+                break;
+            }
+        }
+    }
+    Ok(Value::List(results))
+}
+
+/// One `(method, args, kwargs)` triple of a batch, as a call.
+fn batched_call(item: Value, object_id: &str) -> Result<Call, PyroException> {
+    let malformed = || pyro_error("a batched call is not (method, args, kwargs)");
+    let (Value::Tuple(parts) | Value::List(parts)) = item else {
+        return Err(malformed());
+    };
+    let Ok([method, args, kwargs]) = <[Value; 3]>::try_from(parts) else {
+        return Err(malformed());
+    };
+    let (Value::Str(method), Value::Tuple(args) | Value::List(args), Value::Dict(kwargs)) =
+        (method, args, kwargs)
+    else {
+        return Err(malformed());
+    };
+    let kwargs = kwargs
+        .into_iter()
+        .map(|(key, value)| match key {
+            Value::Str(key) => Ok((key, value)),
+            _ => Err(malformed()),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Call {
+        object: object_id.to_owned(),
+        method,
+        args,
+        kwargs,
+    })
 }
 
 #[cfg(test)]
@@ -278,6 +362,10 @@ mod tests {
     struct Echo;
 
     impl Object for Echo {
+        fn class_name(&self) -> &'static str {
+            "Echo"
+        }
+
         fn methods(&self) -> &[&'static str] {
             &["echo"]
         }
@@ -346,6 +434,20 @@ mod tests {
         }
     }
 
+    /// A small compressed message that would inflate past the request
+    /// limit is refused, not inflated.
+    #[test]
+    fn a_compressed_message_cannot_unfold_past_the_limit() {
+        use std::io::Write;
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![b' '; 2 * MAX_REQUEST]).unwrap();
+        let mut bomb = Message::new(MessageType::Invoke, 1, encoder.finish().unwrap());
+        bomb.flags = crate::message::FLAG_COMPRESSED;
+        assert!(bomb.payload.len() < 10_000);
+        let err = bomb.inflated_payload(MAX_REQUEST).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
+    }
+
     #[test]
     fn an_unknown_object_fails_the_handshake() {
         let hello = Value::Dict(vec![
@@ -373,6 +475,30 @@ mod tests {
         ) {
             let mut stream = if after_handshake { connect_bytes() } else { Vec::new() };
             stream.extend(bytes);
+            serve_bytes(stream);
+        }
+
+        /// Random payloads flagged compressed, batched or both (what a
+        /// peer sends is inflated and unpacked here) get an answer or none,
+        /// never a panic.
+        #[test]
+        fn random_compressed_and_batched_payloads_never_panic(
+            payload in proptest::collection::vec(any::<u8>(), 0..512),
+            deflate in any::<bool>(),
+            flags in 0u16..16,
+        ) {
+            use std::io::Write;
+            let payload = if deflate {
+                let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                encoder.write_all(&payload).unwrap();
+                encoder.finish().unwrap()
+            } else {
+                payload
+            };
+            let mut invoke = Message::new(MessageType::Invoke, 1, payload);
+            invoke.flags = flags & (crate::message::FLAG_COMPRESSED | FLAG_BATCH | FLAG_ONEWAY);
+            let mut stream = connect_bytes();
+            stream.extend(invoke.encode());
             serve_bytes(stream);
         }
 

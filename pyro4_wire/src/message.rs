@@ -187,6 +187,27 @@ fn checksum_of(
 }
 
 impl Message {
+    /// The payload, inflated if the message came compressed (Pyro4's
+    /// `COMPRESSION=True`: zlib), and no longer than `limit` bytes either
+    /// way: a small compressed message cannot unfold into a huge one.
+    pub fn inflated_payload(&self, limit: usize) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+        use std::io::Read;
+        if self.flags & FLAG_COMPRESSED == 0 {
+            return Ok(std::borrow::Cow::Borrowed(&self.payload));
+        }
+        let mut inflated = Vec::new();
+        flate2::read::ZlibDecoder::new(self.payload.as_slice())
+            .take(limit as u64 + 1)
+            .read_to_end(&mut inflated)
+            .map_err(|err| format!("cannot decompress the message: {err}"))?;
+        if inflated.len() > limit {
+            return Err(format!(
+                "the message decompresses to more than {limit} bytes"
+            ));
+        }
+        Ok(std::borrow::Cow::Owned(inflated))
+    }
+
     /// A serpent message of type `kind` with sequence number `seq`.
     pub fn new(kind: MessageType, seq: u16, payload: Vec<u8>) -> Self {
         Message {

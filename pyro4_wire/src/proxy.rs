@@ -213,8 +213,11 @@ impl Proxy {
                 answer.serializer
             )));
         }
+        let payload = answer
+            .inflated_payload(crate::io::MAX_REQUEST)
+            .map_err(|reason| self.protocol(&reason))?;
         Serializer::Serpent
-            .loads(&answer.payload)
+            .loads(&payload)
             .map_err(|source| ProxyError::Payload {
                 uri: self.uri.to_string(),
                 source,

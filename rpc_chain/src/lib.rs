@@ -385,6 +385,10 @@ fn pyro_text(value: &Value) -> String {
 pub struct PyroChain(pub ChainServer);
 
 impl pyro4_wire::daemon::Object for PyroChain {
+    fn class_name(&self) -> &'static str {
+        "Chain"
+    }
+
     fn methods(&self) -> &[&'static str] {
         &[PYRO_METHOD]
     }

@@ -258,6 +258,10 @@ impl Chain for SlowHop {
 }
 
 impl pyro4_wire::daemon::Object for SlowHop {
+    fn class_name(&self) -> &'static str {
+        "Chain"
+    }
+
     fn methods(&self) -> &[&'static str] {
         &["process"]
     }

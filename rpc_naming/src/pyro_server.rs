@@ -262,6 +262,10 @@ impl PyroNameService {
 }
 
 impl pyro4_wire::daemon::Object for PyroNameService {
+    fn class_name(&self) -> &'static str {
+        "NameServer"
+    }
+
     fn methods(&self) -> &[&'static str] {
         METHODS
     }

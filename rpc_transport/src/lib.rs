@@ -262,6 +262,10 @@ impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
 struct Marked<O>(O);
 
 impl<O: pyro4_wire::daemon::Object> pyro4_wire::daemon::Object for Marked<O> {
+    fn class_name(&self) -> &'static str {
+        self.0.class_name()
+    }
+
     fn methods(&self) -> &[&'static str] {
         self.0.methods()
     }

@@ -93,6 +93,10 @@ const PYRO_QUALNAME: &str = "Server.welcomeMessage";
 pub struct PyroWelcome;
 
 impl pyro4_wire::daemon::Object for PyroWelcome {
+    fn class_name(&self) -> &'static str {
+        "Server"
+    }
+
     fn methods(&self) -> &[&'static str] {
         &[PYRO_METHOD]
     }

@@ -13,6 +13,40 @@ def outcome(case):
 
 
 proxy = Pyro4.Proxy("PYRONAME:server")
+
+
+def batch(*titles, method="welcomeMessage"):
+    calls = Pyro4.batch(proxy)
+    for title in titles:
+        getattr(calls, method)(title)
+    results = []
+    try:
+        for result in calls():
+            results.append(result)
+    except Exception as exc:
+        results.append("%s: %s" % (type(exc).__name__, exc))
+    return results
+
+
+def oneway():
+    with Pyro4.Proxy("PYRONAME:server") as once:
+        once._pyroBind()
+        once._pyroOneway.add("welcomeMessage")
+        sent = once.welcomeMessage("Go")
+        # Were a reply sent anyway, this call would read it instead of its own.
+        once._pyroOneway.clear()
+        return sent, once.welcomeMessage("Rust")
+
+
+def compressed(title):
+    Pyro4.config.COMPRESSION = True
+    try:
+        with Pyro4.Proxy("PYRONAME:server") as zipped:
+            return zipped.welcomeMessage(title)
+    finally:
+        Pyro4.config.COMPRESSION = False
+
+
 cases = [
     ("a title", lambda: proxy.welcomeMessage("Programming GO")),
     ("a title by keyword", lambda: proxy.welcomeMessage(name="Go")),
@@ -27,6 +61,11 @@ cases = [
     ("an unknown method", lambda: proxy.buy("Go")),
     ("what the proxy sees", lambda: (sorted(proxy._pyroMethods), sorted(proxy._pyroOneway),
                                      sorted(proxy._pyroAttrs))),
+    ("a batch", lambda: batch("A", "B", "C")),
+    ("a batch that fails half-way", lambda: batch("A", 4, "C")),
+    ("a batch of an unknown method", lambda: batch("A", method="buy")),
+    ("a oneway call", oneway),
+    ("a compressed call", lambda: compressed("Sistem Terdistribusi " * 20)),
 ]
 for name, case in cases:
     print("%s -> %s" % (name, outcome(case)))
