@@ -215,3 +215,55 @@ fn a_python_client_cannot_tell_the_servers_apart() {
     }
     assert_eq!(rust.len(), python.len());
 }
+
+/// A TCP port nothing listens on for a moment (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Pyro4's own programs under `ns`, with the Rust welcome server
+/// registered: `python -m Pyro4.test.echoserver -n` and a client of it
+/// found through the name server, and `python -m Pyro4.utils.httpgateway`
+/// listing the names (its home page looks them up in a batch) and calling
+/// both servers. One line per case.
+fn pyro4s_programs(ns: &TestNameServer) -> Vec<String> {
+    let _server = rust_server(ns);
+    let mut echo = pyro4_script(python_dir(), "-m", ns.port());
+    echo.args(["Pyro4.test.echoserver", "-n"]);
+    let (_echo, lines) = spawn_lines(echo).unwrap();
+    line_with(&lines, &["echoserver running."]);
+    let port = free_port().to_string();
+    let mut gateway = pyro4_script(python_dir(), "-W", ns.port());
+    gateway.args(["ignore", "-m", "Pyro4.utils.httpgateway", "-H", "127.0.0.1"]);
+    gateway.args(["-p", &port, "-e", r"server|test\."]);
+    let (_gateway, lines) = spawn_lines(gateway).unwrap();
+    line_with(&lines, &["Pyro HTTP gateway running on"]);
+    let output = pyro4_script(python_dir(), "pyro4_programs.py", ns.port())
+        .arg(format!("http://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout_of(&output).lines().map(str::to_owned).collect()
+}
+
+/// Pyro4's own programs (its echo server, its HTTP gateway) work against
+/// the Rust name server exactly as against Python's.
+#[test]
+fn pyro4s_own_programs_work_against_the_rust_name_server() {
+    let python = pyro4s_programs(&TestNameServer::python());
+    let rust = pyro4s_programs(&TestNameServer::rust());
+    assert_eq!(python.len(), 9, "{python:#?}");
+    assert!(python[6].contains("Buku dengan judul Go"), "{python:#?}");
+    for (python, rust) in python.iter().zip(&rust) {
+        assert_eq!(rust, python);
+    }
+    assert_eq!(rust.len(), python.len());
+}
