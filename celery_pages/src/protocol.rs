@@ -34,6 +34,14 @@ impl PyException {
     }
 }
 
+impl PyException {
+    /// Python's `repr` of the exception, as Celery's task events carry it:
+    /// `TypeError("unsupported operand type(s) for +: 'int' and 'str'")`.
+    pub fn repr(&self) -> String {
+        format!("{}({})", self.exc_type, python_text::repr(&self.message))
+    }
+}
+
 impl std::fmt::Display for PyException {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.exc_type, self.message)

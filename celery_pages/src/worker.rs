@@ -576,7 +576,7 @@ fn run_reported(session: &Session, request: &TaskRequest) -> Outcome {
         ),
         Outcome::Raised(exc) | Outcome::Refused(exc) => events.task_event(
             "task-failed",
-            json!({"uuid": request.id, "exception": format!("{}('{}')", exc.exc_type, exc.message),
+            json!({"uuid": request.id, "exception": exc.repr(),
                    "traceback": ""}),
         ),
         Outcome::Revoked(_) => {}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use celery_pages::ADD_TASK;
 use common::{
     KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, python, python_broker,
-    python_dir, start_python_worker, unique_queue,
+    python_dir, start_python_worker, start_python_worker_with, unique_queue,
 };
 use serde_json::json;
 use test_support::child::{line_with, lines_of};
@@ -328,17 +328,92 @@ async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
     let (queue, consumer) = celery_pages::reply_queue(&channel, "test-events")
         .await
         .unwrap();
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            celery_pages::events::EXCHANGE.into(),
-            "worker.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    for events in ["worker.#", "task.#"] {
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                celery_pages::events::EXCHANGE.into(),
+                events.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
     (connection, consumer)
+}
+
+/// What the next `count` task-succeeded and task-failed events of `node`
+/// say (one message may carry a list of events: `task.multi`).
+async fn task_outcomes(events: &mut lapin::Consumer, node: &str, count: usize) -> Vec<String> {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut outcomes = Vec::new();
+    while outcomes.len() < count {
+        let delivery = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {outcomes:?} from {node}"))
+            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+        let batch = match body {
+            serde_json::Value::Array(events) => events,
+            event => vec![event],
+        };
+        for event in batch.iter().filter(|e| e["hostname"] == node) {
+            match event["type"].as_str() {
+                Some("task-succeeded") => outcomes.push(format!("result {}", event["result"])),
+                Some("task-failed") => outcomes.push(format!("exception {}", event["exception"])),
+                _ => {}
+            }
+        }
+    }
+    outcomes
+}
+
+/// Flower and `celery events` show a task's result and exception as the
+/// worker's event describes them: Python's `repr`, the same from the Rust
+/// worker as from Python's (results of each type, and `TypeError`s whose
+/// message holds single quotes, which Python's repr wraps in double ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_events_describe_results_and_exceptions_as_pythons_worker_does() {
+    let calls = [
+        [json!(4), json!(10)],
+        [json!("Kamu sudah membaca "), json!("4")],
+        [json!(4), json!("a")],
+        [json!([1]), json!([2])],
+        [json!(1.5), json!(2)],
+        [json!(null), json!(1)],
+    ];
+    let calls = &calls;
+    let run = |queue: String| async move {
+        let caller = celery_pages::caller::Caller::connect(&broker(), &queue)
+            .await
+            .unwrap();
+        for args in calls {
+            let _ = caller.call(ADD_TASK, args, WAIT).await;
+        }
+        caller.close().await;
+    };
+    let (_events_connection, mut events) = listen_to_events().await;
+    let python_queue = unique_queue("events-py");
+    let python_side = start_python_worker_with(&python_queue, &[("CELERY_TASK_EVENTS", "1")]).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::control::host_name());
+    run(python_queue.clone()).await;
+    let python = task_outcomes(&mut events, &python_node, calls.len()).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("events-rs");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    run(queue.clone()).await;
+    let rust = task_outcomes(&mut events, &node, calls.len()).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+    assert_eq!(rust, python);
 }
 
 /// The next event of `kind` from `node` (bounded wait).

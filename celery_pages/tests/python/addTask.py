@@ -6,7 +6,8 @@ so that tests running at once do not share one, and the queue's kind and
 exchange type from CELERY_QUEUE_TYPE and CELERY_EXCHANGE_TYPE (Celery's
 defaults when unset); with CELERY_AT_LEAST_ONCE=1, a task is acked only
 after it ran and its result was confirmed by the broker (Celery's default
-acks first and publishes unconfirmed: a node's crash can lose a task).
+acks first and publishes unconfirmed: a node's crash can lose a task);
+with CELERY_TASK_EVENTS=1 it sends task events (-E).
 """
 import os
 
@@ -20,6 +21,8 @@ app = Celery(
 app.conf.task_default_queue = os.environ.get("CELERY_QUEUE", "celery")
 app.conf.task_default_queue_type = os.environ.get("CELERY_QUEUE_TYPE", "classic")
 app.conf.task_default_exchange_type = os.environ.get("CELERY_EXCHANGE_TYPE", "direct")
+if os.environ.get("CELERY_TASK_EVENTS") == "1":
+    app.conf.worker_send_task_events = True
 if os.environ.get("CELERY_AT_LEAST_ONCE") == "1":
     app.conf.task_acks_late = True
     app.conf.broker_transport_options = {"confirm_publish": True}
