@@ -120,40 +120,72 @@ pub fn bind_add_arguments(
     args: &[Value],
     kwargs: &Map<String, Value>,
 ) -> Result<(Value, Value), PyException> {
-    const PARAMS: [&str; 2] = ["x", "y"];
+    let [x, y] = bind_arguments("add", &["x", "y"], args, kwargs)?;
+    Ok((x, y))
+}
+
+/// Binds `args` and `kwargs` to the parameters `params` of the Python
+/// function `function` (none with a default), in their order; or the
+/// `TypeError` CPython raises, word for word, for a call that does not fit.
+///
+/// ```
+/// use celery_pages::add::bind_arguments;
+/// use serde_json::{Map, json};
+/// let err = bind_arguments::<2>("xmap", &["task", "it"], &[json!(1)], &Map::new()).unwrap_err();
+/// assert_eq!(err.message, "xmap() missing 1 required positional argument: 'it'");
+/// ```
+pub fn bind_arguments<const N: usize>(
+    function: &str,
+    params: &[&str; N],
+    args: &[Value],
+    kwargs: &Map<String, Value>,
+) -> Result<[Value; N], PyException> {
     let type_error = |message: String| PyException::builtin("TypeError", message);
-    if args.len() > PARAMS.len() {
+    if args.len() > N {
+        let takes = if N == 1 { "argument" } else { "arguments" };
+        let given = if args.len() == 1 { "was" } else { "were" };
         return Err(type_error(format!(
-            "add() takes 2 positional arguments but {} were given",
+            "{function}() takes {N} positional {takes} but {} {given} given",
             args.len()
         )));
     }
-    let mut bound: [Option<Value>; 2] = [args.first().cloned(), args.get(1).cloned()];
+    let mut bound: [Option<Value>; N] = std::array::from_fn(|i| args.get(i).cloned());
     for (key, value) in kwargs {
-        let Some(slot) = PARAMS.iter().position(|p| p == key) else {
+        let Some(slot) = params.iter().position(|p| p == key) else {
             return Err(type_error(format!(
-                "add() got an unexpected keyword argument '{key}'"
+                "{function}() got an unexpected keyword argument '{key}'"
             )));
         };
-        if bound[slot].is_some() {
+        if bound[slot].replace(value.clone()).is_some() {
             return Err(type_error(format!(
-                "add() got multiple values for argument '{key}'"
+                "{function}() got multiple values for argument '{key}'"
             )));
         }
-        bound[slot] = Some(value.clone());
     }
-    match bound {
-        [Some(x), Some(y)] => Ok((x, y)),
-        [None, None] => Err(type_error(
-            "add() missing 2 required positional arguments: 'x' and 'y'".into(),
-        )),
-        [None, _] => Err(type_error(
-            "add() missing 1 required positional argument: 'x'".into(),
-        )),
-        [_, None] => Err(type_error(
-            "add() missing 1 required positional argument: 'y'".into(),
-        )),
+    let missing: Vec<String> = params
+        .iter()
+        .zip(&bound)
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| format!("'{name}'"))
+        .collect();
+    if !missing.is_empty() {
+        let plural = if missing.len() == 1 {
+            "argument"
+        } else {
+            "arguments"
+        };
+        let names = match missing.as_slice() {
+            [one] => one.clone(),
+            [first, second] => format!("{first} and {second}"),
+            [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
+            [] => String::new(),
+        };
+        return Err(type_error(format!(
+            "{function}() missing {} required positional {plural}: {names}",
+            missing.len()
+        )));
     }
+    Ok(bound.map(|value| value.unwrap_or(Value::Null)))
 }
 
 #[cfg(test)]

@@ -185,7 +185,7 @@ impl Node {
             "ping" => json!({"ok": "pong"}),
             "stats" => self.stats(),
             "active" => self.active_tasks(),
-            "registered" => json!([ADD_TASK]),
+            "registered" => json!(crate::tasks::USER_TASKS),
             "active_queues" => self.active_queues(),
             "reserved" | "scheduled" => json!([]),
             "revoked" => {

@@ -49,6 +49,7 @@ pub mod delayed;
 pub mod events;
 pub mod protocol;
 pub mod quarantine;
+pub mod tasks;
 pub mod worker;
 
 use lapin::options::{

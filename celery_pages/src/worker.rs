@@ -23,7 +23,6 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::add::{bind_add_arguments, python_add};
 use crate::canvas;
 use crate::config::WorkerConfig;
 use crate::control::Node;
@@ -32,6 +31,7 @@ use crate::protocol::{
     Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
     success_body,
 };
+use crate::tasks::Failure;
 use crate::{ADD_TASK, AmqpContext, QueueType, Result, TaskQueue, declare_task_queue};
 
 const CONSUMER_TAG: &str = "celery_pages-worker";
@@ -696,19 +696,10 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
 /// Runs a request: an unknown task or arguments that do not fit are
 /// refused; otherwise the task runs and returns or raises.
 fn run_task(request: &TaskRequest) -> Outcome {
-    if request.task != ADD_TASK {
-        return Outcome::Refused(PyException {
-            exc_type: "NotRegistered".into(),
-            exc_module: "celery.exceptions".into(),
-            message: request.task.clone(),
-        });
-    }
-    match bind_add_arguments(&request.args, &request.kwargs) {
-        Err(exc) => Outcome::Refused(exc),
-        Ok((x, y)) => match python_add(&x, &y) {
-            Ok(value) => Outcome::Succeeded(value),
-            Err(exc) => Outcome::Raised(exc),
-        },
+    match crate::tasks::run(&request.task, &request.args, &request.kwargs) {
+        Ok(value) => Outcome::Succeeded(value),
+        Err(Failure::Raised(exc)) => Outcome::Raised(exc),
+        Err(Failure::NotRegistered(exc) | Failure::BadCall(exc)) => Outcome::Refused(exc),
     }
 }
 

@@ -47,6 +47,29 @@ async fn python_calls(queue: &str, call: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Celery's built-in tasks a caller reaches through the canvas (`starmap`,
+/// `map`, `chunks`, which sends starmaps) and by name (`accumulate`,
+/// `backend_cleanup`): the same calls against Python's worker and the Rust
+/// one, every outcome alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn celerys_built_in_tasks_run_as_on_pythons_worker() {
+    let python_queue = unique_queue("builtins-py");
+    let python_side = start_python_worker(&python_queue).await;
+    let python = python_calls(&python_queue, &["builtins"]).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("builtins");
+    let worker = TestWorker::start(&broker(), &queue);
+    let rust = python_calls(&queue, &["builtins"]).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+    assert_eq!(python.lines().count(), 10, "{python}");
+    for (python, rust) in python.lines().zip(rust.lines()) {
+        assert_eq!(rust, python);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_integers_stay_python_ints() {
     let queue = unique_queue("bigint");

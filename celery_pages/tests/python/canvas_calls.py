@@ -66,5 +66,31 @@ elif call == "link":
         add.apply_async((1, "a"), link=callback, link_error=errback).get(timeout=30)
     except TypeError as exc:
         print("TypeError:", exc)
+elif call == "builtins":
+    # Celery's built-in tasks, as the canvas sends them: one line per case,
+    # the result or the exception, to compare one worker with another.
+    def outcome(case):
+        try:
+            return repr(case())
+        except Exception as exc:  # the comparison is the point
+            return "%s: %s" % (type(exc).__name__, exc)
+
+    def send(name, *args, **kwargs):
+        return app.send_task(name, args=args, kwargs=kwargs).get(timeout=30)
+
+    cases = [
+        ("starmap", lambda: add.starmap([(1, 2), (3, 4)]).apply_async().get(timeout=30)),
+        ("starmap of strings", lambda: add.starmap([("Kamu ", "4")]).apply_async().get(timeout=30)),
+        ("starmap that raises", lambda: add.starmap([(1, "a")]).apply_async().get(timeout=30)),
+        ("map", lambda: add.map([[1], [2]]).apply_async().get(timeout=30)),
+        ("chunks", lambda: add.chunks(zip(range(4), range(4)), 2).apply_async().get(timeout=30)),
+        ("accumulate", lambda: send("celery.accumulate", 1, 2, 3)),
+        ("accumulate one", lambda: send("celery.accumulate", 1, 2, 3, index=1)),
+        ("accumulate out of range", lambda: send("celery.accumulate", 1, index=5)),
+        ("backend_cleanup", lambda: send("celery.backend_cleanup")),
+        ("map of an unknown task", lambda: send("celery.map", "addTask.sub", [1])),
+    ]
+    for name, case in cases:
+        print("%s -> %s" % (name, outcome(case)))
 else:
     sys.exit("unknown call " + call)
