@@ -31,6 +31,8 @@ pub struct Caller {
     reply_queue: String,
     origin: String,
     waiting: Waiting,
+    /// How task bodies are compressed, if at all.
+    compression: Option<crate::compression::Compression>,
 }
 
 /// A task that was sent and whose result may still come.
@@ -88,7 +90,14 @@ impl Caller {
             reply_queue,
             origin: format!("{}@{}", std::process::id(), host.trim()),
             waiting,
+            compression: None,
         })
+    }
+
+    /// Compresses the tasks it sends from now on with `method`, as kombu's
+    /// `apply_async(..., compression=...)` does.
+    pub fn compress_with(&mut self, method: Option<crate::compression::Compression>) {
+        self.compression = method;
     }
 
     /// Publishes task `task` with positional `args` and waits for the
@@ -124,6 +133,7 @@ impl Caller {
             reply_to: Some(&self.reply_queue),
             origin: &self.origin,
             eta,
+            compression: self.compression,
             ..TaskMessage::default()
         };
         match route {

@@ -152,9 +152,11 @@ pub async fn add(
     target: &Target,
     arguments: [&str; 2],
     countdown: Option<Duration>,
+    compression: Option<crate::compression::Compression>,
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let caller = Caller::connect(&target.broker()?, target.task_queue()).await?;
+    let mut caller = Caller::connect(&target.broker()?, target.task_queue()).await?;
+    caller.compress_with(compression);
     let arguments = arguments.map(task_argument);
     let pending = caller.send_later(ADD_TASK, &arguments, countdown).await?;
     match wait {

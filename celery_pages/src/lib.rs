@@ -43,6 +43,7 @@ pub mod broker;
 pub mod caller;
 pub mod canvas;
 pub mod commands;
+pub mod compression;
 pub mod config;
 pub mod control;
 pub mod delayed;

@@ -52,6 +52,10 @@ enum Command {
         /// (Celery's `countdown`).
         #[arg(long, value_parser = commands::seconds)]
         countdown: Option<Duration>,
+        /// Compress the task message, as kombu's `compression=` (the worker
+        /// must read it: Python's and this one do).
+        #[arg(long, value_enum)]
+        compression: Option<celery_pages::compression::Compression>,
     },
     /// List every worker on the broker that answers a ping, Python or Rust
     /// (as `celery status`).
@@ -131,9 +135,10 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
             timeout,
             no_wait,
             countdown,
+            compression,
         } => {
             let wait = (!no_wait).then(|| Duration::from_secs(timeout));
-            commands::add(&target, [&x, &y], countdown, wait).await
+            commands::add(&target, [&x, &y], countdown, compression, wait).await
         }
         Command::Status { broker, timeout } => commands::status(&broker.parse()?, timeout).await,
         Command::Revoke { id, broker } => commands::revoke(&broker.parse()?, &id).await,

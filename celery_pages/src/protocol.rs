@@ -212,6 +212,14 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
     let Some(id) = id.clone() else {
         return Err(poison(format!("task {task} has no `id` header")));
     };
+    let inflated;
+    let body = match header_str(headers, "compression") {
+        Some(method) => {
+            inflated = crate::compression::decompress(&method, body).map_err(&poison)?;
+            inflated.as_slice()
+        }
+        None => body,
+    };
     let (args, kwargs, embed) = split_body(body).map_err(&poison)?;
     let eta = header_time(headers, "eta").map_err(&poison)?;
     let expires = header_time(headers, "expires").map_err(&poison)?;
@@ -328,6 +336,8 @@ pub struct TaskMessage<'a> {
     pub eta: Option<DateTime<Utc>>,
     pub expires: Option<DateTime<Utc>>,
     pub embed: Embed,
+    /// How the body is compressed (kombu's `compression=`), if at all.
+    pub compression: Option<crate::compression::Compression>,
 }
 
 fn iso(time: Option<DateTime<Utc>>) -> Value {
@@ -341,7 +351,7 @@ impl TaskMessage<'_> {
     pub fn encode(&self) -> (Vec<u8>, BasicProperties) {
         let args_repr = args_repr(self.args);
         let kwargs = Value::Object(self.kwargs.clone());
-        let headers = json!({
+        let mut headers = json!({
             "lang": "py",
             "task": self.task,
             "id": self.id,
@@ -362,6 +372,9 @@ impl TaskMessage<'_> {
             "stamped_headers": null,
             "stamps": {},
         });
+        if let Some(method) = self.compression {
+            headers["compression"] = json!(method.content_type());
+        }
         let AMQPValue::FieldTable(headers) = to_amqp(&headers) else {
             unreachable!("an object converts to a table");
         };
@@ -376,7 +389,12 @@ impl TaskMessage<'_> {
         if let Some(reply_to) = self.reply_to {
             properties = properties.with_reply_to(reply_to.into());
         }
-        (body.to_string().into_bytes(), properties)
+        let body = body.to_string().into_bytes();
+        let body = match self.compression {
+            Some(method) => method.compress(&body),
+            None => body,
+        };
+        (body, properties)
     }
 }
 

@@ -16,7 +16,7 @@ use common::{
     ready_count, start_python_worker, unique_queue,
 };
 use serde_json::{Value, json};
-use test_support::child::{line_with, lines_of};
+use test_support::child::{line_with, lines_of, stdout_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_celery_pages");
 const WAIT: Duration = Duration::from_secs(30);
@@ -68,6 +68,39 @@ async fn celerys_built_in_tasks_run_as_on_pythons_worker() {
     for (python, rust) in python.lines().zip(rust.lines()) {
         assert_eq!(rust, python);
     }
+}
+
+/// Task messages compressed by every method kombu offers (the
+/// `compression` header and the compressed body): a Python caller's are
+/// answered by Python's worker and by the Rust one alike, and the Rust
+/// caller's `--compression` is answered by Python's worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_task_messages_are_read_by_either_worker() {
+    use celery_pages::compression::Compression;
+    use clap::ValueEnum;
+
+    let python_queue = unique_queue("compressed-py");
+    let python_side = start_python_worker(&python_queue).await;
+    let python = python_calls(&python_queue, &["compressed"]).await;
+    for method in Compression::value_variants() {
+        let name = method.to_possible_value().unwrap().get_name().to_owned();
+        let output = cli_on_queue(&["add", "4", "10", "--compression", &name], &python_queue).await;
+        assert_eq!(stdout_of(&output), "14\n", "{name}: {output:?}");
+    }
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("compressed");
+    let worker = TestWorker::start(&broker(), &queue);
+    let rust = python_calls(&queue, &["compressed"]).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+    assert_eq!(python.lines().count(), 7, "{python}");
+    assert!(
+        python.starts_with("zlib -> 'Kamu sudah membaca zlib'"),
+        "{python}"
+    );
+    assert_eq!(rust, python);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

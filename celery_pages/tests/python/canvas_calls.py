@@ -66,6 +66,14 @@ elif call == "link":
         add.apply_async((1, "a"), link=callback, link_error=errback).get(timeout=30)
     except TypeError as exc:
         print("TypeError:", exc)
+elif call == "compressed":
+    # A task body compressed by each method kombu offers: one line each.
+    for method in ["zlib", "gzip", "bzip2", "lzma", "xz", "brotli", "zstd"]:
+        try:
+            result = add.apply_async(("Kamu sudah membaca ", method), compression=method).get(timeout=30)
+        except Exception as exc:  # the comparison is the point
+            result = "%s: %s" % (type(exc).__name__, exc)
+        print(method, "->", repr(result))
 elif call == "builtins":
     # Celery's built-in tasks, as the canvas sends them: one line per case,
     # the result or the exception, to compare one worker with another.
