@@ -17,7 +17,7 @@ pub fn python_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "NoneType",
         Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) if crate::pyjson::float(value).is_some() => "float",
         Value::Number(_) => "int",
         Value::String(_) => "str",
         Value::Array(_) => "list",
@@ -31,7 +31,7 @@ pub fn python_type(value: &Value) -> &'static str {
 fn as_int(value: &Value) -> Option<BigInt> {
     match value {
         Value::Bool(b) => Some(BigInt::from(u8::from(*b))),
-        Value::Number(n) if !n.is_f64() => n.to_string().parse().ok(),
+        Value::Number(n) if crate::pyjson::float(value).is_none() => n.to_string().parse().ok(),
         _ => None,
     }
 }
@@ -39,9 +39,9 @@ fn as_int(value: &Value) -> Option<BigInt> {
 /// A number as a Python float; an integer too large for one is Python's
 /// `OverflowError`.
 fn as_float(value: &Value) -> Option<Result<f64, PyException>> {
-    match value {
-        Value::Number(n) if n.is_f64() => n.as_f64().map(Ok),
-        other => as_int(other).map(|i| {
+    match crate::pyjson::float(value) {
+        Some(float) => Some(Ok(float)),
+        None => as_int(value).map(|i| {
             // Decimal text to f64 rounds correctly, as Python's int -> float does.
             let float = i.to_string().parse::<f64>().ok();
             float.filter(|f| f.is_finite()).ok_or_else(|| {
@@ -58,8 +58,9 @@ fn int_value(i: &BigInt) -> Value {
 
 /// `x + y` as Python computes it, for values that JSON can carry.
 ///
-/// Integers add exactly, of any size, as Python's do; a float sum that is
-/// not finite is an `OverflowError` (JSON has no infinity).
+/// Integers add exactly, of any size, as Python's do; floats add as
+/// Python's, to `inf` past the largest and `nan` from a `nan` (carried as
+/// [`crate::pyjson`] describes).
 ///
 /// ```
 /// use serde_json::json;
@@ -94,13 +95,8 @@ pub fn python_add(x: &Value, y: &Value) -> Result<Value, PyException> {
                 return Ok(int_value(&(a + b)));
             }
             if let (Some(a), Some(b)) = (as_float(x), as_float(y)) {
-                let (a, b) = (a?, b?);
-                let sum = a + b;
-                return serde_json::Number::from_f64(sum)
-                    .map(Value::Number)
-                    .ok_or_else(|| {
-                        PyException::builtin("OverflowError", format!("{a} + {b} is not finite"))
-                    });
+                // A float sum past the largest float is inf, as in Python.
+                return Ok(crate::pyjson::float_value(a? + b?));
             }
             Err(PyException::builtin(
                 "TypeError",
@@ -236,11 +232,11 @@ mod tests {
             add(big(&format!("1{}", "0".repeat(400))), json!(0.5)),
             Err("OverflowError: int too large to convert to float".into())
         );
-        assert!(
-            add(json!(f64::MAX), json!(f64::MAX))
-                .unwrap_err()
-                .starts_with("OverflowError")
-        );
+        let inf = add(json!(f64::MAX), json!(f64::MAX)).unwrap();
+        assert_eq!(crate::pyjson::float(&inf), Some(f64::INFINITY));
+        let nan = add(crate::pyjson::nan(), json!(1)).unwrap();
+        assert!(crate::pyjson::float(&nan).unwrap().is_nan());
+        assert_eq!(python_type(&nan), "float");
     }
 
     #[test]

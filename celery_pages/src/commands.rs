@@ -127,7 +127,7 @@ impl WorkerOptions {
 /// assert_eq!(task_argument(" halaman"), serde_json::json!(" halaman"));
 /// ```
 pub fn task_argument(raw: &str) -> Value {
-    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+    crate::pyjson::from_slice(raw.as_bytes()).unwrap_or_else(|_| Value::String(raw.to_owned()))
 }
 
 /// A number of seconds, 0 or more (a command-line value).
@@ -142,7 +142,7 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 pub fn show(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => crate::pyjson::to_string(other),
     }
 }
 

@@ -49,6 +49,7 @@ pub mod control;
 pub mod delayed;
 pub mod events;
 pub mod protocol;
+pub mod pyjson;
 pub mod quarantine;
 pub mod tasks;
 pub mod worker;

@@ -243,7 +243,7 @@ type BodyParts = (Vec<Value>, Map<String, Value>, Value);
 /// null.
 fn split_body(body: &[u8]) -> Result<BodyParts, String> {
     let body: Value =
-        serde_json::from_slice(body).map_err(|err| format!("body is not valid JSON: {err}"))?;
+        crate::pyjson::from_slice(body).map_err(|err| format!("body is not valid JSON: {err}"))?;
     let shape = || "body is not [args, kwargs, embed]".to_owned();
     let Value::Array(parts) = body else {
         return Err(shape());
@@ -302,7 +302,9 @@ pub fn python_repr(value: &Value) -> String {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => {
+            crate::pyjson::non_finite_repr(value).map_or_else(|| n.to_string(), str::to_owned)
+        }
         Value::String(s) => python_text::repr(s),
         Value::Array(items) => format!(
             "[{}]",
@@ -389,7 +391,7 @@ impl TaskMessage<'_> {
         if let Some(reply_to) = self.reply_to {
             properties = properties.with_reply_to(reply_to.into());
         }
-        let body = body.to_string().into_bytes();
+        let body = crate::pyjson::to_string(&body).into_bytes();
         let body = match self.compression {
             Some(method) => method.compress(&body),
             None => body,
@@ -442,16 +444,15 @@ fn now_iso() -> String {
 
 /// A SUCCESS result body.
 pub fn success_body(id: &str, result: &Value) -> Vec<u8> {
-    json!({
+    let body = json!({
         "task_id": id,
         "status": "SUCCESS",
         "result": result,
         "traceback": null,
         "children": [],
         "date_done": now_iso(),
-    })
-    .to_string()
-    .into_bytes()
+    });
+    crate::pyjson::to_string(&body).into_bytes()
 }
 
 /// A FAILURE result body, which a Python caller re-raises as `exception`.
@@ -507,7 +508,7 @@ pub enum TaskOutcome {
 /// Parses a result body sent by any Celery 5 worker.
 pub fn parse_result(body: &[u8]) -> Result<(String, TaskOutcome), String> {
     let value: Value =
-        serde_json::from_slice(body).map_err(|err| format!("result is not JSON: {err}"))?;
+        crate::pyjson::from_slice(body).map_err(|err| format!("result is not JSON: {err}"))?;
     let id = value["task_id"]
         .as_str()
         .ok_or("result has no task_id")?

@@ -622,7 +622,7 @@ async fn run_errbacks(session: &Session, request: &TaskRequest) -> bool {
                 args,
                 outcome: Ok(value),
             }) => {
-                tracing::info!(id = %request.id, "errback {ADD_TASK}{args:?} returned {value}");
+                tracing::info!(id = %request.id, "errback {ADD_TASK}{args:?} returned {}", crate::protocol::python_repr(&value));
             }
             Ok(canvas::Errback::Ran {
                 outcome: Err(exc), ..
@@ -681,7 +681,7 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
     let (task, id) = (&request.task, &request.id);
     match outcome {
         Outcome::Succeeded(value) => {
-            tracing::info!(target: "celery_pages::task", "Task {task}[{id}] succeeded: {value}");
+            tracing::info!(target: "celery_pages::task", "Task {task}[{id}] succeeded: {}", crate::protocol::python_repr(value));
         }
         Outcome::Raised(exc) => {
             tracing::warn!(target: "celery_pages::task", "Task {task}[{id}] raised {exc}");

@@ -103,6 +103,33 @@ async fn compressed_task_messages_are_read_by_either_worker() {
     assert_eq!(rust, python);
 }
 
+/// Floats as Python computes them and kombu's JSON carries them
+/// (`NaN`, `Infinity`): `add(1e308, 1e308)` is `inf`, a `nan` argument is
+/// run; Python's worker and the Rust one answer alike, and the Rust
+/// caller reads such results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floats_beyond_json_are_pythons() {
+    let python_queue = unique_queue("floats-py");
+    let python_side = start_python_worker(&python_queue).await;
+    let python = python_calls(&python_queue, &["floats"]).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("floats");
+    let worker = TestWorker::start(&broker(), &queue);
+    let rust = python_calls(&queue, &["floats"]).await;
+    let output = cli_on_queue(&["add", "1e308", "1e308"], &queue).await;
+    assert_eq!(stdout_of(&output), "Infinity\n", "{output:?}");
+    worker.stop().await;
+    delete_queue(&queue).await;
+    assert_eq!(python.lines().count(), 7, "{python}");
+    assert!(
+        python.starts_with("overflow to inf -> float inf"),
+        "{python}"
+    );
+    assert_eq!(rust, python);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_integers_stay_python_ints() {
     let queue = unique_queue("bigint");

@@ -74,6 +74,26 @@ elif call == "compressed":
         except Exception as exc:  # the comparison is the point
             result = "%s: %s" % (type(exc).__name__, exc)
         print(method, "->", repr(result))
+elif call == "floats":
+    # Floats JSON has no number for, as Python computes and kombu carries
+    # them (NaN, Infinity): one line per case.
+    nan = float("nan")
+    cases = [
+        ("overflow to inf", (1e308, 1e308)),
+        ("nan", (nan, 1.0)),
+        ("inf", (float("inf"), 1)),
+        ("-inf", (float("-inf"), -1.5)),
+        ("inf - inf", (float("inf"), float("-inf"))),
+        ("a huge int and a float", (10 ** 400, 0.5)),
+        ("strings that say NaN", ("NaN", "Infinity")),
+    ]
+    for name, args in cases:
+        try:
+            result = add.delay(*args).get(timeout=30)
+            shown = "%s %r" % (type(result).__name__, result)
+        except Exception as exc:  # the comparison is the point
+            shown = "%s: %s" % (type(exc).__name__, exc)
+        print(name, "->", shown)
 elif call == "builtins":
     # Celery's built-in tasks, as the canvas sends them: one line per case,
     # the result or the exception, to compare one worker with another.
