@@ -1,31 +1,35 @@
-//! What a payload means: calls, results and exceptions, in either
-//! serializer a Pyro4 daemon accepts by default that we speak.
+//! What a payload means: calls, results and exceptions, in each serializer
+//! a Pyro4 daemon accepts by default (serpent, JSON, marshal).
 //!
-//! Pyro4 sends a call as serpent's `(objectid, method, args, kwargs)` or
-//! JSON's `{"object", "method", "params", "kwargs"}`, and answers in the
+//! Pyro4 sends a call as serpent's `(objectid, method, args, kwargs)`,
+//! marshal's `(objectid, method, [args], kwargs)` or JSON's
+//! `{"object", "method", "params", "kwargs"}`, and answers in the
 //! serializer of the request (a default Python client refuses any other).
 //! An exception travels as a class dict; Python rebuilds it only for
 //! `builtins.*` and `Pyro4.errors.*` classes.
 
 use std::fmt;
 
-use crate::message::{SERIALIZER_JSON, SERIALIZER_SERPENT};
+use crate::message::{SERIALIZER_JSON, SERIALIZER_MARSHAL, SERIALIZER_SERPENT};
 use crate::serpent::Value;
-use crate::{json, serpent};
+use crate::{json, marshal, serpent};
 
-/// A serializer this crate reads and writes. Pickle, dill, marshal,
-/// cloudpickle and msgpack are refused by id, never deserialized.
+/// A serializer this crate reads and writes. Pickle, dill, cloudpickle and
+/// msgpack are refused by id, never deserialized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Serializer {
     Serpent,
     Json,
+    Marshal,
 }
 
 /// Why a payload cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
-    #[error("serializer {0} is not accepted here (only serpent, 1, and json, 2)")]
+    #[error("serializer {0} is not accepted here (only serpent, 1, json, 2, and marshal, 3)")]
     Serializer(u16),
+    #[error("bad marshal: {0}")]
+    Marshal(#[from] marshal::MarshalError),
     #[error("bad serpent: {0}")]
     Serpent(#[from] serpent::SerpentError),
     #[error("bad json: {0}")]
@@ -40,6 +44,7 @@ impl Serializer {
         match id {
             SERIALIZER_SERPENT => Ok(Serializer::Serpent),
             SERIALIZER_JSON => Ok(Serializer::Json),
+            SERIALIZER_MARSHAL => Ok(Serializer::Marshal),
             other => Err(PayloadError::Serializer(other)),
         }
     }
@@ -48,6 +53,7 @@ impl Serializer {
         match self {
             Serializer::Serpent => SERIALIZER_SERPENT,
             Serializer::Json => SERIALIZER_JSON,
+            Serializer::Marshal => SERIALIZER_MARSHAL,
         }
     }
 
@@ -55,6 +61,7 @@ impl Serializer {
         Ok(match self {
             Serializer::Serpent => serpent::loads(payload)?,
             Serializer::Json => json::loads(payload)?,
+            Serializer::Marshal => marshal::loads(payload)?,
         })
     }
 
@@ -62,6 +69,7 @@ impl Serializer {
         match self {
             Serializer::Serpent => serpent::dumps(value),
             Serializer::Json => json::dumps(value),
+            Serializer::Marshal => marshal::dumps(value),
         }
     }
 
@@ -69,10 +77,12 @@ impl Serializer {
     pub fn loads_call(self, payload: &[u8]) -> Result<Call, PayloadError> {
         let value = self.loads(payload)?;
         let (object, method, args, kwargs) = match (self, value) {
-            (Serializer::Serpent, Value::Tuple(items)) => match <[Value; 4]>::try_from(items) {
-                Ok([object, method, args, kwargs]) => (object, method, args, kwargs),
-                Err(_) => return Err(PayloadError::NotACall("not a 4-tuple")),
-            },
+            (Serializer::Serpent | Serializer::Marshal, Value::Tuple(items)) => {
+                match <[Value; 4]>::try_from(items) {
+                    Ok([object, method, args, kwargs]) => (object, method, args, kwargs),
+                    Err(_) => return Err(PayloadError::NotACall("not a 4-tuple")),
+                }
+            }
             (Serializer::Json, Value::Dict(pairs)) => {
                 let take = |key: &str| {
                     pairs
@@ -134,6 +144,12 @@ impl Serializer {
                 Value::str(&call.object),
                 Value::str(&call.method),
                 Value::Tuple(call.args.clone()),
+                kwargs,
+            ])),
+            Serializer::Marshal => marshal::dumps(&Value::Tuple(vec![
+                Value::str(&call.object),
+                Value::str(&call.method),
+                Value::List(call.args.clone()),
                 kwargs,
             ])),
             Serializer::Json => json::dumps(&Value::Dict(vec![

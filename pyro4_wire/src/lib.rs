@@ -47,6 +47,7 @@ pub mod call;
 pub mod daemon;
 pub mod io;
 pub mod json;
+pub mod marshal;
 pub mod message;
 pub mod proxy;
 pub mod serpent;

@@ -15,6 +15,7 @@ pub const HEADER_LEN: usize = 24;
 /// The serializer ids.
 pub const SERIALIZER_SERPENT: u16 = 1;
 pub const SERIALIZER_JSON: u16 = 2;
+pub const SERIALIZER_MARSHAL: u16 = 3;
 /// Flags.
 pub const FLAG_EXCEPTION: u16 = 1;
 pub const FLAG_COMPRESSED: u16 = 2;

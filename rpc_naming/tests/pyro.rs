@@ -504,7 +504,7 @@ fn a_python_program_cannot_tell_the_name_servers_apart() {
         line_with(&lines, &["Broadcast server running on"]);
         differential(bcport)
     };
-    assert_eq!(python.len(), 32, "{python:#?}");
+    assert_eq!(python.len(), 33, "{python:#?}");
     for (python, rust) in python.iter().zip(&rust) {
         assert_eq!(rust, python);
     }

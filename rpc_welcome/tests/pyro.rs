@@ -209,7 +209,7 @@ fn a_python_client_cannot_tell_the_servers_apart() {
         let _server = rust_server(&ns);
         differential(&ns)
     };
-    assert_eq!(python.len(), 17, "{python:#?}");
+    assert_eq!(python.len(), 20, "{python:#?}");
     for (python, rust) in python.iter().zip(&rust) {
         assert_eq!(rust, python);
     }

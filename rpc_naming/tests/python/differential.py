@@ -48,6 +48,15 @@ def nsc_says(*args):
     return out.getvalue()
 
 
+def marshalled_count():
+    Pyro4.config.SERIALIZER = "marshal"
+    try:
+        with Pyro4.Proxy(ns._pyroUri) as other:
+            return other.count(), other.list(prefix="shop", return_metadata=True)
+    finally:
+        Pyro4.config.SERIALIZER = "serpent"
+
+
 BOOKS = "PYRO:obj_books@localhost:4000"
 cases = [
     ("found by broadcast", lambda: (ns._pyroUri.object, ns._pyroUri.host)),
@@ -78,6 +87,7 @@ cases = [
     ("nsc setmeta", lambda: nsc_says("setmeta", "shop.pens", "kind:pens")),
     ("nsc lookup", lambda: nsc_says("lookup", "shop.pens")),
     ("nsc list", lambda: nsc_says("list")),
+    ("marshal", lambda: marshalled_count()),
     ("remove itself", lambda: ns.remove("Pyro.NameServer")),
     ("remove by prefix", lambda: ns.remove(prefix="Pyro")),
     ("remove by regex", lambda: ns.remove(regex=".*")),

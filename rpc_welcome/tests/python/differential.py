@@ -47,6 +47,15 @@ def compressed(title):
         Pyro4.config.COMPRESSION = False
 
 
+def marshalled(*args):
+    Pyro4.config.SERIALIZER = "marshal"
+    try:
+        with Pyro4.Proxy("PYRONAME:server") as other:
+            return other.welcomeMessage(*args)
+    finally:
+        Pyro4.config.SERIALIZER = "serpent"
+
+
 cases = [
     ("a title", lambda: proxy.welcomeMessage("Programming GO")),
     ("a title by keyword", lambda: proxy.welcomeMessage(name="Go")),
@@ -66,6 +75,9 @@ cases = [
     ("a batch of an unknown method", lambda: batch("A", method="buy")),
     ("a oneway call", oneway),
     ("a compressed call", lambda: compressed("Sistem Terdistribusi " * 20)),
+    ("marshal", lambda: marshalled("Go")),
+    ("marshal, an int", lambda: marshalled(2 ** 70)),
+    ("marshal, no argument", lambda: marshalled()),
 ]
 for name, case in cases:
     print("%s -> %s" % (name, outcome(case)))
