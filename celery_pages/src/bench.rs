@@ -66,6 +66,7 @@ pub async fn run(
     tasks: u64,
     window: usize,
     external_worker: bool,
+    compression: Option<crate::compression::Compression>,
 ) -> Result<Report> {
     let (stop, stopped) = oneshot::channel::<()>();
     // A node name of its own, so that the bench runs beside any worker.
@@ -82,7 +83,9 @@ pub async fn run(
             let _ = stopped.await;
         }))
     });
-    let caller = Arc::new(Caller::connect(&config.broker, config.task_queue()).await?);
+    let mut caller = Caller::connect(&config.broker, config.task_queue()).await?;
+    caller.compress_with(compression);
+    let caller = Arc::new(caller);
     let timeout = Duration::from_secs(60);
     // Warm up: connections, queues, the worker's prefetch.
     celery_run(Arc::clone(&caller), 500, window, timeout).await?;
@@ -96,7 +99,7 @@ pub async fn run(
         config.prefetch.max(100),
     )
     .await?;
-    let worker_name = if external_worker {
+    let mut worker_name = if external_worker {
         format!("the worker on queue {:?}", config.queue)
     } else {
         format!(
@@ -104,6 +107,9 @@ pub async fn run(
             config.concurrency, config.prefetch
         )
     };
+    if let Some(method) = compression {
+        worker_name.push_str(&format!(", task messages compressed with {method:?}"));
+    }
     let _ = stop.send(());
     if let Some(worker) = worker {
         worker.await.expect("worker task panicked")?;

@@ -101,6 +101,9 @@ enum Command {
         /// Celery worker, say) instead of starting one in this process.
         #[arg(long)]
         no_worker: bool,
+        /// Compress the task messages (the raw run stays uncompressed).
+        #[arg(long, value_enum)]
+        compression: Option<celery_pages::compression::Compression>,
         #[command(flatten)]
         options: WorkerOptions,
     },
@@ -152,10 +155,12 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
             tasks,
             window,
             no_worker,
+            compression,
             options,
         } => {
             let config = options.config(&target)?;
-            println!("{}", bench::run(&config, tasks, window, no_worker).await?);
+            let report = bench::run(&config, tasks, window, no_worker, compression).await?;
+            println!("{report}");
             Ok(())
         }
     }

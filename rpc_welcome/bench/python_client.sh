@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Python's own Pyro4 client against this crate's welcome server and against
-# Python's (the chapter's server object), sequential and with threads, in
-# one run. Not a subcommand: it needs Python with Pyro4 4.82, which the
+# Python's (the chapter's server object), sequential, with threads, in
+# batches (Pyro4.batch) and compressed (COMPRESSION=True), in one run. Not a subcommand: it needs Python with Pyro4 4.82, which the
 # shipped binary does not bring.
 #
 #   rpc_welcome/bench/python_client.sh [CALLS] [THREADS]
@@ -40,6 +40,8 @@ for target in "Rust:$rust_uri" "Python:$python_uri"; do
     side=${target%%:*} uri=${target#*:}
     sequential=$("$python" "$script" call "$uri" "$calls" 1)
     threaded=$("$python" "$script" call "$uri" "$calls" "$threads")
-    printf '%-6s server: %8.0f calls/s sequential  %8.0f calls/s with %s threads\n' \
-        "$side" "$sequential" "$threaded" "$threads"
+    batched=$("$python" "$script" batch "$uri" "$calls" 100)
+    compressed=$("$python" "$script" zlib "$uri" "$calls")
+    printf '%-6s server: %8.0f calls/s sequential  %8.0f calls/s with %s threads  %8.0f calls/s in batches of 100  %8.0f calls/s compressed\n' \
+        "$side" "$sequential" "$threaded" "$threads" "$batched" "$compressed"
 done
