@@ -384,6 +384,72 @@ fn pyro_text(value: &Value) -> String {
 /// of strings, returning a list.
 pub struct PyroChain(pub ChainServer);
 
+/// What the chapter's `process` makes of a message a Pyro4 caller sent.
+enum PythonMessage {
+    /// A list of strings: it goes round the ring.
+    Strings(Vec<String>),
+    /// Answered at once, as Python's `self.name in message` and
+    /// `message.append(...)` would answer it.
+    Answer(Result<Value, PyroException>),
+}
+
+impl PyroChain {
+    /// `message` read as the chapter's Python reads it: `name in message`
+    /// (membership in a list, tuple, set or dict's keys, a substring of a
+    /// str, Python's `TypeError` for anything else), then
+    /// `message.append(name)` (only a list has one: Python's
+    /// `AttributeError` otherwise). A list holding other values than
+    /// strings is refused (the ring carries strings; Python would pass
+    /// them on).
+    fn python_message(&self, message: Option<&Value>) -> PythonMessage {
+        let me = self.0.id.to_string();
+        let error =
+            |class: &str, text: String| PythonMessage::Answer(Err(PyroException::new(class, text)));
+        let contains = match message {
+            Some(Value::List(items) | Value::Tuple(items) | Value::Set(items)) => {
+                items.iter().any(|item| item.as_str() == Some(me.as_str()))
+            }
+            Some(Value::Dict(pairs)) => pairs
+                .iter()
+                .any(|(key, _)| key.as_str() == Some(me.as_str())),
+            Some(Value::Str(text)) => text.contains(&me),
+            other => {
+                let kind = other.map_or("NoneType", Value::python_type);
+                return error(
+                    "builtins.TypeError",
+                    format!("argument of type '{kind}' is not iterable"),
+                );
+            }
+        };
+        if contains {
+            if self.0.announce {
+                println!("{}", back_line(self.0.id));
+            }
+            return PythonMessage::Answer(Ok(Value::List(vec![Value::Str(returned(self.0.id))])));
+        }
+        match message {
+            Some(Value::List(items)) => match items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+            {
+                Some(strings) => PythonMessage::Strings(strings),
+                None => error(
+                    "builtins.TypeError",
+                    "this ring passes on a list of strings only".into(),
+                ),
+            },
+            other => {
+                let kind = other.map_or("NoneType", Value::python_type);
+                error(
+                    "builtins.AttributeError",
+                    format!("'{kind}' object has no attribute 'append'"),
+                )
+            }
+        }
+    }
+}
+
 impl pyro4_wire::daemon::Object for PyroChain {
     fn class_name(&self) -> &'static str {
         "Chain"
@@ -394,19 +460,10 @@ impl pyro4_wire::daemon::Object for PyroChain {
     }
 
     async fn invoke(&self, call: pyro4_wire::Call) -> Result<Value, PyroException> {
-        let not_strings = || {
-            PyroException::new(
-                "builtins.TypeError",
-                "process() takes one argument, a list of strings",
-            )
-        };
-        let message = match call.arg(0, "message") {
-            Some(Value::List(items) | Value::Tuple(items)) => items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned))
-                .collect::<Option<Vec<String>>>()
-                .ok_or_else(not_strings)?,
-            _ => return Err(not_strings()),
+        let bound = call.bind("Chain.process", &["message"])?;
+        let message = match self.python_message(bound.first().copied()) {
+            PythonMessage::Strings(message) => message,
+            PythonMessage::Answer(answer) => return answer,
         };
         match self
             .0

@@ -212,3 +212,40 @@ fn a_rust_hops_error_reaches_the_python_client_as_a_pyro4_exception() {
         "{err}"
     );
 }
+
+/// Runs `differential.py` against whatever ring is registered: one line
+/// per case.
+fn differential(ns: &TestNameServer) -> Vec<String> {
+    let output = pyro4_script(python_dir(), "differential.py", ns.port())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout_of(&output).lines().map(str::to_owned).collect()
+}
+
+/// One script of calls, against a ring of the chapter's Python servers and
+/// against a ring of Rust ones under the same name server: every outcome
+/// alike, value or exception type and message (the chapter's
+/// `name in message` and `message.append` on a str, a tuple, a dict, an
+/// int; Python's `TypeError`s for a wrong call; batches; marshal).
+#[test]
+fn a_python_client_cannot_tell_the_rings_apart() {
+    let ns = TestNameServer::python();
+    let python = {
+        let _ring = ring(&ns, [true; 3]);
+        differential(&ns)
+    };
+    let rust = {
+        let _ring = ring(&ns, [false; 3]);
+        differential(&ns)
+    };
+    assert_eq!(python.len(), 16, "{python:#?}");
+    for (python, rust) in python.iter().zip(&rust) {
+        assert_eq!(rust, python);
+    }
+    assert_eq!(rust.len(), python.len());
+}
