@@ -327,6 +327,55 @@ impl NameServerClient {
         }
     }
 
+    /// Every registration whose metadata holds all of `tags` (or, with
+    /// `any`, one of them at least), sorted by name.
+    pub async fn list_by_metadata(
+        &self,
+        tags: &[String],
+        any: bool,
+    ) -> Result<Vec<(String, Location)>> {
+        let tags = tags.to_vec();
+        self.list_all(if any {
+            ListFilter::MetadataAny(tags)
+        } else {
+            ListFilter::MetadataAll(tags)
+        })
+        .await
+    }
+
+    /// Replaces the metadata of `name` (an empty list clears it).
+    pub async fn set_metadata(&self, name: &str, metadata: &[String]) -> Result<()> {
+        match &self.backend {
+            Backend::Pyro(ns) => ns.set_metadata(name, metadata).await,
+            Backend::Tarpc(c) => {
+                let metadata = metadata.to_vec();
+                let done = self
+                    .call(c, |c, ctx| {
+                        let metadata = metadata.clone();
+                        async move { c.set_metadata(ctx, name.to_owned(), metadata).await }
+                    })
+                    .await?;
+                Ok(done?)
+            }
+        }
+    }
+
+    /// The metadata of `name`, sorted.
+    pub async fn metadata(&self, name: &str) -> Result<Vec<String>> {
+        match &self.backend {
+            Backend::Pyro(ns) => ns.metadata(name).await,
+            Backend::Tarpc(c) => {
+                let found = self
+                    .call(
+                        c,
+                        |c, ctx| async move { c.metadata(ctx, name.to_owned()).await },
+                    )
+                    .await?;
+                Ok(found?)
+            }
+        }
+    }
+
     pub async fn remove(&self, name: &str) -> Result<usize> {
         match &self.backend {
             Backend::Pyro(ns) => ns.remove(name).await,

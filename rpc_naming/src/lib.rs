@@ -172,6 +172,12 @@ pub trait Naming {
     async fn remove_matching(pattern: String) -> Result<usize, NamingError>;
     /// Answers if the name server is up.
     async fn ping();
+    // Later methods go last, so that the earlier ones keep their numbers on
+    // the wire.
+    /// Replaces the metadata of `name` (Pyro4's `set_metadata`).
+    async fn set_metadata(name: String, metadata: Vec<String>) -> Result<(), NamingError>;
+    /// The metadata of `name`, sorted.
+    async fn metadata(name: String) -> Result<Vec<String>, NamingError>;
 }
 
 /// Registrations a page holds at most: 1,000 names of at most 200 bytes and
@@ -186,6 +192,12 @@ pub enum ListFilter {
     /// Names matching this regex, anchored at the start like Python's
     /// `re.match`.
     Regex(String),
+    /// Names whose metadata holds every one of these (Pyro4's
+    /// `metadata_all`; every name when empty).
+    MetadataAll(Vec<String>),
+    /// Names whose metadata holds one of these at least (`metadata_any`;
+    /// every name when empty).
+    MetadataAny(Vec<String>),
 }
 
 /// What the name server can refuse, as it travels back to the caller.

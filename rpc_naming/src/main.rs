@@ -73,10 +73,25 @@ enum Command {
         /// List the names matching this regex instead (anchored at the start).
         #[arg(long, conflicts_with = "prefix")]
         regex: Option<String>,
+        /// List the names whose metadata holds every TAG given (Pyro4's
+        /// metadata_all, nsc listmeta_all); repeat for more tags.
+        #[arg(long, value_name = "TAG", conflicts_with_all = ["prefix", "regex"])]
+        meta_all: Vec<String>,
+        /// List the names whose metadata holds one TAG given at least
+        /// (metadata_any, nsc listmeta_any).
+        #[arg(long, value_name = "TAG", conflicts_with_all = ["prefix", "regex", "meta_all"])]
+        meta_any: Vec<String>,
         #[command(flatten)]
         ns: Ns,
     },
-    /// Print where NAME leads (IP:PORT, or a Pyro4 URI).
+    /// Set NAME's metadata to the TAGs given (none: clear it), as nsc setmeta.
+    Setmeta {
+        name: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        ns: Ns,
+    },
+    /// Print where NAME leads (IP:PORT, or a Pyro4 URI), and its metadata.
     Lookup {
         name: String,
         #[command(flatten)]
@@ -133,24 +148,43 @@ async fn run(command: Command) -> anyhow::Result<()> {
             max_names,
             broadcast,
         } => serve(addr, max_names, &broadcast).await?,
-        Command::List { prefix, regex, ns } => {
+        Command::List {
+            prefix,
+            regex,
+            meta_all,
+            meta_any,
+            ns,
+        } => {
             let ns = NameServerClient::connect(&ns.ns).await?;
             let names = match regex {
                 Some(pattern) => ns.list_matching(&pattern).await?,
+                None if !meta_all.is_empty() => ns.list_by_metadata(&meta_all, false).await?,
+                None if !meta_any.is_empty() => ns.list_by_metadata(&meta_any, true).await?,
                 None => ns.list(prefix.as_deref()).await?,
             };
             for (name, addr) in names {
                 println!("{name} --> {addr}");
             }
         }
-        Command::Lookup { name, ns } => {
+        Command::Setmeta { name, tags, ns } => {
+            let ns = NameServerClient::connect(&ns.ns).await?;
+            ns.set_metadata(&name, &tags).await?;
             println!(
                 "{}",
-                NameServerClient::connect(&ns.ns)
-                    .await?
-                    .lookup(&name)
-                    .await?
+                if tags.is_empty() {
+                    "Metadata cleared"
+                } else {
+                    "Metadata updated"
+                }
             );
+        }
+        Command::Lookup { name, ns } => {
+            let ns = NameServerClient::connect(&ns.ns).await?;
+            println!("{}", ns.lookup(&name).await?);
+            let metadata = ns.metadata(&name).await?;
+            if !metadata.is_empty() {
+                println!("metadata: {}", metadata.join(" "));
+            }
         }
         Command::Register {
             name,

@@ -35,6 +35,11 @@ fn from_remote(addr: &str, err: ProxyError) -> Error {
     }
 }
 
+/// Strings as the list Python takes them as.
+fn strings(items: &[String]) -> Value {
+    Value::List(items.iter().map(|item| Value::str(item)).collect())
+}
+
 impl PyroNameServerClient {
     /// Wraps `proxy`, connected to `Pyro.NameServer`.
     pub fn new(proxy: Proxy) -> Self {
@@ -110,6 +115,8 @@ impl PyroNameServerClient {
             crate::ListFilter::Prefix(p) if p.is_empty() => vec![],
             crate::ListFilter::Prefix(p) => vec![("prefix", Value::str(p))],
             crate::ListFilter::Regex(r) => vec![("regex", Value::str(r))],
+            crate::ListFilter::MetadataAll(tags) => vec![("metadata_all", strings(tags))],
+            crate::ListFilter::MetadataAny(tags) => vec![("metadata_any", strings(tags))],
         };
         let Value::Dict(entries) = self.call("list", vec![], kwargs).await? else {
             return Err(self.protocol("list did not answer with a dict".into()));
@@ -126,6 +133,41 @@ impl PyroNameServerClient {
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
+    }
+
+    pub async fn set_metadata(&self, name: &str, metadata: &[String]) -> Result<()> {
+        self.call(
+            "set_metadata",
+            vec![Value::str(name), strings(metadata)],
+            vec![],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The metadata of `name`, sorted.
+    pub async fn metadata(&self, name: &str) -> Result<Vec<String>> {
+        let found = self
+            .call(
+                "lookup",
+                vec![Value::str(name)],
+                vec![("return_metadata", Value::Bool(true))],
+            )
+            .await?;
+        let tags = match &found {
+            Value::Tuple(pair) | Value::List(pair) => match pair.as_slice() {
+                [_, Value::List(tags) | Value::Tuple(tags) | Value::Set(tags)] => tags,
+                _ => return Err(self.protocol("lookup did not answer (uri, metadata)".into())),
+            },
+            _ => return Err(self.protocol("lookup did not answer (uri, metadata)".into())),
+        };
+        let mut tags: Vec<String> = tags
+            .iter()
+            .map(|tag| tag.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| self.protocol("metadata that is not strings".into()))?;
+        tags.sort();
+        Ok(tags)
     }
 
     pub async fn remove(&self, name: &str) -> Result<usize> {

@@ -81,13 +81,36 @@ impl Naming for TarpcNameService {
         Ok(match filter {
             ListFilter::Prefix(prefix) => self
                 .table
-                .page(after, LIST_PAGE, |name| name.starts_with(&prefix)),
+                .page(after, LIST_PAGE, |name, _| name.starts_with(&prefix)),
             ListFilter::Regex(pattern) => {
                 let regex = compile(&pattern)?;
                 self.table
-                    .page(after, LIST_PAGE, |name| regex.is_match(name))
+                    .page(after, LIST_PAGE, |name, _| regex.is_match(name))
             }
+            ListFilter::MetadataAll(tags) => self.table.page(after, LIST_PAGE, |_, metadata| {
+                tags.iter().all(|tag| metadata.contains(tag))
+            }),
+            ListFilter::MetadataAny(tags) => self.table.page(after, LIST_PAGE, |_, metadata| {
+                tags.is_empty() || tags.iter().any(|tag| metadata.contains(tag))
+            }),
         })
+    }
+
+    async fn set_metadata(
+        self,
+        _: Context,
+        name: String,
+        metadata: Vec<String>,
+    ) -> Result<(), NamingError> {
+        self.table
+            .set_metadata(&name, metadata.into_iter().collect())
+    }
+
+    async fn metadata(self, _: Context, name: String) -> Result<Vec<String>, NamingError> {
+        self.table
+            .lookup(&name)
+            .map(|(_, metadata)| metadata.into_iter().collect())
+            .ok_or(NamingError::UnknownName(name))
     }
 
     async fn remove(self, _: Context, name: String) -> usize {

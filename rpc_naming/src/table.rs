@@ -121,14 +121,14 @@ impl Table {
         &mut self,
         after: Option<&str>,
         most: usize,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&str, &Metadata) -> bool,
     ) -> Vec<(String, Location)> {
         use std::ops::Bound;
         self.purge_expired(Instant::now());
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.names
             .range::<str, _>((start, Bound::Unbounded))
-            .filter(|(name, _)| keep(name))
+            .filter(|(name, entry)| keep(name, &entry.metadata))
             .take(most)
             .map(|(name, entry)| (name.clone(), entry.location.clone()))
             .collect()
@@ -263,7 +263,7 @@ impl NameTable {
 
     /// Every live registration `keep` accepts, sorted by name.
     pub fn all(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, Location)> {
-        self.with_table(|t| t.page(None, usize::MAX, keep))
+        self.with_table(|t| t.page(None, usize::MAX, |name, _| keep(name)))
     }
 
     /// Removes every name `remove` accepts; returns how many.
@@ -375,13 +375,13 @@ impl NameTable {
         })
     }
 
-    /// Up to `most` live registrations `keep` accepts, sorted by name,
-    /// after the name `after`.
+    /// Up to `most` live registrations `keep` accepts (given each name and
+    /// its metadata), sorted by name, after the name `after`.
     pub fn page(
         &self,
         after: Option<&str>,
         most: usize,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&str, &Metadata) -> bool,
     ) -> Vec<(String, Location)> {
         self.with_table(|t| t.page(after, most, keep))
     }

@@ -510,3 +510,55 @@ fn a_python_program_cannot_tell_the_name_servers_apart() {
     }
     assert_eq!(rust.len(), python.len());
 }
+
+/// This crate's metadata commands (`setmeta`, `list --meta-all` /
+/// `--meta-any`, `lookup` showing it) against Python's name server and
+/// against this one: the same output, line for line.
+#[test]
+fn the_metadata_commands_answer_alike_on_either_name_server() {
+    let session = |ns: &TestNameServer| -> Vec<String> {
+        let run = |args: &[&str]| {
+            let output = rpc_naming(ns, args);
+            format!(
+                "{args:?}: {} {}{}",
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        };
+        vec![
+            run(&["register", "shop.books", "PYRO:obj_books@localhost:4000"]),
+            run(&["register", "shop.pens", "PYRO:obj_pens@localhost:4001"]),
+            run(&["setmeta", "shop.books", "kind:books", "city:malang"]),
+            run(&["setmeta", "shop.pens", "kind:pens"]),
+            run(&["lookup", "shop.books"]),
+            run(&[
+                "list",
+                "--meta-all",
+                "kind:books",
+                "--meta-all",
+                "city:malang",
+            ]),
+            run(&[
+                "list",
+                "--meta-any",
+                "kind:pens",
+                "--meta-any",
+                "kind:books",
+            ]),
+            run(&["list", "--meta-all", "nope"]),
+            run(&["setmeta", "shop.pens"]),
+            run(&["lookup", "shop.pens"]),
+            run(&["setmeta", "shop.none", "x"]),
+        ]
+    };
+    let python = session(&TestNameServer::python());
+    let rust = session(&TestNameServer::rust());
+    assert!(
+        python[6].contains("shop.books --> PYRO:obj_books@localhost:4000"),
+        "{python:#?}"
+    );
+    for (python, rust) in python.iter().zip(&rust) {
+        assert_eq!(rust, python);
+    }
+}
