@@ -1,9 +1,11 @@
 //! `socket_file bench`: the protocol's throughput against a raw TCP copy.
 //!
-//! Both run in this process over loopback, one after the other, with the same
-//! size: the protocol lends a generated book from a file to a file (framing,
-//! SHA-256 on the client, temporary file and rename included); the floor
-//! copies the same number of bytes from memory to memory with large buffers.
+//! All run in this process over loopback, one after the other, with the
+//! same size: the protocol lends a generated book from a file to a file
+//! (framing, the digest on both ends, temporary file and rename included);
+//! its floor copies the same file to a file over one TCP connection with
+//! large buffers and no check at all; and, for scale, the same number of
+//! bytes goes from memory to memory.
 
 use std::fmt;
 use std::io::Write;
@@ -61,7 +63,56 @@ pub async fn protocol_runs(book: &Path, out_dir: &Path, runs: usize) -> Result<V
     Ok(rates)
 }
 
-/// The floor: `size` bytes from memory to memory over one TCP connection.
+/// The floor: `book` copied to a file in `out_dir` over one TCP connection,
+/// unverified, `runs` times; MB/s per run.
+pub async fn raw_file_runs(book: &Path, out_dir: &Path, runs: usize) -> Result<Vec<f64>> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let sender = tokio::spawn({
+        let book = book.to_owned();
+        async move {
+            let mut buf = vec![0u8; RAW_BUFFER];
+            for _ in 0..runs {
+                let (mut socket, _) = listener.accept().await?;
+                let mut file = tokio::fs::File::open(&book).await?;
+                loop {
+                    let n = file.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    socket.write_all(&buf[..n]).await?;
+                }
+                socket.shutdown().await?;
+            }
+            std::io::Result::Ok(())
+        }
+    });
+    let out = out_dir.join("raw-copy.bin");
+    let mut rates = Vec::with_capacity(runs);
+    let mut buf = vec![0u8; RAW_BUFFER];
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut socket = TcpStream::connect(addr).await?;
+        let mut file = tokio::fs::File::create(&out).await?;
+        let mut got = 0u64;
+        loop {
+            let n = socket.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n]).await?;
+            got += n as u64;
+        }
+        file.flush().await?;
+        drop(file);
+        rates.push(got as f64 / 1e6 / started.elapsed().as_secs_f64());
+        std::fs::remove_file(&out)?;
+    }
+    sender.await.expect("raw sender panicked")?;
+    Ok(rates)
+}
+
+/// For scale: `size` bytes from memory to memory over one TCP connection.
 pub async fn raw_runs(size: u64, runs: usize) -> Result<Vec<f64>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -103,6 +154,8 @@ pub async fn raw_runs(size: u64, runs: usize) -> Result<Vec<f64>> {
 #[derive(Debug)]
 pub struct Report {
     pub protocol: Vec<f64>,
+    /// The floor: the same file copied unverified.
+    pub raw_file: Vec<f64>,
     pub raw: Vec<f64>,
 }
 
@@ -117,9 +170,15 @@ impl fmt::Display for Report {
         };
         writeln!(
             f,
-            "protocol (file to file, SHA-256 verified): median {:>6.0} MB/s  runs: {}",
+            "protocol (file to file, BLAKE3 verified): median {:>6.0} MB/s  runs: {}",
             median(&self.protocol),
             show(&self.protocol)
+        )?;
+        writeln!(
+            f,
+            "raw TCP copy (file to file, unverified):  median {:>6.0} MB/s  runs: {}",
+            median(&self.raw_file),
+            show(&self.raw_file)
         )?;
         writeln!(
             f,
@@ -129,7 +188,8 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "ratio protocol/raw: {:.2}",
+            "ratio protocol/raw file copy: {:.2}  (protocol/memory copy: {:.2})",
+            median(&self.protocol) / median(&self.raw_file),
             median(&self.protocol) / median(&self.raw)
         )
     }
@@ -157,9 +217,14 @@ pub async fn run(size_mib: u64, runs: usize, dir: Option<PathBuf>) -> Result<Rep
     .await
     .expect("book generator panicked")?;
     let protocol = protocol_runs(&book, &dir, runs).await?;
+    let raw_file = raw_file_runs(&book, &dir, runs).await?;
     let raw = raw_runs(size, runs).await?;
     std::fs::remove_file(&book)?;
-    Ok(Report { protocol, raw })
+    Ok(Report {
+        protocol,
+        raw_file,
+        raw,
+    })
 }
 
 /// The middle value of a set of measurements.

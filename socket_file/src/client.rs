@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use sha2::{Digest, Sha256};
 use tempfile::{NamedTempFile, TempPath};
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
@@ -46,7 +45,7 @@ pub enum Event<'a> {
 pub struct Borrowed {
     pub path: PathBuf,
     pub size: u64,
-    pub sha256: [u8; DIGEST_LEN],
+    pub digest: [u8; DIGEST_LEN],
     /// The message the server sent after the book.
     pub closing: String,
 }
@@ -54,7 +53,7 @@ pub struct Borrowed {
 /// Borrows a book: sends `request` to `addr` and saves the reply to `out`.
 ///
 /// `out` is only created or replaced once the whole book has arrived and its
-/// size and SHA-256 match what the server announced. Until then the book is
+/// size and BLAKE3 digest match what the server announced. Until then the book is
 /// written to a hidden temporary file beside `out`, which is deleted if
 /// anything fails *or if this future is dropped* (a caller that stops on
 /// Ctrl-C leaves nothing behind).
@@ -72,16 +71,16 @@ pub async fn borrow_book(
         (kind, payload) => return Err(unexpected(kind, &payload, "the book's size")),
     };
     on_event(Event::Started { size });
-    let (temp, sha256) = receive_book(&mut frames, size, out, &mut on_event).await?;
+    let (temp, digest) = receive_book(&mut frames, size, out, &mut on_event).await?;
 
     let expected = match next_frame(&mut frames).await? {
         (Kind::Digest, payload) if payload.len() == DIGEST_LEN => payload,
         (kind, payload) => return Err(unexpected(kind, &payload, "the digest")),
     };
-    if expected[..] != sha256[..] {
+    if expected[..] != digest[..] {
         return Err(Error::DigestMismatch {
             expected: hex(&expected),
-            actual: hex(&sha256),
+            actual: hex(&digest),
         });
     }
     let closing = match next_frame(&mut frames).await? {
@@ -96,7 +95,7 @@ pub async fn borrow_book(
     Ok(Borrowed {
         path: out.to_owned(),
         size,
-        sha256,
+        digest,
         closing,
     })
 }
@@ -138,13 +137,13 @@ async fn receive_book<R: AsyncRead + Unpin>(
     let received = receive_blocks(frames, size, &to_writer, &to_hasher, on_event).await;
     drop((to_writer, to_hasher));
     let written = writing.await.expect("writer thread panicked");
-    let sha256 = hashing.await.expect("hasher thread panicked");
+    let digest = hashing.await.expect("hasher thread panicked");
     received?;
     written.map_err(|source| Error::Output {
         path: temp.to_path_buf(),
         source,
     })?;
-    Ok((temp, sha256))
+    Ok((temp, digest))
 }
 
 /// Parses the `D` frames of a book of `size` bytes straight out of the read
@@ -278,9 +277,9 @@ fn write_chunks(mut file: File, mut chunks: mpsc::Receiver<Bytes>) -> std::io::R
 }
 
 fn hash_chunks(mut chunks: mpsc::Receiver<Bytes>) -> [u8; DIGEST_LEN] {
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     while let Some(chunk) = chunks.blocking_recv() {
         hasher.update(&chunk);
     }
-    hasher.finalize().into()
+    *hasher.finalize().as_bytes()
 }

@@ -49,9 +49,9 @@ pub async fn demo() -> anyhow::Result<()> {
     let _ = stop.send(());
     server.await?;
     println!(
-        "(demo: {} bytes saved to a temporary received.txt, SHA-256 {})",
+        "(demo: {} bytes saved to a temporary received.txt, BLAKE3 {})",
         borrowed.size,
-        hex(&borrowed.sha256)
+        hex(&borrowed.digest)
     );
     Ok(())
 }
@@ -144,6 +144,6 @@ pub async fn client(
     println!("{}", plumbing::text::escape_line(&borrowed.closing));
     println!("Buku siap dipinjam!");
     println!("peminjaman selesai");
-    tracing::info!(bytes = borrowed.size, sha256 = %hex(&borrowed.sha256), path = %borrowed.path.display(), "saved");
+    tracing::info!(bytes = borrowed.size, blake3 = %hex(&borrowed.digest), path = %borrowed.path.display(), "saved");
     Ok(borrowed)
 }

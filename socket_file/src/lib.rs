@@ -11,7 +11,7 @@
 //!
 //! - [`protocol`]: every message is a frame with a kind and a length, so data,
 //!   the closing message and errors are told apart; the book's size comes
-//!   first and its SHA-256 last, so the client verifies what it got.
+//!   first and its BLAKE3 digest last, so the client verifies what it got.
 //! - [`server`]: streams any size in constant memory, serves many borrowers at
 //!   once up to a limit, times out silent clients, and answers bad requests
 //!   with an error frame while it keeps serving.
@@ -88,7 +88,7 @@ pub enum Error {
     TooSlow { min_rate: u64 },
     #[error("protocol violation: {0}")]
     Protocol(String),
-    #[error("the book is corrupt: SHA-256 {actual} does not match the server's {expected}")]
+    #[error("the book is corrupt: BLAKE3 {actual} does not match the server's {expected}")]
     DigestMismatch { expected: String, actual: String },
     #[error("cannot write {path}")]
     Output {

@@ -18,7 +18,7 @@ pub const MAX_TEXT: usize = 64 * 1024;
 pub const HEADER_LEN: usize = 5;
 /// Size of the `B` frame's payload: the book's size as a u64.
 pub const BOOK_LEN: usize = 8;
-/// Size of the `S` frame's payload: a SHA-256 digest.
+/// Size of the `S` frame's payload: a BLAKE3 digest (256 bits).
 pub const DIGEST_LEN: usize = 32;
 
 /// What a frame carries.
@@ -30,7 +30,7 @@ pub enum Kind {
     Book,
     /// 1 to 1024 bytes of the book, in order.
     Data,
-    /// The SHA-256 of the whole book, 32 bytes.
+    /// The BLAKE3 digest of the whole book, 32 bytes.
     Digest,
     /// The closing message, UTF-8.
     Closing,

@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use plumbing::accept::{self, AcceptConfig, Connection, IdleTimeout, OnShutdown, Slot};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -392,7 +391,7 @@ fn read_frames(
     verbose: bool,
     chunks: &mpsc::Sender<Bytes>,
 ) -> std::io::Result<Option<[u8; DIGEST_LEN]>> {
-    let mut hasher = hash.then(Sha256::new);
+    let mut hasher = hash.then(blake3::Hasher::new);
     let mut book = vec![0u8; CHUNK_BLOCKS * BLOCK_SIZE];
     let mut left = len;
     while left > 0 {
@@ -423,5 +422,5 @@ fn read_frames(
             return Ok(None);
         }
     }
-    Ok(hasher.map(|h| h.finalize().into()))
+    Ok(hasher.map(|h| *h.finalize().as_bytes()))
 }

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -104,7 +103,7 @@ async fn every_size_arrives_byte_for_byte_in_blocks_of_at_most_1024() {
         assert_eq!(blocks, content.len().div_ceil(1024));
         assert_eq!(borrowed.size, content.len() as u64);
         assert_eq!(borrowed.closing, CLOSING_MESSAGE);
-        assert_eq!(borrowed.sha256, <[u8; 32]>::from(Sha256::digest(&content)));
+        assert_eq!(borrowed.digest, *blake3::hash(&content).as_bytes());
         assert_eq!(
             std::fs::read(&out).unwrap(),
             content,
@@ -144,7 +143,7 @@ async fn wire_bytes_follow_the_spec() {
     expected.extend_from_slice(&[b'D', 0, 0, 0, 1]);
     expected.extend_from_slice(&content[1024..]);
     expected.extend_from_slice(&[b'S', 0, 0, 0, 32]);
-    expected.extend_from_slice(&Sha256::digest(&content));
+    expected.extend_from_slice(blake3::hash(&content).as_bytes());
     expected.extend_from_slice(&[b'M', 0, 0, 0, CLOSING_MESSAGE.len() as u8]);
     expected.extend_from_slice(CLOSING_MESSAGE.as_bytes());
     assert_eq!(wire, expected);
