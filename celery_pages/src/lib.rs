@@ -47,6 +47,7 @@ pub mod compression;
 pub mod config;
 pub mod control;
 pub mod delayed;
+pub mod drain;
 pub mod events;
 pub mod protocol;
 pub mod pyjson;

@@ -104,6 +104,11 @@ enum Command {
         /// Compress the task messages (the raw run stays uncompressed).
         #[arg(long, value_enum)]
         compression: Option<celery_pages::compression::Compression>,
+        /// Instead: queue N tasks (no results asked) first, then time the
+        /// worker taking and acking them all, beside a raw consumer doing
+        /// the same with plain messages.
+        #[arg(long, value_name = "N", conflicts_with_all = ["no_worker", "compression"])]
+        drain: Option<u64>,
         #[command(flatten)]
         options: WorkerOptions,
     },
@@ -156,11 +161,17 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
             window,
             no_worker,
             compression,
+            drain,
             options,
         } => {
             let config = options.config(&target)?;
-            let report = bench::run(&config, tasks, window, no_worker, compression).await?;
-            println!("{report}");
+            match drain {
+                Some(tasks) => println!("{}", celery_pages::drain::run(&config, tasks).await?),
+                None => println!(
+                    "{}",
+                    bench::run(&config, tasks, window, no_worker, compression).await?
+                ),
+            }
             Ok(())
         }
     }

@@ -1,0 +1,241 @@
+//! `celery_pages bench --drain N`: how fast the worker empties a queue.
+//!
+//! `N` `add` tasks that ask for no result are put in the queue first (each
+//! publish confirmed); then a worker starts and is timed until it has run
+//! and acked them all. The last task alone asks for its result: the worker
+//! starts tasks in queue order, so when that result arrives every earlier
+//! task has started, and the worker's graceful stop, timed too, waits for
+//! the ones still running. The floor, in the same run: the same number of
+//! messages of the same size taken from a queue and acked one by one by a
+//! plain consumer with the same prefetch.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use plumbing::bench::closed_loop;
+use serde_json::json;
+
+use crate::caller::Caller;
+use crate::config::WorkerConfig;
+use crate::protocol::TaskMessage;
+use crate::{ADD_TASK, AmqpContext, Broker, Error, Result, declare_task_queue, worker};
+
+/// Publishes kept in flight while the queue is filled.
+const FILL_WINDOW: usize = 256;
+/// The longest a drain may take before the bench gives up.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+const RAW_QUEUE: &str = "celery_pages.bench.drain.raw";
+
+/// What a drain measured.
+#[derive(Debug)]
+pub struct DrainReport {
+    pub tasks: u64,
+    pub worker: String,
+    /// Tasks taken, run and acked per second.
+    pub drained: f64,
+    /// Raw messages taken and acked per second.
+    pub raw: f64,
+}
+
+impl fmt::Display for DrainReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} tasks already queued, drained by {}",
+            self.tasks, self.worker
+        )?;
+        writeln!(f, "celery add tasks drained:  {:>9.0}/s", self.drained)?;
+        writeln!(f, "raw AMQP messages drained: {:>9.0}/s", self.raw)?;
+        write!(f, "ratio drained/raw: {:.2}", self.drained / self.raw)
+    }
+}
+
+/// Fills `config.queue` with `tasks` tasks, drains it with a worker run
+/// here, then the raw floor.
+pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
+    let tasks = tasks.max(1);
+    let config = WorkerConfig {
+        node: format!(
+            "celery_pages-drain-{}@{}",
+            std::process::id(),
+            crate::control::host_name()
+        ),
+        ..config.clone()
+    };
+    // The caller gets the last task's result; the others ask for none.
+    let caller = Caller::connect(&config.broker, config.task_queue()).await?;
+    let channel = confirming_channel(&config.broker).await?;
+    declare_task_queue(&channel, &config.task_queue()).await?;
+    let origin = format!("{}@bench", std::process::id());
+    let queue = config.queue.clone();
+    fill(&channel, &queue, tasks - 1, move |i| {
+        let id = uuid::Uuid::new_v4().to_string();
+        TaskMessage {
+            id: &id,
+            task: ADD_TASK,
+            args: &[json!(i), json!(10)],
+            origin: &origin,
+            ..TaskMessage::default()
+        }
+        .encode()
+    })
+    .await?;
+    let last = caller
+        .send(ADD_TASK, &[json!(tasks - 1), json!(10)])
+        .await?;
+
+    let started = Instant::now();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker::run(config.clone(), async {
+        let _ = stopped.await;
+    }));
+    let sum = last.wait(DRAIN_TIMEOUT).await?;
+    assert_eq!(sum, json!(tasks - 1 + 10), "wrong result from the worker");
+    let _ = stop.send(());
+    running.await.expect("worker task panicked")?;
+    let drained = tasks as f64 / started.elapsed().as_secs_f64();
+    caller.close().await;
+
+    let body_len = TaskMessage {
+        id: "00000000-0000-0000-0000-000000000000",
+        task: ADD_TASK,
+        args: &[json!(1), json!(10)],
+        ..TaskMessage::default()
+    }
+    .encode()
+    .0
+    .len();
+    let raw = raw_drain(&config.broker, tasks, body_len, config.prefetch).await?;
+    Ok(DrainReport {
+        tasks,
+        worker: format!(
+            "the in-process worker (concurrency {}, prefetch {})",
+            config.concurrency, config.prefetch
+        ),
+        drained,
+        raw,
+    })
+}
+
+async fn confirming_channel(broker: &Broker) -> Result<Channel> {
+    let connection = broker.connect().await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .doing("opening a channel")?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .doing("enabling publisher confirms")?;
+    Ok(channel)
+}
+
+/// Publishes `count` messages made by `message` to `queue`, confirmed,
+/// [`FILL_WINDOW`] in flight.
+async fn fill(
+    channel: &Channel,
+    queue: &str,
+    count: u64,
+    message: impl Fn(u64) -> (Vec<u8>, BasicProperties) + Clone + Send + Sync + 'static,
+) -> Result<()> {
+    let (channel, queue) = (channel.clone(), queue.to_owned());
+    closed_loop(count, FILL_WINDOW, move |i| {
+        let (channel, queue, (body, properties)) = (channel.clone(), queue.clone(), message(i));
+        async move {
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties,
+                )
+                .await
+                .doing("publishing")?
+                .await
+                .doing("waiting for the publisher confirm")?;
+            if confirm.is_ack() {
+                Ok(())
+            } else {
+                Err(Error::NotConfirmed)
+            }
+        }
+    })
+    .await
+    .map(drop)
+}
+
+/// The floor: `count` persistent messages of `len` bytes queued, then taken
+/// and acked one by one with `prefetch`; messages per second.
+async fn raw_drain(broker: &Broker, count: u64, len: usize, prefetch: u16) -> Result<f64> {
+    let channel = confirming_channel(broker).await?;
+    channel
+        .queue_declare(
+            RAW_QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("declaring the raw drain queue")?;
+    let body = vec![b'x'; len];
+    fill(&channel, RAW_QUEUE, count, move |_| {
+        (
+            body.clone(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+    })
+    .await?;
+    let consumer_channel = confirming_channel(broker).await?;
+    consumer_channel
+        .basic_qos(prefetch, BasicQosOptions { global: true })
+        .await
+        .doing("setting the prefetch")?;
+    let started = Instant::now();
+    let mut deliveries = consumer_channel
+        .basic_consume(
+            RAW_QUEUE.into(),
+            "raw-drain".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .doing("consuming the raw drain queue")?;
+    // Acks go out without waiting for each other, at most `prefetch`
+    // pending, as a consumer that keeps up would send them.
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for _ in 0..count {
+        let delivery = tokio::time::timeout(DRAIN_TIMEOUT, deliveries.next())
+            .await
+            .map_err(|_| Error::ResultLost {
+                id: "raw drain".into(),
+            })?
+            .ok_or_else(|| Error::ResultLost {
+                id: "raw drain".into(),
+            })?
+            .doing("taking a raw message")?;
+        acks.push(async move { delivery.ack(BasicAckOptions::default()).await });
+        while acks.len() >= usize::from(prefetch.max(1)) {
+            if let Some(acked) = acks.next().await {
+                acked.doing("acking a raw message")?;
+            }
+        }
+    }
+    while let Some(acked) = acks.next().await {
+        acked.doing("acking a raw message")?;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let _ = channel
+        .queue_delete(RAW_QUEUE.into(), QueueDeleteOptions::default())
+        .await;
+    Ok(rate)
+}
