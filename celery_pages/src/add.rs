@@ -136,52 +136,19 @@ pub fn bind_arguments<const N: usize>(
     args: &[Value],
     kwargs: &Map<String, Value>,
 ) -> Result<[Value; N], PyException> {
-    let type_error = |message: String| PyException::builtin("TypeError", message);
-    if args.len() > N {
-        let takes = if N == 1 { "argument" } else { "arguments" };
-        let given = if args.len() == 1 { "was" } else { "were" };
-        return Err(type_error(format!(
-            "{function}() takes {N} positional {takes} but {} {given} given",
-            args.len()
-        )));
-    }
-    let mut bound: [Option<Value>; N] = std::array::from_fn(|i| args.get(i).cloned());
-    for (key, value) in kwargs {
-        let Some(slot) = params.iter().position(|p| p == key) else {
-            return Err(type_error(format!(
-                "{function}() got an unexpected keyword argument '{key}'"
-            )));
-        };
-        if bound[slot].replace(value.clone()).is_some() {
-            return Err(type_error(format!(
-                "{function}() got multiple values for argument '{key}'"
-            )));
+    let keywords: Vec<&str> = kwargs.keys().map(String::as_str).collect();
+    let sources = python_text::bind(function, params, args.len(), &keywords)
+        .map_err(|message| PyException::builtin("TypeError", message))?;
+    let values: Vec<&Value> = kwargs.values().collect();
+    Ok(std::array::from_fn(|slot| {
+        match sources.get(slot) {
+            Some(python_text::Source::Positional(i)) => args.get(*i),
+            Some(python_text::Source::Keyword(i)) => values.get(*i).copied(),
+            None => None,
         }
-    }
-    let missing: Vec<String> = params
-        .iter()
-        .zip(&bound)
-        .filter(|(_, value)| value.is_none())
-        .map(|(name, _)| format!("'{name}'"))
-        .collect();
-    if !missing.is_empty() {
-        let plural = if missing.len() == 1 {
-            "argument"
-        } else {
-            "arguments"
-        };
-        let names = match missing.as_slice() {
-            [one] => one.clone(),
-            [first, second] => format!("{first} and {second}"),
-            [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
-            [] => String::new(),
-        };
-        return Err(type_error(format!(
-            "{function}() missing {} required positional {plural}: {names}",
-            missing.len()
-        )));
-    }
-    Ok(bound.map(|value| value.unwrap_or(Value::Null)))
+        .cloned()
+        .unwrap_or(Value::Null)
+    }))
 }
 
 #[cfg(test)]

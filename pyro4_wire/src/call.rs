@@ -192,61 +192,16 @@ impl Call {
     /// assert_eq!(err.message, "Server.welcomeMessage() missing 1 required positional argument: 'name'");
     /// ```
     pub fn bind(&self, qualname: &str, params: &[&str]) -> Result<Vec<&Value>, PyroException> {
-        let type_error = |message: String| PyroException::new("builtins.TypeError", message);
-        if self.args.len() > params.len() {
-            let takes = params.len() + 1;
-            let plural = if takes == 1 { "argument" } else { "arguments" };
-            return Err(type_error(format!(
-                "{qualname}() takes {takes} positional {plural} but {} were given",
-                self.args.len() + 1
-            )));
-        }
-        let mut bound: Vec<Option<&Value>> = params.iter().map(|_| None).collect();
-        for (slot, value) in bound.iter_mut().zip(&self.args) {
-            *slot = Some(value);
-        }
-        for (key, value) in &self.kwargs {
-            let Some(index) = params.iter().position(|p| p == key) else {
-                return Err(type_error(format!(
-                    "{qualname}() got an unexpected keyword argument '{key}'"
-                )));
-            };
-            if bound[index].replace(value).is_some() {
-                return Err(type_error(format!(
-                    "{qualname}() got multiple values for argument '{key}'"
-                )));
-            }
-        }
-        let missing: Vec<String> = params
-            .iter()
-            .zip(&bound)
-            .filter(|(_, value)| value.is_none())
-            .map(|(name, _)| format!("'{name}'"))
-            .collect();
-        if !missing.is_empty() {
-            let plural = if missing.len() == 1 {
-                "argument"
-            } else {
-                "arguments"
-            };
-            return Err(type_error(format!(
-                "{qualname}() missing {} required positional {plural}: {}",
-                missing.len(),
-                python_name_list(&missing)
-            )));
-        }
-        Ok(bound.into_iter().flatten().collect())
-    }
-}
-
-/// Names as CPython lists them in a message: `'a'`, `'a' and 'b'`,
-/// `'a', 'b', and 'c'`.
-fn python_name_list(names: &[String]) -> String {
-    match names {
-        [] => String::new(),
-        [one] => one.clone(),
-        [first, second] => format!("{first} and {second}"),
-        [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
+        let keywords: Vec<&str> = self.kwargs.iter().map(|(key, _)| key.as_str()).collect();
+        let sources = python_text::bind(qualname, params, self.args.len(), &keywords)
+            .map_err(|message| PyroException::new("builtins.TypeError", message))?;
+        Ok(sources
+            .into_iter()
+            .filter_map(|source| match source {
+                python_text::Source::Positional(i) => self.args.get(i),
+                python_text::Source::Keyword(i) => self.kwargs.get(i).map(|(_, value)| value),
+            })
+            .collect())
     }
 }
 

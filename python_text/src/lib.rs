@@ -4,7 +4,9 @@
 //! write them exactly as Python would.
 //!
 //! - [`is_printable`]: Python's `str.isprintable` for one character;
-//! - [`repr`]: Python's `repr()` of a `str`.
+//! - [`repr`]: Python's `repr()` of a `str`;
+//! - [`bind`]: how CPython binds a call's arguments to parameters, and its
+//!   `TypeError` messages when they do not fit.
 
 use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
@@ -71,4 +73,85 @@ pub fn repr(s: &str) -> String {
     }
     out.push(quote);
     out
+}
+
+/// Where a parameter's value comes from in a call, once bound (see
+/// [`bind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The positional argument at this index.
+    Positional(usize),
+    /// The keyword argument at this index.
+    Keyword(usize),
+}
+
+/// Binds a call of `positional` positional arguments and the keyword
+/// arguments `keywords` to the parameters `params` of the Python function
+/// `function` (none with a default), as CPython does: one [`Source`] per
+/// parameter, in order, or the message of the `TypeError` CPython raises,
+/// word for word. For a method, `function` is its qualified name
+/// (`Server.welcomeMessage`) and `self` is not counted.
+///
+/// ```
+/// use python_text::{Source, bind};
+/// assert_eq!(bind("add", &["x", "y"], 1, &["y"]), Ok(vec![Source::Positional(0), Source::Keyword(0)]));
+/// assert_eq!(bind("add", &["x", "y"], 0, &[]).unwrap_err(),
+///            "add() missing 2 required positional arguments: 'x' and 'y'");
+/// ```
+pub fn bind(
+    function: &str,
+    params: &[&str],
+    positional: usize,
+    keywords: &[&str],
+) -> Result<Vec<Source>, String> {
+    // A method counts `self` in what it takes and in what it was given.
+    let own = usize::from(function.contains('.'));
+    if positional > params.len() {
+        let takes = params.len() + own;
+        let takes_word = if takes == 1 { "argument" } else { "arguments" };
+        let given = positional + own;
+        let given_word = if given == 1 { "was" } else { "were" };
+        return Err(format!(
+            "{function}() takes {takes} positional {takes_word} but {given} {given_word} given"
+        ));
+    }
+    let mut bound: Vec<Option<Source>> = (0..params.len())
+        .map(|i| (i < positional).then_some(Source::Positional(i)))
+        .collect();
+    for (index, key) in keywords.iter().enumerate() {
+        let Some(slot) = params.iter().position(|p| p == key) else {
+            return Err(format!(
+                "{function}() got an unexpected keyword argument '{key}'"
+            ));
+        };
+        if bound[slot].replace(Source::Keyword(index)).is_some() {
+            return Err(format!(
+                "{function}() got multiple values for argument '{key}'"
+            ));
+        }
+    }
+    let missing: Vec<String> = params
+        .iter()
+        .zip(&bound)
+        .filter(|(_, source)| source.is_none())
+        .map(|(name, _)| format!("'{name}'"))
+        .collect();
+    if !missing.is_empty() {
+        let word = if missing.len() == 1 {
+            "argument"
+        } else {
+            "arguments"
+        };
+        let names = match missing.as_slice() {
+            [one] => one.clone(),
+            [first, second] => format!("{first} and {second}"),
+            [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
+            [] => String::new(),
+        };
+        return Err(format!(
+            "{function}() missing {} required positional {word}: {names}",
+            missing.len()
+        ));
+    }
+    Ok(bound.into_iter().flatten().collect())
 }

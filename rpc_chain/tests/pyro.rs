@@ -12,7 +12,7 @@ use rpc_naming::NameServerClient;
 use rpc_naming::client::deadline_in;
 use test_support::TestNameServer;
 use test_support::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
-use test_support::python::pyro4_script;
+use test_support::python::{assert_alike, case_lines, pyro4_script};
 
 const STATUS: &str = "Status = ['Buku 1 sudah selesai di baca!', 'Buku 2 sudah selesai di baca!', \
                       'Buku 3 sudah selesai di baca!', 'Kembali ke buku 1']";
@@ -216,15 +216,11 @@ fn a_rust_hops_error_reaches_the_python_client_as_a_pyro4_exception() {
 /// Runs `differential.py` against whatever ring is registered: one line
 /// per case.
 fn differential(ns: &TestNameServer) -> Vec<String> {
-    let output = pyro4_script(python_dir(), "differential.py", ns.port())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout_of(&output).lines().map(str::to_owned).collect()
+    case_lines(&mut pyro4_script(
+        python_dir(),
+        "differential.py",
+        ns.port(),
+    ))
 }
 
 /// One script of calls, against a ring of the chapter's Python servers and
@@ -243,9 +239,5 @@ fn a_python_client_cannot_tell_the_rings_apart() {
         let _ring = ring(&ns, [false; 3]);
         differential(&ns)
     };
-    assert_eq!(python.len(), 16, "{python:#?}");
-    for (python, rust) in python.iter().zip(&rust) {
-        assert_eq!(rust, python);
-    }
-    assert_eq!(rust.len(), python.len());
+    assert_alike(&python, &rust, 16);
 }

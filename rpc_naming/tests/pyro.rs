@@ -456,21 +456,15 @@ fn free_port(udp: bool) -> u16 {
 /// Runs `differential.py` against the name server answering broadcasts on
 /// UDP `bcport`: one line per case.
 fn differential(bcport: u16) -> Vec<String> {
-    let output = Command::new(test_support::python::python())
-        .arg("differential.py")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
-        // The local try first fails: nothing listens on this port.
-        .env("PYRO_NS_PORT", free_port(false).to_string())
-        .env("PYRO_NS_BCPORT", bcport.to_string())
-        .env("PYRO_BROADCAST_ADDRS", "127.0.0.1")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout_of(&output).lines().map(str::to_owned).collect()
+    test_support::python::case_lines(
+        Command::new(test_support::python::python())
+            .arg("differential.py")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
+            // The local try first fails: nothing listens on this port.
+            .env("PYRO_NS_PORT", free_port(false).to_string())
+            .env("PYRO_NS_BCPORT", bcport.to_string())
+            .env("PYRO_BROADCAST_ADDRS", "127.0.0.1"),
+    )
 }
 
 /// One script of calls, run against Python's name server and against this
@@ -504,11 +498,7 @@ fn a_python_program_cannot_tell_the_name_servers_apart() {
         line_with(&lines, &["Broadcast server running on"]);
         differential(bcport)
     };
-    assert_eq!(python.len(), 33, "{python:#?}");
-    for (python, rust) in python.iter().zip(&rust) {
-        assert_eq!(rust, python);
-    }
-    assert_eq!(rust.len(), python.len());
+    test_support::python::assert_alike(&python, &rust, 33);
 }
 
 /// This crate's metadata commands (`setmeta`, `list --meta-all` /
@@ -558,7 +548,5 @@ fn the_metadata_commands_answer_alike_on_either_name_server() {
         python[6].contains("shop.books --> PYRO:obj_books@localhost:4000"),
         "{python:#?}"
     );
-    for (python, rust) in python.iter().zip(&rust) {
-        assert_eq!(rust, python);
-    }
+    test_support::python::assert_alike(&python, &rust, 11);
 }

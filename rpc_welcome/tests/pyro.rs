@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use test_support::TestNameServer;
 use test_support::child::{KillOnDrop, line_with, spawn_lines, stdout_of};
-use test_support::python::pyro4_script;
+use test_support::python::{assert_alike, case_lines, pyro4_script};
 
 const TITLE: &str = "Programming GO";
 const BOUGHT: &str = "Buku dengan judul Programming GO berhasil dibeli!";
@@ -181,15 +181,11 @@ async fn rust_talks_to_rust_over_tarpc_and_to_python_over_pyro4_under_pythons_na
 /// Runs `differential.py` (one line per case: a value, or an exception's
 /// type and message) against whatever is registered as `server`.
 fn differential(ns: &TestNameServer) -> Vec<String> {
-    let output = pyro4_script(python_dir(), "differential.py", ns.port())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout_of(&output).lines().map(str::to_owned).collect()
+    case_lines(&mut pyro4_script(
+        python_dir(),
+        "differential.py",
+        ns.port(),
+    ))
 }
 
 /// One script of calls, run against Python's `pyro_server.py` and then
@@ -209,11 +205,7 @@ fn a_python_client_cannot_tell_the_servers_apart() {
         let _server = rust_server(&ns);
         differential(&ns)
     };
-    assert_eq!(python.len(), 20, "{python:#?}");
-    for (python, rust) in python.iter().zip(&rust) {
-        assert_eq!(rust, python);
-    }
-    assert_eq!(rust.len(), python.len());
+    assert_alike(&python, &rust, 20);
 }
 
 /// A TCP port nothing listens on for a moment (bound, then let go).
@@ -242,16 +234,10 @@ fn pyro4s_programs(ns: &TestNameServer) -> Vec<String> {
     gateway.args(["-p", &port, "-e", r"server|test\."]);
     let (_gateway, lines) = spawn_lines(gateway).unwrap();
     line_with(&lines, &["Pyro HTTP gateway running on"]);
-    let output = pyro4_script(python_dir(), "pyro4_programs.py", ns.port())
-        .arg(format!("http://127.0.0.1:{port}"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout_of(&output).lines().map(str::to_owned).collect()
+    case_lines(
+        pyro4_script(python_dir(), "pyro4_programs.py", ns.port())
+            .arg(format!("http://127.0.0.1:{port}")),
+    )
 }
 
 /// Pyro4's own programs (its echo server, its HTTP gateway) work against
@@ -260,10 +246,6 @@ fn pyro4s_programs(ns: &TestNameServer) -> Vec<String> {
 fn pyro4s_own_programs_work_against_the_rust_name_server() {
     let python = pyro4s_programs(&TestNameServer::python());
     let rust = pyro4s_programs(&TestNameServer::rust());
-    assert_eq!(python.len(), 9, "{python:#?}");
     assert!(python[6].contains("Buku dengan judul Go"), "{python:#?}");
-    for (python, rust) in python.iter().zip(&rust) {
-        assert_eq!(rust, python);
-    }
-    assert_eq!(rust.len(), python.len());
+    assert_alike(&python, &rust, 9);
 }

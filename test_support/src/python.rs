@@ -145,3 +145,30 @@ pub fn pyro4_script(dir: &Path, script: &str, ns_port: u16) -> Command {
         .env("PYRO_NS_PORT", ns_port.to_string());
     command
 }
+
+/// Runs `command`, a script of cases that prints one line per case (the
+/// value, or the exception's type and message), checks that it ran to the
+/// end, and returns its lines.
+pub fn case_lines(command: &mut Command) -> Vec<String> {
+    let output = command.output().expect("cannot run the case script");
+    assert!(
+        output.status.success(),
+        "the case script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    crate::child::stdout_of(&output)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A differential test's verdict: `cases` outcomes from the Python side,
+/// and the Rust side's the same, case by case (the first that differs is
+/// shown alone).
+pub fn assert_alike(python: &[String], rust: &[String], cases: usize) {
+    assert_eq!(python.len(), cases, "{python:#?}");
+    for (python, rust) in python.iter().zip(rust) {
+        assert_eq!(rust, python);
+    }
+    assert_eq!(rust.len(), python.len(), "{rust:#?}");
+}
