@@ -265,7 +265,7 @@ async fn route_replies(mut replies: lapin::Consumer, waiting: Waiting) {
     }
 }
 
-async fn publish_confirmed(
+pub(crate) async fn publish_confirmed(
     channel: &Channel,
     queue: &str,
     body: &[u8],

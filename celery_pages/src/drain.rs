@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use plumbing::bench::closed_loop;
 use serde_json::json;
 
+use crate::bench::publish_confirmed;
 use crate::caller::Caller;
 use crate::config::WorkerConfig;
 use crate::protocol::TaskMessage;
@@ -148,25 +149,7 @@ async fn fill(
     let (channel, queue) = (channel.clone(), queue.to_owned());
     closed_loop(count, FILL_WINDOW, move |i| {
         let (channel, queue, (body, properties)) = (channel.clone(), queue.clone(), message(i));
-        async move {
-            let confirm = channel
-                .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    properties,
-                )
-                .await
-                .doing("publishing")?
-                .await
-                .doing("waiting for the publisher confirm")?;
-            if confirm.is_ack() {
-                Ok(())
-            } else {
-                Err(Error::NotConfirmed)
-            }
-        }
+        async move { publish_confirmed(&channel, &queue, &body, properties).await }
     })
     .await
     .map(drop)

@@ -18,8 +18,6 @@ use common::{
     start_python_worker_with, unique_queue,
 };
 use futures::StreamExt;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use serde_json::json;
 use test_support::rabbitmq::RabbitCluster;
 
@@ -32,24 +30,6 @@ const QUORUM_TOPIC: [(&str, &str); 2] = [
     ("CELERY_QUEUE_TYPE", "quorum"),
     ("CELERY_EXCHANGE_TYPE", "topic"),
 ];
-
-/// Messages in a delay queue (a quorum queue's count lags a little).
-async fn waiting_in(delay_queue: &str) -> u32 {
-    let connection = broker().connect().await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let declared = channel
-        .queue_declare(
-            delay_queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    let _ = connection.close(200, "test done".into()).await;
-    declared.map_or(0, |declared| declared.message_count())
-}
 
 /// Runs `caller` (it sends `add(4, 10)` with an 8 s countdown and prints the
 /// result); checks that meanwhile the task waits in the broker's delay
@@ -65,7 +45,7 @@ async fn delayed_call(queue: &str, caller: Command) -> String {
     );
     let mut seen = false;
     for _ in 0..300 {
-        if waiting_in(DELAY_QUEUE).await > 0 {
+        if ready_count(DELAY_QUEUE).await > 0 {
             seen = true;
             break;
         }
