@@ -541,13 +541,12 @@ async fn handle(session: &Session, delivery: Delivery) {
 fn run_reported(session: &Session, request: &TaskRequest) -> Outcome {
     let (node, events) = (&session.node, &session.events);
     let args = request.args_repr();
-    events.task_event(
-        "task-received",
+    events.task_event("task-received", || {
         json!({"uuid": request.id, "name": request.task, "args": args, "kwargs": "{}",
                "root_id": request.root_id, "parent_id": null, "retries": 0,
                "eta": request.eta.map(|t| t.to_rfc3339()),
-               "expires": request.expires.map(|t| t.to_rfc3339())}),
-    );
+               "expires": request.expires.map(|t| t.to_rfc3339())})
+    });
     let revoked = if node.is_revoked(&request.id) {
         Some("revoked")
     } else if request.expired(chrono::Utc::now()) {
@@ -556,29 +555,26 @@ fn run_reported(session: &Session, request: &TaskRequest) -> Outcome {
         None
     };
     if let Some(reason) = revoked {
-        events.task_event(
-            "task-revoked",
+        events.task_event("task-revoked", || {
             json!({"uuid": request.id, "terminated": false, "signum": null,
-                   "expired": reason == "expired"}),
-        );
+                   "expired": reason == "expired"})
+        });
         return Outcome::Revoked(reason.into());
     }
     node.start_task(&request.id, &request.task, &args, "{}");
-    events.task_event("task-started", json!({"uuid": request.id}));
+    events.task_event("task-started", || json!({"uuid": request.id}));
     let started = std::time::Instant::now();
     let outcome = run_task(request);
     node.finish_task(&request.id);
     match &outcome {
-        Outcome::Succeeded(value) => events.task_event(
-            "task-succeeded",
+        Outcome::Succeeded(value) => events.task_event("task-succeeded", || {
             json!({"uuid": request.id, "result": crate::protocol::python_repr(value),
-                   "runtime": started.elapsed().as_secs_f64()}),
-        ),
-        Outcome::Raised(exc) | Outcome::Refused(exc) => events.task_event(
-            "task-failed",
+                   "runtime": started.elapsed().as_secs_f64()})
+        }),
+        Outcome::Raised(exc) | Outcome::Refused(exc) => events.task_event("task-failed", || {
             json!({"uuid": request.id, "exception": exc.repr(),
-                   "traceback": ""}),
-        ),
+                   "traceback": ""})
+        }),
         Outcome::Revoked(_) => {}
     }
     outcome
