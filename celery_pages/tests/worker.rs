@@ -632,25 +632,38 @@ async fn a_message_with_unreadable_properties_is_set_aside_and_the_queue_moves_o
 }
 
 /// Celery's failover list (`URL;URL;...`): a node that does not answer is
-/// passed over for the next, by the worker and by the caller alike.
-#[tokio::test]
+/// passed over for the next, by the worker and by the caller alike;
+/// Python's worker first, given the same list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_list_passes_over_a_node_that_does_not_answer() {
-    let queue = unique_queue("failover");
     // A port nothing listens on: bound, then closed.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let list = format!("amqp://guest:guest@{dead}/%2f;{}", common::broker_url());
+    let add_through_the_list = |queue: String, list: String| async move {
+        let args = ["add", "4", "10", "--queue", &queue, "--broker", &list];
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let output = tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "14\n");
+    };
+
+    let python_queue = unique_queue("failover-py");
+    let python_list = list.replace("/%2f", "//").replace("/%2F", "//");
+    let python_side =
+        common::start_python_worker_with(&python_queue, &[("CELERY_BROKER", &python_list)]).await;
+    add_through_the_list(python_queue.clone(), list.clone()).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("failover");
     let worker = TestWorker::start(&list.parse().unwrap(), &queue);
-    let args = ["add", "4", "10", "--queue", &queue, "--broker", &list];
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let output = tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "14\n");
+    add_through_the_list(queue.clone(), list.clone()).await;
     worker.stop().await;
     delete_queue(&queue).await;
 }
