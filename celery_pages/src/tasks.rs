@@ -1,16 +1,17 @@
 //! The tasks this worker runs, looked up by name in one place: the
 //! chapter's `addTask.add`, and the built-in tasks of Celery that a caller
 //! reaches through the canvas (`add.map(...)` sends `celery.map`,
-//! `add.starmap(...)` and `add.chunks(...)` send `celery.starmap`), which a
-//! Python worker registers in every app. A task is added here and nowhere
-//! else.
+//! `add.starmap(...)` and `add.chunks(...)` send `celery.starmap`; a
+//! chunks signature that is itself a canvas step sends `celery.chunks`),
+//! which a Python worker registers in every app. A task is added here and
+//! nowhere else.
 //!
 //! ```
 //! use celery_pages::tasks::{self, Failure};
 //! use serde_json::{Map, json};
 //! let pairs = json!([[1, 2], [3, 4]]);
 //! let sum = tasks::run("celery.starmap", &[json!("addTask.add"), pairs], &Map::new());
-//! assert_eq!(sum.unwrap(), json!([3, 7]));
+//! assert_eq!(sum.unwrap().value, json!([3, 7]));
 //! assert!(matches!(tasks::run("other.task", &[], &Map::new()), Err(Failure::NotRegistered(_))));
 //! ```
 
@@ -29,9 +30,27 @@ pub const ALL_TASKS: &[&str] = &[
     ADD_TASK,
     "celery.accumulate",
     "celery.backend_cleanup",
+    "celery.chunks",
     "celery.map",
     "celery.starmap",
 ];
+
+/// What a task that ran came to: its value, and the signatures of the tasks
+/// it sends on (as `celery.chunks` sends its group of starmaps).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Done {
+    pub value: Value,
+    pub sends: Vec<Value>,
+}
+
+impl From<Value> for Done {
+    fn from(value: Value) -> Self {
+        Done {
+            value,
+            sends: Vec::new(),
+        }
+    }
+}
 
 /// Why a task gave no value.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,18 +64,25 @@ pub enum Failure {
 }
 
 /// Runs task `name` with `args` and `kwargs`, as a Python worker would.
-pub fn run(name: &str, args: &[Value], kwargs: &Map<String, Value>) -> Result<Value, Failure> {
+pub fn run(name: &str, args: &[Value], kwargs: &Map<String, Value>) -> Result<Done, Failure> {
     match name {
         ADD_TASK => {
             let (x, y) = bind_add_arguments(args, kwargs).map_err(Failure::BadCall)?;
-            python_add(&x, &y).map_err(Failure::Raised)
+            python_add(&x, &y).map(Done::from).map_err(Failure::Raised)
         }
         // `accumulate(self, *args, **kwargs)`: the arguments, or one of them.
-        "celery.accumulate" => accumulate(args, kwargs).map_err(Failure::Raised),
+        "celery.accumulate" => accumulate(args, kwargs)
+            .map(Done::from)
+            .map_err(Failure::Raised),
         // The rpc:// backend keeps nothing to clean up.
         "celery.backend_cleanup" => {
             bind_arguments::<0>("backend_cleanup", &[], args, kwargs).map_err(Failure::BadCall)?;
-            Ok(Value::Null)
+            Ok(Done::from(Value::Null))
+        }
+        "celery.chunks" => {
+            let [task, items, n] = bind_arguments("chunks", &["task", "it", "n"], args, kwargs)
+                .map_err(Failure::BadCall)?;
+            chunks(&task, &items, &n).map_err(Failure::Raised)
         }
         "celery.map" => {
             let [task, items] =
@@ -75,6 +101,53 @@ pub fn run(name: &str, args: &[Value], kwargs: &Map<String, Value>) -> Result<Va
     }
 }
 
+/// `chunks(task, it, n)`: `it` cut into parts of `n`, each sent as a
+/// `celery.starmap` of `task` in one group, as Celery's `chunks.group()`
+/// does; the value is the group's result as a tuple,
+/// `((group_id, None), [((task_id, None), None), ...])`. The parts ask for
+/// no result: Python's worker sends theirs to its own address, where, with
+/// `rpc://`, nobody reads them.
+fn chunks(task: &Value, items: &Value, n: &Value) -> Result<Done, PyException> {
+    let size = match n {
+        Value::Number(n) => n.as_u64().filter(|n| *n >= 1),
+        _ => None,
+    };
+    let Some(size) = size.and_then(|n| usize::try_from(n).ok()) else {
+        return Err(PyException::builtin(
+            "ValueError",
+            "Stop argument for islice() must be None or an integer: 0 <= x <= sys.maxsize.",
+        ));
+    };
+    let Value::Array(items) = items else {
+        return Err(PyException::builtin(
+            "TypeError",
+            format!(
+                "'{}' object is not iterable",
+                crate::add::python_type(items)
+            ),
+        ));
+    };
+    let group = uuid::Uuid::new_v4().to_string();
+    let mut sends = Vec::new();
+    let mut results = Vec::new();
+    for part in items.chunks(size) {
+        let id = uuid::Uuid::new_v4().to_string();
+        sends.push(serde_json::json!({
+            "task": "celery.starmap",
+            "args": [],
+            "kwargs": {"task": task, "it": part},
+            "options": {"task_id": id, "group_id": group},
+            "subtask_type": null,
+            "immutable": true,
+        }));
+        results.push(serde_json::json!([[id, null], null]));
+    }
+    Ok(Done {
+        value: serde_json::json!([[group, null], results]),
+        sends,
+    })
+}
+
 fn not_registered(name: &str) -> PyException {
     PyException {
         exc_type: "NotRegistered".into(),
@@ -90,7 +163,7 @@ fn each(
     task: &Value,
     items: &Value,
     arguments: impl Fn(&Value) -> Vec<Value>,
-) -> Result<Value, Failure> {
+) -> Result<Done, Failure> {
     let name = match task {
         Value::String(name) => name.as_str(),
         signature => signature["task"].as_str().unwrap_or_default(),
@@ -111,14 +184,16 @@ fn each(
         .iter()
         .map(|item| {
             // Inside the task, a wrong call is the task's own exception.
-            run(name, &arguments(item), &Map::new()).map_err(|failure| match failure {
-                Failure::BadCall(exc) | Failure::Raised(exc) | Failure::NotRegistered(exc) => {
-                    Failure::Raised(exc)
-                }
-            })
+            run(name, &arguments(item), &Map::new())
+                .map(|done| done.value)
+                .map_err(|failure| match failure {
+                    Failure::BadCall(exc) | Failure::Raised(exc) | Failure::NotRegistered(exc) => {
+                        Failure::Raised(exc)
+                    }
+                })
         })
         .collect::<Result<Vec<_>, _>>()
-        .map(Value::Array)
+        .map(|values| Done::from(Value::Array(values)))
 }
 
 fn accumulate(args: &[Value], kwargs: &Map<String, Value>) -> Result<Value, PyException> {

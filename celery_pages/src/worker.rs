@@ -492,11 +492,11 @@ async fn handle(session: &Session, delivery: Delivery) {
         .correlation_id()
         .as_ref()
         .map(|c| c.as_str().to_owned());
-    let (request, outcome) = match parse_task(properties, &delivery.data) {
+    let (request, outcome, sends) = match parse_task(properties, &delivery.data) {
         Ok(request) => {
-            let outcome = run_reported(session, &request);
+            let (outcome, sends) = run_reported(session, &request);
             log_outcome(&request, &outcome);
-            (Some(request), outcome)
+            (Some(request), outcome, sends)
         }
         Err(Poison { reason, reply_id }) => {
             tracing::error!(%reason, "rejecting a message that cannot run");
@@ -509,7 +509,7 @@ async fn handle(session: &Session, delivery: Delivery) {
                 id,
                 ..TaskRequest::stub()
             });
-            (stub, Outcome::Refused(exception))
+            (stub, Outcome::Refused(exception), Vec::new())
         }
     };
     // A result goes to the correlation id the caller waits on (Celery sets
@@ -523,7 +523,10 @@ async fn handle(session: &Session, delivery: Delivery) {
         _ => true,
     };
     let sent_on = match (&request, &outcome) {
-        (Some(request), Outcome::Succeeded(value)) => send_next(session, request, value).await,
+        (Some(request), Outcome::Succeeded(value)) => {
+            send_signatures(session, request, &sends).await
+                && send_next(session, request, value).await
+        }
         (Some(request), Outcome::Raised(_)) => run_errbacks(session, request).await,
         _ => true,
     };
@@ -537,8 +540,9 @@ async fn handle(session: &Session, delivery: Delivery) {
 }
 
 /// Runs a request unless it was revoked or has expired, keeping the node's
-/// books (`inspect active`, `stats`) and sending its task events.
-fn run_reported(session: &Session, request: &TaskRequest) -> Outcome {
+/// books (`inspect active`, `stats`) and sending its task events. Returns
+/// the outcome and the signatures of the tasks it sends on.
+fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec<Value>) {
     let (node, events) = (&session.node, &session.events);
     let args = request.args_repr();
     events.task_event("task-received", || {
@@ -559,12 +563,12 @@ fn run_reported(session: &Session, request: &TaskRequest) -> Outcome {
             json!({"uuid": request.id, "terminated": false, "signum": null,
                    "expired": reason == "expired"})
         });
-        return Outcome::Revoked(reason.into());
+        return (Outcome::Revoked(reason.into()), Vec::new());
     }
     node.start_task(&request.id, &request.task, &args, "{}");
     events.task_event("task-started", || json!({"uuid": request.id}));
     let started = std::time::Instant::now();
-    let outcome = run_task(request);
+    let (outcome, sends) = run_task(request);
     node.finish_task(&request.id);
     match &outcome {
         Outcome::Succeeded(value) => events.task_event("task-succeeded", || {
@@ -577,7 +581,7 @@ fn run_reported(session: &Session, request: &TaskRequest) -> Outcome {
         }),
         Outcome::Revoked(_) => {}
     }
-    outcome
+    (outcome, sends)
 }
 
 /// The result message for task `id` that came to `outcome`.
@@ -587,6 +591,23 @@ fn result_body(id: &str, outcome: &Outcome) -> Vec<u8> {
         Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(id, exc),
         Outcome::Revoked(reason) => revoked_body(id, reason),
     }
+}
+
+/// Sends the tasks a task sent on as it ran (the group of a
+/// `celery.chunks`), each confirmed. True if all went out.
+async fn send_signatures(session: &Session, request: &TaskRequest, sends: &[Value]) -> bool {
+    for signature in sends {
+        let queue = &session.task_queue.name;
+        match canvas::call_signature(signature, &[], request, Vec::new(), queue, &session.origin) {
+            Ok(message) => {
+                if !publish_task(session, message).await {
+                    return false;
+                }
+            }
+            Err(reason) => tracing::error!(id = %request.id, %reason, "cannot send a task on"),
+        }
+    }
+    true
 }
 
 /// Sends what comes after a task that succeeded (its callbacks and the
@@ -691,11 +712,13 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
 
 /// Runs a request: an unknown task or arguments that do not fit are
 /// refused; otherwise the task runs and returns or raises.
-fn run_task(request: &TaskRequest) -> Outcome {
+fn run_task(request: &TaskRequest) -> (Outcome, Vec<Value>) {
     match crate::tasks::run(&request.task, &request.args, &request.kwargs) {
-        Ok(value) => Outcome::Succeeded(value),
-        Err(Failure::Raised(exc)) => Outcome::Raised(exc),
-        Err(Failure::NotRegistered(exc) | Failure::BadCall(exc)) => Outcome::Refused(exc),
+        Ok(done) => (Outcome::Succeeded(done.value), done.sends),
+        Err(Failure::Raised(exc)) => (Outcome::Raised(exc), Vec::new()),
+        Err(Failure::NotRegistered(exc) | Failure::BadCall(exc)) => {
+            (Outcome::Refused(exc), Vec::new())
+        }
     }
 }
 

@@ -64,7 +64,7 @@ async fn celerys_built_in_tasks_run_as_on_pythons_worker() {
     let rust = python_calls(&queue, &["builtins"]).await;
     worker.stop().await;
     delete_queue(&queue).await;
-    assert_eq!(python.lines().count(), 10, "{python}");
+    assert_eq!(python.lines().count(), 12, "{python}");
     for (python, rust) in python.lines().zip(rust.lines()) {
         assert_eq!(rust, python);
     }
