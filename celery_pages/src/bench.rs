@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
@@ -205,14 +205,7 @@ pub async fn raw_run(
 ) -> Result<Stats> {
     let (responder, responder_channel) = start_responder(broker, queue, prefetch).await?;
     let connection = broker.connect().await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .doing("opening a channel")?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .doing("enabling publisher confirms")?;
+    let channel = crate::confirming_channel(&connection).await?;
     let (reply_queue, replies) = reply_queue(&channel, "raw-requester").await?;
     let waiting: Waiting = Arc::default();
     tokio::spawn(route_replies(replies, Arc::clone(&waiting)));

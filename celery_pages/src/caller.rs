@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::{Channel, Connection};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::protocol::{Embed, TaskMessage, TaskOutcome, parse_result};
-use crate::{AmqpContext, Broker, Error, Result, TaskQueue, declare_task_queue, reply_queue};
+use crate::{Broker, Error, Result, TaskQueue, declare_task_queue, reply_queue};
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::PyException>>>>>;
 
@@ -67,17 +67,10 @@ impl Caller {
     pub async fn connect(broker: &Broker, queue: impl Into<TaskQueue>) -> Result<Self> {
         let queue = queue.into();
         let connection = broker.connect().await?;
-        let channel = connection
-            .create_channel()
-            .await
-            .doing("opening a channel")?;
+        let channel = crate::confirming_channel(&connection).await?;
         declare_task_queue(&channel, &queue)
             .await
             .map_err(Error::or_refusal)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .doing("enabling publisher confirms")?;
         let (reply_queue, results) = reply_queue(&channel, "celery_pages-caller").await?;
         let waiting: Waiting = Arc::default();
         tokio::spawn(route_results(results, Arc::clone(&waiting)));

@@ -32,9 +32,7 @@
 
 use lapin::Channel;
 use lapin::ExchangeKind;
-use lapin::options::{
-    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{ExchangeBindOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::{AmqpContext, ExchangeType, Result, TaskQueue};
@@ -163,18 +161,13 @@ fn level_arguments(level: u32, next: &str) -> FieldTable {
 }
 
 async fn declare_topic(channel: &Channel, name: &str) -> Result<()> {
-    channel
-        .exchange_declare(
-            name.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("declaring a delay exchange")
+    crate::declare_durable_exchange(
+        channel,
+        name,
+        ExchangeKind::Topic,
+        "declaring a delay exchange",
+    )
+    .await
 }
 
 async fn bind_exchange(

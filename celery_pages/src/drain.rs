@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
@@ -26,7 +25,7 @@ use crate::bench::publish_confirmed;
 use crate::caller::Caller;
 use crate::config::WorkerConfig;
 use crate::protocol::TaskMessage;
-use crate::{ADD_TASK, AmqpContext, Broker, Error, Result, declare_task_queue, worker};
+use crate::{ADD_TASK, AmqpContext, Broker, Error, Result, confirming_channel, worker};
 
 /// Publishes kept in flight while the queue is filled.
 const FILL_WINDOW: usize = 256;
@@ -72,8 +71,8 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
     };
     // The caller gets the last task's result; the others ask for none.
     let caller = Caller::connect(&config.broker, config.task_queue()).await?;
-    let channel = confirming_channel(&config.broker).await?;
-    declare_task_queue(&channel, &config.task_queue()).await?;
+    let filler = config.broker.connect().await?;
+    let channel = confirming_channel(&filler).await?;
     let origin = format!("{}@bench", std::process::id());
     let queue = config.queue.clone();
     fill(&channel, &queue, tasks - 1, move |i| {
@@ -91,6 +90,7 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
     let last = caller
         .send(ADD_TASK, &[json!(tasks - 1), json!(10)])
         .await?;
+    let _ = filler.close(200, "queue filled".into()).await;
 
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -125,19 +125,6 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
     })
 }
 
-async fn confirming_channel(broker: &Broker) -> Result<Channel> {
-    let connection = broker.connect().await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .doing("opening a channel")?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .doing("enabling publisher confirms")?;
-    Ok(channel)
-}
-
 /// Publishes `count` messages made by `message` to `queue`, confirmed,
 /// [`FILL_WINDOW`] in flight.
 async fn fill(
@@ -158,7 +145,8 @@ async fn fill(
 /// The floor: `count` persistent messages of `len` bytes queued, then taken
 /// and acked one by one with `prefetch`; messages per second.
 async fn raw_drain(broker: &Broker, count: u64, len: usize, prefetch: u16) -> Result<f64> {
-    let channel = confirming_channel(broker).await?;
+    let connection = broker.connect().await?;
+    let channel = confirming_channel(&connection).await?;
     channel
         .queue_declare(
             RAW_QUEUE.into(),
@@ -178,7 +166,10 @@ async fn raw_drain(broker: &Broker, count: u64, len: usize, prefetch: u16) -> Re
         )
     })
     .await?;
-    let consumer_channel = confirming_channel(broker).await?;
+    let consumer_channel = connection
+        .create_channel()
+        .await
+        .doing("opening a channel")?;
     consumer_channel
         .basic_qos(prefetch, BasicQosOptions { global: true })
         .await
@@ -220,5 +211,6 @@ async fn raw_drain(broker: &Broker, count: u64, len: usize, prefetch: u16) -> Re
     let _ = channel
         .queue_delete(RAW_QUEUE.into(), QueueDeleteOptions::default())
         .await;
+    let _ = connection.close(200, "bench done".into()).await;
     Ok(rate)
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ExchangeKind};
 use serde_json::{Map, Value, json};
@@ -79,18 +79,13 @@ impl Events {
             .create_channel()
             .await
             .doing("opening the events channel")?;
-        channel
-            .exchange_declare(
-                EXCHANGE.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .doing("declaring the events exchange")?;
+        crate::declare_durable_exchange(
+            &channel,
+            EXCHANGE,
+            ExchangeKind::Topic,
+            "declaring the events exchange",
+        )
+        .await?;
         let (tasks, backlog) = mpsc::channel(BACKLOG);
         let events = Events {
             node,

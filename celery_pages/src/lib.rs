@@ -311,18 +311,7 @@ pub async fn declare_task_queue(channel: &Channel, queue: &TaskQueue) -> Result<
         )
         .await
         .doing("declaring the task queue")?;
-    channel
-        .exchange_declare(
-            queue.into(),
-            exchange_kind,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("declaring the task exchange")?;
+    declare_durable_exchange(channel, queue, exchange_kind, "declaring the task exchange").await?;
     channel
         .queue_bind(
             queue.into(),
@@ -334,6 +323,41 @@ pub async fn declare_task_queue(channel: &Channel, queue: &TaskQueue) -> Result<
         .await
         .doing("binding the task queue")?;
     Ok(())
+}
+
+/// Declares the durable exchange `name` of `kind`, as Celery declares its
+/// task, event and delay exchanges.
+pub(crate) async fn declare_durable_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    doing: &'static str,
+) -> Result<()> {
+    channel
+        .exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing(doing)
+}
+
+/// A new channel on `connection` whose publishes the broker confirms.
+pub(crate) async fn confirming_channel(connection: &lapin::Connection) -> Result<Channel> {
+    let channel = connection
+        .create_channel()
+        .await
+        .doing("opening a channel")?;
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .doing("enabling publisher confirms")?;
+    Ok(channel)
 }
 
 /// Declares a reply queue of the caller's own (server-named, exclusive and

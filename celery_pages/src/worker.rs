@@ -15,7 +15,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions,
+    BasicRejectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -415,10 +415,7 @@ async fn open_consumer(
     connection: &Connection,
     config: &WorkerConfig,
 ) -> Result<(Channel, lapin::Consumer)> {
-    let channel = connection
-        .create_channel()
-        .await
-        .doing("opening a channel")?;
+    let channel = crate::confirming_channel(connection).await?;
     let task_queue = config.task_queue();
     declare_task_queue(&channel, &task_queue).await?;
     if task_queue.kind == QueueType::Quorum {
@@ -428,10 +425,6 @@ async fn open_consumer(
         .basic_qos(config.prefetch, qos(config.queue_type))
         .await
         .doing("setting the prefetch")?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .doing("enabling publisher confirms")?;
     let deliveries = channel
         .basic_consume(
             config.queue.as_str().into(),
