@@ -360,16 +360,15 @@ impl NameServerClient {
         }
     }
 
-    /// The metadata of `name`, sorted.
-    pub async fn metadata(&self, name: &str) -> Result<Vec<String>> {
+    /// Where `name` leads, and its metadata, sorted, in one call.
+    pub async fn lookup_with_metadata(&self, name: &str) -> Result<(Location, Vec<String>)> {
         match &self.backend {
-            Backend::Pyro(ns) => ns.metadata(name).await,
+            Backend::Pyro(ns) => ns.lookup_with_metadata(name).await,
             Backend::Tarpc(c) => {
                 let found = self
-                    .call(
-                        c,
-                        |c, ctx| async move { c.metadata(ctx, name.to_owned()).await },
-                    )
+                    .call(c, |c, ctx| async move {
+                        c.lookup_with_metadata(ctx, name.to_owned()).await
+                    })
                     .await?;
                 Ok(found?)
             }

@@ -176,8 +176,8 @@ pub trait Naming {
     // the wire.
     /// Replaces the metadata of `name` (Pyro4's `set_metadata`).
     async fn set_metadata(name: String, metadata: Vec<String>) -> Result<(), NamingError>;
-    /// The metadata of `name`, sorted.
-    async fn metadata(name: String) -> Result<Vec<String>, NamingError>;
+    /// Where `name` leads, and its metadata, sorted.
+    async fn lookup_with_metadata(name: String) -> Result<(Location, Vec<String>), NamingError>;
 }
 
 /// Registrations a page holds at most: 1,000 names of at most 200 bytes and

@@ -180,8 +180,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Lookup { name, ns } => {
             let ns = NameServerClient::connect(&ns.ns).await?;
-            println!("{}", ns.lookup(&name).await?);
-            let metadata = ns.metadata(&name).await?;
+            let (location, metadata) = ns.lookup_with_metadata(&name).await?;
+            println!("{location}");
             if !metadata.is_empty() {
                 println!("metadata: {}", metadata.join(" "));
             }

@@ -145,8 +145,9 @@ impl PyroNameServerClient {
         .map(drop)
     }
 
-    /// The metadata of `name`, sorted.
-    pub async fn metadata(&self, name: &str) -> Result<Vec<String>> {
+    /// Where `name` leads, and its metadata, sorted: one `lookup` with
+    /// `return_metadata`.
+    pub async fn lookup_with_metadata(&self, name: &str) -> Result<(Location, Vec<String>)> {
         let found = self
             .call(
                 "lookup",
@@ -154,20 +155,27 @@ impl PyroNameServerClient {
                 vec![("return_metadata", Value::Bool(true))],
             )
             .await?;
-        let tags = match &found {
+        let not_a_pair = || self.protocol("lookup did not answer (uri, metadata)".into());
+        let (uri, tags) = match &found {
             Value::Tuple(pair) | Value::List(pair) => match pair.as_slice() {
-                [_, Value::List(tags) | Value::Tuple(tags) | Value::Set(tags)] => tags,
-                _ => return Err(self.protocol("lookup did not answer (uri, metadata)".into())),
+                [
+                    uri,
+                    Value::List(tags) | Value::Tuple(tags) | Value::Set(tags),
+                ] => (uri, tags),
+                _ => return Err(not_a_pair()),
             },
-            _ => return Err(self.protocol("lookup did not answer (uri, metadata)".into())),
+            _ => return Err(not_a_pair()),
         };
+        let location = PyroUri::from_value(uri)
+            .map(Location::Pyro)
+            .map_err(|err| self.protocol(err.to_string()))?;
         let mut tags: Vec<String> = tags
             .iter()
             .map(|tag| tag.as_str().map(str::to_owned))
             .collect::<Option<_>>()
             .ok_or_else(|| self.protocol("metadata that is not strings".into()))?;
         tags.sort();
-        Ok(tags)
+        Ok((location, tags))
     }
 
     pub async fn remove(&self, name: &str) -> Result<usize> {

@@ -106,10 +106,14 @@ impl Naming for TarpcNameService {
             .set_metadata(&name, metadata.into_iter().collect())
     }
 
-    async fn metadata(self, _: Context, name: String) -> Result<Vec<String>, NamingError> {
+    async fn lookup_with_metadata(
+        self,
+        _: Context,
+        name: String,
+    ) -> Result<(Location, Vec<String>), NamingError> {
         self.table
             .lookup(&name)
-            .map(|(_, metadata)| metadata.into_iter().collect())
+            .map(|(location, metadata)| (location, metadata.into_iter().collect()))
             .ok_or(NamingError::UnknownName(name))
     }
 
