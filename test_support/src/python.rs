@@ -147,10 +147,15 @@ pub fn pyro4_script(dir: &Path, script: &str, ns_port: u16) -> Command {
 }
 
 /// Runs `command`, a script of cases that prints one line per case (the
-/// value, or the exception's type and message), checks that it ran to the
-/// end, and returns its lines.
+/// value, or the exception's type and message) through
+/// `test_support/python/cases.py`, checks that it ran to the end, and
+/// returns its lines.
 pub fn case_lines(command: &mut Command) -> Vec<String> {
-    let output = command.output().expect("cannot run the case script");
+    // Where the scripts find `cases.py`, their shared reporting.
+    let output = command
+        .env("PYTHONPATH", home().join("python"))
+        .output()
+        .expect("cannot run the case script");
     assert!(
         output.status.success(),
         "the case script failed: {}",

@@ -4,13 +4,7 @@ ones (whichever is registered as example.chainTopology.1 on the name
 server at PYRO_NS_PORT): one line per case, the value or the exception's
 type and message, to be compared."""
 import Pyro4
-
-
-def outcome(case):
-    try:
-        return repr(case())
-    except Exception as exc:  # the comparison is the point
-        return "%s.%s: %s" % (type(exc).__module__, type(exc).__name__, exc)
+from cases import report
 
 
 first = Pyro4.Proxy("PYRONAME:example.chainTopology.1")
@@ -57,5 +51,4 @@ cases = [
     ("a batch", batch),
     ("marshal", marshalled),
 ]
-for name, case in cases:
-    print("%s -> %s" % (name, outcome(case)))
+report(cases)

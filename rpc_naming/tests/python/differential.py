@@ -7,6 +7,7 @@ One line per case, the value or the exception's type and message, with the
 name server's own port written PORT, to be compared."""
 import Pyro4
 from Pyro4 import nsc
+from cases import report
 
 ns = Pyro4.locateNS()
 PORT = str(ns._pyroUri.port)
@@ -24,11 +25,7 @@ def shown(value):
     return value
 
 
-def outcome(case):
-    try:
-        text = repr(shown(case()))
-    except Exception as exc:  # the comparison is the point
-        text = "%s.%s: %s" % (type(exc).__module__, type(exc).__name__, exc)
+def without_setup(text):
     # Python's name server answers broadcasts only when it listens on every
     # interface, and then registers itself at 0.0.0.0; the Rust one, on
     # loopback here, at 127.0.0.1.
@@ -93,5 +90,4 @@ cases = [
     ("remove by regex", lambda: ns.remove(regex=".*")),
     ("count at the end", lambda: ns.count()),
 ]
-for name, case in cases:
-    print("%s -> %s" % (name, outcome(case)))
+report(cases, show=lambda value: repr(shown(value)), clean=without_setup)

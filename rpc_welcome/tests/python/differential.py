@@ -3,13 +3,7 @@ run once against Python's server and once against the Rust one (whichever
 is registered as "server" on the name server at PYRO_NS_PORT): one line per
 case, the value or the exception's type and message, to be compared."""
 import Pyro4
-
-
-def outcome(case):
-    try:
-        return repr(case())
-    except Exception as exc:  # the comparison is the point
-        return "%s.%s: %s" % (type(exc).__module__, type(exc).__name__, exc)
+from cases import report
 
 
 proxy = Pyro4.Proxy("PYRONAME:server")
@@ -79,5 +73,4 @@ cases = [
     ("marshal, an int", lambda: marshalled(2 ** 70)),
     ("marshal, no argument", lambda: marshalled()),
 ]
-for name, case in cases:
-    print("%s -> %s" % (name, outcome(case)))
+report(cases)

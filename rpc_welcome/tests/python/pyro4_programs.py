@@ -9,15 +9,12 @@ import sys
 import urllib.request
 
 import Pyro4
+from cases import report
 
 GATEWAY = sys.argv[1]
 
 
-def outcome(case):
-    try:
-        text = repr(case())
-    except Exception as exc:  # the comparison is the point
-        text = "%s.%s: %s" % (type(exc).__module__, type(exc).__name__, exc)
+def without_ports(text):
     return re.sub(r"(localhost|127\.0\.0\.1):\d+", "HOST:PORT", text)
 
 
@@ -47,5 +44,4 @@ cases = [
     ("gateway meta", lambda: get("/pyro/server/$meta")),
     ("gateway echo", lambda: get("/pyro/test.echoserver/echo?message=hi")),
 ]
-for name, case in cases:
-    print("%s -> %s" % (name, outcome(case)))
+report(cases, clean=without_ports)
