@@ -8,6 +8,14 @@
 //! the ones still running. The floor, in the same run: the same number of
 //! messages of the same size taken from a queue and acked one by one by a
 //! plain consumer with the same prefetch.
+//!
+//! With `--no-worker` the worker is another program (Python's, another Rust
+//! Celery worker, this crate's in another process): the queue is filled
+//! while nothing consumes it, then the bench waits for a consumer to appear
+//! and times it from that moment until the queue is empty. The broker tells
+//! only how many messages wait, not how many are taken and unacked, so at
+//! the end up to one prefetch of tasks may still be running; with the
+//! default 50,000 tasks that is a small part of the whole.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -32,6 +40,8 @@ const FILL_WINDOW: usize = 256;
 /// The longest a drain may take before the bench gives up.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 const RAW_QUEUE: &str = "celery_pages.bench.drain.raw";
+/// How often an external drain looks at the queue.
+const POLL: Duration = Duration::from_millis(5);
 
 /// What a drain measured.
 #[derive(Debug)]
@@ -104,16 +114,7 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
     let drained = tasks as f64 / started.elapsed().as_secs_f64();
     caller.close().await;
 
-    let body_len = TaskMessage {
-        id: "00000000-0000-0000-0000-000000000000",
-        task: ADD_TASK,
-        args: &[json!(1), json!(10)],
-        ..TaskMessage::default()
-    }
-    .encode()
-    .0
-    .len();
-    let raw = raw_drain(&config.broker, tasks, body_len, config.prefetch).await?;
+    let raw = raw_drain(&config.broker, tasks, task_size(), config.prefetch).await?;
     Ok(DrainReport {
         tasks,
         worker: format!(
@@ -123,6 +124,100 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
         drained,
         raw,
     })
+}
+
+/// Fills `config.queue` with `tasks` tasks while nothing consumes it (else
+/// an error: a worker already there would drain while the queue fills),
+/// says so with `started`, then times whatever worker starts consuming the
+/// queue until no task waits in it; then the raw floor.
+pub async fn run_external(
+    config: &WorkerConfig,
+    tasks: u64,
+    ready: impl FnOnce(&str),
+) -> Result<DrainReport> {
+    let tasks = tasks.max(1);
+    let connection = config.broker.connect().await?;
+    let channel = confirming_channel(&connection).await?;
+    let queue = config.task_queue();
+    crate::declare_task_queue(&channel, &queue).await?;
+    let (waiting, consumers) = depth(&channel, &queue.name).await?;
+    if consumers > 0 || waiting > 0 {
+        return Err(Error::DrainNotReady {
+            queue: queue.name,
+            consumers,
+            waiting,
+        });
+    }
+    let origin = format!("{}@bench", std::process::id());
+    fill(&channel, &queue.name, tasks, move |i| {
+        let id = uuid::Uuid::new_v4().to_string();
+        TaskMessage {
+            id: &id,
+            task: ADD_TASK,
+            args: &[json!(i), json!(10)],
+            origin: &origin,
+            ..TaskMessage::default()
+        }
+        .encode()
+    })
+    .await?;
+    ready(&queue.name);
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let timed_out = || Error::DrainTimeout {
+        queue: queue.name.clone(),
+        timeout: DRAIN_TIMEOUT,
+    };
+    while depth(&channel, &queue.name).await?.1 == 0 {
+        if Instant::now() > deadline {
+            return Err(timed_out());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let started = Instant::now();
+    while depth(&channel, &queue.name).await?.0 > 0 {
+        if Instant::now() > deadline {
+            return Err(timed_out());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let drained = tasks as f64 / started.elapsed().as_secs_f64();
+    let _ = connection.close(200, "queue drained".into()).await;
+    let raw = raw_drain(&config.broker, tasks, task_size(), config.prefetch).await?;
+    Ok(DrainReport {
+        tasks,
+        worker: format!("the worker on queue {:?}", config.queue),
+        drained,
+        raw,
+    })
+}
+
+/// How many messages wait in `queue`, and how many consumers it has.
+async fn depth(channel: &Channel, queue: &str) -> Result<(u32, u32)> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("looking at the queue's depth")?;
+    Ok((declared.message_count(), declared.consumer_count()))
+}
+
+/// The size of an `add` task message's body.
+fn task_size() -> usize {
+    TaskMessage {
+        id: "00000000-0000-0000-0000-000000000000",
+        task: ADD_TASK,
+        args: &[json!(1), json!(10)],
+        ..TaskMessage::default()
+    }
+    .encode()
+    .0
+    .len()
 }
 
 /// Publishes `count` messages made by `message` to `queue`, confirmed,

@@ -123,6 +123,20 @@ pub enum Error {
          give this one another name with -n NAME"
     )]
     NodeNameTaken { node: String },
+    #[error(
+        "queue {queue:?} must be empty and unconsumed before a drain bench fills it \
+         ({waiting} messages waiting, {consumers} consumers): stop its workers, or purge it"
+    )]
+    DrainNotReady {
+        queue: String,
+        consumers: u32,
+        waiting: u32,
+    },
+    #[error("queue {queue:?} was not drained within {timeout:?}: did a worker start on it?")]
+    DrainTimeout {
+        queue: String,
+        timeout: std::time::Duration,
+    },
     #[error("setting an unreadable message aside through {url} failed: {reason}")]
     Quarantine { url: String, reason: String },
     #[error("the broker refused {doing}: {reason}. Not retried (retrying cannot fix it): {hint}")]

@@ -11,6 +11,12 @@ use celery_pages::bench;
 use celery_pages::commands::{self, BrokerArg, Target, WorkerOptions};
 use celery_pages::worker;
 
+// A message is a few dozen small allocations in lapin and here (header
+// tables, strings, JSON); glibc's allocator was a fifth of the worker's
+// profile under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -106,8 +112,10 @@ enum Command {
         compression: Option<celery_pages::compression::Compression>,
         /// Instead: queue N tasks (no results asked) first, then time the
         /// worker taking and acking them all, beside a raw consumer doing
-        /// the same with plain messages.
-        #[arg(long, value_name = "N", conflicts_with_all = ["no_worker", "compression"])]
+        /// the same with plain messages. With --no-worker: fill --queue, then
+        /// time whatever worker is started on it (Python's, say) until the
+        /// queue is empty.
+        #[arg(long, value_name = "N", conflicts_with = "compression")]
         drain: Option<u64>,
         #[command(flatten)]
         options: WorkerOptions,
@@ -166,6 +174,13 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
         } => {
             let config = options.config(&target)?;
             match drain {
+                Some(tasks) if no_worker => {
+                    let report = celery_pages::drain::run_external(&config, tasks, |queue| {
+                        println!("{tasks} tasks queued in {queue:?}: start the worker on it now");
+                    })
+                    .await?;
+                    println!("{report}");
+                }
                 Some(tasks) => println!("{}", celery_pages::drain::run(&config, tasks).await?),
                 None => println!(
                     "{}",
