@@ -6,8 +6,10 @@
 //! starts tasks in queue order, so when that result arrives every earlier
 //! task has started, and the worker's graceful stop, timed too, waits for
 //! the ones still running. The floor, in the same run: the same number of
-//! messages of the same size taken from a queue and acked one by one by a
-//! plain consumer with the same prefetch.
+//! messages taken from a queue and acked one by one by a plain consumer
+//! with the same prefetch, twice: bodies of the task's size with no
+//! headers, and the very bytes and headers of the task messages (what the
+//! broker then does per message is what it does for a task).
 //!
 //! With `--no-worker` the worker is another program (Python's, another Rust
 //! Celery worker, this crate's in another process): the queue is filled
@@ -50,8 +52,11 @@ pub struct DrainReport {
     pub worker: String,
     /// Tasks taken, run and acked per second.
     pub drained: f64,
-    /// Raw messages taken and acked per second.
+    /// Raw messages of the task's size, no headers, taken and acked per
+    /// second.
     pub raw: f64,
+    /// The same with the task messages' own bytes and headers.
+    pub raw_task_shaped: f64,
 }
 
 impl fmt::Display for DrainReport {
@@ -63,7 +68,17 @@ impl fmt::Display for DrainReport {
         )?;
         writeln!(f, "celery add tasks drained:  {:>9.0}/s", self.drained)?;
         writeln!(f, "raw AMQP messages drained: {:>9.0}/s", self.raw)?;
-        write!(f, "ratio drained/raw: {:.2}", self.drained / self.raw)
+        writeln!(
+            f,
+            "raw AMQP, task-shaped:     {:>9.0}/s",
+            self.raw_task_shaped
+        )?;
+        write!(
+            f,
+            "ratio drained/raw: {:.2}  (to raw messages of the task's own bytes and headers: {:.2})",
+            self.drained / self.raw,
+            self.drained / self.raw_task_shaped
+        )
     }
 }
 
@@ -85,18 +100,7 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
     let channel = confirming_channel(&filler).await?;
     let origin = format!("{}@bench", std::process::id());
     let queue = config.queue.clone();
-    fill(&channel, &queue, tasks - 1, move |i| {
-        let id = uuid::Uuid::new_v4().to_string();
-        TaskMessage {
-            id: &id,
-            task: ADD_TASK,
-            args: &[json!(i), json!(10)],
-            origin: &origin,
-            ..TaskMessage::default()
-        }
-        .encode()
-    })
-    .await?;
+    fill(&channel, &queue, tasks - 1, move |i| add_task(i, &origin)).await?;
     let last = caller
         .send(ADD_TASK, &[json!(tasks - 1), json!(10)])
         .await?;
@@ -114,7 +118,7 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
     let drained = tasks as f64 / started.elapsed().as_secs_f64();
     caller.close().await;
 
-    let raw = raw_drain(&config.broker, tasks, task_size(), config.prefetch).await?;
+    let (raw, raw_task_shaped) = raw_drains(&config.broker, tasks, config.prefetch).await?;
     Ok(DrainReport {
         tasks,
         worker: format!(
@@ -123,6 +127,7 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
         ),
         drained,
         raw,
+        raw_task_shaped,
     })
 }
 
@@ -149,18 +154,7 @@ pub async fn run_external(
         });
     }
     let origin = format!("{}@bench", std::process::id());
-    fill(&channel, &queue.name, tasks, move |i| {
-        let id = uuid::Uuid::new_v4().to_string();
-        TaskMessage {
-            id: &id,
-            task: ADD_TASK,
-            args: &[json!(i), json!(10)],
-            origin: &origin,
-            ..TaskMessage::default()
-        }
-        .encode()
-    })
-    .await?;
+    fill(&channel, &queue.name, tasks, move |i| add_task(i, &origin)).await?;
     ready(&queue.name);
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     let timed_out = || Error::DrainTimeout {
@@ -182,12 +176,13 @@ pub async fn run_external(
     }
     let drained = tasks as f64 / started.elapsed().as_secs_f64();
     let _ = connection.close(200, "queue drained".into()).await;
-    let raw = raw_drain(&config.broker, tasks, task_size(), config.prefetch).await?;
+    let (raw, raw_task_shaped) = raw_drains(&config.broker, tasks, config.prefetch).await?;
     Ok(DrainReport {
         tasks,
         worker: format!("the worker on queue {:?}", config.queue),
         drained,
         raw,
+        raw_task_shaped,
     })
 }
 
@@ -207,17 +202,34 @@ async fn depth(channel: &Channel, queue: &str) -> Result<(u32, u32)> {
     Ok((declared.message_count(), declared.consumer_count()))
 }
 
-/// The size of an `add` task message's body.
-fn task_size() -> usize {
+/// An `add` task message asking for no result, as the drains queue them.
+fn add_task(i: u64, origin: &str) -> (Vec<u8>, BasicProperties) {
+    let id = uuid::Uuid::new_v4().to_string();
     TaskMessage {
-        id: "00000000-0000-0000-0000-000000000000",
+        id: &id,
         task: ADD_TASK,
-        args: &[json!(1), json!(10)],
+        args: &[json!(i), json!(10)],
+        origin,
         ..TaskMessage::default()
     }
     .encode()
-    .0
-    .len()
+}
+
+/// Both floors: raw drains of bare messages of the task's size, and of
+/// task-shaped ones; messages per second.
+async fn raw_drains(broker: &Broker, count: u64, prefetch: u16) -> Result<(f64, f64)> {
+    let origin = format!("{}@bench", std::process::id());
+    let len = add_task(1, &origin).0.len();
+    let body = vec![b'x'; len];
+    let bare = raw_drain(broker, count, prefetch, move |_| {
+        (
+            body.clone(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+    })
+    .await?;
+    let task_shaped = raw_drain(broker, count, prefetch, move |i| add_task(i, &origin)).await?;
+    Ok((bare, task_shaped))
 }
 
 /// Publishes `count` messages made by `message` to `queue`, confirmed,
@@ -237,9 +249,14 @@ async fn fill(
     .map(drop)
 }
 
-/// The floor: `count` persistent messages of `len` bytes queued, then taken
-/// and acked one by one with `prefetch`; messages per second.
-async fn raw_drain(broker: &Broker, count: u64, len: usize, prefetch: u16) -> Result<f64> {
+/// The floor: `count` messages made by `message` queued, then taken and
+/// acked one by one with `prefetch`; messages per second.
+async fn raw_drain(
+    broker: &Broker,
+    count: u64,
+    prefetch: u16,
+    message: impl Fn(u64) -> (Vec<u8>, BasicProperties) + Clone + Send + Sync + 'static,
+) -> Result<f64> {
     let connection = broker.connect().await?;
     let channel = confirming_channel(&connection).await?;
     channel
@@ -253,14 +270,7 @@ async fn raw_drain(broker: &Broker, count: u64, len: usize, prefetch: u16) -> Re
         )
         .await
         .doing("declaring the raw drain queue")?;
-    let body = vec![b'x'; len];
-    fill(&channel, RAW_QUEUE, count, move |_| {
-        (
-            body.clone(),
-            BasicProperties::default().with_delivery_mode(2),
-        )
-    })
-    .await?;
+    fill(&channel, RAW_QUEUE, count, message).await?;
     let consumer_channel = connection
         .create_channel()
         .await
