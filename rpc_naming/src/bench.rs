@@ -1,18 +1,202 @@
-//! The floor the RPC benches are measured against: a raw TCP ping-pong of
-//! about one small RPC's size. The runner and its statistics are the
-//! workspace's one ([`plumbing::bench`]); benches start the echo server with
-//! [`plumbing::bench::spawn_server_thread`], so it runs as a separate
-//! process would.
+//! `rpc_naming bench`: lookups per second, sequential and concurrent, over
+//! tarpc and over Pyro4, against the floor the RPC benches share: a raw TCP
+//! ping-pong of about one small RPC's size, measured in the same run. The
+//! runner and its statistics are the workspace's one ([`plumbing::bench`]);
+//! benches start their servers with [`plumbing::bench::spawn_server_thread`],
+//! so they run as a separate process would.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use plumbing::bench::{ServerThread, Stats, histogram, spawn_server_thread};
+use plumbing::bench::{ServerThread, Stats, closed_loop, histogram, spawn_server_thread};
+use pyro4_wire::{Proxy, PyroUri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use crate::NameServerClient;
+use crate::pyro_client::PyroNameServerClient;
+use crate::{Error, Location, NAME_SERVER_ID, NameServerClient};
+
+/// What a name server bench measured.
+#[derive(Debug)]
+pub struct Report {
+    /// How the name server was spoken to: tarpc for one of this workspace,
+    /// Pyro4 for Python's.
+    pub protocol: &'static str,
+    pub sequential: Stats,
+    pub raw: Stats,
+    pub concurrency: usize,
+    pub concurrent: Stats,
+    /// The same name server's Pyro4 face, sequential lookups.
+    pub pyro: Stats,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "lookup, sequential:              {}  ({})",
+            self.sequential.summary(),
+            self.protocol
+        )?;
+        writeln!(
+            f,
+            "raw TCP ping-pong, {PING_SIZE} bytes:     {}",
+            self.raw.summary()
+        )?;
+        writeln!(
+            f,
+            "lookup, concurrency {:<3}          {}  ({})",
+            self.concurrency,
+            self.concurrent.summary(),
+            self.protocol
+        )?;
+        writeln!(
+            f,
+            "lookup over Pyro4, sequential:   {}",
+            self.pyro.summary()
+        )?;
+        writeln!(
+            f,
+            "ratio sequential/raw: {:.2}",
+            self.sequential.per_second() / self.raw.per_second()
+        )?;
+        write!(
+            f,
+            "ratio Pyro4/{}, sequential: {:.2}",
+            self.protocol,
+            self.pyro.per_second() / self.sequential.per_second()
+        )
+    }
+}
+
+/// Measures `lookups` lookups through the name server at `ns` (Python's,
+/// say), or without it through one started here on a thread of its own;
+/// `concurrency` in flight in the concurrent run. The name looked up is
+/// registered first and removed after.
+pub async fn run(ns: Option<String>, lookups: u64, concurrency: usize) -> crate::Result<Report> {
+    let own = match ns {
+        Some(_) => None,
+        None => Some(
+            crate::server::spawn_thread().map_err(|source| Error::NoNameServer {
+                addr: "127.0.0.1:0".into(),
+                source,
+            })?,
+        ),
+    };
+    let addr = match (&ns, &own) {
+        (Some(addr), _) => addr.clone(),
+        (None, Some(server)) => server.addr.to_string(),
+        (None, None) => unreachable!("a name server is given or started"),
+    };
+    let client = Arc::new(NameServerClient::connect(&addr).await?);
+    let name = format!("rpc_naming.bench.{}", std::process::id());
+    let location = Location::Pyro(PyroUri {
+        object: "bench".into(),
+        host: "127.0.0.1".into(),
+        port: 9,
+    });
+    client.register(&name, location.clone(), false).await?;
+    let resolved = client_addr(&addr).await?;
+    let proxy = Proxy::connect(&PyroUri {
+        object: NAME_SERVER_ID.into(),
+        host: resolved.ip().to_string(),
+        port: resolved.port(),
+    })
+    .await
+    .map_err(|err| Error::Protocol {
+        addr: addr.clone(),
+        reason: plumbing::describe(&err),
+    })?;
+    let pyro = Arc::new(PyroNameServerClient::new(proxy));
+    let floor = Floor::start().await.map_err(|source| Error::NoNameServer {
+        addr: "the bench's echo server".into(),
+        source,
+    })?;
+    let measured = async {
+        // Warm-up, and a check that each face finds the name.
+        lookups_of(&client, &name, &location, 1_000, 1).await?;
+        pyro_lookups(&pyro, &name, &location, 1_000).await?;
+        let sequential = lookups_of(&client, &name, &location, lookups, 1).await?;
+        let raw = floor
+            .measure(lookups)
+            .await
+            .map_err(|source| Error::NoNameServer {
+                addr: "the bench's echo server".into(),
+                source,
+            })?;
+        let concurrent = lookups_of(&client, &name, &location, lookups, concurrency).await?;
+        let pyro = pyro_lookups(&pyro, &name, &location, lookups).await?;
+        Ok(Report {
+            protocol: if client.is_pyro() { "Pyro4" } else { "tarpc" },
+            sequential,
+            raw,
+            concurrency,
+            concurrent,
+            pyro,
+        })
+    }
+    .await;
+    // The name goes whatever happened, so a Python name server is left as
+    // it was found.
+    client.remove(&name).await?;
+    measured
+}
+
+async fn client_addr(addr: &str) -> crate::Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .ok()
+        .and_then(|mut found| found.next())
+        .ok_or_else(|| Error::NoNameServer {
+            addr: addr.to_owned(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })
+}
+
+/// `lookups` lookups of `name`, `concurrency` at a time, each checked.
+async fn lookups_of(
+    client: &Arc<NameServerClient>,
+    name: &str,
+    expected: &Location,
+    lookups: u64,
+    concurrency: usize,
+) -> crate::Result<Stats> {
+    let (client, name, expected) = (client.clone(), name.to_owned(), expected.clone());
+    closed_loop(lookups, concurrency, move |_| {
+        let (client, name, expected) = (client.clone(), name.clone(), expected.clone());
+        async move { check(client.lookup(&name).await?, &expected) }
+    })
+    .await
+}
+
+/// `lookups` sequential lookups through the name server's Pyro4 face.
+async fn pyro_lookups(
+    pyro: &Arc<PyroNameServerClient>,
+    name: &str,
+    expected: &Location,
+    lookups: u64,
+) -> crate::Result<Stats> {
+    let (pyro, name, expected) = (pyro.clone(), name.to_owned(), expected.clone());
+    closed_loop(lookups, 1, move |_| {
+        let (pyro, name, expected) = (pyro.clone(), name.clone(), expected.clone());
+        async move { check(pyro.lookup(&name).await?, &expected) }
+    })
+    .await
+}
+
+fn check(found: Location, expected: &Location) -> crate::Result<()> {
+    if &found == expected {
+        Ok(())
+    } else {
+        Err(Error::Protocol {
+            addr: "the name server".into(),
+            reason: format!("the bench's name led to {found}, not {expected}"),
+        })
+    }
+}
 
 /// Bytes per ping-pong message: about what one small RPC puts on the wire.
 pub const PING_SIZE: usize = 64;

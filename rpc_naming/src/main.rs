@@ -118,6 +118,20 @@ enum Command {
         #[command(flatten)]
         ns: Ns,
     },
+    /// Lookups per second (sequential, concurrent, over Pyro4) against a
+    /// raw TCP ping-pong in the same run.
+    Bench {
+        /// The name server to measure (Python's, say); without it, the bench
+        /// starts its own.
+        #[arg(long, env = NS_ENV, value_parser = host_port)]
+        ns: Option<String>,
+        /// Lookups per run.
+        #[arg(long, default_value_t = 20_000)]
+        lookups: u64,
+        /// Lookups in flight at once in the concurrent run.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Check that the name server answers.
     Ping {
         #[command(flatten)]
@@ -134,11 +148,12 @@ fn main() -> ExitCode {
         max_names: DEFAULT_MAX_NAMES,
         broadcast: Broadcast::default(),
     });
-    plumbing::cli::run(
-        Runtime::CurrentThread,
-        "warn,rpc_naming=info,plumbing=info",
-        run(command),
-    )
+    // A bench's own name server registering and stopping is not news.
+    let log = match command {
+        Command::Bench { .. } => "warn",
+        _ => "warn,rpc_naming=info,plumbing=info",
+    };
+    plumbing::cli::run(Runtime::CurrentThread, log, run(command))
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -211,6 +226,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             NameServerClient::connect(&ns.ns).await?.ping().await?;
             println!("Name server ping ok.");
         }
+        Command::Bench {
+            ns,
+            lookups,
+            concurrency,
+        } => println!(
+            "{}",
+            rpc_naming::bench::run(ns, lookups, concurrency.max(1)).await?
+        ),
     }
     Ok(())
 }

@@ -120,6 +120,41 @@ fn this_crates_commands_against_pythons_name_server() {
     );
 }
 
+#[test]
+fn the_bench_measures_either_name_server_and_leaves_it_as_it_was() {
+    for ns in [TestNameServer::python(), TestNameServer::rust()] {
+        let before = nsc(&ns, &["list"]);
+        let report = stdout_of(&rpc_naming(&ns, &["bench", "--lookups", "300"]));
+        let protocol = match ns {
+            TestNameServer::Python(_) => "(Pyro4)",
+            TestNameServer::Rust(_) => "(tarpc)",
+        };
+        for line in [
+            "lookup, sequential:",
+            "raw TCP ping-pong, 64 bytes:",
+            "lookup, concurrency 32",
+            "lookup over Pyro4, sequential:",
+        ] {
+            let found = report.lines().find(|l| l.starts_with(line));
+            let found = found.unwrap_or_else(|| panic!("no {line:?} in {report}"));
+            assert!(found.contains("(300 in"), "{found}");
+            if line.starts_with("lookup,") {
+                assert!(found.ends_with(protocol), "{found}");
+            }
+        }
+        assert!(report.contains("ratio sequential/raw: "), "{report}");
+        // Its name was registered for the run and removed after.
+        assert_eq!(nsc(&ns, &["list"]), before);
+    }
+    // Without --ns it measures a name server of its own.
+    let own = Command::new(env!("CARGO_BIN_EXE_rpc_naming"))
+        .args(["bench", "--lookups", "300"])
+        .env_remove("RPC_NAMESERVER")
+        .output()
+        .unwrap();
+    assert!(stdout_of(&own).contains("(tarpc)"));
+}
+
 /// A Pyro4 message with an arbitrary header: what a broken or hostile peer
 /// could send.
 fn raw_header(
