@@ -142,7 +142,22 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
         Command::Demo { target } => commands::demo(&target).await,
         Command::Worker { target, options } => {
             let config = options.config(&target)?;
-            Ok(worker::run(config, plumbing::shutdown::signal()).await?)
+            // Ctrl-C: a warm shutdown (the tasks in flight finish); again:
+            // at once, as Celery's cold shutdown, unfinished tasks left
+            // unacked for the broker to hand out again.
+            let stop = plumbing::shutdown::signal_twice(|| {
+                tracing::warn!(
+                    "cold shutdown: stopping at once; the tasks in flight go back to the queue"
+                );
+                std::process::exit(1);
+            });
+            let warm = async {
+                stop.await;
+                tracing::info!(
+                    "warm shutdown: finishing the tasks in flight (Ctrl-C again stops at once)"
+                );
+            };
+            Ok(worker::run(config, warm).await?)
         }
         Command::Add {
             x,

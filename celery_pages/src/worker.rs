@@ -52,6 +52,9 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Longest wait for a result's confirm, an ack or a reject: on a connection
 /// that died mid-call, lapin may never answer.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest each step of a stop (cancel, close, goodbye) may wait for
+/// the broker.
+const STOP_STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the worker until `shutdown` completes. The first connection must
 /// succeed (so a wrong address is reported at once); after that a lost
@@ -79,7 +82,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
         first = false;
         pause = match outcome {
             Ok(Stopped::Shutdown) => {
-                let _ = connection.close(200, "worker stopped".into()).await;
+                stop_step(
+                    "closing the connection",
+                    connection.close(200, "worker stopped".into()),
+                )
+                .await;
                 tracing::info!(queue = %config.queue, "worker stopped");
                 return Ok(());
             }
@@ -232,7 +239,11 @@ async fn consume(
     match stopped {
         Stopped::Shutdown => {
             finish_in_flight(&channel, &slots, config.concurrency).await;
-            session.events.worker_event("worker-offline").await;
+            stop_step(
+                "saying worker-offline",
+                session.events.worker_event("worker-offline"),
+            )
+            .await;
         }
         // The tasks in flight cannot settle on a dead connection (the broker
         // redelivers their messages): reconnect at once, without them.
@@ -442,9 +453,11 @@ async fn open_consumer(
 /// prefetched but not started go back to the queue with the channel.
 async fn finish_in_flight(channel: &Channel, slots: &Semaphore, concurrency: usize) {
     tracing::info!("stopping: no new tasks; finishing the ones in flight");
-    let _ = channel
-        .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
-        .await;
+    stop_step(
+        "cancelling the consumer",
+        channel.basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default()),
+    )
+    .await;
     let all = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
     if tokio::time::timeout(SETTLE_TIMEOUT, slots.acquire_many(all))
         .await
@@ -454,7 +467,22 @@ async fn finish_in_flight(channel: &Channel, slots: &Semaphore, concurrency: usi
             "tasks still unsettled after {SETTLE_TIMEOUT:?}; the broker will redeliver them"
         );
     }
-    let _ = channel.close(200, "worker stopped".into()).await;
+    stop_step(
+        "closing the channel",
+        channel.close(200, "worker stopped".into()),
+    )
+    .await;
+}
+
+/// One step of stopping, bounded: a broker that stopped answering must not
+/// keep a worker that was told to stop from stopping (what the step would
+/// have settled, the broker settles when the connection goes).
+async fn stop_step<T>(doing: &str, step: impl Future<Output = T>) {
+    if tokio::time::timeout(STOP_STEP_TIMEOUT, step).await.is_err() {
+        tracing::warn!(
+            "the broker did not answer within {STOP_STEP_TIMEOUT:?} while {doing}; stopping anyway"
+        );
+    }
 }
 
 /// What a delivery came to.

@@ -6,6 +6,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use common::{
 };
 use futures::StreamExt;
 use serde_json::json;
-use test_support::rabbitmq::RabbitCluster;
+use test_support::child::{line_with, lines_of};
+use test_support::rabbitmq::{RabbitCluster, RabbitNode};
 
 const BIN: &str = env!("CARGO_BIN_EXE_celery_pages");
 /// Only bit 3 set: the task waits in `celery_delayed_3` for all of it.
@@ -251,4 +253,70 @@ async fn a_cluster_node_killed_mid_stream_loses_no_task() {
     every_task_answered_across_a_node_kill(&mut cluster, 1, &caller).await;
     caller.close().await;
     worker.stop().await;
+}
+
+/// A worker process on the broker at `url`, once it is ready; its log
+/// (stderr) read line by line.
+fn worker_process_on(url: &str, queue: &str) -> (KillOnDrop, Receiver<String>) {
+    let mut worker = KillOnDrop::new(
+        Command::new(BIN)
+            .args(["worker", "--queue", queue, "-n", &common::node_name(queue)])
+            .args(["--broker", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = lines_of(worker.child().stderr.take().unwrap());
+    line_with(&log, &["worker ready"]);
+    (worker, log)
+}
+
+fn interrupt(worker: &KillOnDrop) {
+    let sent = Command::new("kill")
+        .args(["-INT", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// How the worker exited; panics if it is still running after a minute.
+fn exit_code(mut worker: KillOnDrop) -> Option<i32> {
+    for _ in 0..1_200 {
+        if let Some(status) = worker.child().try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the worker did not exit within a minute of being told to");
+}
+
+/// A broker that stops answering (frozen with SIGSTOP) cannot hold a
+/// stopping worker: each step of the warm shutdown is bounded, so one
+/// Ctrl-C ends it (exit 0); a second Ctrl-C is Celery's cold shutdown, at
+/// once, exit 1, the tasks in flight left to the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_when_told_even_if_its_broker_hangs() {
+    tokio::task::spawn_blocking(|| {
+        let node = RabbitNode::start();
+        let queue = "celery_pages.frozen";
+
+        let (worker, log) = worker_process_on(&node.url(), queue);
+        node.freeze();
+        interrupt(&worker);
+        line_with(&log, &["warm shutdown"]);
+        assert_eq!(exit_code(worker), Some(0));
+        node.resume();
+
+        let (worker, log) = worker_process_on(&node.url(), queue);
+        node.freeze();
+        interrupt(&worker);
+        line_with(&log, &["warm shutdown"]);
+        interrupt(&worker);
+        line_with(&log, &["cold shutdown"]);
+        assert_eq!(exit_code(worker), Some(1));
+        node.resume();
+    })
+    .await
+    .unwrap();
 }

@@ -108,6 +108,28 @@ impl RabbitNode {
         self.run();
     }
 
+    /// Freezes the node (SIGSTOP): its connections stay open and nothing
+    /// on them is answered, as with a broker stuck on a full disk or a long
+    /// garbage collection. [`resume`](Self::resume) thaws it; dropping the
+    /// node kills it either way.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a frozen node (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let process = self.process.as_ref().expect("the node is running");
+        let sent = Command::new("kill")
+            .args([signal, &process.node.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(sent.success(), "kill {signal} {} failed", self.name);
+    }
+
     /// Runs `rabbitmqctl -n <node> ARGS`; panics with its output on failure.
     pub fn ctl(&self, args: &[&str]) {
         let output = Command::new(Path::new(BIN).join("rabbitmqctl"))
