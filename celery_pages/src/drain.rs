@@ -145,7 +145,7 @@ pub async fn run_external(
     let channel = confirming_channel(&connection).await?;
     let queue = config.task_queue();
     crate::declare_task_queue(&channel, &queue).await?;
-    let (waiting, consumers) = depth(&channel, &queue.name).await?;
+    let (waiting, consumers) = crate::queue_depth(&channel, &queue.name).await?;
     if consumers > 0 || waiting > 0 {
         return Err(Error::DrainNotReady {
             queue: queue.name,
@@ -161,14 +161,14 @@ pub async fn run_external(
         queue: queue.name.clone(),
         timeout: DRAIN_TIMEOUT,
     };
-    while depth(&channel, &queue.name).await?.1 == 0 {
+    while crate::queue_depth(&channel, &queue.name).await?.1 == 0 {
         if Instant::now() > deadline {
             return Err(timed_out());
         }
         tokio::time::sleep(POLL).await;
     }
     let started = Instant::now();
-    while depth(&channel, &queue.name).await?.0 > 0 {
+    while crate::queue_depth(&channel, &queue.name).await?.0 > 0 {
         if Instant::now() > deadline {
             return Err(timed_out());
         }
@@ -184,22 +184,6 @@ pub async fn run_external(
         raw,
         raw_task_shaped,
     })
-}
-
-/// How many messages wait in `queue`, and how many consumers it has.
-async fn depth(channel: &Channel, queue: &str) -> Result<(u32, u32)> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("looking at the queue's depth")?;
-    Ok((declared.message_count(), declared.consumer_count()))
 }
 
 /// An `add` task message asking for no result, as the drains queue them.

@@ -339,6 +339,23 @@ pub async fn declare_task_queue(channel: &Channel, queue: &TaskQueue) -> Result<
     Ok(())
 }
 
+/// How many messages wait in `queue` (not counting those delivered and not
+/// yet acked), and how many consumers it has.
+pub async fn queue_depth(channel: &Channel, queue: &str) -> Result<(u32, u32)> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .doing("looking at the queue's depth")?;
+    Ok((declared.message_count(), declared.consumer_count()))
+}
+
 /// Declares the durable exchange `name` of `kind`, as Celery declares its
 /// task, event and delay exchanges.
 pub(crate) async fn declare_durable_exchange(

@@ -19,45 +19,45 @@ use tokio::sync::oneshot;
 use crate::pyro_client::PyroNameServerClient;
 use crate::{Error, Location, NAME_SERVER_ID, NameServerClient};
 
-/// What a name server bench measured.
+/// What an RPC bench measured: one call, sequential and with calls in
+/// flight, over the server's own protocol and over Pyro4, beside the raw
+/// ping-pong of the same run (the name server's and the welcome server's
+/// benches report alike).
 #[derive(Debug)]
 pub struct Report {
-    /// How the name server was spoken to: tarpc for one of this workspace,
+    /// The call measured, as the server's protocol names it (`lookup`,
+    /// `welcome_message`), and as Pyro4 does (`welcomeMessage`).
+    pub call: &'static str,
+    pub pyro_call: &'static str,
+    /// What the server was reached over: tarpc for one of this workspace,
     /// Pyro4 for Python's.
     pub protocol: &'static str,
     pub sequential: Stats,
     pub raw: Stats,
     pub concurrency: usize,
     pub concurrent: Stats,
-    /// The same name server's Pyro4 face, sequential lookups.
+    /// The same server's Pyro4 face, sequential calls.
     pub pyro: Stats,
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
+        let (call, protocol) = (self.call, self.protocol);
+        let line = |f: &mut fmt::Formatter<'_>, label: String, stats: &Stats, by: &str| {
+            writeln!(f, "{label:<40}{}{by}", stats.summary())
+        };
+        let by = format!("  ({protocol})");
+        line(f, format!("{call}, sequential:"), &self.sequential, &by)?;
+        line(
             f,
-            "lookup, sequential:              {}  ({})",
-            self.sequential.summary(),
-            self.protocol
+            format!("raw TCP ping-pong, {PING_SIZE} bytes:"),
+            &self.raw,
+            "",
         )?;
-        writeln!(
-            f,
-            "raw TCP ping-pong, {PING_SIZE} bytes:     {}",
-            self.raw.summary()
-        )?;
-        writeln!(
-            f,
-            "lookup, concurrency {:<3}          {}  ({})",
-            self.concurrency,
-            self.concurrent.summary(),
-            self.protocol
-        )?;
-        writeln!(
-            f,
-            "lookup over Pyro4, sequential:   {}",
-            self.pyro.summary()
-        )?;
+        let concurrent = format!("{call}, concurrency {}:", self.concurrency);
+        line(f, concurrent, &self.concurrent, &by)?;
+        let pyro = format!("{} over Pyro4, sequential:", self.pyro_call);
+        line(f, pyro, &self.pyro, "")?;
         writeln!(
             f,
             "ratio sequential/raw: {:.2}",
@@ -65,8 +65,7 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "ratio Pyro4/{}, sequential: {:.2}",
-            self.protocol,
+            "ratio Pyro4/{protocol}, sequential: {:.2}",
             self.pyro.per_second() / self.sequential.per_second()
         )
     }
@@ -130,6 +129,8 @@ pub async fn run(ns: Option<String>, lookups: u64, concurrency: usize) -> crate:
         let concurrent = lookups_of(&client, &name, &location, lookups, concurrency).await?;
         let pyro = pyro_lookups(&pyro, &name, &location, lookups).await?;
         Ok(Report {
+            call: "lookup",
+            pyro_call: "lookup",
             protocol: if client.is_pyro() { "Pyro4" } else { "tarpc" },
             sequential,
             raw,

@@ -132,7 +132,7 @@ fn the_bench_measures_either_name_server_and_leaves_it_as_it_was() {
         for line in [
             "lookup, sequential:",
             "raw TCP ping-pong, 64 bytes:",
-            "lookup, concurrency 32",
+            "lookup, concurrency 32:",
             "lookup over Pyro4, sequential:",
         ] {
             let found = report.lines().find(|l| l.starts_with(line));

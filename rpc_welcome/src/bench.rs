@@ -4,12 +4,11 @@
 //! client, against tarpc. Python's own Pyro4 client against this server and
 //! against Python's is measured by `rpc_welcome/bench/python_client.sh`.
 
-use std::fmt;
 use std::sync::Arc;
 
 use anyhow::Context;
 use plumbing::bench::{Stats, closed_loop, spawn_server_thread};
-use rpc_naming::bench::{Floor, PING_SIZE, name_server};
+use rpc_naming::bench::{Floor, Report, name_server};
 
 use crate::{Connection, Error, buy, connect, serve};
 
@@ -18,59 +17,6 @@ const SETUP: &str = "the bench could not set up its servers";
 
 /// The title every bench call buys.
 pub const TITLE: &str = "Sistem Terdistribusi";
-
-/// What a bench run measured.
-#[derive(Debug)]
-pub struct Report {
-    /// What the measured server was reached over: tarpc for a server of
-    /// this workspace, Pyro4 for a Python one (with `--ns`).
-    pub protocol: &'static str,
-    pub sequential: Stats,
-    pub raw: Stats,
-    pub concurrency: usize,
-    pub concurrent: Stats,
-    /// The same server, sequential calls over Pyro4.
-    pub pyro: Stats,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "welcome_message, sequential:      {}  ({})",
-            self.sequential.summary(),
-            self.protocol
-        )?;
-        writeln!(
-            f,
-            "raw TCP ping-pong, {PING_SIZE} bytes:      {}",
-            self.raw.summary()
-        )?;
-        writeln!(
-            f,
-            "welcome_message, concurrency {:<3} {}  ({})",
-            self.concurrency,
-            self.concurrent.summary(),
-            self.protocol
-        )?;
-        writeln!(
-            f,
-            "welcomeMessage over Pyro4, seq.:  {}",
-            self.pyro.summary()
-        )?;
-        writeln!(
-            f,
-            "ratio sequential/raw: {:.2}",
-            self.sequential.per_second() / self.raw.per_second()
-        )?;
-        write!(
-            f,
-            "ratio Pyro4/{}, sequential: {:.2}",
-            self.protocol,
-            self.pyro.per_second() / self.sequential.per_second()
-        )
-    }
-}
 
 /// Measures the server registered as `name` with the name server `ns`;
 /// without `ns`, starts a name server here and a welcome server on a thread
@@ -114,6 +60,8 @@ pub async fn run(
     let concurrent = welcome_calls(&client, name, calls, concurrency).await?;
     let pyro = welcome_calls(&pyro, name, calls, 1).await?;
     Ok(Report {
+        call: "welcome_message",
+        pyro_call: "welcomeMessage",
         protocol: client.protocol(),
         sequential,
         raw,

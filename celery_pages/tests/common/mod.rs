@@ -8,8 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicPublishOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 pub use test_support::child::KillOnDrop;
 
@@ -70,19 +69,9 @@ pub async fn delete_queue(queue: &str) {
 pub async fn ready_count(queue: &str) -> u32 {
     let connection = broker().connect().await.unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (waiting, _) = celery_pages::queue_depth(&channel, queue).await.unwrap();
     let _ = connection.close(200, "test done".into()).await;
-    declared.message_count()
+    waiting
 }
 
 /// Python with the pinned Celery, from the workspace's test environment
