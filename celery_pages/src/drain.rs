@@ -133,7 +133,7 @@ pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
 
 /// Fills `config.queue` with `tasks` tasks while nothing consumes it (else
 /// an error: a worker already there would drain while the queue fills),
-/// says so with `started`, then times whatever worker starts consuming the
+/// says so through `ready`, then times whatever worker starts consuming the
 /// queue until no task waits in it; then the raw floor.
 pub async fn run_external(
     config: &WorkerConfig,
