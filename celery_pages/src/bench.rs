@@ -81,15 +81,7 @@ pub async fn run(
     compression: Option<crate::compression::Compression>,
 ) -> Result<Report> {
     let (stop, stopped) = oneshot::channel::<()>();
-    // A node name of its own, so that the bench runs beside any worker.
-    let config = WorkerConfig {
-        node: format!(
-            "celery_pages-bench-{}@{}",
-            std::process::id(),
-            crate::control::host_name()
-        ),
-        ..config.clone()
-    };
+    let config = with_own_node(config, "bench");
     let worker = (!external_worker).then(|| {
         tokio::spawn(worker::run(config.clone(), async {
             let _ = stopped.await;
@@ -145,6 +137,19 @@ pub async fn run(
         raw,
         raw_task_shaped,
     })
+}
+
+/// `config` with a node name of the bench's own (`celery_pages-<role>-<pid>@<host>`),
+/// so that a bench's worker runs beside any other.
+pub(crate) fn with_own_node(config: &WorkerConfig, role: &str) -> WorkerConfig {
+    WorkerConfig {
+        node: format!(
+            "celery_pages-{role}-{}@{}",
+            std::process::id(),
+            crate::control::host_name()
+        ),
+        ..config.clone()
+    }
 }
 
 /// `tasks` calls of `addTask.add(4, 10)` through whatever worker consumes

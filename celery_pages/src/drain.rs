@@ -86,14 +86,7 @@ impl fmt::Display for DrainReport {
 /// here, then the raw floor.
 pub async fn run(config: &WorkerConfig, tasks: u64) -> Result<DrainReport> {
     let tasks = tasks.max(1);
-    let config = WorkerConfig {
-        node: format!(
-            "celery_pages-drain-{}@{}",
-            std::process::id(),
-            crate::control::host_name()
-        ),
-        ..config.clone()
-    };
+    let config = crate::bench::with_own_node(config, "drain");
     // The caller gets the last task's result; the others ask for none.
     let caller = Caller::connect(&config.broker, config.task_queue()).await?;
     let filler = config.broker.connect().await?;
@@ -157,23 +150,22 @@ pub async fn run_external(
     fill(&channel, &queue.name, tasks, move |i| add_task(i, &origin)).await?;
     ready(&queue.name);
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    let timed_out = || Error::DrainTimeout {
-        queue: queue.name.clone(),
-        timeout: DRAIN_TIMEOUT,
+    let (channel, name) = (&channel, &queue.name);
+    let poll_until = |done: fn((u32, u32)) -> bool| async move {
+        while !done(crate::queue_depth(channel, name).await?) {
+            if Instant::now() > deadline {
+                return Err(Error::DrainTimeout {
+                    queue: name.clone(),
+                    timeout: DRAIN_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
     };
-    while crate::queue_depth(&channel, &queue.name).await?.1 == 0 {
-        if Instant::now() > deadline {
-            return Err(timed_out());
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    poll_until(|(_, consumers)| consumers > 0).await?;
     let started = Instant::now();
-    while crate::queue_depth(&channel, &queue.name).await?.0 > 0 {
-        if Instant::now() > deadline {
-            return Err(timed_out());
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    poll_until(|(waiting, _)| waiting == 0).await?;
     let drained = tasks as f64 / started.elapsed().as_secs_f64();
     let _ = connection.close(200, "queue drained".into()).await;
     let (raw, raw_task_shaped) = raw_drains(&config.broker, tasks, config.prefetch).await?;

@@ -11,8 +11,15 @@ use common::{KillOnDrop, TestWorker, broker, broker_url, delete_queue, unique_qu
 use test_support::child::{line_with, spawn_lines};
 
 /// Starts `bench --drain tasks --no-worker` on `queue`; returns once it says
-/// the queue is filled.
-fn start_drain(queue: &str, tasks: u64) -> (KillOnDrop, Receiver<String>) {
+/// the queue is filled (off the async runtime's threads).
+async fn start_drain(queue: &str, tasks: u64) -> (KillOnDrop, Receiver<String>) {
+    let queue = queue.to_owned();
+    tokio::task::spawn_blocking(move || start_drain_blocking(&queue, tasks))
+        .await
+        .unwrap()
+}
+
+fn start_drain_blocking(queue: &str, tasks: u64) -> (KillOnDrop, Receiver<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_celery_pages"));
     command.args([
         "bench",
@@ -33,8 +40,14 @@ fn start_drain(queue: &str, tasks: u64) -> (KillOnDrop, Receiver<String>) {
 }
 
 /// Waits (bounded) for the bench to print its report and exit 0; returns
-/// the drain rate it printed.
-fn drain_rate(mut bench: KillOnDrop, lines: &Receiver<String>, tasks: u64) -> f64 {
+/// the drain rate it printed (off the async runtime's threads).
+async fn drain_rate(bench: KillOnDrop, lines: Receiver<String>, tasks: u64) -> f64 {
+    tokio::task::spawn_blocking(move || drain_rate_blocking(bench, &lines, tasks))
+        .await
+        .unwrap()
+}
+
+fn drain_rate_blocking(mut bench: KillOnDrop, lines: &Receiver<String>, tasks: u64) -> f64 {
     let header = line_with(
         lines,
         &["tasks already queued, drained by the worker on queue"],
@@ -67,17 +80,10 @@ async fn the_drain_bench_times_a_worker_started_after_it_filled_the_queue() {
     const TASKS: u64 = 300;
     // Python's worker first: the mode is for measuring other programs.
     let queue = unique_queue("drain_python");
-    let (bench, lines) = tokio::task::spawn_blocking({
-        let queue = queue.clone();
-        move || start_drain(&queue, TASKS)
-    })
-    .await
-    .unwrap();
+    let (bench, lines) = start_drain(&queue, TASKS).await;
     assert_eq!(common::ready_count(&queue).await, TASKS as u32);
     let python = common::start_python_worker(&queue).await;
-    let rate = tokio::task::spawn_blocking(move || drain_rate(bench, &lines, TASKS))
-        .await
-        .unwrap();
+    let rate = drain_rate(bench, lines, TASKS).await;
     assert!(rate > 0.0);
     assert_eq!(common::ready_count(&queue).await, 0);
     drop(python);
@@ -86,16 +92,9 @@ async fn the_drain_bench_times_a_worker_started_after_it_filled_the_queue() {
     // Then a Rust worker; while it consumes, a second drain is refused (it
     // would be drained while it fills).
     let queue = unique_queue("drain_rust");
-    let (bench, lines) = tokio::task::spawn_blocking({
-        let queue = queue.clone();
-        move || start_drain(&queue, TASKS)
-    })
-    .await
-    .unwrap();
+    let (bench, lines) = start_drain(&queue, TASKS).await;
     let worker = TestWorker::start(&broker(), &queue);
-    let rate = tokio::task::spawn_blocking(move || drain_rate(bench, &lines, TASKS))
-        .await
-        .unwrap();
+    let rate = drain_rate(bench, lines, TASKS).await;
     assert!(rate > 0.0);
     let refused = common::cli_on_queue(&["bench", "--drain", "10", "--no-worker"], &queue).await;
     assert!(!refused.status.success());

@@ -18,7 +18,6 @@ use common::{
 use serde_json::{Value, json};
 use test_support::child::{line_with, lines_of, stdout_of};
 
-const BIN: &str = env!("CARGO_BIN_EXE_celery_pages");
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs `canvas_calls.py CALL [ARGS]` against `queue`; returns its stdout.
@@ -243,9 +242,7 @@ async fn a_chain_runs_to_its_last_result() {
 /// Starts `celery_pages worker` on `queue` with its log on a pipe.
 fn worker_process(queue: &str) -> KillOnDrop {
     KillOnDrop::new(
-        Command::new(BIN)
-            .args(["worker", "--queue", queue, "-n", &common::node_name(queue)])
-            .env("AMQP_ADDR", common::broker_url())
+        common::worker_command(queue)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -259,8 +259,7 @@ async fn a_cluster_node_killed_mid_stream_loses_no_task() {
 /// (stderr) read line by line.
 fn worker_process_on(url: &str, queue: &str) -> (KillOnDrop, Receiver<String>) {
     let mut worker = KillOnDrop::new(
-        Command::new(BIN)
-            .args(["worker", "--queue", queue, "-n", &common::node_name(queue)])
+        common::worker_command(queue)
             .args(["--broker", url])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -338,11 +338,9 @@ async fn poison_messages_are_rejected_answered_and_the_worker_keeps_going() {
 
 fn spawn_worker_process(queue: &str, concurrency: u32) -> KillOnDrop {
     KillOnDrop::new(
-        Command::new(BIN)
-            .args(["worker", "--queue", queue, "--prefetch", "100"])
-            .args(["-n", &common::node_name(queue)])
+        common::worker_command(queue)
+            .args(["--prefetch", "100"])
             .args(["--concurrency", &concurrency.to_string()])
-            .env("AMQP_ADDR", common::broker_url())
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap(),

@@ -25,18 +25,10 @@ use std::pin::Pin;
 pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let handlers = signal(SignalKind::interrupt()).and_then(|interrupt| {
-            signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
-        });
+        let handlers = unix::Handlers::install();
         async move {
             match handlers {
-                Ok((mut interrupt, mut terminate)) => {
-                    tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = terminate.recv() => {}
-                    }
-                }
+                Ok(mut handlers) => handlers.next().await,
                 Err(_) => {
                     let _ = tokio::signal::ctrl_c().await;
                 }
@@ -58,30 +50,46 @@ pub fn signal_twice(
     force: impl FnOnce() + Send + 'static,
 ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let handlers = signal(SignalKind::interrupt()).and_then(|interrupt| {
-            signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
+    if let Ok(mut handlers) = unix::Handlers::install() {
+        let (first, first_seen) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            handlers.next().await;
+            let _ = first.send(());
+            handlers.next().await;
+            force();
         });
-        if let Ok((mut interrupt, mut terminate)) = handlers {
-            let (first, first_seen) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
-                let _ = first.send(());
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
-                force();
-            });
-            return Box::pin(async move {
-                let _ = first_seen.await;
-            });
-        }
+        return Box::pin(async move {
+            let _ = first_seen.await;
+        });
     }
     let _ = force;
     Box::pin(signal())
+}
+
+#[cfg(unix)]
+mod unix {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+
+    /// SIGINT and SIGTERM, listened for from the moment they are installed.
+    pub(super) struct Handlers {
+        interrupt: Signal,
+        terminate: Signal,
+    }
+
+    impl Handlers {
+        pub(super) fn install() -> std::io::Result<Self> {
+            Ok(Handlers {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+
+        /// The next SIGINT or SIGTERM.
+        pub(super) async fn next(&mut self) {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        }
+    }
 }

@@ -10,14 +10,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use plumbing::bench::{ServerThread, Stats, closed_loop, histogram, spawn_server_thread};
-use pyro4_wire::{Proxy, PyroUri};
+use pyro4_wire::PyroUri;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use crate::pyro_client::PyroNameServerClient;
-use crate::{Error, Location, NAME_SERVER_ID, NameServerClient};
+use crate::{Error, Location, NameServerClient};
 
 /// What an RPC bench measured: one call, sequential and with calls in
 /// flight, over the server's own protocol and over Pyro4, beside the raw
@@ -75,22 +75,17 @@ impl fmt::Display for Report {
 /// say), or without it through one started here on a thread of its own;
 /// `concurrency` in flight in the concurrent run. The name looked up is
 /// registered first and removed after.
-pub async fn run(ns: Option<String>, lookups: u64, concurrency: usize) -> crate::Result<Report> {
-    let own = match ns {
-        Some(_) => None,
-        None => Some(
-            crate::server::spawn_thread().map_err(|source| Error::NoNameServer {
-                addr: "127.0.0.1:0".into(),
-                source,
-            })?,
-        ),
-    };
-    let addr = match (&ns, &own) {
-        (Some(addr), _) => addr.clone(),
-        (None, Some(server)) => server.addr.to_string(),
-        (None, None) => unreachable!("a name server is given or started"),
+pub async fn run(ns: Option<String>, lookups: u64, concurrency: usize) -> anyhow::Result<Report> {
+    let (addr, _own) = match ns {
+        Some(addr) => (addr, None),
+        None => {
+            let own = crate::server::spawn_thread()
+                .context("the bench could not start its name server")?;
+            (own.addr.to_string(), Some(own))
+        }
     };
     let client = Arc::new(NameServerClient::connect(&addr).await?);
+    let pyro = Arc::new(NameServerClient::connect_pyro4(&addr).await?);
     let name = format!("rpc_naming.bench.{}", std::process::id());
     let location = Location::Pyro(PyroUri {
         object: "bench".into(),
@@ -98,36 +93,20 @@ pub async fn run(ns: Option<String>, lookups: u64, concurrency: usize) -> crate:
         port: 9,
     });
     client.register(&name, location.clone(), false).await?;
-    let resolved = client_addr(&addr).await?;
-    let proxy = Proxy::connect(&PyroUri {
-        object: NAME_SERVER_ID.into(),
-        host: resolved.ip().to_string(),
-        port: resolved.port(),
-    })
-    .await
-    .map_err(|err| Error::Protocol {
-        addr: addr.clone(),
-        reason: plumbing::describe(&err),
-    })?;
-    let pyro = Arc::new(PyroNameServerClient::new(proxy));
-    let floor = Floor::start().await.map_err(|source| Error::NoNameServer {
-        addr: "the bench's echo server".into(),
-        source,
-    })?;
     let measured = async {
+        let floor = Floor::start()
+            .await
+            .context("the bench could not start its echo server")?;
         // Warm-up, and a check that each face finds the name.
         lookups_of(&client, &name, &location, 1_000, 1).await?;
-        pyro_lookups(&pyro, &name, &location, 1_000).await?;
+        lookups_of(&pyro, &name, &location, 1_000, 1).await?;
         let sequential = lookups_of(&client, &name, &location, lookups, 1).await?;
         let raw = floor
             .measure(lookups)
             .await
-            .map_err(|source| Error::NoNameServer {
-                addr: "the bench's echo server".into(),
-                source,
-            })?;
+            .context("the raw ping-pong failed")?;
         let concurrent = lookups_of(&client, &name, &location, lookups, concurrency).await?;
-        let pyro = pyro_lookups(&pyro, &name, &location, lookups).await?;
+        let pyro = lookups_of(&pyro, &name, &location, lookups, 1).await?;
         Ok(Report {
             call: "lookup",
             pyro_call: "lookup",
@@ -146,17 +125,6 @@ pub async fn run(ns: Option<String>, lookups: u64, concurrency: usize) -> crate:
     measured
 }
 
-async fn client_addr(addr: &str) -> crate::Result<SocketAddr> {
-    tokio::net::lookup_host(addr)
-        .await
-        .ok()
-        .and_then(|mut found| found.next())
-        .ok_or_else(|| Error::NoNameServer {
-            addr: addr.to_owned(),
-            source: std::io::ErrorKind::NotFound.into(),
-        })
-}
-
 /// `lookups` lookups of `name`, `concurrency` at a time, each checked.
 async fn lookups_of(
     client: &Arc<NameServerClient>,
@@ -169,21 +137,6 @@ async fn lookups_of(
     closed_loop(lookups, concurrency, move |_| {
         let (client, name, expected) = (client.clone(), name.clone(), expected.clone());
         async move { check(client.lookup(&name).await?, &expected) }
-    })
-    .await
-}
-
-/// `lookups` sequential lookups through the name server's Pyro4 face.
-async fn pyro_lookups(
-    pyro: &Arc<PyroNameServerClient>,
-    name: &str,
-    expected: &Location,
-    lookups: u64,
-) -> crate::Result<Stats> {
-    let (pyro, name, expected) = (pyro.clone(), name.to_owned(), expected.clone());
-    closed_loop(lookups, 1, move |_| {
-        let (pyro, name, expected) = (pyro.clone(), name.clone(), expected.clone());
-        async move { check(pyro.lookup(&name).await?, &expected) }
     })
     .await
 }

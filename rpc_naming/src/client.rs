@@ -125,6 +125,31 @@ impl NameServerClient {
     /// annotation [`rpc_transport::TARPC_MARK`] and is then spoken to over tarpc; Python's
     /// is spoken to over that Pyro4 connection.
     pub async fn connect(addr: &str) -> Result<Self> {
+        let proxy = Self::probe(addr).await?;
+        let backend = if speaks_tarpc(&proxy) {
+            Backend::Tarpc(Arc::new(Mutex::new(Self::open(addr).await?)))
+        } else {
+            Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy)))
+        };
+        Ok(NameServerClient {
+            addr: addr.to_owned(),
+            backend,
+        })
+    }
+
+    /// Connects over Pyro4 whichever kind of name server is at `addr`:
+    /// how a Python program sees it (the bench measures this workspace's
+    /// name server's Pyro4 face so).
+    pub async fn connect_pyro4(addr: &str) -> Result<Self> {
+        let proxy = Self::probe(addr).await?;
+        Ok(NameServerClient {
+            addr: addr.to_owned(),
+            backend: Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy))),
+        })
+    }
+
+    /// A Pyro4 proxy for `Pyro.NameServer` at `addr`, connected.
+    async fn probe(addr: &str) -> Result<Proxy> {
         let resolved = resolve(addr).await?;
         let uri = PyroUri {
             object: NAME_SERVER_ID.to_owned(),
@@ -137,36 +162,22 @@ impl NameServerClient {
                 addr: addr.to_owned(),
                 source: std::io::ErrorKind::TimedOut.into(),
             })?;
-        let backend = match probe {
-            Ok(proxy) if speaks_tarpc(&proxy) => {
-                Backend::Tarpc(Arc::new(Mutex::new(Self::open(addr).await?)))
-            }
-            Ok(proxy) => Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy))),
-            Err(ProxyError::Connect { source, .. }) => {
-                return Err(Error::NoNameServer {
-                    addr: addr.to_owned(),
-                    source,
-                });
-            }
-            Err(ProxyError::Rejected { reason, .. }) => {
-                return Err(Error::Refused {
-                    addr: addr.to_owned(),
-                    reason,
-                });
-            }
-            Err(err) => {
-                return Err(Error::Protocol {
-                    addr: addr.to_owned(),
-                    reason: format!(
-                        "it does not answer as a name server: {}",
-                        plumbing::describe(&err)
-                    ),
-                });
-            }
-        };
-        Ok(NameServerClient {
-            addr: addr.to_owned(),
-            backend,
+        probe.map_err(|err| match err {
+            ProxyError::Connect { source, .. } => Error::NoNameServer {
+                addr: addr.to_owned(),
+                source,
+            },
+            ProxyError::Rejected { reason, .. } => Error::Refused {
+                addr: addr.to_owned(),
+                reason,
+            },
+            err => Error::Protocol {
+                addr: addr.to_owned(),
+                reason: format!(
+                    "it does not answer as a name server: {}",
+                    plumbing::describe(&err)
+                ),
+            },
         })
     }
 

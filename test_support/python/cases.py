@@ -13,3 +13,16 @@ def report(cases, show=repr, clean=lambda text: text):
         except Exception as exc:  # the comparison is the point
             text = "%s.%s: %s" % (type(exc).__module__, type(exc).__name__, exc)
         print("%s -> %s" % (name, clean(text)))
+
+
+def batch_results(calls):
+    """The results of a Pyro4 batch (`calls`, a `Pyro4.batch` proxy with its
+    calls made), in order, up to the first exception, which ends the list
+    as `Type: message` (a batch raises where its failing call stands)."""
+    results = []
+    try:
+        for result in calls():
+            results.append(result)
+    except Exception as exc:  # the comparison is the point
+        results.append("%s: %s" % (type(exc).__name__, exc))
+    return results

@@ -271,6 +271,17 @@ pub async fn cli_on_queue(args: &[&str], queue: &str) -> std::process::Output {
     cli(&with_queue).await
 }
 
+/// `celery_pages worker --queue QUEUE -n <a node name of its own>` on the
+/// test broker (`AMQP_ADDR`; a `--broker` added after wins); callers add
+/// their own options, log level and pipes.
+pub fn worker_command(queue: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_celery_pages"));
+    command
+        .args(["worker", "--queue", queue, "-n", &node_name(queue)])
+        .env("AMQP_ADDR", broker_url());
+    command
+}
+
 /// A node name no other worker in this test run has: each worker process
 /// a test starts gets its own, so a killed one's name is never in the way.
 pub fn node_name(queue: &str) -> String {

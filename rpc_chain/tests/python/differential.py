@@ -4,7 +4,7 @@ ones (whichever is registered as example.chainTopology.1 on the name
 server at PYRO_NS_PORT): one line per case, the value or the exception's
 type and message, to be compared."""
 import Pyro4
-from cases import report
+from cases import batch_results, report
 
 
 first = Pyro4.Proxy("PYRONAME:example.chainTopology.1")
@@ -14,13 +14,7 @@ def batch():
     calls = Pyro4.batch(first)
     calls.process(["hello"])
     calls.process(4)
-    results = []
-    try:
-        for result in calls():
-            results.append(result)
-    except Exception as exc:
-        results.append("%s: %s" % (type(exc).__name__, exc))
-    return results
+    return batch_results(calls)
 
 
 def marshalled():

@@ -3,7 +3,7 @@ run once against Python's server and once against the Rust one (whichever
 is registered as "server" on the name server at PYRO_NS_PORT): one line per
 case, the value or the exception's type and message, to be compared."""
 import Pyro4
-from cases import report
+from cases import batch_results, report
 
 
 proxy = Pyro4.Proxy("PYRONAME:server")
@@ -13,13 +13,7 @@ def batch(*titles, method="welcomeMessage"):
     calls = Pyro4.batch(proxy)
     for title in titles:
         getattr(calls, method)(title)
-    results = []
-    try:
-        for result in calls():
-            results.append(result)
-    except Exception as exc:
-        results.append("%s: %s" % (type(exc).__name__, exc))
-    return results
+    return batch_results(calls)
 
 
 def oneway():
