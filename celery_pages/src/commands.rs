@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::broker::{BROKER_ENV, DEFAULT_BROKER};
+use crate::amqp::broker::{BROKER_ENV, DEFAULT_BROKER};
 use crate::caller::Caller;
-use crate::config::WorkerConfig;
+use crate::caller::control::broadcast;
+use crate::message::host_name;
 use crate::worker;
-use crate::{ADD_TASK, Broker, DEFAULT_QUEUE, Error, ExchangeType, QueueType, TaskQueue, control};
+use crate::worker::config::WorkerConfig;
+use crate::worker::config::default_node;
+use crate::{ADD_TASK, Broker, DEFAULT_QUEUE, Error, ExchangeType, QueueType, TaskQueue};
 
 /// The broker flag, as every command takes it.
 #[derive(clap::Args, Clone)]
@@ -97,23 +100,25 @@ impl Target {
 }
 
 impl WorkerOptions {
+    /// The worker's configuration, running the chapter's tasks; a program
+    /// of its own sets [`WorkerConfig::tasks`] to its registry after.
     pub fn config(&self, target: &Target) -> crate::Result<WorkerConfig> {
         let concurrency = self.concurrency.max(1);
-        let host = control::host_name();
+        let host = host_name();
         Ok(WorkerConfig {
-            broker: target.broker()?,
             queue: target.queue.clone(),
             queue_type: target.queue_type,
             exchange_type: target.exchange_type,
             node: self
                 .node
                 .as_ref()
-                .map_or_else(control::default_node, |node| node.replace("%h", &host)),
+                .map_or_else(default_node, |node| node.replace("%h", &host)),
             task_events: self.task_events,
             concurrency,
             prefetch: self
                 .prefetch
                 .unwrap_or_else(|| u16::try_from(concurrency * 4).unwrap_or(u16::MAX)),
+            ..WorkerConfig::new(target.broker()?)
         })
     }
 }
@@ -127,7 +132,8 @@ impl WorkerOptions {
 /// assert_eq!(task_argument(" halaman"), serde_json::json!(" halaman"));
 /// ```
 pub fn task_argument(raw: &str) -> Value {
-    crate::pyjson::from_slice(raw.as_bytes()).unwrap_or_else(|_| Value::String(raw.to_owned()))
+    crate::message::pyjson::from_slice(raw.as_bytes())
+        .unwrap_or_else(|_| Value::String(raw.to_owned()))
 }
 
 /// A number of seconds, 0 or more (a command-line value).
@@ -142,7 +148,7 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 pub fn show(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        other => crate::pyjson::to_string(other),
+        other => crate::message::pyjson::to_string(other),
     }
 }
 
@@ -152,7 +158,7 @@ pub async fn add(
     target: &Target,
     arguments: [&str; 2],
     countdown: Option<Duration>,
-    compression: Option<crate::compression::Compression>,
+    compression: Option<crate::message::compression::Compression>,
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
     let mut caller = Caller::connect(&target.broker()?, target.task_queue()).await?;
@@ -189,7 +195,7 @@ pub async fn chain(target: &Target, values: &[String], timeout: Duration) -> any
 /// `status`: every worker that answers a ping within `wait`, as
 /// `celery status` prints them; an error if none does.
 pub async fn status(broker: &Broker, wait: Duration) -> anyhow::Result<()> {
-    let answers = control::broadcast(broker, "ping", json!({}), None, Some(wait)).await?;
+    let answers = broadcast(broker, "ping", json!({}), None, Some(wait)).await?;
     for (node, reply) in &answers {
         let state = if reply["ok"] == "pong" { "OK" } else { "?" };
         println!("->  {node}: {state}");
@@ -204,7 +210,7 @@ pub async fn status(broker: &Broker, wait: Duration) -> anyhow::Result<()> {
 /// `revoke ID`: tells every worker not to run task `id`.
 pub async fn revoke(broker: &Broker, id: &str) -> anyhow::Result<()> {
     let arguments = json!({"task_id": id, "terminate": false, "signal": "SIGTERM"});
-    control::broadcast(broker, "revoke", arguments, None, None).await?;
+    broadcast(broker, "revoke", arguments, None, None).await?;
     println!("revoked {id}");
     Ok(())
 }
@@ -217,11 +223,7 @@ pub async fn demo(target: &Target) -> anyhow::Result<()> {
         queue: queue.name.clone(),
         queue_type: queue.kind,
         exchange_type: queue.exchange,
-        node: format!(
-            "celery_pages-demo-{}@{}",
-            std::process::id(),
-            control::host_name()
-        ),
+        node: format!("celery_pages-demo-{}@{}", std::process::id(), host_name()),
         concurrency: 4,
         prefetch: 16,
         ..WorkerConfig::new(broker.clone())

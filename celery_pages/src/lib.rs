@@ -5,9 +5,22 @@
 //! A caller does not run the task: it publishes a message to the broker's
 //! `celery` queue, and whichever worker takes the message runs it and sends
 //! the result back to the caller's own reply queue (Celery's `rpc://` result
-//! backend). Because the messages follow Celery's protocol exactly
-//! ([`protocol`]), a Python caller can use this worker and this caller can
-//! use a Python worker.
+//! backend). Because the messages follow Celery's protocol exactly, a Python
+//! caller can use this worker and this caller can use a Python worker.
+//!
+//! The modules follow a task's way, caller → queue → worker → result:
+//!
+//! - [`message`]: what travels: Celery's task message and result, in the
+//!   JSON Python writes (and compressed as kombu compresses);
+//! - [`caller`]: sends tasks and waits for their results; its
+//!   [`control`](caller::control) broadcasts remote-control commands;
+//! - [`amqp`]: the broker, the queues and exchanges Celery declares, delays
+//!   kept in the broker, unreadable messages set aside;
+//! - [`worker`]: the run loop, one delivery's execution, what runs after a
+//!   task (chains, callbacks), remote control and events;
+//! - [`tasks`]: the registry of tasks a worker runs, which a user extends
+//!   with typed functions of their own; the chapter's `addTask.add` and
+//!   Celery's built-ins are registered the same way.
 //!
 //! What this worker adds to Celery's defaults: a task is acknowledged only
 //! after its result is confirmed by the broker (late ack), so a worker killed
@@ -15,59 +28,47 @@
 //! and answered instead of crashing the worker or looping; and a lost broker
 //! connection is retried with backoff.
 //!
-//! A worker and a call in one program (needs a broker):
+//! A worker with a task of one's own, and a typed call of it, in one
+//! program (needs a broker):
 //!
 //! ```no_run
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use celery_pages::caller::Caller;
-//! use celery_pages::config::WorkerConfig;
-//! use celery_pages::worker;
-//! use serde_json::json;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use celery_pages::{Caller, Registry, Task, TaskResult, WorkerConfig, worker};
+//!
+//! fn multiply(pages: u64, books: u64) -> TaskResult<u64> {
+//!     Ok(pages * books)
+//! }
 //!
 //! let broker = celery_pages::Broker::default();
-//! let config = WorkerConfig::new(broker.clone());
+//! let tasks = Registry::chapter().register(Task::new("pages.multiply", ["pages", "books"], multiply));
+//! let config = WorkerConfig { tasks: Arc::new(tasks), ..WorkerConfig::new(broker.clone()) };
 //! tokio::spawn(worker::run(config, std::future::pending()));
 //! let caller = Caller::connect(&broker, celery_pages::DEFAULT_QUEUE).await?;
-//! let sum = caller
-//!     .call(celery_pages::ADD_TASK, &[json!(4), json!(10)], std::time::Duration::from_secs(30))
-//!     .await?;
-//! assert_eq!(sum, json!(14));
+//! let pages: u64 = caller.call("pages.multiply", (120, 3), Duration::from_secs(30)).await?;
+//! assert_eq!(pages, 360);
 //! # Ok(())
 //! # }
 //! ```
 
-pub mod add;
-pub mod bench;
-pub mod broker;
+pub mod amqp;
 pub mod caller;
-pub mod canvas;
 pub mod commands;
-pub mod compression;
-pub mod config;
-pub mod control;
-pub mod delayed;
-pub mod drain;
-pub mod events;
-pub mod protocol;
-pub mod pyjson;
-pub mod quarantine;
+pub mod message;
 pub mod tasks;
 pub mod worker;
 
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Channel, Consumer, ExchangeKind};
-
-pub use broker::{BROKER_ENV, Broker, DEFAULT_BROKER};
-pub use protocol::PyException;
+pub use amqp::broker::{BROKER_ENV, Broker, DEFAULT_BROKER};
+pub use amqp::{ExchangeType, QueueType, TaskQueue};
+pub use caller::Caller;
+pub use message::PyException;
+pub use tasks::{ADD_TASK, Registry, Task, TaskResult};
+pub use worker::config::WorkerConfig;
 
 /// Celery's default queue.
 pub const DEFAULT_QUEUE: &str = "celery";
-/// The chapter's task: app `addTask`, function `add`.
-pub const ADD_TASK: &str = "addTask.add";
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,10 @@ pub enum Error {
         queue: String,
         timeout: std::time::Duration,
     },
+    #[error("the arguments of task {task} cannot be sent: {reason}")]
+    Arguments { task: String, reason: String },
+    #[error("the result of task {id} is not of the type asked for: {reason}")]
+    ResultType { id: String, reason: String },
     #[error("task {id} failed: {exception}")]
     TaskFailed { id: String, exception: PyException },
     #[error("the broker connection closed before the result of task {id} came back")]
@@ -123,20 +128,6 @@ pub enum Error {
          give this one another name with -n NAME"
     )]
     NodeNameTaken { node: String },
-    #[error(
-        "queue {queue:?} must be empty and unconsumed before a drain bench fills it \
-         ({waiting} messages waiting, {consumers} consumers): stop its workers, or purge it"
-    )]
-    DrainNotReady {
-        queue: String,
-        consumers: u32,
-        waiting: u32,
-    },
-    #[error("queue {queue:?} was not drained within {timeout:?}: did a worker start on it?")]
-    DrainTimeout {
-        queue: String,
-        timeout: std::time::Duration,
-    },
     #[error("setting an unreadable message aside through {url} failed: {reason}")]
     Quarantine { url: String, reason: String },
     #[error("the broker refused {doing}: {reason}. Not retried (retrying cannot fix it): {hint}")]
@@ -196,231 +187,4 @@ impl<T> AmqpContext<T> for lapin::Result<T> {
     fn doing(self, doing: &'static str) -> Result<T> {
         self.map_err(|source| Error::Amqp { doing, source })
     }
-}
-
-/// The kind of a task queue, as Celery's `task_default_queue_type`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum QueueType {
-    /// RabbitMQ's classic queue (Celery's default).
-    #[default]
-    Classic,
-    /// A quorum queue: replicated on a cluster's nodes, survives the loss
-    /// of a minority of them (`x-queue-type: quorum`).
-    Quorum,
-}
-
-/// The type of a task queue's exchange, as Celery's
-/// `task_default_exchange_type`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExchangeType {
-    /// Routes by the exact routing key (Celery's default). Native delayed
-    /// delivery cannot reach a queue behind one.
-    #[default]
-    Direct,
-    /// Routes by pattern: needed for native delayed delivery.
-    Topic,
-    /// Routes to every bound queue.
-    Fanout,
-}
-
-impl From<ExchangeType> for ExchangeKind {
-    fn from(kind: ExchangeType) -> Self {
-        match kind {
-            ExchangeType::Direct => ExchangeKind::Direct,
-            ExchangeType::Topic => ExchangeKind::Topic,
-            ExchangeType::Fanout => ExchangeKind::Fanout,
-        }
-    }
-}
-
-impl ExchangeType {
-    /// The name AMQP and kombu give it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExchangeType::Direct => "direct",
-            ExchangeType::Topic => "topic",
-            ExchangeType::Fanout => "fanout",
-        }
-    }
-}
-
-/// A task queue as Celery declares it: its name, its kind, and the type of
-/// the exchange of the same name in front of it.
-///
-/// ```
-/// use celery_pages::{ExchangeType, QueueType, TaskQueue};
-/// let queue = TaskQueue::from("celery");
-/// assert_eq!(queue.kind, QueueType::Classic);
-/// assert_eq!(queue.exchange, ExchangeType::Direct);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskQueue {
-    pub name: String,
-    pub kind: QueueType,
-    pub exchange: ExchangeType,
-}
-
-impl From<&str> for TaskQueue {
-    /// A classic queue behind a direct exchange, Celery's default.
-    fn from(name: &str) -> Self {
-        TaskQueue {
-            name: name.to_owned(),
-            kind: QueueType::Classic,
-            exchange: ExchangeType::Direct,
-        }
-    }
-}
-
-impl From<&String> for TaskQueue {
-    fn from(name: &String) -> Self {
-        TaskQueue::from(name.as_str())
-    }
-}
-
-impl TaskQueue {
-    /// Another queue declared the same way (a chain step's queue, say).
-    pub fn named(&self, name: &str) -> TaskQueue {
-        TaskQueue {
-            name: name.to_owned(),
-            ..self.clone()
-        }
-    }
-
-    /// Whether a countdown or eta task for this queue waits in the broker
-    /// ([`delayed`]): on quorum queues behind a topic or fanout exchange, as
-    /// Celery decides it.
-    pub fn delays_in_broker(&self) -> bool {
-        self.kind == QueueType::Quorum && self.exchange != ExchangeType::Direct
-    }
-
-    /// The arguments Celery declares the queue with.
-    pub(crate) fn arguments(&self) -> FieldTable {
-        let mut arguments = FieldTable::default();
-        if self.kind == QueueType::Quorum {
-            arguments.insert(
-                "x-queue-type".into(),
-                lapin::types::AMQPValue::LongString("quorum".into()),
-            );
-        }
-        arguments
-    }
-}
-
-/// Declares Celery's topology for `queue` exactly as Python Celery does (a
-/// durable queue of its kind, a durable exchange of the same name and its
-/// type, bound by the same routing key), so neither side meets
-/// PRECONDITION_FAILED.
-pub async fn declare_task_queue(channel: &Channel, queue: &TaskQueue) -> Result<()> {
-    let arguments = queue.arguments();
-    let exchange_kind = ExchangeKind::from(queue.exchange);
-    let queue = queue.name.as_str();
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
-        )
-        .await
-        .doing("declaring the task queue")?;
-    declare_durable_exchange(channel, queue, exchange_kind, "declaring the task exchange").await?;
-    channel
-        .queue_bind(
-            queue.into(),
-            queue.into(),
-            queue.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .doing("binding the task queue")?;
-    Ok(())
-}
-
-/// How many messages wait in `queue` (not counting those delivered and not
-/// yet acked), and how many consumers it has.
-pub async fn queue_depth(channel: &Channel, queue: &str) -> Result<(u32, u32)> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("looking at the queue's depth")?;
-    Ok((declared.message_count(), declared.consumer_count()))
-}
-
-/// Declares the durable exchange `name` of `kind`, as Celery declares its
-/// task, event and delay exchanges.
-pub(crate) async fn declare_durable_exchange(
-    channel: &Channel,
-    name: &str,
-    kind: ExchangeKind,
-    doing: &'static str,
-) -> Result<()> {
-    channel
-        .exchange_declare(
-            name.into(),
-            kind,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing(doing)
-}
-
-/// A new channel on `connection` whose publishes the broker confirms.
-pub(crate) async fn confirming_channel(connection: &lapin::Connection) -> Result<Channel> {
-    let channel = connection
-        .create_channel()
-        .await
-        .doing("opening a channel")?;
-    channel
-        .confirm_select(lapin::options::ConfirmSelectOptions::default())
-        .await
-        .doing("enabling publisher confirms")?;
-    Ok(channel)
-}
-
-/// Declares a reply queue of the caller's own (server-named, exclusive and
-/// auto-delete: it goes away with the connection, and RabbitMQ 4 accepts it)
-/// and consumes it without acks. Returns its name, for `reply_to`.
-pub async fn reply_queue(channel: &Channel, consumer_tag: &str) -> Result<(String, Consumer)> {
-    let name = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("declaring the reply queue")?
-        .name()
-        .as_str()
-        .to_owned();
-    let consumer = channel
-        .basic_consume(
-            name.as_str().into(),
-            consumer_tag.into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .doing("consuming the reply queue")?;
-    Ok((name, consumer))
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use plumbing::cli::Runtime;
 
-use celery_pages::bench;
 use celery_pages::commands::{self, BrokerArg, Target, WorkerOptions};
 use celery_pages::worker;
+
+mod bench;
 
 // A message is a few dozen small allocations in lapin and here (header
 // tables, strings, JSON); glibc's allocator was a fifth of the worker's
@@ -61,7 +62,7 @@ enum Command {
         /// Compress the task message, as kombu's `compression=` (the worker
         /// must read it: Python's and this one do).
         #[arg(long, value_enum)]
-        compression: Option<celery_pages::compression::Compression>,
+        compression: Option<celery_pages::message::compression::Compression>,
     },
     /// List every worker on the broker that answers a ping, Python or Rust
     /// (as `celery status`).
@@ -109,7 +110,7 @@ enum Command {
         no_worker: bool,
         /// Compress the task messages (the raw run stays uncompressed).
         #[arg(long, value_enum)]
-        compression: Option<celery_pages::compression::Compression>,
+        compression: Option<celery_pages::message::compression::Compression>,
         /// Instead: queue N tasks (no results asked) first, then time the
         /// worker taking and acking them all, beside a raw consumer doing
         /// the same with plain messages. With --no-worker: fill --queue, then
@@ -190,13 +191,13 @@ async fn run(command: Option<Command>) -> anyhow::Result<()> {
             let config = options.config(&target)?;
             match drain {
                 Some(tasks) if no_worker => {
-                    let report = celery_pages::drain::run_external(&config, tasks, |queue| {
+                    let report = bench::drain::run_external(&config, tasks, |queue| {
                         println!("{tasks} tasks queued in {queue:?}: start the worker on it now");
                     })
                     .await?;
                     println!("{report}");
                 }
-                Some(tasks) => println!("{}", celery_pages::drain::run(&config, tasks).await?),
+                Some(tasks) => println!("{}", bench::drain::run(&config, tasks).await?),
                 None => println!(
                     "{}",
                     bench::run(&config, tasks, window, no_worker, compression).await?

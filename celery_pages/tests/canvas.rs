@@ -75,7 +75,7 @@ async fn celerys_built_in_tasks_run_as_on_pythons_worker() {
 /// caller's `--compression` is answered by Python's worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_task_messages_are_read_by_either_worker() {
-    use celery_pages::compression::Compression;
+    use celery_pages::message::compression::Compression;
     use clap::ValueEnum;
 
     let python_queue = unique_queue("compressed-py");
@@ -195,7 +195,7 @@ async fn an_expired_task_is_revoked_not_run() {
     client
         .send_task(
             &queue,
-            celery_pages::protocol::TaskMessage {
+            celery_pages::message::TaskMessage {
                 id: "expired-1",
                 task: ADD_TASK,
                 args: &[json!(1), json!(2)],
@@ -332,7 +332,7 @@ async fn a_worker_killed_while_holding_an_eta_task_loses_nothing() {
     client
         .send_task(
             &queue,
-            celery_pages::protocol::TaskMessage {
+            celery_pages::message::TaskMessage {
                 id: "held-1",
                 task: ADD_TASK,
                 args: &[json!(20), json!(22)],

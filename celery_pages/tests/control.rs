@@ -133,10 +133,10 @@ async fn a_second_worker_with_the_same_node_name_is_refused() {
         .await
         .unwrap();
     caller
-        .call(ADD_TASK, &[json!(1), json!(1)], WAIT)
+        .call::<i64>(ADD_TASK, &[json!(1), json!(1)], WAIT)
         .await
         .unwrap();
-    let mut config = celery_pages::config::WorkerConfig::new(broker());
+    let mut config = celery_pages::worker::config::WorkerConfig::new(broker());
     config.queue = queue.clone();
     config.node = format!("rs.{queue}@test");
     let second = celery_pages::worker::run(config, std::future::pending()).await;
@@ -182,7 +182,7 @@ async fn the_rust_status_and_revoke_reach_python_workers_too() {
     client
         .send_task(
             &queue,
-            celery_pages::protocol::TaskMessage {
+            celery_pages::message::TaskMessage {
                 id: &id,
                 task: ADD_TASK,
                 args: &[json!(1), json!(2)],
@@ -228,7 +228,7 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
     let (_dump, lines) = celery_background(&queue, &["events", "--dump"]);
     line_with(&lines, &["evdump: starting capture"]);
     let (_events_connection, mut online_events) = listen_to_events().await;
-    let mut config = celery_pages::config::WorkerConfig::new(broker());
+    let mut config = celery_pages::worker::config::WorkerConfig::new(broker());
     config.queue = queue.clone();
     config.node = node.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -254,17 +254,19 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
         .await
         .unwrap();
     caller
-        .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+        .call::<i64>(ADD_TASK, &[json!(4), json!(10)], WAIT)
         .await
         .unwrap();
-    let _ = caller.call(ADD_TASK, &[json!(4), json!("a")], WAIT).await;
+    let _ = caller
+        .call::<serde_json::Value>(ADD_TASK, &[json!(4), json!("a")], WAIT)
+        .await;
     caller.close().await;
     // An expired task is revoked, and says so.
     let mut client = RawClient::connect().await;
     client
         .send_task(
             &queue,
-            celery_pages::protocol::TaskMessage {
+            celery_pages::message::TaskMessage {
                 id: "expired-event",
                 task: ADD_TASK,
                 args: &[json!(1), json!(2)],
@@ -315,7 +317,7 @@ async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
     let channel = connection.create_channel().await.unwrap();
     channel
         .exchange_declare(
-            celery_pages::events::EXCHANGE.into(),
+            celery_pages::worker::events::EXCHANGE.into(),
             lapin::ExchangeKind::Topic,
             ExchangeDeclareOptions {
                 durable: true,
@@ -325,14 +327,14 @@ async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
         )
         .await
         .unwrap();
-    let (queue, consumer) = celery_pages::reply_queue(&channel, "test-events")
+    let (queue, consumer) = celery_pages::amqp::reply_queue(&channel, "test-events")
         .await
         .unwrap();
     for events in ["worker.#", "task.#"] {
         channel
             .queue_bind(
                 queue.as_str().into(),
-                celery_pages::events::EXCHANGE.into(),
+                celery_pages::worker::events::EXCHANGE.into(),
                 events.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -391,14 +393,14 @@ async fn task_events_describe_results_and_exceptions_as_pythons_worker_does() {
             .await
             .unwrap();
         for args in calls {
-            let _ = caller.call(ADD_TASK, args, WAIT).await;
+            let _ = caller.call::<serde_json::Value>(ADD_TASK, args, WAIT).await;
         }
         caller.close().await;
     };
     let (_events_connection, mut events) = listen_to_events().await;
     let python_queue = unique_queue("events-py");
     let python_side = start_python_worker_with(&python_queue, &[("CELERY_TASK_EVENTS", "1")]).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::control::host_name());
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
     run(python_queue.clone()).await;
     let python = task_outcomes(&mut events, &python_node, calls.len()).await;
     drop(python_side);
@@ -488,10 +490,12 @@ async fn flower_lists_the_worker_with_its_counts_and_opens_its_page() {
     let mut polls = 0;
     loop {
         caller
-            .call(ADD_TASK, &[json!(1), json!(2)], WAIT)
+            .call::<i64>(ADD_TASK, &[json!(1), json!(2)], WAIT)
             .await
             .unwrap();
-        let _ = caller.call(ADD_TASK, &[json!(1), json!("a")], WAIT).await;
+        let _ = caller
+            .call::<serde_json::Value>(ADD_TASK, &[json!(1), json!("a")], WAIT)
+            .await;
         let (status, body) = http_get(port, "/workers?json=1").await;
         assert_eq!(status, 200, "{body}");
         let dashboard: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -543,7 +547,7 @@ async fn flower_lists_the_worker_with_its_counts_and_opens_its_page() {
 async fn a_bad_reply_address_does_not_blind_remote_control() {
     let python_queue = unique_queue("pidbox-reply-py");
     let python_side = start_python_worker(&python_queue).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::control::host_name());
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
     answers_ping_after_bad_replies(&python_node).await;
     drop(python_side);
     delete_queue(&python_queue).await;
@@ -561,7 +565,7 @@ async fn answers_ping_after_bad_replies(node: &str) {
     let node = node.to_owned();
     let broker = broker();
     let pings = || {
-        celery_pages::control::broadcast(
+        celery_pages::caller::control::broadcast(
             &broker,
             "ping",
             json!({}),

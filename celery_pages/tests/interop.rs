@@ -10,7 +10,7 @@ use common::{
     TestWorker, broker, cli_on_queue, delete_queue, python_caller, start_python_worker,
     unique_queue,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -50,14 +50,14 @@ async fn the_rust_caller_is_served_by_a_python_worker() {
     let caller = Caller::connect(&broker(), &queue).await.unwrap();
     assert_eq!(
         caller
-            .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+            .call::<Value>(ADD_TASK, &[json!(4), json!(10)], WAIT)
             .await
             .unwrap(),
         json!(14)
     );
     assert_eq!(
         caller
-            .call(
+            .call::<serde_json::Value>(
                 ADD_TASK,
                 &[json!("Kamu sudah membaca 4"), json!(" halaman")],
                 WAIT
@@ -66,7 +66,10 @@ async fn the_rust_caller_is_served_by_a_python_worker() {
             .unwrap(),
         json!("Kamu sudah membaca 4 halaman")
     );
-    match caller.call(ADD_TASK, &[json!("a"), json!(1)], WAIT).await {
+    match caller
+        .call::<serde_json::Value>(ADD_TASK, &[json!("a"), json!(1)], WAIT)
+        .await
+    {
         Err(Error::TaskFailed { exception, .. }) => {
             assert_eq!(exception.exc_type, "TypeError");
             assert_eq!(

@@ -29,7 +29,7 @@ async fn the_chapters_calls() {
     let caller = Caller::connect(&broker(), &queue).await.unwrap();
     assert_eq!(
         caller
-            .call(
+            .call::<serde_json::Value>(
                 ADD_TASK,
                 &[json!("Kamu sudah membaca 4"), json!(" halaman")],
                 WAIT
@@ -40,27 +40,27 @@ async fn the_chapters_calls() {
     );
     assert_eq!(
         caller
-            .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+            .call::<serde_json::Value>(ADD_TASK, &[json!(4), json!(10)], WAIT)
             .await
             .unwrap(),
         json!(14)
     );
     assert_eq!(
         caller
-            .call(ADD_TASK, &[json!(1.5), json!(2)], WAIT)
+            .call::<serde_json::Value>(ADD_TASK, &[json!(1.5), json!(2)], WAIT)
             .await
             .unwrap(),
         json!(3.5)
     );
     assert_eq!(
         caller
-            .call(ADD_TASK, &[json!([1]), json!([2])], WAIT)
+            .call::<serde_json::Value>(ADD_TASK, &[json!([1]), json!([2])], WAIT)
             .await
             .unwrap(),
         json!([1, 2])
     );
     match caller
-        .call(ADD_TASK, &[json!(4), json!("halaman")], WAIT)
+        .call::<serde_json::Value>(ADD_TASK, &[json!(4), json!("halaman")], WAIT)
         .await
     {
         Err(Error::TaskFailed { exception, .. }) => {
@@ -76,14 +76,14 @@ async fn the_chapters_calls() {
     let big = |text: &str| serde_json::from_str::<Value>(text).unwrap();
     assert_eq!(
         caller
-            .call(ADD_TASK, &[json!(u64::MAX), json!(1)], WAIT)
+            .call::<serde_json::Value>(ADD_TASK, &[json!(u64::MAX), json!(1)], WAIT)
             .await
             .unwrap(),
         big("18446744073709551616")
     );
     assert_eq!(
         caller
-            .call(ADD_TASK, &[big("1180591620717411303424"), json!(1)], WAIT)
+            .call::<serde_json::Value>(ADD_TASK, &[big("1180591620717411303424"), json!(1)], WAIT)
             .await
             .unwrap()
             .to_string(),
@@ -208,7 +208,7 @@ fn a_refused_login_an_unknown_vhost_and_a_bad_url_are_told_apart() {
 }
 
 fn task_properties(headers: Value, reply_to: &str) -> BasicProperties {
-    let AMQPValue::FieldTable(table) = celery_pages::protocol::to_amqp(&headers) else {
+    let AMQPValue::FieldTable(table) = celery_pages::message::to_amqp(&headers) else {
         unreachable!()
     };
     BasicProperties::default()
@@ -224,7 +224,7 @@ async fn poison_messages_are_rejected_answered_and_the_worker_keeps_going() {
     let mut client = RawClient::connect().await;
     // Declared here too: the worker may not have declared it yet, and a
     // message published to a queue that does not exist is dropped.
-    celery_pages::declare_task_queue(&client.channel, &celery_pages::TaskQueue::from(&queue))
+    celery_pages::amqp::declare_task_queue(&client.channel, &celery_pages::TaskQueue::from(&queue))
         .await
         .unwrap();
     let reply_to = client.reply_queue.clone();
@@ -247,7 +247,7 @@ async fn poison_messages_are_rejected_answered_and_the_worker_keeps_going() {
         (
             BasicProperties::default()
                 .with_headers(
-                    match celery_pages::protocol::to_amqp(&json!({"task": ADD_TASK, "id": "no-ct"}))
+                    match celery_pages::message::to_amqp(&json!({"task": ADD_TASK, "id": "no-ct"}))
                     {
                         AMQPValue::FieldTable(t) => t,
                         _ => FieldTable::default(),
@@ -451,7 +451,7 @@ async fn a_cut_broker_connection_is_retried_and_consumption_resumes() {
     let caller = Caller::connect(&broker(), &queue).await.unwrap();
     assert_eq!(
         caller
-            .call(ADD_TASK, &[json!(1), json!(2)], WAIT)
+            .call::<serde_json::Value>(ADD_TASK, &[json!(1), json!(2)], WAIT)
             .await
             .unwrap(),
         json!(3)
@@ -475,7 +475,7 @@ async fn a_cut_broker_connection_is_retried_and_consumption_resumes() {
     assert_eq!(during.wait(WAIT).await.unwrap(), json!(42));
     assert_eq!(
         caller
-            .call(ADD_TASK, &[json!(2), json!(2)], WAIT)
+            .call::<serde_json::Value>(ADD_TASK, &[json!(2), json!(2)], WAIT)
             .await
             .unwrap(),
         json!(4)
@@ -485,7 +485,7 @@ async fn a_cut_broker_connection_is_retried_and_consumption_resumes() {
     let node = format!("rs.{queue}@test");
     let mut polls = 0;
     loop {
-        let answers = celery_pages::control::broadcast(
+        let answers = celery_pages::caller::control::broadcast(
             &broker(),
             "ping",
             json!({}),
@@ -586,7 +586,7 @@ async fn ctrl_c_finishes_the_tasks_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_with_unreadable_properties_is_set_aside_and_the_queue_moves_on() {
     let queue = unique_queue("unreadable");
-    let side = celery_pages::quarantine::side_queue(&queue);
+    let side = celery_pages::amqp::quarantine::side_queue(&queue);
     Caller::connect(&broker(), &queue)
         .await
         .unwrap()
@@ -738,7 +738,7 @@ async fn a_quorum_queue_is_created_and_served() {
     };
     let caller = Caller::connect(&broker(), quorum).await.unwrap();
     let sum = caller
-        .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+        .call::<serde_json::Value>(ADD_TASK, &[json!(4), json!(10)], WAIT)
         .await
         .unwrap();
     assert_eq!(sum, json!(14));
@@ -761,14 +761,14 @@ async fn a_quorum_queue_is_created_and_served() {
     // declaration would be refused.
     let caller = Caller::connect(&broker(), quorum.clone()).await.unwrap();
     let sum = caller
-        .call(ADD_TASK, &[json!(4), json!(10)], WAIT)
+        .call::<serde_json::Value>(ADD_TASK, &[json!(4), json!(10)], WAIT)
         .await
         .unwrap();
     assert_eq!(sum, json!(14));
     first.stop().await;
     let second = start();
     let sum = caller
-        .call(ADD_TASK, &[json!(1), json!(2)], WAIT)
+        .call::<serde_json::Value>(ADD_TASK, &[json!(1), json!(2)], WAIT)
         .await
         .unwrap();
     assert_eq!(sum, json!(3));

@@ -69,7 +69,9 @@ pub async fn delete_queue(queue: &str) {
 pub async fn ready_count(queue: &str) -> u32 {
     let connection = broker().connect().await.unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let (waiting, _) = celery_pages::queue_depth(&channel, queue).await.unwrap();
+    let (waiting, _) = celery_pages::amqp::queue_depth(&channel, queue)
+        .await
+        .unwrap();
     let _ = connection.close(200, "test done".into()).await;
     waiting
 }
@@ -154,15 +156,15 @@ impl TestWorker {
     pub fn config(
         broker: &celery_pages::Broker,
         queue: &str,
-    ) -> celery_pages::config::WorkerConfig {
-        let mut config = celery_pages::config::WorkerConfig::new(broker.clone());
+    ) -> celery_pages::worker::config::WorkerConfig {
+        let mut config = celery_pages::worker::config::WorkerConfig::new(broker.clone());
         config.queue = queue.to_owned();
         // A node name of its own: tests run at once on one broker.
         config.node = format!("rs.{queue}@test");
         config
     }
 
-    pub fn with_config(config: celery_pages::config::WorkerConfig) -> Self {
+    pub fn with_config(config: celery_pages::worker::config::WorkerConfig) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(celery_pages::worker::run(config, async {
             let _ = stopped.await;
@@ -203,7 +205,7 @@ impl RawClient {
     pub async fn connect() -> Self {
         let connection = broker().connect().await.unwrap();
         let channel = connection.create_channel().await.unwrap();
-        let (reply_queue, replies) = celery_pages::reply_queue(&channel, "raw-test-client")
+        let (reply_queue, replies) = celery_pages::amqp::reply_queue(&channel, "raw-test-client")
             .await
             .unwrap();
         RawClient {
@@ -229,8 +231,8 @@ impl RawClient {
 
     /// Sends task `message` to `queue`, its result to this client's reply
     /// queue.
-    pub async fn send_task(&self, queue: &str, message: celery_pages::protocol::TaskMessage<'_>) {
-        let (body, properties) = celery_pages::protocol::TaskMessage {
+    pub async fn send_task(&self, queue: &str, message: celery_pages::message::TaskMessage<'_>) {
+        let (body, properties) = celery_pages::message::TaskMessage {
             reply_to: Some(&self.reply_queue),
             origin: "test",
             ..message

@@ -32,10 +32,12 @@ use plumbing::bench::closed_loop;
 use serde_json::json;
 
 use crate::bench::publish_confirmed;
-use crate::caller::Caller;
-use crate::config::WorkerConfig;
-use crate::protocol::TaskMessage;
-use crate::{ADD_TASK, AmqpContext, Broker, Error, Result, confirming_channel, worker};
+use anyhow::{Context, Result, anyhow, bail};
+use celery_pages::amqp::confirming_channel;
+use celery_pages::caller::Caller;
+use celery_pages::message::TaskMessage;
+use celery_pages::worker::config::WorkerConfig;
+use celery_pages::{ADD_TASK, Broker, worker};
 
 /// Publishes kept in flight while the queue is filled.
 const FILL_WINDOW: usize = 256;
@@ -137,14 +139,14 @@ pub async fn run_external(
     let connection = config.broker.connect().await?;
     let channel = confirming_channel(&connection).await?;
     let queue = config.task_queue();
-    crate::declare_task_queue(&channel, &queue).await?;
-    let (waiting, consumers) = crate::queue_depth(&channel, &queue.name).await?;
+    celery_pages::amqp::declare_task_queue(&channel, &queue).await?;
+    let (waiting, consumers) = celery_pages::amqp::queue_depth(&channel, &queue.name).await?;
     if consumers > 0 || waiting > 0 {
-        return Err(Error::DrainNotReady {
-            queue: queue.name,
-            consumers,
-            waiting,
-        });
+        bail!(
+            "queue {:?} must be empty and unconsumed before a drain bench fills it \
+             ({waiting} messages waiting, {consumers} consumers): stop its workers, or purge it",
+            queue.name
+        );
     }
     let origin = format!("{}@bench", std::process::id());
     fill(&channel, &queue.name, tasks, move |i| add_task(i, &origin)).await?;
@@ -152,12 +154,11 @@ pub async fn run_external(
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     let (channel, name) = (&channel, &queue.name);
     let poll_until = |done: fn((u32, u32)) -> bool| async move {
-        while !done(crate::queue_depth(channel, name).await?) {
+        while !done(celery_pages::amqp::queue_depth(channel, name).await?) {
             if Instant::now() > deadline {
-                return Err(Error::DrainTimeout {
-                    queue: name.clone(),
-                    timeout: DRAIN_TIMEOUT,
-                });
+                bail!(
+                    "queue {name:?} was not drained within {DRAIN_TIMEOUT:?}: did a worker start on it?"
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -245,16 +246,16 @@ async fn raw_drain(
             FieldTable::default(),
         )
         .await
-        .doing("declaring the raw drain queue")?;
+        .context("declaring the raw drain queue")?;
     fill(&channel, RAW_QUEUE, count, message).await?;
     let consumer_channel = connection
         .create_channel()
         .await
-        .doing("opening a channel")?;
+        .context("opening a channel")?;
     consumer_channel
         .basic_qos(prefetch, BasicQosOptions { global: true })
         .await
-        .doing("setting the prefetch")?;
+        .context("setting the prefetch")?;
     let started = Instant::now();
     let mut deliveries = consumer_channel
         .basic_consume(
@@ -264,29 +265,25 @@ async fn raw_drain(
             FieldTable::default(),
         )
         .await
-        .doing("consuming the raw drain queue")?;
+        .context("consuming the raw drain queue")?;
     // Acks go out without waiting for each other, at most `prefetch`
     // pending, as a consumer that keeps up would send them.
     let mut acks = futures::stream::FuturesUnordered::new();
     for _ in 0..count {
         let delivery = tokio::time::timeout(DRAIN_TIMEOUT, deliveries.next())
             .await
-            .map_err(|_| Error::ResultLost {
-                id: "raw drain".into(),
-            })?
-            .ok_or_else(|| Error::ResultLost {
-                id: "raw drain".into(),
-            })?
-            .doing("taking a raw message")?;
+            .map_err(|_| anyhow!("the raw drain's messages stopped coming"))?
+            .ok_or_else(|| anyhow!("the raw drain's consumer ended"))?
+            .context("taking a raw message")?;
         acks.push(async move { delivery.ack(BasicAckOptions::default()).await });
         while acks.len() >= usize::from(prefetch.max(1)) {
             if let Some(acked) = acks.next().await {
-                acked.doing("acking a raw message")?;
+                acked.context("acking a raw message")?;
             }
         }
     }
     while let Some(acked) = acks.next().await {
-        acked.doing("acking a raw message")?;
+        acked.context("acking a raw message")?;
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();
     let _ = channel

@@ -6,7 +6,7 @@
 //! passwords hidden wherever they are printed or logged.
 //!
 //! ```
-//! use celery_pages::broker::Broker;
+//! use celery_pages::amqp::broker::Broker;
 //!
 //! let broker: Broker = "amqp://guest:secret@h1:5672/%2f;amqp://guest:secret@h2:5672/%2f"
 //!     .parse()
@@ -63,7 +63,7 @@ impl Broker {
     }
 
     /// The URL the next connection tries first, as it is (for the raw
-    /// connection of [`crate::quarantine`]).
+    /// connection of [`crate::amqp::quarantine`]).
     pub(crate) fn current_url(&self) -> &str {
         &self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()]
     }
@@ -146,7 +146,7 @@ impl fmt::Display for Broker {
 ///
 /// ```
 /// assert_eq!(
-///     celery_pages::broker::redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+///     celery_pages::amqp::broker::redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
 ///     "amqp://guest:***@127.0.0.1:5672/%2f"
 /// );
 /// ```

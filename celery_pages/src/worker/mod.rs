@@ -1,4 +1,4 @@
-//! The worker: consumes the task queue and runs `addTask.add`.
+//! The worker: consumes the task queue and runs the registered tasks.
 //!
 //! Each delivery runs in its own task, at most `concurrency` at once, and is
 //! settled only at the end: acked after its result was confirmed by the
@@ -7,32 +7,30 @@
 //! to the next worker: nothing is lost, at the price of a task possibly
 //! running twice, which is harmless for `add`.
 
+pub mod canvas;
+pub mod config;
+pub mod control;
+pub mod events;
+mod execute;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
-use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::canvas;
-use crate::config::WorkerConfig;
-use crate::control::Node;
-use crate::events::Events;
-use crate::protocol::{
-    Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
-    success_body,
-};
-use crate::tasks::Failure;
-use crate::{ADD_TASK, AmqpContext, QueueType, Result, TaskQueue, declare_task_queue};
+use crate::amqp::declare_task_queue;
+use crate::worker::config::WorkerConfig;
+use crate::worker::control::Node;
+use crate::worker::events::Events;
+use crate::worker::execute::{SETTLE_TIMEOUT, Session, handle};
+use crate::{AmqpContext, QueueType, Result, TaskQueue};
 
 const CONSUMER_TAG: &str = "celery_pages-worker";
 /// How the prefetch is set on a queue of `kind`. On a classic queue it is
@@ -49,9 +47,6 @@ fn qos(kind: QueueType) -> BasicQosOptions {
 }
 const RECONNECT_FIRST: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
-/// Longest wait for a result's confirm, an ack or a reject: on a connection
-/// that died mid-call, lapin may never answer.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest each step of a stop (cancel, close, goodbye) may wait for
 /// the broker.
 const STOP_STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -153,11 +148,15 @@ async fn reconnect(
 }
 
 /// Moves the messages lapin cannot read out of the queue (see
-/// [`crate::quarantine`]), with one log line each. True if any was moved.
+/// [`crate::amqp::quarantine`]), with one log line each. True if any was moved.
 async fn set_aside_unreadable(config: &WorkerConfig) -> bool {
-    let side = crate::quarantine::side_queue(&config.queue);
-    match crate::quarantine::set_aside_unreadable(&config.broker, &config.queue, config.prefetch)
-        .await
+    let side = crate::amqp::quarantine::side_queue(&config.queue);
+    match crate::amqp::quarantine::set_aside_unreadable(
+        &config.broker,
+        &config.queue,
+        config.prefetch,
+    )
+    .await
     {
         Ok(moved) if !moved.is_empty() => {
             for message in &moved {
@@ -213,7 +212,7 @@ async fn consume(
     // replies may need a fresh channel), for as long as the session lasts.
     let remote_control = async {
         if let Some((_commands_channel, mut commands)) = control {
-            crate::control::serve(connection, &mut commands, node).await;
+            crate::worker::control::serve(connection, &mut commands, node).await;
         }
         std::future::pending::<std::convert::Infallible>().await
     };
@@ -224,7 +223,8 @@ async fn consume(
         events,
         channel: channel.clone(),
         task_queue: config.task_queue(),
-        origin: origin(),
+        tasks: Arc::clone(&config.tasks),
+        origin: crate::message::origin(),
         prefetch: config.prefetch,
         held: tokio::sync::Mutex::new(0),
         ended,
@@ -292,7 +292,7 @@ async fn open_control(
 ) -> Result<Option<(Channel, lapin::Consumer)>> {
     let mut tries = 0;
     loop {
-        match crate::control::open(connection, node).await {
+        match crate::worker::control::open(connection, node).await {
             Ok(control) => return Ok(Some(control)),
             Err(err @ crate::Error::NodeNameTaken { .. }) if first => return Err(err),
             Err(err) if tries < 10 => {
@@ -328,53 +328,9 @@ async fn dispatch(session: &Arc<Session>, slots: &Arc<Semaphore>, delivery: Deli
     });
 }
 
-/// What the deliveries of one consuming session share.
-struct Session {
-    /// What the worker reports to Celery's tools, and its revoked ids.
-    node: Arc<Node>,
-    events: Events,
-    channel: Channel,
-    /// The queue the worker consumes: where a chain step without a queue of
-    /// its own goes, and how a step's queue is declared.
-    task_queue: TaskQueue,
-    /// `<pid>@<host>`, the `origin` of the messages this worker sends.
-    origin: String,
-    prefetch: u16,
-    /// Tasks held for their eta.
-    held: tokio::sync::Mutex<u32>,
-    /// Cancelled when the session ends.
-    ended: CancellationToken,
-}
-
-impl Session {
-    /// Counts a held task in (`+1`) or out (`-1`) and sets the prefetch to
-    /// the configured one plus the held ones, as Celery's worker does.
-    async fn hold_count(&self, change: i32) {
-        if self.task_queue.kind == QueueType::Quorum {
-            return; // a consumer's prefetch cannot change under it
-        }
-        let mut held = self.held.lock().await;
-        *held = held.saturating_add_signed(change);
-        // Past what basic.qos can say, no limit at all (kombu's
-        // PREFETCH_COUNT_MAX): held tasks must never stop the others.
-        let prefetch = u16::try_from(u32::from(self.prefetch) + *held).unwrap_or(0);
-        if let Err(err) = self
-            .channel
-            .basic_qos(prefetch, qos(self.task_queue.kind))
-            .await
-        {
-            tracing::debug!(%err, "could not change the prefetch");
-        }
-    }
-}
-
-fn origin() -> String {
-    format!("{}@{}", std::process::id(), crate::control::host_name())
-}
-
 /// The `eta` of a delivery, if it is in the future.
 fn due_later(delivery: &Delivery) -> Option<chrono::DateTime<chrono::Utc>> {
-    let eta = crate::protocol::eta_of(&delivery.properties)?;
+    let eta = crate::message::eta_of(&delivery.properties)?;
     (eta > chrono::Utc::now()).then_some(eta)
 }
 
@@ -386,14 +342,14 @@ async fn hold(
     delivery: Delivery,
     eta: chrono::DateTime<chrono::Utc>,
 ) {
-    session.hold_count(1).await;
+    hold_count(&session, 1).await;
     let wait = (eta - chrono::Utc::now()).to_std().unwrap_or_default();
     tracing::info!(eta = %eta, "holding a task until its eta");
     let due = tokio::select! {
         () = tokio::time::sleep(wait) => true,
         () = session.ended.cancelled() => false,
     };
-    session.hold_count(-1).await;
+    hold_count(&session, -1).await;
     if !due {
         return;
     }
@@ -405,11 +361,31 @@ async fn hold(
     drop(slot);
 }
 
+/// Counts a held task in (`+1`) or out (`-1`) and sets the prefetch to
+/// the configured one plus the held ones, as Celery's worker does.
+async fn hold_count(session: &Session, change: i32) {
+    if session.task_queue.kind == QueueType::Quorum {
+        return; // a consumer's prefetch cannot change under it
+    }
+    let mut held = session.held.lock().await;
+    *held = held.saturating_add_signed(change);
+    // Past what basic.qos can say, no limit at all (kombu's
+    // PREFETCH_COUNT_MAX): held tasks must never stop the others.
+    let prefetch = u16::try_from(u32::from(session.prefetch) + *held).unwrap_or(0);
+    if let Err(err) = session
+        .channel
+        .basic_qos(prefetch, qos(session.task_queue.kind))
+        .await
+    {
+        tracing::debug!(%err, "could not change the prefetch");
+    }
+}
+
 /// Sets up native delayed delivery for a quorum queue, as Celery's worker
-/// does when it detects one (see [`crate::delayed`]).
+/// does when it detects one (see [`crate::amqp::delayed`]).
 async fn delayed_delivery(channel: &Channel, queue: &TaskQueue) -> Result<()> {
-    crate::delayed::declare_levels(channel).await?;
-    if !crate::delayed::bind_queue(channel, queue).await? {
+    crate::amqp::delayed::declare_levels(channel).await?;
+    if !crate::amqp::delayed::bind_queue(channel, queue).await? {
         tracing::warn!(
             "exchange {} is a direct exchange, and native delayed delivery does not support \
              direct exchanges: countdown and eta tasks published to it are held by the worker \
@@ -426,7 +402,7 @@ async fn open_consumer(
     connection: &Connection,
     config: &WorkerConfig,
 ) -> Result<(Channel, lapin::Consumer)> {
-    let channel = crate::confirming_channel(connection).await?;
+    let channel = crate::amqp::confirming_channel(connection).await?;
     let task_queue = config.task_queue();
     declare_task_queue(&channel, &task_queue).await?;
     if task_queue.kind == QueueType::Quorum {
@@ -482,316 +458,5 @@ async fn stop_step<T>(doing: &str, step: impl Future<Output = T>) {
         tracing::warn!(
             "the broker did not answer within {STOP_STEP_TIMEOUT:?} while {doing}; stopping anyway"
         );
-    }
-}
-
-/// What a delivery came to.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    /// The task returned a value: answered SUCCESS, then acked.
-    Succeeded(Value),
-    /// The task raised: answered FAILURE, then acked (a normal failure).
-    Raised(PyException),
-    /// The message can never run (malformed, unknown task, wrong
-    /// arguments): answered FAILURE where an answer can be addressed, then
-    /// rejected without requeue.
-    Refused(PyException),
-    /// Not run, for this reason (`expired`): answered REVOKED, then acked.
-    Revoked(String),
-}
-
-/// Runs one delivery to the end: run (or not), answer, send what comes
-/// next (chain, callbacks, errbacks), then ack or reject.
-async fn handle(session: &Session, delivery: Delivery) {
-    let channel = &session.channel;
-    let properties = &delivery.properties;
-    let reply_to = properties
-        .reply_to()
-        .as_ref()
-        .map(|r| r.as_str().to_owned());
-    let correlation = properties
-        .correlation_id()
-        .as_ref()
-        .map(|c| c.as_str().to_owned());
-    let (request, outcome, sends) = match parse_task(properties, &delivery.data) {
-        Ok(request) => {
-            let (outcome, sends) = run_reported(session, &request);
-            log_outcome(&request, &outcome);
-            (Some(request), outcome, sends)
-        }
-        Err(Poison { reason, reply_id }) => {
-            tracing::error!(%reason, "rejecting a message that cannot run");
-            let exception = PyException {
-                exc_type: "InvalidTaskError".into(),
-                exc_module: "celery.exceptions".into(),
-                message: reason,
-            };
-            let stub = reply_id.map(|id| TaskRequest {
-                id,
-                ..TaskRequest::stub()
-            });
-            (stub, Outcome::Refused(exception), Vec::new())
-        }
-    };
-    // A result goes to the correlation id the caller waits on (Celery sets
-    // it to the task id); a message with neither cannot be answered.
-    let replied = match (&request, reply_to) {
-        (Some(request), Some(reply_to)) => {
-            let answer_to = correlation.unwrap_or_else(|| request.id.clone());
-            let body = result_body(&request.id, &outcome);
-            reply(channel, &reply_to, &answer_to, &body).await
-        }
-        _ => true,
-    };
-    let sent_on = match (&request, &outcome) {
-        (Some(request), Outcome::Succeeded(value)) => {
-            send_signatures(session, request, &sends).await
-                && send_next(session, request, value).await
-        }
-        (Some(request), Outcome::Raised(_)) => run_errbacks(session, request).await,
-        _ => true,
-    };
-    match outcome {
-        Outcome::Refused(_) => reject(&delivery).await,
-        _ if replied && sent_on => ack(&delivery).await,
-        // No confirmed result, or the next step not sent: leave the message
-        // unacked, so the broker redelivers it when this channel goes.
-        _ => {}
-    }
-}
-
-/// Runs a request unless it was revoked or has expired, keeping the node's
-/// books (`inspect active`, `stats`) and sending its task events. Returns
-/// the outcome and the signatures of the tasks it sends on.
-fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec<Value>) {
-    let (node, events) = (&session.node, &session.events);
-    let args = request.args_repr();
-    events.task_event("task-received", || {
-        json!({"uuid": request.id, "name": request.task, "args": args, "kwargs": "{}",
-               "root_id": request.root_id, "parent_id": null, "retries": 0,
-               "eta": request.eta.map(|t| t.to_rfc3339()),
-               "expires": request.expires.map(|t| t.to_rfc3339())})
-    });
-    let revoked = if node.is_revoked(&request.id) {
-        Some("revoked")
-    } else if request.expired(chrono::Utc::now()) {
-        Some("expired")
-    } else {
-        None
-    };
-    if let Some(reason) = revoked {
-        events.task_event("task-revoked", || {
-            json!({"uuid": request.id, "terminated": false, "signum": null,
-                   "expired": reason == "expired"})
-        });
-        return (Outcome::Revoked(reason.into()), Vec::new());
-    }
-    node.start_task(&request.id, &request.task, &args, "{}");
-    events.task_event("task-started", || json!({"uuid": request.id}));
-    let started = std::time::Instant::now();
-    let (outcome, sends) = run_task(request);
-    node.finish_task(&request.id);
-    match &outcome {
-        Outcome::Succeeded(value) => events.task_event("task-succeeded", || {
-            json!({"uuid": request.id, "result": crate::protocol::python_repr(value),
-                   "runtime": started.elapsed().as_secs_f64()})
-        }),
-        Outcome::Raised(exc) | Outcome::Refused(exc) => events.task_event("task-failed", || {
-            json!({"uuid": request.id, "exception": exc.repr(),
-                   "traceback": ""})
-        }),
-        Outcome::Revoked(_) => {}
-    }
-    (outcome, sends)
-}
-
-/// The result message for task `id` that came to `outcome`.
-fn result_body(id: &str, outcome: &Outcome) -> Vec<u8> {
-    match outcome {
-        Outcome::Succeeded(value) => success_body(id, value),
-        Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(id, exc),
-        Outcome::Revoked(reason) => revoked_body(id, reason),
-    }
-}
-
-/// Sends the tasks a task sent on as it ran (the group of a
-/// `celery.chunks`), each confirmed. True if all went out.
-async fn send_signatures(session: &Session, request: &TaskRequest, sends: &[Value]) -> bool {
-    for signature in sends {
-        let queue = &session.task_queue.name;
-        match canvas::call_signature(signature, &[], request, Vec::new(), queue, &session.origin) {
-            Ok(message) => {
-                if !publish_task(session, message).await {
-                    return false;
-                }
-            }
-            Err(reason) => tracing::error!(id = %request.id, %reason, "cannot send a task on"),
-        }
-    }
-    true
-}
-
-/// Sends what comes after a task that succeeded (its callbacks and the
-/// next step of its chain), each confirmed. True if all went out.
-async fn send_next(session: &Session, request: &TaskRequest, result: &Value) -> bool {
-    match canvas::after_success(request, result, &session.task_queue.name, &session.origin) {
-        Ok(next) => {
-            for message in next {
-                if !publish_task(session, message).await {
-                    return false;
-                }
-            }
-            true
-        }
-        Err(reason) => {
-            tracing::error!(id = %request.id, %reason, "cannot continue the workflow");
-            true
-        }
-    }
-}
-
-/// Runs the errbacks of a task that raised, as Celery's worker does (see
-/// [`canvas::run_errbacks`]). True unless one that had to be sent was not.
-async fn run_errbacks(session: &Session, request: &TaskRequest) -> bool {
-    let mut sent = true;
-    for errback in canvas::run_errbacks(request, &session.task_queue.name, &session.origin) {
-        match errback {
-            Ok(canvas::Errback::Ran {
-                args,
-                outcome: Ok(value),
-            }) => {
-                tracing::info!(id = %request.id, "errback {ADD_TASK}{args:?} returned {}", crate::protocol::python_repr(&value));
-            }
-            Ok(canvas::Errback::Ran {
-                outcome: Err(exc), ..
-            }) => {
-                tracing::error!(id = %request.id, "errback {ADD_TASK} raised an exception: {exc}");
-            }
-            Ok(canvas::Errback::Send(message)) => sent &= publish_task(session, *message).await,
-            Err(reason) => tracing::error!(id = %request.id, %reason, "cannot run an errback"),
-        }
-    }
-    sent
-}
-
-/// Publishes a task message where it is routed, declaring a queue first as
-/// Celery does, and waits for the broker's confirm.
-async fn publish_task(session: &Session, message: canvas::Outgoing) -> bool {
-    let channel = &session.channel;
-    let (exchange, routing_key) = match &message.route {
-        canvas::Route::Queue(queue) => {
-            if let Err(err) = declare_task_queue(channel, &session.task_queue.named(queue)).await {
-                tracing::warn!(%err, %queue, "cannot declare the next task's queue");
-                return false;
-            }
-            (String::new(), queue.clone())
-        }
-        canvas::Route::Exchange {
-            exchange,
-            routing_key,
-        } => (exchange.clone(), routing_key.clone()),
-    };
-    let published = async {
-        channel
-            .basic_publish(
-                exchange.as_str().into(),
-                routing_key.as_str().into(),
-                BasicPublishOptions::default(),
-                &message.body,
-                message.properties,
-            )
-            .await?
-            .await
-    };
-    match tokio::time::timeout(SETTLE_TIMEOUT, published).await {
-        Ok(Ok(confirm)) if confirm.is_ack() => {
-            tracing::info!(task = %message.task, id = %message.id, %routing_key, "sent the next task");
-            true
-        }
-        _ => {
-            tracing::warn!(id = %message.id, "the next task was not confirmed; the task will be redelivered");
-            false
-        }
-    }
-}
-
-fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
-    let (task, id) = (&request.task, &request.id);
-    match outcome {
-        Outcome::Succeeded(value) => {
-            tracing::info!(target: "celery_pages::task", "Task {task}[{id}] succeeded: {}", crate::protocol::python_repr(value));
-        }
-        Outcome::Raised(exc) => {
-            tracing::warn!(target: "celery_pages::task", "Task {task}[{id}] raised {exc}");
-        }
-        Outcome::Refused(exc) => tracing::error!(%task, %id, "rejecting: {exc}"),
-        Outcome::Revoked(reason) => {
-            tracing::warn!(target: "celery_pages::task", "Task {task}[{id}] revoked: {reason}");
-        }
-    }
-}
-
-/// Runs a request: an unknown task or arguments that do not fit are
-/// refused; otherwise the task runs and returns or raises.
-fn run_task(request: &TaskRequest) -> (Outcome, Vec<Value>) {
-    match crate::tasks::run(&request.task, &request.args, &request.kwargs) {
-        Ok(done) => (Outcome::Succeeded(done.value), done.sends),
-        Err(Failure::Raised(exc)) => (Outcome::Raised(exc), Vec::new()),
-        Err(Failure::NotRegistered(exc) | Failure::BadCall(exc)) => {
-            (Outcome::Refused(exc), Vec::new())
-        }
-    }
-}
-
-/// Publishes a result to `reply_to` and waits for the broker's confirm.
-/// True if it is safe to ack: the result is with the broker.
-async fn reply(channel: &Channel, reply_to: &str, correlation_id: &str, body: &[u8]) -> bool {
-    let published = async {
-        channel
-            .basic_publish(
-                "".into(),
-                reply_to.into(),
-                BasicPublishOptions::default(),
-                body,
-                result_properties(correlation_id),
-            )
-            .await?
-            .await
-    };
-    let Ok(published) = tokio::time::timeout(SETTLE_TIMEOUT, published).await else {
-        tracing::warn!(%reply_to, "no confirm for a result; the task will be redelivered");
-        return false;
-    };
-    match published {
-        Ok(confirm) if confirm.is_ack() => true,
-        Ok(_) => {
-            tracing::warn!(%reply_to, "the broker refused a result; the task will be redelivered");
-            false
-        }
-        Err(err) => {
-            tracing::warn!(%err, "could not publish a result; the task will be redelivered");
-            false
-        }
-    }
-}
-
-async fn ack(delivery: &Delivery) {
-    let acked = tokio::time::timeout(
-        SETTLE_TIMEOUT,
-        delivery.acker.ack(BasicAckOptions::default()),
-    );
-    match acked.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(err)) => tracing::warn!(%err, "ack failed; the broker will redeliver the task"),
-        Err(_) => tracing::warn!("ack timed out; the broker will redeliver the task"),
-    }
-}
-
-async fn reject(delivery: &Delivery) {
-    let rejected = delivery.acker.reject(BasicRejectOptions { requeue: false });
-    match tokio::time::timeout(SETTLE_TIMEOUT, rejected).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(err)) => tracing::warn!(%err, "reject failed"),
-        Err(_) => tracing::warn!("reject timed out"),
     }
 }

@@ -12,6 +12,8 @@
 //! between the two raw runs is the broker's cost of Celery's message
 //! format, which no worker can remove.
 
+pub mod drain;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -28,10 +30,12 @@ use plumbing::bench::{Stats, closed_loop};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::caller::Caller;
-use crate::config::WorkerConfig;
-use crate::worker;
-use crate::{ADD_TASK, AmqpContext, Broker, Error, QueueType, Result, TaskQueue, reply_queue};
+use anyhow::{Context, Result, anyhow};
+use celery_pages::amqp::reply_queue;
+use celery_pages::caller::Caller;
+use celery_pages::worker;
+use celery_pages::worker::config::WorkerConfig;
+use celery_pages::{ADD_TASK, Broker, QueueType, TaskQueue};
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -78,7 +82,7 @@ pub async fn run(
     tasks: u64,
     window: usize,
     external_worker: bool,
-    compression: Option<crate::compression::Compression>,
+    compression: Option<celery_pages::message::compression::Compression>,
 ) -> Result<Report> {
     let (stop, stopped) = oneshot::channel::<()>();
     let config = with_own_node(config, "bench");
@@ -141,12 +145,12 @@ pub async fn run(
 
 /// `config` with a node name of the bench's own (`celery_pages-<role>-<pid>@<host>`),
 /// so that a bench's worker runs beside any other.
-pub(crate) fn with_own_node(config: &WorkerConfig, role: &str) -> WorkerConfig {
+pub fn with_own_node(config: &WorkerConfig, role: &str) -> WorkerConfig {
     WorkerConfig {
         node: format!(
             "celery_pages-{role}-{}@{}",
             std::process::id(),
-            crate::control::host_name()
+            celery_pages::message::host_name()
         ),
         ..config.clone()
     }
@@ -164,10 +168,8 @@ pub async fn celery_run(
         let caller = Arc::clone(&caller);
         async move {
             let i = i as i64;
-            let sum = caller
-                .call(ADD_TASK, &[json!(i), json!(10)], timeout)
-                .await?;
-            assert_eq!(sum, json!(i + 10), "wrong result from the worker");
+            let sum: i64 = caller.call(ADD_TASK, (i, 10), timeout).await?;
+            anyhow::ensure!(sum == i + 10, "wrong result from the worker: {sum}");
             Ok(())
         }
     })
@@ -210,7 +212,7 @@ pub async fn raw_run(
 ) -> Result<Stats> {
     let (responder, responder_channel) = start_responder(broker, queue, prefetch).await?;
     let connection = broker.connect().await?;
-    let channel = crate::confirming_channel(&connection).await?;
+    let channel = celery_pages::amqp::confirming_channel(&connection).await?;
     let (reply_queue, replies) = reply_queue(&channel, "raw-requester").await?;
     let waiting: Waiting = Arc::default();
     tokio::spawn(route_replies(replies, Arc::clone(&waiting)));
@@ -234,18 +236,19 @@ pub async fn raw_run(
                         .with_correlation_id(id.as_str().into())
                         .with_reply_to(reply_queue.as_str().into()),
                 ),
-                RawMessage::TaskShaped => crate::protocol::TaskMessage {
+                RawMessage::TaskShaped => celery_pages::message::TaskMessage {
                     id: &id,
                     task: ADD_TASK,
                     args: &[json!(4), json!(10)],
                     reply_to: Some(&reply_queue),
                     origin: "0@bench",
-                    ..crate::protocol::TaskMessage::default()
+                    ..celery_pages::message::TaskMessage::default()
                 }
                 .encode(),
             };
             publish_confirmed(&channel, &queue, &body, properties).await?;
-            rx.await.map_err(|_| Error::ResultLost { id })
+            rx.await
+                .map_err(|_| anyhow!("the reply to raw request {id} never came"))
         }
     })
     .await?;
@@ -268,7 +271,7 @@ async fn start_responder(
     let channel = connection
         .create_channel()
         .await
-        .doing("opening a channel")?;
+        .context("opening a channel")?;
     channel
         .queue_declare(
             queue.name.as_str().into(),
@@ -279,11 +282,11 @@ async fn start_responder(
             queue.arguments(),
         )
         .await
-        .doing("declaring the raw bench queue")?;
+        .context("declaring the raw bench queue")?;
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await
-        .doing("setting the prefetch")?;
+        .context("setting the prefetch")?;
     let deliveries = channel
         .basic_consume(
             queue.name.as_str().into(),
@@ -292,7 +295,7 @@ async fn start_responder(
             FieldTable::default(),
         )
         .await
-        .doing("consuming the raw bench queue")?;
+        .context("consuming the raw bench queue")?;
     tokio::spawn(respond(channel.clone(), deliveries));
     Ok((connection, channel))
 }
@@ -311,7 +314,7 @@ async fn route_replies(mut replies: lapin::Consumer, waiting: Waiting) {
     }
 }
 
-pub(crate) async fn publish_confirmed(
+pub async fn publish_confirmed(
     channel: &Channel,
     queue: &str,
     body: &[u8],
@@ -326,13 +329,13 @@ pub(crate) async fn publish_confirmed(
             properties,
         )
         .await
-        .doing("publishing")?
+        .context("publishing")?
         .await
-        .doing("waiting for the publisher confirm")?;
+        .context("waiting for the publisher confirm")?;
     if confirm.is_ack() {
         Ok(())
     } else {
-        Err(Error::NotConfirmed)
+        Err(celery_pages::Error::NotConfirmed.into())
     }
 }
 

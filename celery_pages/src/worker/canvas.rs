@@ -9,14 +9,13 @@
 //! workflow's first, and the rest of the chain in its embed. Callbacks are
 //! called the same way. A step goes where its signature's options say
 //! (`queue`, or `exchange` and `routing_key`), else to the worker's default
-//! queue. Errbacks of `add` (which takes two arguments) are called by
-//! Celery's worker in place, not sent: see [`run_errbacks`].
+//! queue. Errbacks of a task the worker has that takes two arguments or
+//! more (as `add`) are called by Celery's worker in place, not sent: see
+//! [`errbacks`].
 
 use serde_json::{Map, Value};
 
-use crate::ADD_TASK;
-use crate::add::{bind_add_arguments, python_add};
-use crate::protocol::{Embed, PyException, TaskMessage, TaskRequest};
+use crate::message::{Embed, TaskMessage, TaskRequest};
 
 /// Where a message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,16 +159,16 @@ pub fn after_success(
     Ok(next)
 }
 
-/// What an errback did, for the log.
+/// What to do with an errback.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Errback {
-    /// Run in place: `add` with these args gave this.
-    Ran {
+    /// Run it here, now, with these arguments.
+    Run {
+        task: String,
         args: Vec<Value>,
-        outcome: Result<Value, PyException>,
+        kwargs: Map<String, Value>,
     },
-    /// Sent as a task (a task this worker does not have), with the failed
-    /// task's id as its argument.
+    /// Send it as a task, with the failed task's id as its argument.
     Send(Box<Outgoing>),
 }
 
@@ -179,16 +178,18 @@ impl PartialEq for Outgoing {
     }
 }
 
-/// Runs the errbacks of `request`, which raised, as Celery's worker does.
+/// The errbacks of `request`, which raised, as Celery's worker treats them.
 ///
-/// Celery calls an errback whose task takes more than one argument in
-/// place, as `errback(request, exc, traceback)`: for `add` an immutable
-/// signature (`add.si(0, 0)`) runs with its own args, and a mutable one
-/// gets three more arguments than it takes and raises `TypeError`, which
-/// Celery logs. An errback of a task this worker does not have is sent as a
-/// task with the failed task's id as its first argument.
-pub fn run_errbacks(
+/// Celery calls an errback whose task is registered on the worker and
+/// takes more than one argument (`in_place` says which) in place, as
+/// `errback(request, exc, traceback)`: an immutable signature
+/// (`add.si(0, 0)`) runs with its own args, and a mutable one gets those
+/// three arguments first (`add` then raises `TypeError`, which Celery
+/// logs). Any other errback is sent as a task with the failed task's id as
+/// its first argument.
+pub fn errbacks(
     request: &TaskRequest,
+    in_place: impl Fn(&str) -> bool,
     default_queue: &str,
     origin: &str,
 ) -> Vec<Result<Errback, String>> {
@@ -197,7 +198,8 @@ pub fn run_errbacks(
         .errbacks
         .iter()
         .map(|sig| {
-            if sig["task"].as_str() != Some(ADD_TASK) {
+            let task = sig["task"].as_str().unwrap_or_default();
+            if !in_place(task) {
                 let id = Value::String(request.id.clone());
                 return call_signature(sig, &[id], request, Vec::new(), default_queue, origin)
                     .map(|message| Errback::Send(Box::new(message)));
@@ -218,8 +220,11 @@ pub fn run_errbacks(
                 args.extend(own);
                 args
             };
-            let outcome = bind_add_arguments(&args, &kwargs).and_then(|(x, y)| python_add(&x, &y));
-            Ok(Errback::Ran { args, outcome })
+            Ok(Errback::Run {
+                task: task.to_owned(),
+                args,
+                kwargs,
+            })
         })
         .collect()
 }
@@ -227,6 +232,7 @@ pub fn run_errbacks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ADD_TASK;
     use serde_json::json;
 
     fn request(embed: Embed) -> TaskRequest {
@@ -299,23 +305,18 @@ mod tests {
             ],
             ..Embed::default()
         });
-        let done = run_errbacks(&req, "celery", "1@h");
-        assert_eq!(
-            done[0],
-            Ok(Errback::Ran {
-                args: vec![json!(100), json!(1)],
-                outcome: Ok(json!(101))
+        let done = errbacks(&req, |task| task == ADD_TASK, "celery", "1@h");
+        let run = |args: Vec<Value>| {
+            Ok(Errback::Run {
+                task: ADD_TASK.into(),
+                args,
+                kwargs: Map::new(),
             })
-        );
-        let Ok(Errback::Ran {
-            outcome: Err(exc), ..
-        }) = &done[1]
-        else {
-            panic!("{:?}", done[1]);
         };
+        assert_eq!(done[0], run(vec![json!(100), json!(1)]));
         assert_eq!(
-            exc.to_string(),
-            "TypeError: add() takes 2 positional arguments but 4 were given"
+            done[1],
+            run(vec![json!(null), json!(null), json!(null), json!(10)])
         );
         let Ok(Errback::Send(sent)) = &done[2] else {
             panic!("{:?}", done[2]);

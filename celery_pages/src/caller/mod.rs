@@ -5,6 +5,8 @@
 //! its task id before publishing, and a single consumer on the reply queue
 //! hands every result to the call waiting for it.
 
+pub mod control;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,11 +14,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::options::BasicPublishOptions;
 use lapin::{Channel, Connection};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::protocol::{Embed, TaskMessage, TaskOutcome, parse_result};
-use crate::{Broker, Error, Result, TaskQueue, declare_task_queue, reply_queue};
+use crate::amqp::{declare_task_queue, reply_queue};
+use crate::message::{Embed, TaskMessage, TaskOutcome, parse_result};
+use crate::{Broker, Error, Result, TaskQueue};
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::PyException>>>>>;
 
@@ -32,7 +37,7 @@ pub struct Caller {
     origin: String,
     waiting: Waiting,
     /// How task bodies are compressed, if at all.
-    compression: Option<crate::compression::Compression>,
+    compression: Option<crate::message::compression::Compression>,
 }
 
 /// A task that was sent and whose result may still come.
@@ -67,21 +72,20 @@ impl Caller {
     pub async fn connect(broker: &Broker, queue: impl Into<TaskQueue>) -> Result<Self> {
         let queue = queue.into();
         let connection = broker.connect().await?;
-        let channel = crate::confirming_channel(&connection).await?;
+        let channel = crate::amqp::confirming_channel(&connection).await?;
         declare_task_queue(&channel, &queue)
             .await
             .map_err(Error::or_refusal)?;
         let (reply_queue, results) = reply_queue(&channel, "celery_pages-caller").await?;
         let waiting: Waiting = Arc::default();
         tokio::spawn(route_results(results, Arc::clone(&waiting)));
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
         Ok(Caller {
             connection,
             channel,
             queue,
             delay_ladder: tokio::sync::OnceCell::new(),
             reply_queue,
-            origin: format!("{}@{}", std::process::id(), host.trim()),
+            origin: crate::message::origin(),
             waiting,
             compression: None,
         })
@@ -89,27 +93,31 @@ impl Caller {
 
     /// Compresses the tasks it sends from now on with `method`, as kombu's
     /// `apply_async(..., compression=...)` does.
-    pub fn compress_with(&mut self, method: Option<crate::compression::Compression>) {
+    pub fn compress_with(&mut self, method: Option<crate::message::compression::Compression>) {
         self.compression = method;
     }
 
     /// Publishes task `task` with positional `args` and waits for the
     /// broker to confirm it holds the message.
-    pub async fn send(&self, task: &str, args: &[Value]) -> Result<PendingResult> {
+    /// `args` is anything serde writes as a list: a tuple of typed values
+    /// (`(4, 10)`), a `Vec`, a slice of JSON values.
+    pub async fn send(&self, task: &str, args: impl Serialize) -> Result<PendingResult> {
         self.send_later(task, args, None).await
     }
 
     /// [`Self::send`], to be run no earlier than `countdown` from now
     /// (Celery's `apply_async(countdown=...)`: an `eta` header). On a quorum
     /// queue behind a topic or fanout exchange the task waits in the broker
-    /// until then (native delayed delivery, see [`crate::delayed`]), as
+    /// until then (native delayed delivery, see [`crate::amqp::delayed`]), as
     /// Celery's caller sends it.
     pub async fn send_later(
         &self,
         task: &str,
-        args: &[Value],
+        args: impl Serialize,
         countdown: Option<Duration>,
     ) -> Result<PendingResult> {
+        let args = positional(task, args)?;
+        let args = args.as_slice();
         let id = uuid::Uuid::new_v4().to_string();
         let eta = countdown
             .and_then(|c| chrono::Duration::from_std(c).ok())
@@ -150,11 +158,11 @@ impl Caller {
                 queue.name
             );
         }
-        let Some(route) = crate::delayed::publish_target(countdown.as_secs(), queue) else {
+        let Some(route) = crate::amqp::delayed::publish_target(countdown.as_secs(), queue) else {
             return Ok(None);
         };
         self.delay_ladder
-            .get_or_try_init(|| crate::delayed::declare_levels(&self.channel))
+            .get_or_try_init(|| crate::amqp::delayed::declare_levels(&self.channel))
             .await?;
         Ok(Some(route))
     }
@@ -275,14 +283,49 @@ impl Caller {
         }
     }
 
-    /// Sends a task and waits up to `timeout` for its result.
-    pub async fn call(&self, task: &str, args: &[Value], timeout: Duration) -> Result<Value> {
-        self.send(task, args).await?.wait(timeout).await
+    /// Sends task `task` with `args` (see [`Self::send`]) and waits up to
+    /// `timeout` for its result, read as an `R`.
+    ///
+    /// ```no_run
+    /// # async fn pages(caller: &celery_pages::Caller) -> celery_pages::Result<()> {
+    /// let timeout = std::time::Duration::from_secs(10);
+    /// let pages: u64 = caller.call("pages.multiply", (120, 3), timeout).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call<R: DeserializeOwned>(
+        &self,
+        task: &str,
+        args: impl Serialize,
+        timeout: Duration,
+    ) -> Result<R> {
+        let pending = self.send(task, args).await?;
+        let id = pending.id.clone();
+        let value = pending.wait(timeout).await?;
+        serde_json::from_value(value).map_err(|err| Error::ResultType {
+            id,
+            reason: err.to_string(),
+        })
     }
 
     /// Closes the connection (the reply queue goes with it).
     pub async fn close(self) {
         let _ = self.connection.close(200, "caller done".into()).await;
+    }
+}
+
+/// Task arguments as Celery's positional `args` list.
+fn positional(task: &str, args: impl Serialize) -> Result<Vec<Value>> {
+    match serde_json::to_value(args) {
+        Ok(Value::Array(args)) => Ok(args),
+        Ok(other) => Err(Error::Arguments {
+            task: task.to_owned(),
+            reason: format!("they make {other}, not a list (pass a tuple, a Vec or a slice)"),
+        }),
+        Err(err) => Err(Error::Arguments {
+            task: task.to_owned(),
+            reason: err.to_string(),
+        }),
     }
 }
 

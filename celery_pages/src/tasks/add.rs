@@ -8,22 +8,10 @@
 //! Python callers, who re-raise them.
 
 use num_bigint::BigInt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::protocol::PyException;
-
-/// Python's name for the type of a JSON value.
-pub fn python_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "NoneType",
-        Value::Bool(_) => "bool",
-        Value::Number(_) if crate::pyjson::float(value).is_some() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "str",
-        Value::Array(_) => "list",
-        Value::Object(_) => "dict",
-    }
-}
+use crate::message::{PyException, pyjson};
+use crate::tasks::registry::TaskResult;
 
 /// An integer as Python sees it (a bool is 0 or 1), of any size, if the
 /// value is one. JSON numbers are read without loss (serde_json's
@@ -31,7 +19,7 @@ pub fn python_type(value: &Value) -> &'static str {
 fn as_int(value: &Value) -> Option<BigInt> {
     match value {
         Value::Bool(b) => Some(BigInt::from(u8::from(*b))),
-        Value::Number(n) if crate::pyjson::float(value).is_none() => n.to_string().parse().ok(),
+        Value::Number(n) if pyjson::float(value).is_none() => n.to_string().parse().ok(),
         _ => None,
     }
 }
@@ -39,7 +27,7 @@ fn as_int(value: &Value) -> Option<BigInt> {
 /// A number as a Python float; an integer too large for one is Python's
 /// `OverflowError`.
 fn as_float(value: &Value) -> Option<Result<f64, PyException>> {
-    match crate::pyjson::float(value) {
+    match pyjson::float(value) {
         Some(float) => Some(Ok(float)),
         None => as_int(value).map(|i| {
             // Decimal text to f64 rounds correctly, as Python's int -> float does.
@@ -60,11 +48,11 @@ fn int_value(i: &BigInt) -> Value {
 ///
 /// Integers add exactly, of any size, as Python's do; floats add as
 /// Python's, to `inf` past the largest and `nan` from a `nan` (carried as
-/// [`crate::pyjson`] describes).
+/// [`crate::message::pyjson`] describes).
 ///
 /// ```
 /// use serde_json::json;
-/// use celery_pages::add::python_add;
+/// use celery_pages::tasks::add::python_add;
 /// assert_eq!(python_add(&json!(4), &json!(10)).unwrap(), json!(14));
 /// assert_eq!(python_add(&json!("Kamu "), &json!("4")).unwrap(), json!("Kamu 4"));
 /// let err = python_add(&json!(4), &json!("halaman")).unwrap_err();
@@ -80,14 +68,14 @@ pub fn python_add(x: &Value, y: &Value) -> Result<Value, PyException> {
             "TypeError",
             format!(
                 "can only concatenate str (not \"{}\") to str",
-                python_type(other)
+                pyjson::python_type(other)
             ),
         )),
         (Value::Array(_), other) => Err(PyException::builtin(
             "TypeError",
             format!(
                 "can only concatenate list (not \"{}\") to list",
-                python_type(other)
+                pyjson::python_type(other)
             ),
         )),
         _ => {
@@ -96,64 +84,28 @@ pub fn python_add(x: &Value, y: &Value) -> Result<Value, PyException> {
             }
             if let (Some(a), Some(b)) = (as_float(x), as_float(y)) {
                 // A float sum past the largest float is inf, as in Python.
-                return Ok(crate::pyjson::float_value(a? + b?));
+                return Ok(pyjson::float_value(a? + b?));
             }
             Err(PyException::builtin(
                 "TypeError",
                 format!(
                     "unsupported operand type(s) for +: '{}' and '{}'",
-                    python_type(x),
-                    python_type(y)
+                    pyjson::python_type(x),
+                    pyjson::python_type(y)
                 ),
             ))
         }
     }
 }
 
-/// Binds Celery's `args` and `kwargs` to `add(x, y)` as Python would, with
-/// Python's messages for a wrong call.
-pub fn bind_add_arguments(
-    args: &[Value],
-    kwargs: &Map<String, Value>,
-) -> Result<(Value, Value), PyException> {
-    let [x, y] = bind_arguments("add", &["x", "y"], args, kwargs)?;
-    Ok((x, y))
-}
-
-/// Binds `args` and `kwargs` to the parameters `params` of the Python
-/// function `function` (none with a default), in their order; or the
-/// `TypeError` CPython raises, word for word, for a call that does not fit.
-///
-/// ```
-/// use celery_pages::add::bind_arguments;
-/// use serde_json::{Map, json};
-/// let err = bind_arguments::<2>("xmap", &["task", "it"], &[json!(1)], &Map::new()).unwrap_err();
-/// assert_eq!(err.message, "xmap() missing 1 required positional argument: 'it'");
-/// ```
-pub fn bind_arguments<const N: usize>(
-    function: &str,
-    params: &[&str; N],
-    args: &[Value],
-    kwargs: &Map<String, Value>,
-) -> Result<[Value; N], PyException> {
-    let keywords: Vec<&str> = kwargs.keys().map(String::as_str).collect();
-    let sources = python_text::bind(function, params, args.len(), &keywords)
-        .map_err(|message| PyException::builtin("TypeError", message))?;
-    let values: Vec<&Value> = kwargs.values().collect();
-    Ok(std::array::from_fn(|slot| {
-        match sources.get(slot) {
-            Some(python_text::Source::Positional(i)) => args.get(*i),
-            Some(python_text::Source::Keyword(i)) => values.get(*i).copied(),
-            None => None,
-        }
-        .cloned()
-        .unwrap_or(Value::Null)
-    }))
+/// The chapter's task, `addTask.add(x, y)`: `return x + y`.
+pub fn add(x: Value, y: Value) -> TaskResult<Value> {
+    python_add(&x, &y)
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     use super::*;
 
@@ -200,10 +152,10 @@ mod tests {
             Err("OverflowError: int too large to convert to float".into())
         );
         let inf = add(json!(f64::MAX), json!(f64::MAX)).unwrap();
-        assert_eq!(crate::pyjson::float(&inf), Some(f64::INFINITY));
-        let nan = add(crate::pyjson::nan(), json!(1)).unwrap();
-        assert!(crate::pyjson::float(&nan).unwrap().is_nan());
-        assert_eq!(python_type(&nan), "float");
+        assert_eq!(pyjson::float(&inf), Some(f64::INFINITY));
+        let nan = add(pyjson::nan(), json!(1)).unwrap();
+        assert!(pyjson::float(&nan).unwrap().is_nan());
+        assert_eq!(pyjson::python_type(&nan), "float");
     }
 
     #[test]
@@ -233,6 +185,15 @@ mod tests {
             add(json!(null), json!({})),
             Err("TypeError: unsupported operand type(s) for +: 'NoneType' and 'dict'".into())
         );
+    }
+
+    fn bind_add_arguments(
+        args: &[Value],
+        kwargs: &Map<String, Value>,
+    ) -> Result<(Value, Value), PyException> {
+        let [x, y] =
+            crate::tasks::bind_arguments("add", &["x", "y"], args.to_vec(), kwargs.clone())?;
+        Ok((x, y))
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! this one declare the same things without PRECONDITION_FAILED.
 //!
 //! ```
-//! use celery_pages::delayed::routing_key;
+//! use celery_pages::amqp::delayed::routing_key;
 //! let key = routing_key(6, "celery").unwrap();
 //! assert!(key.ends_with(".1.1.0.celery"));
 //! assert_eq!(key.split('.').count(), 28 + 1);
@@ -161,7 +161,7 @@ fn level_arguments(level: u32, next: &str) -> FieldTable {
 }
 
 async fn declare_topic(channel: &Channel, name: &str) -> Result<()> {
-    crate::declare_durable_exchange(
+    crate::amqp::declare_durable_exchange(
         channel,
         name,
         ExchangeKind::Topic,

@@ -10,7 +10,7 @@
 //! tests).
 //!
 //! ```
-//! use celery_pages::compression::{Compression, decompress};
+//! use celery_pages::message::compression::{Compression, decompress};
 //! let body = br#"[[4, 10], {}, {}]"#;
 //! let packed = Compression::Bzip2.compress(body);
 //! assert_eq!(decompress(Compression::Bzip2.content_type(), &packed).unwrap(), body);

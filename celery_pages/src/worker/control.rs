@@ -8,8 +8,8 @@
 //! "destination", "ticket", "reply_to"}`; a worker acts when `destination`
 //! is null or names it, and answers `{node: reply}` to the `reply_to`
 //! exchange and routing key when there is one. [`Node`] holds what the
-//! answers report; [`serve`] consumes the queue; [`broadcast`] is the
-//! client side (`celery_pages status`, `celery_pages revoke`).
+//! answers report; [`serve`] consumes the queue. The other side, sending a
+//! command, is [`crate::caller::control`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -21,31 +21,17 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ExchangeKind};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::{ADD_TASK, AmqpContext, Error, Result};
+use crate::amqp::pidbox::{EXCHANGE, declare_exchanges};
+use crate::{AmqpContext, Error, Result};
 
-/// The fanout exchange commands are broadcast on.
-pub const EXCHANGE: &str = "celery.pidbox";
-/// The direct exchange replies go to.
-pub const REPLY_EXCHANGE: &str = "reply.celery.pidbox";
 /// Revoked ids kept at most, and for how long (Celery's figures).
 pub const REVOKED_MAX: usize = 50_000;
 pub const REVOKED_TTL: Duration = Duration::from_secs(3 * 3600);
-
-/// This machine's name, as Celery puts it in node names.
-pub fn host_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
-    host.trim().to_owned()
-}
-
-/// The default node name: `celery@<host>`, as Celery's.
-pub fn default_node() -> String {
-    format!("celery@{}", host_name())
-}
 
 /// Task ids revoked by `app.control.revoke`, bounded in number and age.
 #[derive(Debug, Default)]
@@ -106,11 +92,15 @@ pub struct Node {
     prefetch: u16,
     started: Instant,
     processed: AtomicU64,
+    /// Tasks run so far, by name (`inspect stats`' `total`).
+    totals: Mutex<HashMap<String, u64>>,
     clock: AtomicU64,
     active: Mutex<HashMap<String, Active>>,
     revoked: Mutex<Revoked>,
     /// Notified by the `shutdown` command.
     pub shutdown: Notify,
+    /// The tasks it runs.
+    tasks: std::sync::Arc<crate::Registry>,
     /// Notified by the `heartbeat` command: send one now.
     pub heartbeat_requested: Notify,
     /// Whether task events are sent (`-E`, `enable_events`).
@@ -118,7 +108,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(name: &str, config: &crate::config::WorkerConfig) -> Self {
+    pub fn new(name: &str, config: &crate::worker::config::WorkerConfig) -> Self {
         Node {
             name: name.to_owned(),
             queue: config.task_queue(),
@@ -127,10 +117,12 @@ impl Node {
             prefetch: config.prefetch,
             started: Instant::now(),
             processed: AtomicU64::new(0),
+            totals: Mutex::new(HashMap::new()),
             clock: AtomicU64::new(0),
             active: Mutex::new(HashMap::new()),
             revoked: Mutex::new(Revoked::default()),
             shutdown: Notify::new(),
+            tasks: std::sync::Arc::clone(&config.tasks),
             heartbeat_requested: Notify::new(),
             task_events: AtomicBool::new(config.task_events),
         }
@@ -160,7 +152,11 @@ impl Node {
 
     /// Marks task `id` as done.
     pub fn finish_task(&self, id: &str) {
-        self.active.lock().expect("active map poisoned").remove(id);
+        let done = self.active.lock().expect("active map poisoned").remove(id);
+        if let Some(task) = done {
+            let mut totals = self.totals.lock().expect("totals poisoned");
+            *totals.entry(task.name).or_default() += 1;
+        }
         self.processed.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -185,7 +181,7 @@ impl Node {
             "ping" => json!({"ok": "pong"}),
             "stats" => self.stats(),
             "active" => self.active_tasks(),
-            "registered" => json!(crate::tasks::USER_TASKS),
+            "registered" => json!(self.tasks.user_tasks()),
             "active_queues" => self.active_queues(),
             "reserved" | "scheduled" => json!([]),
             "revoked" => {
@@ -272,9 +268,9 @@ impl Node {
     }
 
     fn stats(&self) -> Value {
-        let processed = self.processed.load(Ordering::Relaxed);
+        let totals = self.totals.lock().expect("totals poisoned").clone();
         json!({
-            "total": if processed == 0 { json!({}) } else { json!({ADD_TASK: processed}) },
+            "total": totals,
             "pid": std::process::id(),
             "clock": self.clock.load(Ordering::Relaxed).to_string(),
             "uptime": self.started.elapsed().as_secs(),
@@ -330,24 +326,6 @@ impl Node {
                 .collect(),
         )
     }
-}
-
-async fn declare_exchanges(channel: &Channel) -> Result<()> {
-    for (name, kind) in [
-        (EXCHANGE, ExchangeKind::Fanout),
-        (REPLY_EXCHANGE, ExchangeKind::Direct),
-    ] {
-        channel
-            .exchange_declare(
-                name.into(),
-                kind,
-                ExchangeDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .doing("declaring the remote-control exchanges")?;
-    }
-    Ok(())
 }
 
 /// Opens `node`'s pidbox queue and answers commands until the connection
@@ -533,96 +511,16 @@ async fn answer(
             routing_key.into(),
             BasicPublishOptions::default(),
             body.as_bytes(),
-            crate::protocol::transient_json(headers),
+            crate::message::transient_json(headers),
         )
         .await?;
     Ok(())
 }
 
-/// Broadcasts command `method` to every worker on the broker (or to
-/// `destination`); with `wait`, collects the replies that come within it.
-pub async fn broadcast(
-    broker: &crate::Broker,
-    method: &str,
-    arguments: Value,
-    destination: Option<Vec<String>>,
-    wait: Option<Duration>,
-) -> Result<Vec<(String, Value)>> {
-    let connection = broker.connect().await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .doing("opening a channel")?;
-    declare_exchanges(&channel).await?;
-    let mut request = json!({
-        "method": method,
-        "arguments": arguments,
-        "destination": destination,
-        "pattern": null,
-        "matcher": null,
-    });
-    let replies = match wait {
-        Some(wait) => {
-            let ticket = uuid::Uuid::new_v4().to_string();
-            request["ticket"] = json!(ticket);
-            request["reply_to"] = json!({"exchange": REPLY_EXCHANGE, "routing_key": ticket});
-            Some((reply_queue(&channel, &ticket).await?, wait))
-        }
-        None => None,
-    };
-    let mut headers = FieldTable::default();
-    headers.insert(ShortString::from("clock"), AMQPValue::LongLongInt(1));
-    channel
-        .basic_publish(
-            EXCHANGE.into(),
-            "".into(),
-            BasicPublishOptions::default(),
-            request.to_string().as_bytes(),
-            crate::protocol::transient_json(headers),
-        )
-        .await
-        .doing("broadcasting the command")?;
-    let answers = match replies {
-        Some((consumer, wait)) => collect_replies(consumer, wait).await,
-        None => Vec::new(),
-    };
-    let _ = connection.close(200, "done".into()).await;
-    Ok(answers)
-}
-
-/// A reply queue of the caller's own, bound to the reply exchange by
-/// `ticket`, as Celery's `reply_to` names it.
-async fn reply_queue(channel: &Channel, ticket: &str) -> Result<lapin::Consumer> {
-    let (queue, consumer) = crate::reply_queue(channel, "celery_pages-control").await?;
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            REPLY_EXCHANGE.into(),
-            ticket.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .doing("binding the reply queue")?;
-    Ok(consumer)
-}
-
-/// The replies that come within `wait`, by node name, sorted.
-async fn collect_replies(mut consumer: lapin::Consumer, wait: Duration) -> Vec<(String, Value)> {
-    let mut answers = Vec::new();
-    let until = tokio::time::Instant::now() + wait;
-    while let Ok(Some(Ok(reply))) = tokio::time::timeout_at(until, consumer.next()).await {
-        if let Ok(Value::Object(by_node)) = serde_json::from_slice::<Value>(&reply.data) {
-            answers.extend(by_node);
-        }
-    }
-    answers.sort_by(|a, b| a.0.cmp(&b.0));
-    answers
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ADD_TASK;
 
     #[test]
     fn the_revoked_set_is_bounded_in_size_and_age() {
@@ -643,7 +541,7 @@ mod tests {
     fn commands_answer_as_celerys_do() {
         let node = Node::new(
             "n1@h",
-            &crate::config::WorkerConfig::new(crate::Broker::default()),
+            &crate::worker::config::WorkerConfig::new(crate::Broker::default()),
         );
         assert_eq!(
             node.command("ping", &Value::Null),
@@ -741,7 +639,7 @@ mod tests {
                 proptest::strategy::Just("active_queues"), proptest::strategy::Just("nosuch"),
             ],
         ) {
-            let node = Node::new("n1@h", &crate::config::WorkerConfig::new(crate::Broker::default()));
+            let node = Node::new("n1@h", &crate::worker::config::WorkerConfig::new(crate::Broker::default()));
             if let Some(request) = Request::read(&message, "n1@h") {
                 let _ = node.command(request.method, request.arguments);
             }

@@ -13,7 +13,7 @@
 //! `-1e+100000000` would still be its infinities.
 //!
 //! ```
-//! use celery_pages::pyjson;
+//! use celery_pages::message::pyjson;
 //! let value = pyjson::from_slice(br#"[NaN, -Infinity, "NaN"]"#).unwrap();
 //! assert!(pyjson::float(&value[0]).unwrap().is_nan());
 //! assert_eq!(pyjson::float(&value[1]), Some(f64::NEG_INFINITY));
@@ -147,6 +147,19 @@ fn replace_outside_strings(bytes: &[u8], writing: bool) -> std::borrow::Cow<'_, 
     match out {
         Some(out) => std::borrow::Cow::Owned(out),
         None => std::borrow::Cow::Borrowed(bytes),
+    }
+}
+
+/// Python's name for the type of a JSON value.
+pub fn python_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(_) if float(value).is_some() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
     }
 }
 

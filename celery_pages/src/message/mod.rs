@@ -6,6 +6,9 @@
 //! facts followed here, including two places where Celery's own docs are
 //! wrong, are in the workspace's `docs/celery-protocol.md`.
 
+pub mod compression;
+pub mod pyjson;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -215,7 +218,7 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
     let inflated;
     let body = match header_str(headers, "compression") {
         Some(method) => {
-            inflated = crate::compression::decompress(&method, body).map_err(&poison)?;
+            inflated = crate::message::compression::decompress(&method, body).map_err(&poison)?;
             inflated.as_slice()
         }
         None => body,
@@ -242,8 +245,8 @@ type BodyParts = (Vec<Value>, Map<String, Value>, Value);
 /// The body `[args, kwargs, embed]`: a list, an object, and an object or
 /// null.
 fn split_body(body: &[u8]) -> Result<BodyParts, String> {
-    let body: Value =
-        crate::pyjson::from_slice(body).map_err(|err| format!("body is not valid JSON: {err}"))?;
+    let body: Value = crate::message::pyjson::from_slice(body)
+        .map_err(|err| format!("body is not valid JSON: {err}"))?;
     let shape = || "body is not [args, kwargs, embed]".to_owned();
     let Value::Array(parts) = body else {
         return Err(shape());
@@ -302,9 +305,8 @@ pub fn python_repr(value: &Value) -> String {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
-        Value::Number(n) => {
-            crate::pyjson::non_finite_repr(value).map_or_else(|| n.to_string(), str::to_owned)
-        }
+        Value::Number(n) => crate::message::pyjson::non_finite_repr(value)
+            .map_or_else(|| n.to_string(), str::to_owned),
         Value::String(s) => python_text::repr(s),
         Value::Array(items) => format!(
             "[{}]",
@@ -339,7 +341,7 @@ pub struct TaskMessage<'a> {
     pub expires: Option<DateTime<Utc>>,
     pub embed: Embed,
     /// How the body is compressed (kombu's `compression=`), if at all.
-    pub compression: Option<crate::compression::Compression>,
+    pub compression: Option<crate::message::compression::Compression>,
 }
 
 fn iso(time: Option<DateTime<Utc>>) -> Value {
@@ -391,7 +393,7 @@ impl TaskMessage<'_> {
         if let Some(reply_to) = self.reply_to {
             properties = properties.with_reply_to(reply_to.into());
         }
-        let body = crate::pyjson::to_string(&body).into_bytes();
+        let body = crate::message::pyjson::to_string(&body).into_bytes();
         let body = match self.compression {
             Some(method) => method.compress(&body),
             None => body,
@@ -452,7 +454,7 @@ pub fn success_body(id: &str, result: &Value) -> Vec<u8> {
         "children": [],
         "date_done": now_iso(),
     });
-    crate::pyjson::to_string(&body).into_bytes()
+    crate::message::pyjson::to_string(&body).into_bytes()
 }
 
 /// A FAILURE result body, which a Python caller re-raises as `exception`.
@@ -507,8 +509,8 @@ pub enum TaskOutcome {
 
 /// Parses a result body sent by any Celery 5 worker.
 pub fn parse_result(body: &[u8]) -> Result<(String, TaskOutcome), String> {
-    let value: Value =
-        crate::pyjson::from_slice(body).map_err(|err| format!("result is not JSON: {err}"))?;
+    let value: Value = crate::message::pyjson::from_slice(body)
+        .map_err(|err| format!("result is not JSON: {err}"))?;
     let id = value["task_id"]
         .as_str()
         .ok_or("result has no task_id")?
@@ -540,6 +542,17 @@ pub fn parse_result(body: &[u8]) -> Result<(String, TaskOutcome), String> {
         other => TaskOutcome::Pending(other.to_owned()),
     };
     Ok((id, outcome))
+}
+
+/// This machine's name, as Celery puts it in node names.
+pub fn host_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+    host.trim().to_owned()
+}
+
+/// `<pid>@<host>`: the `origin` of the messages this process sends.
+pub fn origin() -> String {
+    format!("{}@{}", std::process::id(), host_name())
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! How a worker runs: what the command line (or a program) sets, read by
 //! the worker, its remote control and its events alike.
 
-use crate::{Broker, ExchangeType, QueueType, TaskQueue};
+use std::sync::Arc;
+
+use crate::{Broker, ExchangeType, QueueType, Registry, TaskQueue};
 
 /// How the worker runs.
 #[derive(Clone, Debug)]
@@ -21,21 +23,25 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Messages the broker sends ahead of acknowledgement.
     pub prefetch: u16,
+    /// The tasks it runs (by default the chapter's `addTask.add` and
+    /// Celery's built-ins).
+    pub tasks: Arc<Registry>,
 }
 
 impl WorkerConfig {
-    /// Defaults: Celery's queue, 16 tasks at once, prefetch four per task
-    /// (Celery's multiplier).
+    /// Defaults: the chapter's tasks on Celery's queue, 16 tasks at once,
+    /// prefetch four per task (Celery's multiplier).
     pub fn new(broker: Broker) -> Self {
         WorkerConfig {
             broker,
             queue: crate::DEFAULT_QUEUE.to_owned(),
             queue_type: QueueType::Classic,
             exchange_type: ExchangeType::Direct,
-            node: crate::control::default_node(),
+            node: default_node(),
             task_events: false,
             concurrency: 16,
             prefetch: 64,
+            tasks: Arc::new(Registry::chapter()),
         }
     }
 
@@ -47,4 +53,9 @@ impl WorkerConfig {
             exchange: self.exchange_type,
         }
     }
+}
+
+/// The default node name: `celery@<host>`, as Celery's.
+pub fn default_node() -> String {
+    format!("celery@{}", crate::message::host_name())
 }

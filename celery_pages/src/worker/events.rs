@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::Node;
+use crate::worker::control::Node;
 use crate::{AmqpContext, Result};
 
 /// The topic exchange events go to.
@@ -79,7 +79,7 @@ impl Events {
             .create_channel()
             .await
             .doing("opening the events channel")?;
-        crate::declare_durable_exchange(
+        crate::amqp::declare_durable_exchange(
             &channel,
             EXCHANGE,
             ExchangeKind::Topic,
@@ -172,7 +172,7 @@ impl Events {
             "hostname".into(),
             AMQPValue::LongString(LongString::from(self.node.name.as_str())),
         );
-        let properties = crate::protocol::transient_json(headers);
+        let properties = crate::message::transient_json(headers);
         if let Err(err) = self
             .channel
             .basic_publish(

@@ -1,0 +1,52 @@
+//! The tasks a worker runs: a [`Registry`] of them by Celery name, which a
+//! user extends with tasks of their own without touching the worker.
+//!
+//! A task is a plain or async Rust function of typed arguments (anything
+//! serde reads) returning [`TaskResult`], registered with its Celery name
+//! and its parameter names (Python binds keyword arguments by name):
+//!
+//! ```
+//! use celery_pages::tasks::{Registry, Task, TaskResult};
+//! use celery_pages::PyException;
+//!
+//! /// The pages of `books` books of `pages` pages each.
+//! fn multiply(pages: u64, books: u64) -> TaskResult<u64> {
+//!     pages.checked_mul(books)
+//!         .ok_or_else(|| PyException::builtin("OverflowError", "too many pages"))
+//! }
+//!
+//! let tasks = Registry::chapter().register(Task::new("pages.multiply", ["pages", "books"], multiply));
+//! assert_eq!(tasks.user_tasks(), ["addTask.add", "pages.multiply"]);
+//! ```
+//!
+//! The worker takes the registry in its
+//! [`WorkerConfig`](crate::worker::config::WorkerConfig); the chapter's
+//! `addTask.add` ([`add`]) and Celery's built-ins ([`builtins`]) are
+//! registered through the same API.
+
+pub mod add;
+pub mod builtins;
+mod registry;
+mod typed;
+
+pub use registry::{
+    Body, Call, Done, Failure, Registry, Signature, Task, TaskResult, bind_arguments,
+    not_registered,
+};
+pub use typed::{Awaited, Handler, Plain};
+
+/// The chapter's task: app `addTask`, function `add`.
+pub const ADD_TASK: &str = "addTask.add";
+
+impl Registry {
+    /// Celery's built-in tasks, which every Celery app has.
+    pub fn celery() -> Self {
+        builtins::register(Registry::empty())
+    }
+
+    /// The chapter's `addTask.add` beside Celery's built-ins: what the
+    /// `celery_pages` worker runs.
+    pub fn chapter() -> Self {
+        Registry::celery().register(Task::new(ADD_TASK, ["x", "y"], add::add))
+    }
+}

@@ -1,0 +1,337 @@
+//! The registry: every task a worker runs, by its Celery name, with the
+//! Python signature its arguments are bound to.
+//!
+//! A task message carries `args` and `kwargs` as JSON; a Python worker
+//! binds them to the task function's parameters, and a call that does not
+//! fit raises CPython's own `TypeError` text. A [`Task`] keeps the
+//! parameter names for the same binding, so a Python caller sees the same
+//! error from either worker. Typed functions (see [`Task::new`]) get their
+//! arguments deserialized with serde after binding, and their result
+//! serialized back; the built-ins that need more (a call that sends further
+//! tasks, or runs other registered tasks in this process) are written
+//! against [`Call`] directly.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use crate::message::PyException;
+
+/// What a task returns: its value, or the Python exception it raises.
+pub type TaskResult<T> = Result<T, PyException>;
+
+/// What a task that ran came to: its value, and the signatures of the
+/// tasks it sends on (as `celery.chunks` sends its group of starmaps).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Done {
+    pub value: Value,
+    pub sends: Vec<Value>,
+}
+
+impl From<Value> for Done {
+    fn from(value: Value) -> Self {
+        Done {
+            value,
+            sends: Vec::new(),
+        }
+    }
+}
+
+/// Why a task gave no value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Failure {
+    /// No task of that name here: the message can never run.
+    NotRegistered(PyException),
+    /// The arguments do not fit the task's parameters: the message can
+    /// never run.
+    BadCall(PyException),
+    /// The task ran and raised.
+    Raised(PyException),
+}
+
+impl Failure {
+    /// The exception, whatever the failure.
+    pub fn exception(self) -> PyException {
+        match self {
+            Failure::NotRegistered(exc) | Failure::BadCall(exc) | Failure::Raised(exc) => exc,
+        }
+    }
+}
+
+/// One call of a task: the arguments as the message carries them, and the
+/// registry it runs from (so a task may run other tasks in this process,
+/// as `celery.map` does).
+pub struct Call {
+    pub args: Vec<Value>,
+    pub kwargs: Map<String, Value>,
+    pub tasks: Arc<Registry>,
+}
+
+type SyncBody = dyn Fn(Call) -> Result<Done, Failure> + Send + Sync;
+type AsyncBody = dyn Fn(Call) -> BoxFuture<'static, Result<Done, Failure>> + Send + Sync;
+
+/// How a task runs.
+pub enum Body {
+    /// A plain function, called on the worker's own thread: it must be
+    /// quick (as `add` is), since it holds that thread while it runs.
+    Sync(Box<SyncBody>),
+    /// An async function, awaited: it may wait (on a timer, a socket,
+    /// another service) without holding a thread.
+    Async(Box<AsyncBody>),
+}
+
+/// The Python function a task stands for: its name (the one CPython's
+/// `TypeError` messages give) and its parameters, none with a default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    pub function: Arc<str>,
+    pub params: Vec<&'static str>,
+    /// `*args, **kwargs`: takes anything.
+    pub variadic: bool,
+}
+
+impl Signature {
+    /// `function(params...)`.
+    pub fn new(function: &str, params: &[&'static str]) -> Self {
+        Signature {
+            function: function.into(),
+            params: params.to_vec(),
+            variadic: false,
+        }
+    }
+
+    /// `function(*args, **kwargs)`.
+    pub fn variadic(function: &str) -> Self {
+        Signature {
+            function: function.into(),
+            params: Vec::new(),
+            variadic: true,
+        }
+    }
+
+    /// Whether it takes more than `n` positional arguments, as Celery's
+    /// `arity_greater` decides whether an errback runs in place.
+    pub fn takes_more_than(&self, n: usize) -> bool {
+        self.variadic || self.params.len() > n
+    }
+}
+
+/// A task: its Celery name, the Python signature its arguments are bound
+/// to, and its body.
+pub struct Task {
+    name: String,
+    signature: Signature,
+    body: Body,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("name", &self.name)
+            .field("signature", &self.signature)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The function name Python would report for the task `name`: Celery names
+/// a task `<module>.<function>`.
+fn function_of(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}
+
+impl Task {
+    /// A task from a typed function, sync or async, whose parameters are
+    /// named `params` (as Python binds keyword arguments to them). Each
+    /// argument is deserialized into its parameter's type, and the result
+    /// serialized back; an argument of the wrong type is the task raising
+    /// `TypeError`, as the same call would raise inside a Python task.
+    ///
+    /// ```
+    /// use celery_pages::tasks::{Task, TaskResult};
+    ///
+    /// fn multiply(pages: u64, books: u64) -> TaskResult<u64> {
+    ///     Ok(pages * books)
+    /// }
+    /// let task = Task::new("pages.multiply", ["pages", "books"], multiply);
+    /// assert_eq!(task.name(), "pages.multiply");
+    /// ```
+    pub fn new<Marker, H: super::typed::Handler<Marker>>(
+        name: &str,
+        params: H::Names,
+        function: H,
+    ) -> Task {
+        let names = H::names(&params);
+        let python_name: Arc<str> = function_of(name).into();
+        Task {
+            name: name.to_owned(),
+            signature: Signature {
+                function: Arc::clone(&python_name),
+                params: names,
+                variadic: false,
+            },
+            body: function.into_body(python_name, params),
+        }
+    }
+
+    /// A task written against the raw [`Call`], for the Python function
+    /// `signature`: the body binds (or reads) the arguments itself.
+    pub fn from_call(
+        name: &str,
+        signature: Signature,
+        body: impl Fn(Call) -> Result<Done, Failure> + Send + Sync + 'static,
+    ) -> Task {
+        Task {
+            name: name.to_owned(),
+            signature,
+            body: Body::Sync(Box::new(body)),
+        }
+    }
+
+    /// [`Task::from_call`] for a body that awaits.
+    pub fn from_async_call<F>(
+        name: &str,
+        signature: Signature,
+        body: impl Fn(Call) -> F + Send + Sync + 'static,
+    ) -> Task
+    where
+        F: Future<Output = Result<Done, Failure>> + Send + 'static,
+    {
+        Task {
+            name: name.to_owned(),
+            signature,
+            body: Body::Async(Box::new(move |call| Box::pin(body(call)))),
+        }
+    }
+
+    /// Its Celery name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Python function it stands for.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Runs it with the arguments of `call`.
+    pub async fn run(&self, call: Call) -> Result<Done, Failure> {
+        match &self.body {
+            Body::Sync(body) => body(call),
+            Body::Async(body) => body(call).await,
+        }
+    }
+}
+
+/// The tasks a worker runs, by name.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::sync::Arc;
+/// use celery_pages::tasks::{Registry, Task, TaskResult};
+/// use serde_json::{Map, json};
+///
+/// async fn shout(text: String) -> TaskResult<String> {
+///     Ok(text.to_uppercase())
+/// }
+/// let tasks = Arc::new(Registry::chapter().register(Task::new("pages.shout", ["text"], shout)));
+/// let done = tasks.run("pages.shout", vec![json!("halaman")], Map::new()).await;
+/// assert_eq!(done.unwrap().value, json!("HALAMAN"));
+/// assert!(tasks.run("pages.whisper", vec![], Map::new()).await.is_err());
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct Registry {
+    tasks: BTreeMap<String, Task>,
+}
+
+impl Registry {
+    /// No tasks at all.
+    pub fn empty() -> Self {
+        Registry::default()
+    }
+
+    /// Adds `task` (in place of one of the same name).
+    #[must_use]
+    pub fn register(mut self, task: Task) -> Self {
+        self.tasks.insert(task.name.clone(), task);
+        self
+    }
+
+    /// The task named `name`.
+    pub fn get(&self, name: &str) -> Option<&Task> {
+        self.tasks.get(name)
+    }
+
+    /// The names of the user's tasks, sorted: every task but Celery's
+    /// built-ins (`celery.*`), as `celery inspect registered` lists them.
+    pub fn user_tasks(&self) -> Vec<&str> {
+        self.tasks
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !name.starts_with("celery."))
+            .collect()
+    }
+
+    /// Runs task `name` with `args` and `kwargs`, as a Python worker would.
+    pub async fn run(
+        self: &Arc<Self>,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Result<Done, Failure> {
+        let Some(task) = self.tasks.get(name) else {
+            return Err(Failure::NotRegistered(not_registered(name)));
+        };
+        let call = Call {
+            args,
+            kwargs,
+            tasks: Arc::clone(self),
+        };
+        task.run(call).await
+    }
+}
+
+/// Celery's exception for a task name no worker here has.
+pub fn not_registered(name: &str) -> PyException {
+    PyException {
+        exc_type: "NotRegistered".into(),
+        exc_module: "celery.exceptions".into(),
+        message: name.to_owned(),
+    }
+}
+
+/// Binds `args` and `kwargs` to the parameters `params` of the Python
+/// function `function` (none with a default), in their order; or the
+/// `TypeError` CPython raises, word for word, for a call that does not fit.
+///
+/// ```
+/// use celery_pages::tasks::bind_arguments;
+/// use serde_json::{Map, json};
+/// let err = bind_arguments::<2>("xmap", &["task", "it"], vec![json!(1)], Map::new()).unwrap_err();
+/// assert_eq!(err.message, "xmap() missing 1 required positional argument: 'it'");
+/// ```
+pub fn bind_arguments<const N: usize>(
+    function: &str,
+    params: &[&str; N],
+    args: Vec<Value>,
+    kwargs: Map<String, Value>,
+) -> Result<[Value; N], PyException> {
+    let keywords: Vec<&str> = kwargs.keys().map(String::as_str).collect();
+    let sources = python_text::bind(function, params, args.len(), &keywords)
+        .map_err(|message| PyException::builtin("TypeError", message))?;
+    let mut args: Vec<Option<Value>> = args.into_iter().map(Some).collect();
+    let mut values: Vec<Option<Value>> = kwargs.into_iter().map(|(_, v)| Some(v)).collect();
+    let mut sources = sources.into_iter();
+    Ok(std::array::from_fn(|_| {
+        match sources.next() {
+            Some(python_text::Source::Positional(i)) => args.get_mut(i).and_then(Option::take),
+            Some(python_text::Source::Keyword(i)) => values.get_mut(i).and_then(Option::take),
+            None => None,
+        }
+        .unwrap_or(Value::Null)
+    }))
+}
