@@ -152,30 +152,116 @@ pub fn show(value: &Value) -> String {
     }
 }
 
-/// `add X Y`: sends `addTask.add(X, Y)` (no earlier than `countdown` from
-/// now) and prints its result, or only its id with `wait` off.
-pub async fn add(
-    target: &Target,
-    arguments: [&str; 2],
+/// `celery_pages add`'s arguments.
+#[derive(clap::Args)]
+pub struct AddArgs {
+    x: String,
+    y: String,
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    wait: Wait,
+    /// Run the task no earlier than this many seconds from now
+    /// (Celery's `countdown`).
+    #[arg(long, value_parser = seconds)]
     countdown: Option<Duration>,
+    /// Compress the task message, as kombu's `compression=` (the worker
+    /// must read it: Python's and this one do).
+    #[arg(long, value_enum)]
     compression: Option<crate::message::compression::Compression>,
-    wait: Option<Duration>,
-) -> anyhow::Result<()> {
-    let mut caller = Caller::connect(&target.broker()?, target.task_queue()).await?;
-    caller.compress_with(compression);
-    let arguments = arguments.map(task_argument);
-    let pending = caller.send_later(ADD_TASK, &arguments, countdown).await?;
-    match wait {
-        None => println!("{}", pending.id),
-        Some(timeout) => println!("{}", show(&pending.wait(timeout).await?)),
+}
+
+/// How long a command waits for a task's result.
+#[derive(clap::Args)]
+pub struct Wait {
+    /// Seconds to wait for the result.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Print the task id and exit without waiting for the result.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+impl Wait {
+    fn wait(&self) -> Option<Duration> {
+        (!self.no_wait).then(|| Duration::from_secs(self.timeout))
     }
+}
+
+/// `add X Y`: sends `addTask.add(X, Y)` (no earlier than `countdown` from
+/// now) and prints its result, or only its id with `--no-wait`.
+pub async fn add(args: AddArgs) -> anyhow::Result<()> {
+    let mut caller = Caller::connect(&args.target.broker()?, args.target.task_queue()).await?;
+    caller.compress_with(args.compression);
+    let arguments = [&args.x, &args.y].map(|arg| task_argument(arg));
+    let pending = caller
+        .send_later(ADD_TASK, &arguments, args.countdown)
+        .await?;
+    print_result(pending, args.wait.wait()).await?;
     caller.close().await;
     Ok(())
 }
 
+/// `celery_pages call`'s arguments.
+#[derive(clap::Args)]
+pub struct CallArgs {
+    /// The task's name, e.g. addTask.add.
+    task: String,
+    /// Its positional arguments: JSON when they parse as JSON (4, [1],
+    /// "4"), strings otherwise.
+    args: Vec<String>,
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    wait: Wait,
+}
+
+/// `call TASK ARGS...`: sends any task by name, as `celery call` does,
+/// and prints its result, or only its id with `--no-wait`.
+pub async fn call(args: CallArgs) -> anyhow::Result<()> {
+    let caller = Caller::connect(&args.target.broker()?, args.target.task_queue()).await?;
+    let arguments: Vec<Value> = args.args.iter().map(|arg| task_argument(arg)).collect();
+    let pending = caller.send(&args.task, &arguments).await?;
+    print_result(pending, args.wait.wait()).await?;
+    caller.close().await;
+    Ok(())
+}
+
+/// Prints a task's result when it comes within `wait`, or, with no wait,
+/// its id at once.
+async fn print_result(
+    pending: crate::caller::PendingResult,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    match wait {
+        None => println!("{}", pending.id),
+        Some(timeout) => println!("{}", show(&pending.wait(timeout).await?)),
+    }
+    Ok(())
+}
+
+/// `celery_pages chain`'s arguments.
+#[derive(clap::Args)]
+pub struct ChainArgs {
+    /// The first two arguments, then one per further step (JSON if
+    /// they parse as JSON, strings otherwise).
+    #[arg(required = true, num_args = 2..)]
+    values: Vec<String>,
+    #[command(flatten)]
+    target: Target,
+    /// Seconds to wait for each step's result.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
 /// `chain X Y Z...`: `add(X, Y)`, then `add(<result>, Z)`, ..., each step on
 /// whichever worker takes it; prints each step and the last result.
-pub async fn chain(target: &Target, values: &[String], timeout: Duration) -> anyhow::Result<()> {
+pub async fn chain(args: ChainArgs) -> anyhow::Result<()> {
+    let (target, values, timeout) = (
+        &args.target,
+        &args.values,
+        Duration::from_secs(args.timeout),
+    );
     anyhow::ensure!(values.len() >= 2, "a chain takes at least two values");
     let values: Vec<Value> = values.iter().map(|v| task_argument(v)).collect();
     let rest: Vec<Vec<Value>> = values[2..].iter().map(|v| vec![v.clone()]).collect();
@@ -190,6 +276,23 @@ pub async fn chain(target: &Target, values: &[String], timeout: Duration) -> any
     println!("{}", show(&total));
     caller.close().await;
     Ok(())
+}
+
+/// `worker`: runs the worker until Ctrl-C or SIGTERM: a warm shutdown
+/// (the tasks in flight finish); a second one stops at once, as Celery's
+/// cold shutdown, unfinished tasks left unacked for the broker to hand out
+/// again.
+pub async fn worker(target: &Target, options: &WorkerOptions) -> anyhow::Result<()> {
+    let config = options.config(target)?;
+    let stop = plumbing::shutdown::signal_twice(|| {
+        tracing::warn!("cold shutdown: stopping at once; the tasks in flight go back to the queue");
+        std::process::exit(1);
+    });
+    let warm = async {
+        stop.await;
+        tracing::info!("warm shutdown: finishing the tasks in flight (Ctrl-C again stops at once)");
+    };
+    Ok(worker::run(config, warm).await?)
 }
 
 /// `status`: every worker that answers a ping within `wait`, as

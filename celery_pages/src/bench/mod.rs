@@ -33,9 +33,61 @@ use tokio::sync::oneshot;
 use anyhow::{Context, Result, anyhow};
 use celery_pages::amqp::reply_queue;
 use celery_pages::caller::Caller;
+use celery_pages::commands::{Target, WorkerOptions};
+use celery_pages::message::compression::Compression;
 use celery_pages::worker;
 use celery_pages::worker::config::WorkerConfig;
 use celery_pages::{ADD_TASK, Broker, QueueType, TaskQueue};
+
+/// `celery_pages bench`'s flags.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Tasks to run.
+    #[arg(long, default_value_t = 10_000)]
+    tasks: u64,
+    /// Tasks in flight at once (the same for the raw run).
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Measure whatever worker already consumes --queue (a Python
+    /// Celery worker, say) instead of starting one in this process.
+    #[arg(long)]
+    no_worker: bool,
+    /// Compress the task messages (the raw run stays uncompressed).
+    #[arg(long, value_enum)]
+    compression: Option<Compression>,
+    /// Instead: queue N tasks (no results asked) first, then time the
+    /// worker taking and acking them all, beside a raw consumer doing
+    /// the same with plain messages. With --no-worker: fill --queue, then
+    /// time whatever worker is started on it (Python's, say) until the
+    /// queue is empty.
+    #[arg(long, value_name = "N", conflicts_with = "compression")]
+    drain: Option<u64>,
+    #[command(flatten)]
+    options: WorkerOptions,
+}
+
+/// Runs the bench `args` ask for and prints its report.
+pub async fn command(args: BenchArgs) -> Result<()> {
+    let config = args.options.config(&args.target)?;
+    match args.drain {
+        Some(tasks) if args.no_worker => {
+            let report = drain::run_external(&config, tasks, |queue| {
+                println!("{tasks} tasks queued in {queue:?}: start the worker on it now");
+            })
+            .await?;
+            println!("{report}");
+        }
+        Some(tasks) => println!("{}", drain::run(&config, tasks).await?),
+        None => {
+            let (tasks, window) = (args.tasks, args.window);
+            let report = run(&config, tasks, window, args.no_worker, args.compression).await?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -82,7 +134,7 @@ pub async fn run(
     tasks: u64,
     window: usize,
     external_worker: bool,
-    compression: Option<celery_pages::message::compression::Compression>,
+    compression: Option<Compression>,
 ) -> Result<Report> {
     let (stop, stopped) = oneshot::channel::<()>();
     let config = with_own_node(config, "bench");

@@ -37,15 +37,42 @@ pub struct Plain<Args>(std::marker::PhantomData<Args>);
 /// Marks an async function, `async fn(A, ...) -> TaskResult<R>`.
 pub struct Awaited<Args>(std::marker::PhantomData<Args>);
 
-/// Argument `value`, bound to parameter `name` of `function`, as a `T`.
+/// Argument `value`, bound to parameter `name` of `function`, as a `T`;
+/// else a `TypeError` worded as CPython words a builtin's
+/// (`multiply() argument 'pages' must be int, not str`).
 fn argument<T: DeserializeOwned>(function: &str, name: &str, value: Value) -> Result<T, Failure> {
-    let shown = crate::message::pyjson::python_type(&value);
+    let given = crate::message::pyjson::python_type(&value);
     serde_json::from_value(value).map_err(|err| {
-        Failure::Raised(PyException::builtin(
-            "TypeError",
-            format!("{function}() argument '{name}' cannot be a {shown}: {err}"),
-        ))
+        let wanted = python_name::<T>();
+        let message = if wanted == given {
+            // Of the right kind, but not in the type's range.
+            format!("{function}() argument '{name}': {err}")
+        } else {
+            format!("{function}() argument '{name}' must be {wanted}, not {given}")
+        };
+        Failure::Raised(PyException::builtin("TypeError", message))
     })
+}
+
+/// What Python calls the values a `T` reads: `int` for Rust's integers,
+/// `str` for strings, ...; the Rust type's own name for anything else.
+fn python_name<T>() -> &'static str {
+    let rust = std::any::type_name::<T>();
+    match rust {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
+        | "usize" => "int",
+        "f32" | "f64" => "float",
+        "bool" => "bool",
+        "alloc::string::String" | "char" => "str",
+        "()" => "NoneType",
+        _ if rust.starts_with("alloc::vec::Vec<") => "list",
+        _ if rust.starts_with("std::collections::hash::map::HashMap<")
+            || rust.starts_with("alloc::collections::btree::map::BTreeMap<") =>
+        {
+            "dict"
+        }
+        _ => rust,
+    }
 }
 
 /// A task's return value as JSON.
@@ -131,3 +158,96 @@ handler!(5, A a, B b, C c, D d, E e);
 handler!(6, A a, B b, C c, D d, E e, G g);
 handler!(7, A a, B b, C c, D d, E e, G g, H h);
 handler!(8, A a, B b, C c, D d, E e, G g, H h, I i);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Map, Value, json};
+
+    use crate::tasks::{Failure, Registry, Task, TaskResult};
+
+    fn multiply(pages: i64, books: i64) -> TaskResult<i64> {
+        Ok(pages * books)
+    }
+
+    async fn shout(text: String) -> TaskResult<String> {
+        Ok(text.to_uppercase())
+    }
+
+    fn tasks() -> Arc<Registry> {
+        Arc::new(
+            Registry::empty()
+                .register(Task::new("pages.multiply", ["pages", "books"], multiply))
+                .register(Task::new("pages.shout", ["text"], shout)),
+        )
+    }
+
+    async fn run(name: &str, args: Value, kwargs: Value) -> Result<Value, Failure> {
+        let Value::Array(args) = args else { panic!() };
+        let kwargs: Map<String, Value> = serde_json::from_value(kwargs).unwrap();
+        tasks().run(name, args, kwargs).await.map(|done| done.value)
+    }
+
+    fn raised(message: &str) -> Failure {
+        Failure::Raised(crate::PyException::builtin("TypeError", message))
+    }
+
+    fn refused(message: &str) -> Failure {
+        Failure::BadCall(crate::PyException::builtin("TypeError", message))
+    }
+
+    #[tokio::test]
+    async fn typed_arguments_bind_as_python_then_read_as_their_types() {
+        let none = json!({});
+        assert_eq!(
+            run("pages.multiply", json!([3, 120]), none.clone()).await,
+            Ok(json!(360))
+        );
+        assert_eq!(
+            run("pages.multiply", json!([3]), json!({"books": 120})).await,
+            Ok(json!(360))
+        );
+        assert_eq!(
+            run("pages.shout", json!(["buku"]), none.clone()).await,
+            Ok(json!("BUKU"))
+        );
+        assert_eq!(
+            run("pages.multiply", json!([3]), none.clone()).await,
+            Err(refused(
+                "multiply() missing 1 required positional argument: 'books'"
+            ))
+        );
+        assert_eq!(
+            run("pages.multiply", json!([3, 4]), json!({"pages": 1})).await,
+            Err(refused(
+                "multiply() got multiple values for argument 'pages'"
+            ))
+        );
+        assert_eq!(
+            run("pages.multiply", json!(["a", 4]), none.clone()).await,
+            Err(raised("multiply() argument 'pages' must be int, not str"))
+        );
+        assert_eq!(
+            run("pages.shout", json!([null]), none.clone()).await,
+            Err(raised("shout() argument 'text' must be str, not NoneType"))
+        );
+        let Err(Failure::Raised(exc)) =
+            run("pages.multiply", json!([1, 1e300]), none.clone()).await
+        else {
+            panic!("a float is not an i64");
+        };
+        assert_eq!(
+            exc.message,
+            "multiply() argument 'books' must be int, not float"
+        );
+        let Err(Failure::Raised(exc)) = run("pages.multiply", json!([1, u64::MAX]), none).await
+        else {
+            panic!("too large for an i64");
+        };
+        assert!(
+            exc.message.starts_with("multiply() argument 'books': "),
+            "{exc}"
+        );
+    }
+}

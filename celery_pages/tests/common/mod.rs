@@ -293,14 +293,19 @@ pub fn node_name(queue: &str) -> String {
 }
 
 /// The command [`python_worker_with`] runs: its log on stderr (piped).
+/// The app is `addTask`, or the module a `CELERY_APP` setting names.
 pub fn python_worker_command(queue: &str, settings: &[(&str, &str)]) -> Command {
+    let app = settings
+        .iter()
+        .find(|(key, _)| *key == "CELERY_APP")
+        .map_or("addTask", |(_, app)| app);
     let mut command = Command::new(python());
     command
         .args([
             "-m",
             "celery",
             "-A",
-            "addTask",
+            app,
             "worker",
             "-P",
             "solo",
