@@ -1,5 +1,8 @@
 //! The one bench runner: a closed loop of calls, with latency percentiles,
-//! and a way to run a server on a thread of its own.
+//! a way to run a server on a thread of its own, and the floor the RPC
+//! benches share: a raw TCP ping-pong of about one small RPC's size
+//! ([`Floor`]), with the report the name server's and the welcome server's
+//! benches print ([`RpcReport`]).
 //!
 //! Every crate's `bench` subcommand measures its protocol and a floor (raw
 //! TCP, raw AMQP) with the same runner, so the two figures it prints are
@@ -17,12 +20,14 @@
 //! # }
 //! ```
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 /// What one run measured.
@@ -129,4 +134,123 @@ where
         });
     });
     Ok(ServerThread { addr, _stop: stop })
+}
+
+/// What an RPC bench measured: one call, sequential and with calls in
+/// flight, over the server's own protocol and over Pyro4, beside the raw
+/// ping-pong of the same run (the name server's and the welcome server's
+/// benches report alike).
+#[derive(Debug)]
+pub struct RpcReport {
+    /// The call measured, as the server's protocol names it (`lookup`,
+    /// `welcome_message`), and as Pyro4 does (`welcomeMessage`).
+    pub call: &'static str,
+    pub pyro_call: &'static str,
+    /// What the server was reached over: tarpc for one of this workspace,
+    /// Pyro4 for Python's.
+    pub protocol: &'static str,
+    pub sequential: Stats,
+    pub raw: Stats,
+    pub concurrency: usize,
+    pub concurrent: Stats,
+    /// The same server's Pyro4 face, sequential calls.
+    pub pyro: Stats,
+}
+
+impl fmt::Display for RpcReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (call, protocol) = (self.call, self.protocol);
+        let line = |f: &mut fmt::Formatter<'_>, label: String, stats: &Stats, by: &str| {
+            writeln!(f, "{label:<40}{}{by}", stats.summary())
+        };
+        let by = format!("  ({protocol})");
+        line(f, format!("{call}, sequential:"), &self.sequential, &by)?;
+        line(
+            f,
+            format!("raw TCP ping-pong, {PING_SIZE} bytes:"),
+            &self.raw,
+            "",
+        )?;
+        let concurrent = format!("{call}, concurrency {}:", self.concurrency);
+        line(f, concurrent, &self.concurrent, &by)?;
+        let pyro = format!("{} over Pyro4, sequential:", self.pyro_call);
+        line(f, pyro, &self.pyro, "")?;
+        writeln!(
+            f,
+            "ratio sequential/raw: {:.2}",
+            self.sequential.per_second() / self.raw.per_second()
+        )?;
+        write!(
+            f,
+            "ratio Pyro4/{protocol}, sequential: {:.2}",
+            self.pyro.per_second() / self.sequential.per_second()
+        )
+    }
+}
+
+/// Bytes per ping-pong message: about what one small RPC puts on the wire.
+pub const PING_SIZE: usize = 64;
+
+/// The floor: an echo server on a thread of its own, measured by a raw
+/// ping-pong of [`PING_SIZE`] bytes.
+#[derive(Debug)]
+pub struct Floor {
+    echo: ServerThread,
+}
+
+impl Floor {
+    /// Starts the echo server and warms the path up (1,000 round trips).
+    pub async fn start() -> std::io::Result<Self> {
+        let floor = Floor {
+            echo: spawn_server_thread(serve_echo)?,
+        };
+        ping_pong(floor.echo.addr, 1_000).await?;
+        Ok(floor)
+    }
+
+    /// `calls` sequential round trips.
+    pub async fn measure(&self, calls: u64) -> std::io::Result<Stats> {
+        ping_pong(self.echo.addr, calls).await
+    }
+}
+
+/// The floor's server: echoes fixed-size messages back.
+pub async fn serve_echo(listener: TcpListener, stopped: oneshot::Receiver<()>) {
+    let accept = async {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = [0u8; PING_SIZE];
+                while socket.read_exact(&mut buf).await.is_ok() {
+                    if socket.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        _ = stopped => {}
+    }
+}
+
+/// The floor: `calls` sequential round trips of [`PING_SIZE`] bytes.
+pub async fn ping_pong(addr: SocketAddr, calls: u64) -> std::io::Result<Stats> {
+    let mut socket = TcpStream::connect(addr).await?;
+    socket.set_nodelay(true)?;
+    let mut buf = [7u8; PING_SIZE];
+    let mut latency_us = histogram();
+    let started = Instant::now();
+    for _ in 0..calls {
+        let began = Instant::now();
+        socket.write_all(&buf).await?;
+        socket.read_exact(&mut buf).await?;
+        let _ = latency_us.record(began.elapsed().as_micros() as u64);
+    }
+    Ok(Stats {
+        calls,
+        elapsed: started.elapsed(),
+        latency_us,
+    })
 }

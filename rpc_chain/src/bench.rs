@@ -1,7 +1,7 @@
 //! `rpc_chain bench`: whole trips round the ring per second, sequential and
 //! concurrent. The floor is one raw round trip per call of a chain (client
 //! to 1, 1 to 2, 2 to 3, 3 back to 1, for three servers), from the
-//! ping-pong in [`rpc_naming::bench`], measured in the same run. The same
+//! ping-pong of [`plumbing::bench::Floor`], measured in the same run. The same
 //! ring is also entered over Pyro4 (the client's call to the first server;
 //! the hops stay on tarpc), against entering it over tarpc.
 
@@ -9,14 +9,49 @@ use std::fmt;
 use std::sync::Arc;
 
 use anyhow::Context;
-use plumbing::bench::{ServerThread, Stats, closed_loop, spawn_server_thread};
-use rpc_naming::NameServerClient;
-use rpc_naming::bench::{Floor, PING_SIZE, name_server};
+use plumbing::bench::{Floor, PING_SIZE, Stats, closed_loop};
+use plumbing::cli::host_port;
+use rpc_naming::NS_ENV;
+use rpc_naming::server::connect_or_spawn;
 
-use crate::{ChainServer, Connection, Error, connect, send, serve, server_name};
+use rpc_chain::{Connection, Error, Placement, connect, send, server_name, start_ring};
 
 /// What a bench says when it cannot start its servers.
 const SETUP: &str = "the bench could not set up its servers";
+
+/// `rpc_chain bench`'s flags.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A name server whose ring to measure; without it, the bench starts
+    /// its own name server and a ring of --servers servers.
+    #[arg(long, env = NS_ENV, value_parser = host_port)]
+    ns: Option<String>,
+    /// Ring size when the bench starts its own ring.
+    #[arg(long, default_value_t = 3)]
+    servers: u32,
+    /// The server to start at.
+    #[arg(long, default_value_t = 1)]
+    start: u32,
+    /// Chains per run.
+    #[arg(long, default_value_t = 10_000)]
+    calls: u64,
+    /// Chains in flight at once in the concurrent run.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+}
+
+/// Runs the bench and prints its report.
+pub async fn command(args: BenchArgs) -> anyhow::Result<()> {
+    let BenchArgs {
+        ns,
+        servers,
+        start,
+        calls,
+        concurrency,
+    } = args;
+    println!("{}", run(ns, servers, start, calls, concurrency).await?);
+    Ok(())
+}
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -98,9 +133,11 @@ pub async fn run(
     calls: u64,
     concurrency: usize,
 ) -> anyhow::Result<Report> {
-    let (ns, own) = name_server(ns).await?;
+    let (ns, own) = connect_or_spawn(ns).await?;
     let _ring = if own {
-        spawn_ring(&ns, servers.max(1)).await?
+        start_ring(&ns, servers.max(1), false, Placement::OwnThread)
+            .await
+            .context(SETUP)?
     } else {
         Vec::new()
     };
@@ -129,32 +166,6 @@ pub async fn run(
         raw,
         pyro,
     })
-}
-
-/// Starts a ring of `size` quiet servers, each on its own thread and
-/// runtime (and so with its own connection to the name server), and
-/// registers them. The ring runs while the returned threads are held.
-async fn spawn_ring(ns: &NameServerClient, size: u32) -> anyhow::Result<Vec<ServerThread>> {
-    let mut ring = Vec::new();
-    for id in 1..=size {
-        let addr = ns.addr().to_owned();
-        let thread = spawn_server_thread(move |listener, stopped| async move {
-            match NameServerClient::connect(&addr).await {
-                Ok(ns) => {
-                    let server = ChainServer::new(id, id % size + 1, ns, false);
-                    serve(listener, server, async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-                }
-                Err(err) => tracing::error!(%err, "bench ring server could not start"),
-            }
-        })
-        .context(SETUP)?;
-        ns.register(&server_name(id), thread.addr, false).await?;
-        ring.push(thread);
-    }
-    Ok(ring)
 }
 
 /// `calls` trips round the ring from server `start`, `concurrency` at a time.

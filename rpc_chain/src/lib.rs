@@ -22,7 +22,7 @@
 //! knows by a Pyro URI is called over Pyro4. Pyro4 carries no deadline: a
 //! call that comes in over Pyro4 gets [`CALL_TIMEOUT`] from its arrival.
 
-pub mod bench;
+pub mod commands;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -494,6 +494,109 @@ impl Service for ChainServer {
 pub async fn serve(listener: TcpListener, server: ChainServer, shutdown: impl Future<Output = ()>) {
     let pyro = PyroObject::new(&server_name(server.id), PyroChain(server.clone()));
     rpc_transport::serve(listener, "chain server", shutdown, server, pyro).await;
+}
+
+/// Where a ring server started here runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On the runtime that starts it (the demo, the tests).
+    Here,
+    /// On a thread and runtime of its own, with its own connection to the
+    /// name server, as a separate process would be (the bench).
+    OwnThread,
+}
+
+/// A ring server started in this process, registered under its name (a
+/// lease) until [`RingServer::stop`]; dropping it stops it too, its name
+/// left to expire.
+#[derive(Debug)]
+pub struct RingServer {
+    lease: rpc_naming::Lease,
+    _running: Running,
+}
+
+/// What keeps a ring server running: held, never read.
+#[derive(Debug)]
+#[allow(dead_code)]
+enum Running {
+    /// Dropping the sender stops the server.
+    Here(tokio::sync::oneshot::Sender<()>),
+    OwnThread(plumbing::bench::ServerThread),
+}
+
+impl RingServer {
+    /// Starts server `id`, which passes messages on to server `next`, on a
+    /// port of its own on 127.0.0.1, and registers it with `ns`. With
+    /// `announce` it prints the chapter's lines, as `server_chain_N.py`.
+    pub async fn start(
+        ns: &NameServerClient,
+        id: u32,
+        next: u32,
+        announce: bool,
+        placement: Placement,
+    ) -> std::io::Result<RingServer> {
+        let (addr, running) = match placement {
+            Placement::Here => {
+                let listener = TcpListener::bind("127.0.0.1:0").await?;
+                let addr = listener.local_addr()?;
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let server = ChainServer::new(id, next, ns.clone(), announce);
+                tokio::spawn(serve(listener, server, async {
+                    let _ = stopped.await;
+                }));
+                (addr, Running::Here(stop))
+            }
+            Placement::OwnThread => {
+                let ns_addr = ns.addr().to_owned();
+                let thread =
+                    plumbing::bench::spawn_server_thread(move |listener, stopped| async move {
+                        match NameServerClient::connect(&ns_addr).await {
+                            Ok(ns) => {
+                                let server = ChainServer::new(id, next, ns, announce);
+                                serve(listener, server, async {
+                                    let _ = stopped.await;
+                                })
+                                .await;
+                            }
+                            Err(err) => tracing::error!(%err, "ring server {id} could not start"),
+                        }
+                    })?;
+                (thread.addr, Running::OwnThread(thread))
+            }
+        };
+        let lease = ns
+            .register_lease(&server_name(id), addr, false)
+            .await
+            .map_err(std::io::Error::other)?;
+        if announce {
+            println!("{}", starting_line(id));
+        }
+        Ok(RingServer {
+            lease,
+            _running: running,
+        })
+    }
+
+    /// Removes its name, then stops it.
+    pub async fn stop(self) -> Result<()> {
+        self.lease.release().await?;
+        Ok(())
+    }
+}
+
+/// Starts a ring of `size` servers, 1 → 2 → ... → `size` → 1 (see
+/// [`RingServer::start`]); it runs while they are held.
+pub async fn start_ring(
+    ns: &NameServerClient,
+    size: u32,
+    announce: bool,
+    placement: Placement,
+) -> std::io::Result<Vec<RingServer>> {
+    let mut ring = Vec::new();
+    for id in 1..=size {
+        ring.push(RingServer::start(ns, id, id % size + 1, announce, placement).await?);
+    }
+    Ok(ring)
 }
 
 /// Everything that can go wrong for a caller of the ring.

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rpc_chain::{
-    Chain, ChainClient, ChainError, ChainServer, Connection, Error, MAX_BYTES, MAX_ITEMS, connect,
-    finished, python_list, returned, send, serve, server_name,
+    Chain, ChainClient, ChainError, Connection, Error, MAX_BYTES, MAX_ITEMS, Placement, RingServer,
+    connect, finished, python_list, returned, send, server_name,
 };
 use rpc_naming::client::deadline_in;
 use rpc_naming::{Lease, NameServerClient};
@@ -21,39 +21,16 @@ async fn start_ns() -> NameServerClient {
     NameServerClient::connect(&addr).await.unwrap()
 }
 
-/// A running ring server; dropping `stop` closes its connections.
-struct RingServer {
-    lease: Lease,
-    stop: oneshot::Sender<()>,
-}
-
-impl RingServer {
-    async fn stop(self) {
-        self.lease.release().await.unwrap();
-        let _ = self.stop.send(());
-    }
-}
-
 async fn start_server(ns: &NameServerClient, id: u32, next: u32) -> RingServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let lease = ns
-        .register_lease(&server_name(id), listener.local_addr().unwrap(), false)
+    RingServer::start(ns, id, next, false, Placement::Here)
         .await
-        .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = ChainServer::new(id, next, ns.clone(), false);
-    tokio::spawn(serve(listener, server, async {
-        let _ = stopped.await;
-    }));
-    RingServer { lease, stop }
+        .unwrap()
 }
 
 async fn start_ring(ns: &NameServerClient, size: u32) -> Vec<RingServer> {
-    let mut ring = Vec::new();
-    for id in 1..=size {
-        ring.push(start_server(ns, id, id % size + 1).await);
-    }
-    ring
+    rpc_chain::start_ring(ns, size, false, Placement::Here)
+        .await
+        .unwrap()
 }
 
 fn hello() -> Vec<String> {
@@ -184,7 +161,7 @@ async fn a_dead_hop_is_named_and_a_restarted_hop_is_found_again() {
     // lease runs out): registered, yet nothing answers.
     let three = ring.pop().unwrap();
     let dead_addr = ns.lookup(&server_name(3)).await.unwrap();
-    three.stop().await;
+    three.stop().await.unwrap();
     ns.register(&server_name(3), dead_addr, false)
         .await
         .unwrap();
@@ -489,7 +466,7 @@ async fn a_ring_keeps_working_after_its_name_server_restarts() {
 
     // Server 2 stops, and the name server goes and comes back empty on the
     // same address; server 2 starts again elsewhere under the new one.
-    ring.remove(1).stop().await;
+    ring.remove(1).stop().await.unwrap();
     let _ = stop_ns.send(());
     first_ns.await.unwrap();
     let listener = TcpListener::bind(ns_addr).await.unwrap();

@@ -43,9 +43,9 @@
 //! # }
 //! ```
 
-pub mod bench;
 pub mod broadcast;
 pub mod client;
+pub mod commands;
 pub mod pyro_client;
 pub mod pyro_server;
 pub mod server;

@@ -10,6 +10,7 @@ use tarpc::context::Context;
 use tarpc::server::Channel;
 use tokio::net::TcpListener;
 
+use crate::client::NameServerClient;
 use crate::pyro_server::PyroNameService;
 use crate::table::{ConnectionId, NameTable, compile};
 use crate::{
@@ -183,4 +184,17 @@ pub fn spawn_thread() -> std::io::Result<ServerThread> {
             let _ = stopped.await;
         })
     })
+}
+
+/// The name server at `ns`, or, without it, one started in this process
+/// (on this runtime); also says whether it was started here, and so
+/// whether the caller must start the servers it wants to find there (as
+/// the welcome and ring benches do).
+pub async fn connect_or_spawn(ns: Option<String>) -> anyhow::Result<(NameServerClient, bool)> {
+    let own = ns.is_none();
+    let addr = match ns {
+        Some(ns) => ns,
+        None => spawn_local(crate::DEFAULT_MAX_NAMES).await?,
+    };
+    Ok((NameServerClient::connect(&addr).await?, own))
 }

@@ -1,5 +1,5 @@
 //! `rpc_welcome bench`: welcome calls per second, sequential and concurrent,
-//! against the raw TCP ping-pong floor ([`rpc_naming::bench`]) in the same
+//! against the raw TCP ping-pong floor ([`plumbing::bench::Floor`]) in the same
 //! run; and the same server called over Pyro4 by this workspace's Pyro4
 //! client, against tarpc. Python's own Pyro4 client against this server and
 //! against Python's is measured by `rpc_welcome/bench/python_client.sh`.
@@ -7,16 +7,40 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use plumbing::bench::{Stats, closed_loop, spawn_server_thread};
-use rpc_naming::bench::{Floor, Report, name_server};
+use plumbing::bench::{Floor, RpcReport, Stats, closed_loop, spawn_server_thread};
+use plumbing::cli::host_port;
+use rpc_naming::NS_ENV;
+use rpc_naming::server::connect_or_spawn;
 
-use crate::{Connection, Error, buy, connect, serve};
+use rpc_welcome::{Connection, DEFAULT_NAME, Error, TITLE, buy, connect, serve};
 
 /// What a bench says when it cannot start its servers.
 const SETUP: &str = "the bench could not set up its servers";
 
-/// The title every bench call buys.
-pub const TITLE: &str = "Sistem Terdistribusi";
+/// `rpc_welcome bench`'s flags.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// A name server whose registered server to measure; without it, the
+    /// bench starts its own name server and server.
+    #[arg(long, env = NS_ENV, value_parser = host_port)]
+    ns: Option<String>,
+    /// The name of the server to measure.
+    #[arg(long, default_value = DEFAULT_NAME)]
+    name: String,
+    /// Calls per run.
+    #[arg(long, default_value_t = 20_000)]
+    calls: u64,
+    /// Calls in flight at once in the concurrent run.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+}
+
+/// Runs the bench and prints its report.
+pub async fn command(args: BenchArgs) -> anyhow::Result<()> {
+    let report = run(args.ns, &args.name, args.calls, args.concurrency).await?;
+    println!("{report}");
+    Ok(())
+}
 
 /// Measures the server registered as `name` with the name server `ns`;
 /// without `ns`, starts a name server here and a welcome server on a thread
@@ -26,8 +50,8 @@ pub async fn run(
     name: &str,
     calls: u64,
     concurrency: usize,
-) -> anyhow::Result<Report> {
-    let (ns, own) = name_server(ns).await?;
+) -> anyhow::Result<RpcReport> {
+    let (ns, own) = connect_or_spawn(ns).await?;
     let _own_server = if own {
         let object = name.to_owned();
         let server = spawn_server_thread(move |listener, stopped| async move {
@@ -59,7 +83,7 @@ pub async fn run(
     let raw = floor.measure(calls).await.context(SETUP)?;
     let concurrent = welcome_calls(&client, name, calls, concurrency).await?;
     let pyro = welcome_calls(&pyro, name, calls, 1).await?;
-    Ok(Report {
+    Ok(RpcReport {
         call: "welcome_message",
         pyro_call: "welcomeMessage",
         protocol: client.protocol(),

@@ -32,7 +32,7 @@
 //! # }
 //! ```
 
-pub mod bench;
+pub mod commands;
 
 use std::future::Future;
 use std::time::Duration;
@@ -52,6 +52,8 @@ use tokio::net::TcpListener;
 pub const DEFAULT_NAME: &str = "server";
 /// The client's prompt, as in `pyro_client.py`.
 pub const PROMPT: &str = "Mau beli buku dengan judul apa? ";
+/// The title the demo buys, and every bench call.
+pub const TITLE: &str = "Sistem Terdistribusi";
 /// Deadline of one call: past it the client reports the server as hung.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -15,9 +15,9 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::Result;
-use crate::client::borrow_book;
-use crate::server::{ServerConfig, serve};
+use socket_file::Result;
+use socket_file::client::borrow_book;
+use socket_file::server::{ServerConfig, serve};
 
 const RAW_BUFFER: usize = 1 << 20;
 
@@ -54,7 +54,7 @@ pub async fn protocol_runs(book: &Path, out_dir: &Path, runs: usize) -> Result<V
     let mut rates = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
-        let borrowed = borrow_book(&addr, crate::DEFAULT_REQUEST, &out, |_| {}).await?;
+        let borrowed = borrow_book(&addr, socket_file::DEFAULT_REQUEST, &out, |_| {}).await?;
         rates.push(borrowed.size as f64 / 1e6 / started.elapsed().as_secs_f64());
         std::fs::remove_file(&out)?;
     }

@@ -48,7 +48,6 @@
 //! # }
 //! ```
 
-pub mod bench;
 pub mod client;
 pub mod commands;
 pub mod protocol;

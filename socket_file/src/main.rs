@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
 
 use socket_file::commands::{self, Limits};
-use socket_file::{DEFAULT_ADDR, DEFAULT_REQUEST, bench};
+use socket_file::{DEFAULT_ADDR, DEFAULT_REQUEST};
+
+mod bench;
 
 #[derive(Parser)]
 #[command(

@@ -1,6 +1,6 @@
 //! `socket_time bench`: connections per second against any time server.
 //!
-//! One connection is one whole exchange ([`crate::fetch_time`]: connect,
+//! One connection is one whole exchange ([`socket_time::fetch_time`]: connect,
 //! read to end of stream, check the line), so the figure includes the TCP
 //! handshake and teardown, as a real client pays. The floor is a minimal
 //! tokio server that writes one fixed line and closes, measured by the same
@@ -15,7 +15,7 @@ use plumbing::bench::{Stats, closed_loop};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::{fetch_time, serve};
+use socket_time::{fetch_time, serve};
 
 /// What a bench says when it cannot start its servers.
 const SETUP: &str = "the bench could not set up its servers";

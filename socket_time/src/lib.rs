@@ -29,7 +29,7 @@
 //! # }
 //! ```
 
-pub mod bench;
+pub mod commands;
 
 use std::future::Future;
 use std::io::Write;

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-use socket_time::{DEFAULT_ADDR, bench, checkout_line, fetch_time, serve};
+use socket_time::{DEFAULT_ADDR, commands};
+
+mod bench;
 
 #[derive(Parser)]
 #[command(
@@ -66,13 +66,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Demo => demo().await,
-        Command::Server { addr } => server(addr).await,
-        Command::Client { addr } => {
-            let time = fetch_time(&addr).await?;
-            println!("{}", checkout_line(&time));
-            Ok(())
-        }
+        Command::Demo => commands::demo().await,
+        Command::Server { addr } => commands::server(addr).await,
+        Command::Client { addr } => commands::client(&addr).await,
         Command::Bench {
             addr,
             connections,
@@ -83,26 +79,4 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn demo() -> anyhow::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, true, async {
-        let _ = stopped.await;
-    }));
-    let time = fetch_time(&addr.to_string()).await?;
-    println!("{}", checkout_line(&time));
-    let _ = stop.send(());
-    server.await?;
-    Ok(())
-}
-
-async fn server(addr: SocketAddr) -> anyhow::Result<()> {
-    let listener = plumbing::cli::listen(addr).await?;
-    let stop = plumbing::shutdown::signal();
-    tracing::info!("time server listening on {}", listener.local_addr()?);
-    serve(listener, true, stop).await;
-    Ok(())
 }

@@ -1,0 +1,51 @@
+//! What each command of the `rpc_chain` binary does, and what it prints:
+//! one ring server, the client, and a demo of a whole ring in one process.
+//! `main.rs` only reads the command line.
+
+use std::net::SocketAddr;
+
+use rpc_naming::{DEFAULT_MAX_NAMES, NameServerClient};
+
+use crate::{
+    ChainServer, Placement, connect, python_list, send, serve, server_name, start_ring,
+    starting_line,
+};
+
+/// `demo`: a name server, a ring of `servers` servers and the client in
+/// one process.
+pub async fn demo(servers: u32) -> anyhow::Result<()> {
+    let ns = NameServerClient::connect(&rpc_naming::server::spawn_local(DEFAULT_MAX_NAMES).await?)
+        .await?;
+    let ring = start_ring(&ns, servers, true, Placement::Here).await?;
+    let client = connect(&ns, 1).await?;
+    let status = send(&client, 1, vec!["hello".to_owned()]).await?;
+    println!("Status = {}", python_list(&status));
+    for server in ring {
+        server.stop().await?;
+    }
+    Ok(())
+}
+
+/// `server`: server `id` of a ring, passing messages on to `next`, on
+/// `addr`, registered with the name server at `ns`, until Ctrl-C or
+/// SIGTERM.
+pub async fn server(ns: &str, id: u32, next: u32, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = plumbing::cli::listen(addr).await?;
+    let ns = NameServerClient::connect(ns).await?;
+    let stop = plumbing::shutdown::signal();
+    let lease = ns.claim(&server_name(id), listener.local_addr()?).await?;
+    println!("{}", starting_line(id));
+    serve(listener, ChainServer::new(id, next, ns, true), stop).await;
+    rpc_naming::release_on_exit(lease).await;
+    Ok(())
+}
+
+/// `client`: sends `words` round the ring from server `start` and prints
+/// the status, as `client_chain.py`.
+pub async fn client(ns: &str, start: u32, words: Vec<String>) -> anyhow::Result<()> {
+    let ns = NameServerClient::connect(ns).await?;
+    let client = connect(&ns, start).await?;
+    let status = send(&client, start, words).await?;
+    println!("Status = {}", python_list(&status));
+    Ok(())
+}
