@@ -61,28 +61,11 @@ pub fn register(tasks: Registry) -> Registry {
                 chunks(&task, &items, &n).map_err(Failure::Raised)
             },
         ))
-        .register(Task::from_async_call(
-            "celery.map",
-            Signature::new(XMAP.0, &XMAP.1),
-            |call| async move {
-                let [task, items] = bind_arguments(XMAP.0, &XMAP.1, call.args, call.kwargs)
-                    .map_err(Failure::BadCall)?;
-                each(&call.tasks, &task, items, |item| vec![item]).await
-            },
-        ))
-        .register(Task::from_async_call(
-            "celery.starmap",
-            Signature::new(XSTARMAP.0, &XSTARMAP.1),
-            |call| async move {
-                let [task, items] = bind_arguments(XSTARMAP.0, &XSTARMAP.1, call.args, call.kwargs)
-                    .map_err(Failure::BadCall)?;
-                each(&call.tasks, &task, items, |item| match item {
-                    Value::Array(args) => args,
-                    other => vec![other],
-                })
-                .await
-            },
-        ))
+        .register(each_item("celery.map", XMAP, |item| vec![item]))
+        .register(each_item("celery.starmap", XSTARMAP, |item| match item {
+            Value::Array(args) => args,
+            other => vec![other],
+        }))
 }
 
 /// `chunks(task, it, n)`: `it` cut into parts of `n`, each sent as a
@@ -127,6 +110,25 @@ fn chunks(task: &Value, items: &Value, n: &Value) -> Result<Done, PyException> {
         value: serde_json::json!([[group, null], results]),
         sends,
     })
+}
+
+/// `name`, the Python function `python(task, it)`: runs `task` on each
+/// element of `it`, with the arguments `arguments` makes of it.
+fn each_item(
+    name: &str,
+    python: (&'static str, [&'static str; 2]),
+    arguments: fn(Value) -> Vec<Value>,
+) -> Task {
+    let (function, params) = python;
+    Task::from_async_call(
+        name,
+        Signature::new(function, &params),
+        move |call| async move {
+            let [task, items] = bind_arguments(function, &params, call.args, call.kwargs)
+                .map_err(Failure::BadCall)?;
+            each(&call.tasks, &task, items, arguments).await
+        },
+    )
 }
 
 /// Calls the task a signature names (`task`, a signature or a task name)

@@ -158,12 +158,12 @@ impl Task {
     /// let task = Task::new("pages.multiply", ["pages", "books"], multiply);
     /// assert_eq!(task.name(), "pages.multiply");
     /// ```
-    pub fn new<Marker, H: super::typed::Handler<Marker>>(
+    pub fn new<Marker, const N: usize>(
         name: &str,
-        params: H::Names,
-        function: H,
+        params: [&'static str; N],
+        function: impl super::typed::Handler<Marker, N>,
     ) -> Task {
-        let names = H::names(&params);
+        let names = params.to_vec();
         let python_name: Arc<str> = function_of(name).into();
         Task {
             name: name.to_owned(),

@@ -20,16 +20,11 @@ use crate::message::PyException;
 /// A function that can be a task body; `Marker` tells sync from async
 /// functions and carries the parameter types, so that both kinds of
 /// function implement it without overlapping.
-pub trait Handler<Marker>: Send + Sync + 'static {
-    /// The parameter names: `[&'static str; N]` for a function of `N`
-    /// parameters, so a wrong count does not compile.
-    type Names;
-
-    /// The names as a list.
-    fn names(names: &Self::Names) -> Vec<&'static str>;
-
+/// `N` is its number of parameters, so a list of names of another length
+/// does not compile.
+pub trait Handler<Marker, const N: usize>: Send + Sync + 'static {
     /// The body that binds, deserializes, runs and serializes.
-    fn into_body(self, function: Arc<str>, names: Self::Names) -> Body;
+    fn into_body(self, function: Arc<str>, names: [&'static str; N]) -> Body;
 }
 
 /// Marks a plain function, `fn(A, ...) -> TaskResult<R>`.
@@ -87,62 +82,57 @@ fn value<R: Serialize>(result: TaskResult<R>) -> Result<Done, Failure> {
     })
 }
 
+/// Arguments bound to `N` parameter names as Python binds them, then each
+/// read as its type.
+trait Arguments<const N: usize>: Sized {
+    fn read(function: &str, names: &[&'static str; N], call: Call) -> Result<Self, Failure>;
+}
+
 macro_rules! handler {
     ($n:literal $(, $ty:ident $var:ident)*) => {
-        impl<F, R, $($ty,)*> Handler<Plain<($($ty,)*)>> for F
+        impl<$($ty: DeserializeOwned,)*> Arguments<$n> for ($($ty,)*) {
+            #[allow(unused_mut, unused_variables)]
+            fn read(function: &str, names: &[&'static str; $n], call: Call) -> Result<Self, Failure> {
+                let bound = bind_arguments(function, names, call.args, call.kwargs)
+                    .map_err(Failure::BadCall)?;
+                let mut bound = names.iter().zip(bound);
+                Ok(($({
+                    let (name, raw) = bound.next().expect("one value per name");
+                    argument::<$ty>(function, name, raw)?
+                },)*))
+            }
+        }
+
+        impl<F, R, $($ty,)*> Handler<Plain<($($ty,)*)>, $n> for F
         where
             F: Fn($($ty),*) -> TaskResult<R> + Send + Sync + 'static,
             R: Serialize,
             $($ty: DeserializeOwned,)*
         {
-            type Names = [&'static str; $n];
-
-            fn names(names: &Self::Names) -> Vec<&'static str> {
-                names.to_vec()
-            }
-
-            #[allow(unused_mut, unused_variables)]
-            fn into_body(self, function: Arc<str>, names: Self::Names) -> Body {
+            fn into_body(self, function: Arc<str>, names: [&'static str; $n]) -> Body {
                 Body::Sync(Box::new(move |call: Call| {
-                    let bound = bind_arguments(&function, &names, call.args, call.kwargs)
-                        .map_err(Failure::BadCall)?;
-                    let mut bound = names.iter().zip(bound);
-                    $(
-                        let (name, raw) = bound.next().expect("one value per name");
-                        let $var: $ty = argument(&function, name, raw)?;
-                    )*
+                    let ($($var,)*) = <($($ty,)*)>::read(&function, &names, call)?;
                     value(self($($var),*))
                 }))
             }
         }
 
-        impl<F, Fut, R, $($ty,)*> Handler<Awaited<($($ty,)*)>> for F
+        impl<F, Fut, R, $($ty,)*> Handler<Awaited<($($ty,)*)>, $n> for F
         where
             F: Fn($($ty),*) -> Fut + Send + Sync + 'static,
             Fut: std::future::Future<Output = TaskResult<R>> + Send + 'static,
             R: Serialize,
             $($ty: DeserializeOwned,)*
         {
-            type Names = [&'static str; $n];
-
-            fn names(names: &Self::Names) -> Vec<&'static str> {
-                names.to_vec()
-            }
-
-            #[allow(unused_mut, unused_variables)]
-            fn into_body(self, function: Arc<str>, names: Self::Names) -> Body {
+            fn into_body(self, function: Arc<str>, names: [&'static str; $n]) -> Body {
                 Body::Async(Box::new(move |call: Call| {
-                    let started = (|| {
-                        let bound = bind_arguments(&function, &names, call.args, call.kwargs)
-                            .map_err(Failure::BadCall)?;
-                        let mut bound = names.iter().zip(bound);
-                        $(
-                            let (name, raw) = bound.next().expect("one value per name");
-                            let $var: $ty = argument(&function, name, raw)?;
-                        )*
-                        Ok(self($($var),*))
-                    })();
-                    Box::pin(async move { value(started?.await) })
+                    match <($($ty,)*)>::read(&function, &names, call) {
+                        Ok(($($var,)*)) => {
+                            let running = self($($var),*);
+                            Box::pin(async move { value(running.await) })
+                        }
+                        Err(failure) => Box::pin(std::future::ready(Err(failure))),
+                    }
                 }))
             }
         }
