@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use celery_pages::ADD_TASK;
 use common::{
-    KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, python, python_broker,
-    python_dir, start_python_worker, start_python_worker_with, unique_queue,
+    KillOnDrop, RawClient, TestWorker, broker, cli, delete_queue, listen_to_events, python,
+    python_broker, python_dir, start_python_worker, start_python_worker_with, unique_queue,
 };
 use serde_json::json;
 use test_support::child::{line_with, lines_of};
@@ -306,43 +306,6 @@ async fn celery_events_shows_the_worker_and_its_tasks() {
         .await
         .unwrap();
     delete_queue(&queue).await;
-}
-
-/// A queue of the test's own bound to every worker event, and the
-/// connection it lives on.
-async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
-    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
-    use lapin::types::FieldTable;
-    let connection = broker().connect().await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            celery_pages::worker::events::EXCHANGE.into(),
-            lapin::ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let (queue, consumer) = celery_pages::amqp::reply_queue(&channel, "test-events")
-        .await
-        .unwrap();
-    for events in ["worker.#", "task.#"] {
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                celery_pages::worker::events::EXCHANGE.into(),
-                events.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-    }
-    (connection, consumer)
 }
 
 /// What the next `count` task-succeeded and task-failed events of `node`

@@ -79,7 +79,7 @@ async fn a_users_own_tasks_answer_pythons_caller_as_pythons_worker_does() {
     assert_eq!(got, expected);
     assert!(
         got.contains(
-            &"registered: ['addTask.add', 'pages.multiply', 'pages.slow_multiply']".into()
+            &"registered: ['addTask.add', 'addTask.flaky_add', 'addTask.slow_add', 'pages.multiply', 'pages.slow_multiply']".into()
         ),
         "{got:?}"
     );

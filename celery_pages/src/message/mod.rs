@@ -67,6 +67,9 @@ pub struct TaskRequest {
     pub expires: Option<DateTime<Utc>>,
     /// The first task of the workflow this one belongs to.
     pub root_id: Option<String>,
+    /// How many times it was retried before this run (the `retries`
+    /// header).
+    pub retries: u32,
     /// What runs after it: the rest of a chain, callbacks, errbacks.
     pub embed: Embed,
 }
@@ -83,6 +86,7 @@ impl TaskRequest {
             eta: None,
             expires: None,
             root_id: None,
+            retries: 0,
             embed: Embed::default(),
         }
     }
@@ -175,6 +179,38 @@ fn header_str(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<S
     }
 }
 
+/// A non-negative integer header that fits a `u32`, of whichever width
+/// the sender wrote it.
+fn header_u32(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<u32> {
+    let wide: i128 = match headers.get(key)? {
+        AMQPValue::ShortShortInt(n) => (*n).into(),
+        AMQPValue::ShortShortUInt(n) => (*n).into(),
+        AMQPValue::ShortInt(n) => (*n).into(),
+        AMQPValue::ShortUInt(n) => (*n).into(),
+        AMQPValue::LongInt(n) => (*n).into(),
+        AMQPValue::LongUInt(n) => (*n).into(),
+        AMQPValue::LongLongInt(n) => (*n).into(),
+        _ => return None,
+    };
+    u32::try_from(wide).ok()
+}
+
+/// The message that runs a task again: `properties` as they came (every
+/// header kept, known or not, so tracing headers travel on), with the
+/// `retries` header set to `retries` and the `eta` header to `eta`, as
+/// Celery's `Task.retry` resends a task (same id, same `reply_to` and
+/// correlation id).
+pub fn retry_properties(
+    properties: &BasicProperties,
+    retries: u32,
+    eta: DateTime<Utc>,
+) -> BasicProperties {
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert("retries".into(), to_amqp(&json!(retries)));
+    headers.insert("eta".into(), to_amqp(&iso(Some(eta))));
+    properties.clone().with_headers(headers)
+}
+
 /// The `eta` header of a task message, if it has a readable one.
 pub fn eta_of(properties: &BasicProperties) -> Option<DateTime<Utc>> {
     let headers = properties.headers().as_ref()?.inner();
@@ -227,6 +263,7 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
     let eta = header_time(headers, "eta").map_err(&poison)?;
     let expires = header_time(headers, "expires").map_err(&poison)?;
     let root_id = header_str(headers, "root_id");
+    let retries = header_u32(headers, "retries").unwrap_or(0);
     Ok(TaskRequest {
         id,
         task,
@@ -235,6 +272,7 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
         eta,
         expires,
         root_id,
+        retries,
         embed: Embed::parse(&embed),
     })
 }
@@ -459,13 +497,23 @@ pub fn success_body(id: &str, result: &Value) -> Vec<u8> {
 
 /// A FAILURE result body, which a Python caller re-raises as `exception`.
 pub fn failure_body(id: &str, exception: &PyException) -> Vec<u8> {
+    exception_body(id, "FAILURE", exception)
+}
+
+/// A RETRY state message: the task raised `exception` and was sent again;
+/// a caller's `.get()` goes on waiting.
+pub fn retry_body(id: &str, exception: &PyException) -> Vec<u8> {
+    exception_body(id, "RETRY", exception)
+}
+
+fn exception_body(id: &str, status: &str, exception: &PyException) -> Vec<u8> {
     let traceback = format!(
         "Traceback (most recent call last):\n  (raised by the Rust worker celery_pages)\n{}.{}: {}\n",
         exception.exc_module, exception.exc_type, exception.message
     );
     json!({
         "task_id": id,
-        "status": "FAILURE",
+        "status": status,
         "result": {
             "exc_type": exception.exc_type,
             "exc_message": [exception.message],

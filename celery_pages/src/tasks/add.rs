@@ -11,7 +11,7 @@ use num_bigint::BigInt;
 use serde_json::Value;
 
 use crate::message::{PyException, pyjson};
-use crate::tasks::registry::TaskResult;
+use crate::tasks::registry::{TaskContext, TaskOptions, TaskResult};
 
 /// An integer as Python sees it (a bool is 0 or 1), of any size, if the
 /// value is one. JSON numbers are read without loss (serde_json's
@@ -101,6 +101,42 @@ pub fn python_add(x: &Value, y: &Value) -> Result<Value, PyException> {
 /// The chapter's task, `addTask.add(x, y)`: `return x + y`.
 pub fn add(x: Value, y: Value) -> TaskResult<Value> {
     python_add(&x, &y)
+}
+
+/// A teaching task, `addTask.slow_add(x, y, seconds)`: `x + y`, after
+/// waiting `seconds` (on a timer: no thread is held meanwhile), for time
+/// limits and stopping a running task.
+pub async fn slow_add(x: Value, y: Value, seconds: f64) -> TaskResult<Value> {
+    let wait = std::time::Duration::try_from_secs_f64(seconds)
+        .map_err(|_| PyException::builtin("ValueError", "sleep length must be non-negative"))?;
+    tokio::time::sleep(wait).await;
+    python_add(&x, &y)
+}
+
+/// A teaching task, `addTask.flaky_add(x, y, failures)`: bound, it raises
+/// `ValueError("attempt N failed")` while it has been retried fewer than
+/// `failures` times, then returns `x + y`. Registered to retry on
+/// `ValueError`, at most 3 times, a second apart ([`flaky_options`]).
+pub fn flaky_add(task: TaskContext, x: Value, y: Value, failures: u32) -> TaskResult<Value> {
+    if task.retries < failures {
+        let attempt = task.retries + 1;
+        return Err(PyException::builtin(
+            "ValueError",
+            format!("attempt {attempt} failed"),
+        ));
+    }
+    python_add(&x, &y)
+}
+
+/// `flaky_add`'s options: `autoretry_for=(ValueError,)`, `max_retries=3`,
+/// `default_retry_delay=1`.
+pub fn flaky_options() -> TaskOptions {
+    TaskOptions {
+        autoretry_for: vec!["ValueError".into()],
+        max_retries: Some(3),
+        default_retry_delay: 1.0,
+        ..TaskOptions::default()
+    }
 }
 
 #[cfg(test)]

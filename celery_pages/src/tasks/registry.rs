@@ -61,13 +61,103 @@ impl Failure {
     }
 }
 
-/// One call of a task: the arguments as the message carries them, and the
-/// registry it runs from (so a task may run other tasks in this process,
-/// as `celery.map` does).
+/// One call of a task: the arguments as the message carries them, what
+/// the task may know of its own request, and the registry it runs from (so
+/// a task may run other tasks in this process, as `celery.map` does).
 pub struct Call {
     pub args: Vec<Value>,
     pub kwargs: Map<String, Value>,
+    pub context: TaskContext,
     pub tasks: Arc<Registry>,
+}
+
+/// What a bound task knows of its own request, as Celery's `self.request`:
+/// a task function whose first parameter is a `TaskContext` gets it (see
+/// [`Task::new`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskContext {
+    /// The task id.
+    pub id: String,
+    /// How many times it was retried before this run.
+    pub retries: u32,
+}
+
+/// Celery's per-task options that decide what follows an exception.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskOptions {
+    /// Exception types (by name: `"ValueError"`; `"Exception"` for any)
+    /// that make the task retry (Celery's `autoretry_for`).
+    pub autoretry_for: Vec<String>,
+    /// Retries at most (Celery's default 3); `None`: for ever.
+    pub max_retries: Option<u32>,
+    /// Seconds to wait before a retry (Celery's default 180).
+    pub default_retry_delay: f64,
+    /// Exponential backoff instead: `factor * 2^retries` seconds (Celery's
+    /// `retry_backoff=True` is a factor of 1).
+    pub retry_backoff: Option<u32>,
+    /// The backoff's ceiling, in seconds (Celery's default 600).
+    pub retry_backoff_max: u64,
+    /// With backoff, wait a random time from 0 up to it (Celery's default).
+    pub retry_jitter: bool,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            autoretry_for: Vec::new(),
+            max_retries: Some(3),
+            default_retry_delay: 180.0,
+            retry_backoff: None,
+            retry_backoff_max: 600,
+            retry_jitter: true,
+        }
+    }
+}
+
+impl TaskOptions {
+    /// Whether an exception of type `exc_type` makes the task retry.
+    pub fn retries_on(&self, exc_type: &str) -> bool {
+        self.autoretry_for
+            .iter()
+            .any(|name| name == exc_type || name == "Exception")
+    }
+
+    /// Seconds to wait before the retry that follows run number
+    /// `retries + 1`, as Celery's autoretry computes it (`jitter` is a
+    /// random number in `0..=u64::MAX`, used only with backoff and jitter).
+    ///
+    /// ```
+    /// use celery_pages::tasks::TaskOptions;
+    /// let backoff = TaskOptions { retry_backoff: Some(2), retry_jitter: false, ..TaskOptions::default() };
+    /// assert_eq!(backoff.countdown(0, 0), 2.0);
+    /// assert_eq!(backoff.countdown(3, 0), 16.0);
+    /// assert_eq!(backoff.countdown(20, 0), 600.0);
+    /// assert_eq!(TaskOptions::default().countdown(5, 0), 180.0);
+    /// ```
+    pub fn countdown(&self, retries: u32, jitter: u64) -> f64 {
+        let Some(factor) = self.retry_backoff else {
+            return self.default_retry_delay;
+        };
+        let exponential = 2u64.checked_pow(retries).unwrap_or(u64::MAX);
+        let countdown = u64::from(factor.max(1))
+            .saturating_mul(exponential)
+            .min(self.retry_backoff_max);
+        let countdown = if self.retry_jitter {
+            jitter % (countdown + 1)
+        } else {
+            countdown
+        };
+        countdown as f64
+    }
+
+    /// What follows exception `exc` in the run after `retries` retries: a
+    /// retry in so many seconds, or `None` (it fails: not an exception to
+    /// retry on, or no retries left, where Celery raises the task's own
+    /// exception).
+    pub fn retry_after(&self, exc: &PyException, retries: u32, jitter: u64) -> Option<f64> {
+        let left = self.max_retries.is_none_or(|max| retries < max);
+        (self.retries_on(&exc.exc_type) && left).then(|| self.countdown(retries, jitter))
+    }
 }
 
 type SyncBody = dyn Fn(Call) -> Result<Done, Failure> + Send + Sync;
@@ -124,6 +214,7 @@ impl Signature {
 pub struct Task {
     name: String,
     signature: Signature,
+    options: TaskOptions,
     body: Body,
 }
 
@@ -132,6 +223,7 @@ impl std::fmt::Debug for Task {
         f.debug_struct("Task")
             .field("name", &self.name)
             .field("signature", &self.signature)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -144,7 +236,10 @@ fn function_of(name: &str) -> &str {
 
 impl Task {
     /// A task from a typed function, sync or async, whose parameters are
-    /// named `params` (as Python binds keyword arguments to them). Each
+    /// named `params` (as Python binds keyword arguments to them). A
+    /// function whose first parameter is a [`TaskContext`] is bound, as a
+    /// Celery task with `bind=True`: it gets its request first, and
+    /// `params` names the parameters after it. Each
     /// argument is deserialized into its parameter's type, and the result
     /// serialized back; an argument of the wrong type is the task raising
     /// `TypeError`, as the same call would raise inside a Python task.
@@ -172,6 +267,7 @@ impl Task {
                 params: names,
                 variadic: false,
             },
+            options: TaskOptions::default(),
             body: function.into_body(python_name, params),
         }
     }
@@ -186,6 +282,7 @@ impl Task {
         Task {
             name: name.to_owned(),
             signature,
+            options: TaskOptions::default(),
             body: Body::Sync(Box::new(body)),
         }
     }
@@ -202,8 +299,21 @@ impl Task {
         Task {
             name: name.to_owned(),
             signature,
+            options: TaskOptions::default(),
             body: Body::Async(Box::new(move |call| Box::pin(body(call)))),
         }
+    }
+
+    /// With Celery's per-task `options` (retries, ...).
+    #[must_use]
+    pub fn with_options(mut self, options: TaskOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Its Celery options.
+    pub fn options(&self) -> &TaskOptions {
+        &self.options
     }
 
     /// Its Celery name.
@@ -283,12 +393,25 @@ impl Registry {
         args: Vec<Value>,
         kwargs: Map<String, Value>,
     ) -> Result<Done, Failure> {
+        self.run_as(name, args, kwargs, TaskContext::default())
+            .await
+    }
+
+    /// [`Registry::run`] for the request `context` describes.
+    pub async fn run_as(
+        self: &Arc<Self>,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+        context: TaskContext,
+    ) -> Result<Done, Failure> {
         let Some(task) = self.tasks.get(name) else {
             return Err(Failure::NotRegistered(not_registered(name)));
         };
         let call = Call {
             args,
             kwargs,
+            context,
             tasks: Arc::clone(self),
         };
         task.run(call).await

@@ -1,6 +1,7 @@
 //! Typed task functions: any `fn(A, B, ...) -> TaskResult<R>` or
-//! `async fn(A, B, ...) -> TaskResult<R>` (up to eight parameters, each
-//! `A: DeserializeOwned`, and `R: Serialize`) becomes a task body.
+//! `async fn(A, B, ...) -> TaskResult<R>` (up to seven parameters, each
+//! `A: DeserializeOwned`, and `R: Serialize`), optionally with a
+//! [`TaskContext`] first (a bound task), becomes a task body.
 //!
 //! The arguments are first bound to the parameter names as Python binds
 //! them (a call that does not fit is CPython's `TypeError`, and the message
@@ -14,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::registry::{Body, Call, Done, Failure, TaskResult, bind_arguments};
+use super::registry::{Body, Call, Done, Failure, TaskContext, TaskResult, bind_arguments};
 use crate::message::PyException;
 
 /// A function that can be a task body; `Marker` tells sync from async
@@ -31,6 +32,10 @@ pub trait Handler<Marker, const N: usize>: Send + Sync + 'static {
 pub struct Plain<Args>(std::marker::PhantomData<Args>);
 /// Marks an async function, `async fn(A, ...) -> TaskResult<R>`.
 pub struct Awaited<Args>(std::marker::PhantomData<Args>);
+/// Marks a bound plain function, `fn(TaskContext, A, ...) -> TaskResult<R>`.
+pub struct BoundPlain<Args>(std::marker::PhantomData<Args>);
+/// Marks a bound async function, `async fn(TaskContext, A, ...) -> TaskResult<R>`.
+pub struct BoundAwaited<Args>(std::marker::PhantomData<Args>);
 
 /// Argument `value`, bound to parameter `name` of `function`, as a `T`;
 /// else a `TypeError` worded as CPython words a builtin's
@@ -136,6 +141,42 @@ macro_rules! handler {
                 }))
             }
         }
+
+        impl<F, R, $($ty,)*> Handler<BoundPlain<($($ty,)*)>, $n> for F
+        where
+            F: Fn(TaskContext, $($ty),*) -> TaskResult<R> + Send + Sync + 'static,
+            R: Serialize,
+            $($ty: DeserializeOwned,)*
+        {
+            fn into_body(self, function: Arc<str>, names: [&'static str; $n]) -> Body {
+                Body::Sync(Box::new(move |mut call: Call| {
+                    let context = std::mem::take(&mut call.context);
+                    let ($($var,)*) = <($($ty,)*)>::read(&function, &names, call)?;
+                    value(self(context, $($var),*))
+                }))
+            }
+        }
+
+        impl<F, Fut, R, $($ty,)*> Handler<BoundAwaited<($($ty,)*)>, $n> for F
+        where
+            F: Fn(TaskContext, $($ty),*) -> Fut + Send + Sync + 'static,
+            Fut: std::future::Future<Output = TaskResult<R>> + Send + 'static,
+            R: Serialize,
+            $($ty: DeserializeOwned,)*
+        {
+            fn into_body(self, function: Arc<str>, names: [&'static str; $n]) -> Body {
+                Body::Async(Box::new(move |mut call: Call| {
+                    let context = std::mem::take(&mut call.context);
+                    match <($($ty,)*)>::read(&function, &names, call) {
+                        Ok(($($var,)*)) => {
+                            let running = self(context, $($var),*);
+                            Box::pin(async move { value(running.await) })
+                        }
+                        Err(failure) => Box::pin(std::future::ready(Err(failure))),
+                    }
+                }))
+            }
+        }
     };
 }
 
@@ -147,7 +188,6 @@ handler!(4, A a, B b, C c, D d);
 handler!(5, A a, B b, C c, D d, E e);
 handler!(6, A a, B b, C c, D d, E e, G g);
 handler!(7, A a, B b, C c, D d, E e, G g, H h);
-handler!(8, A a, B b, C c, D d, E e, G g, H h, I i);
 
 #[cfg(test)]
 mod tests {

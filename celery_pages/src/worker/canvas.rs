@@ -244,6 +244,7 @@ mod tests {
             eta: None,
             expires: None,
             root_id: Some("root".into()),
+            retries: 0,
             embed,
         }
     }

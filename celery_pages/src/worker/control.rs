@@ -549,7 +549,7 @@ mod tests {
         );
         assert_eq!(
             node.command("registered", &Value::Null),
-            Some(json!([ADD_TASK]))
+            Some(json!([ADD_TASK, "addTask.flaky_add", "addTask.slow_add"]))
         );
         assert_eq!(
             node.command("nosuch", &Value::Null),

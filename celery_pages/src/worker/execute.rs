@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::declare_task_queue;
 use crate::message::{
-    Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, revoked_body,
-    success_body,
+    Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, retry_body,
+    retry_properties, revoked_body, success_body,
 };
-use crate::tasks::Failure;
+use crate::tasks::{Failure, TaskContext};
 use crate::worker::canvas;
 use crate::worker::control::Node;
 use crate::worker::events::Events;
@@ -59,6 +59,9 @@ enum Outcome {
     Refused(PyException),
     /// Not run, for this reason (`expired`): answered REVOKED, then acked.
     Revoked(String),
+    /// The task raised an exception its options retry on: sent again to
+    /// run in so many seconds (confirmed), answered RETRY, then acked.
+    Retry { exc: PyException, countdown: f64 },
 }
 
 /// Runs one delivery to the end: run (or not), answer, send what comes
@@ -94,6 +97,14 @@ pub(super) async fn handle(session: &Session, delivery: Delivery) {
             (stub, Outcome::Refused(exception), Vec::new())
         }
     };
+    // A retry goes out (confirmed) before anything is said of it, as
+    // Celery's `Task.retry` sends the message before the state; if it does
+    // not, the message stays unacked and the broker hands it out again.
+    if let (Some(request), Outcome::Retry { countdown, .. }) = (&request, &outcome)
+        && !send_retry(session, &delivery, request, *countdown).await
+    {
+        return;
+    }
     // A result goes to the correlation id the caller waits on (Celery sets
     // it to the task id); a message with neither cannot be answered.
     let replied = match (&request, reply_to) {
@@ -129,7 +140,7 @@ async fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec
     let args = request.args_repr();
     events.task_event("task-received", || {
         json!({"uuid": request.id, "name": request.task, "args": args, "kwargs": "{}",
-               "root_id": request.root_id, "parent_id": null, "retries": 0,
+               "root_id": request.root_id, "parent_id": null, "retries": request.retries,
                "eta": request.eta.map(|t| t.to_rfc3339()),
                "expires": request.expires.map(|t| t.to_rfc3339())})
     });
@@ -161,9 +172,40 @@ async fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec
             json!({"uuid": request.id, "exception": exc.repr(),
                    "traceback": ""})
         }),
+        Outcome::Retry { exc, .. } => events.task_event(
+            "task-retried",
+            || json!({"uuid": request.id, "exception": exc.repr(), "traceback": ""}),
+        ),
         Outcome::Revoked(_) => {}
     }
     (outcome, sends)
+}
+
+/// Sends `request` again, as Celery's `Task.retry`: the same body and
+/// properties (so the same id, `reply_to` and correlation id, and every
+/// header, known or not), with `retries` one more and an `eta` `countdown`
+/// seconds from now, to where the delivery came from; waits for the
+/// broker's confirm. True if it went out.
+async fn send_retry(
+    session: &Session,
+    delivery: &Delivery,
+    request: &TaskRequest,
+    countdown: f64,
+) -> bool {
+    let wait = chrono::Duration::milliseconds((countdown * 1000.0) as i64);
+    let eta = chrono::Utc::now() + wait;
+    let properties = retry_properties(&delivery.properties, request.retries + 1, eta);
+    let message = canvas::Outgoing {
+        route: canvas::Route::Exchange {
+            exchange: delivery.exchange.as_str().to_owned(),
+            routing_key: delivery.routing_key.as_str().to_owned(),
+        },
+        id: request.id.clone(),
+        task: request.task.clone(),
+        body: delivery.data.clone(),
+        properties,
+    };
+    publish_task(session, message).await
 }
 
 /// The result message for task `id` that came to `outcome`.
@@ -172,6 +214,7 @@ fn result_body(id: &str, outcome: &Outcome) -> Vec<u8> {
         Outcome::Succeeded(value) => success_body(id, value),
         Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(id, exc),
         Outcome::Revoked(reason) => revoked_body(id, reason),
+        Outcome::Retry { exc, .. } => retry_body(id, exc),
     }
 }
 
@@ -298,16 +341,31 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
         Outcome::Revoked(reason) => {
             tracing::warn!(target: "celery_pages::task", "Task {task}[{id}] revoked: {reason}");
         }
+        Outcome::Retry { exc, countdown } => {
+            tracing::info!(target: "celery_pages::task", "Task {task}[{id}] retry: Retry in {countdown}s: {}", exc.repr());
+        }
     }
 }
 
 /// Runs a request: an unknown task or arguments that do not fit are
-/// refused; otherwise the task runs and returns or raises.
+/// refused; otherwise the task runs and returns, raises, or, raising an
+/// exception its options retry on with retries left, is retried.
 async fn run_task(tasks: &Arc<Registry>, request: &TaskRequest) -> (Outcome, Vec<Value>) {
     let (args, kwargs) = (request.args.clone(), request.kwargs.clone());
-    match tasks.run(&request.task, args, kwargs).await {
+    let context = TaskContext {
+        id: request.id.clone(),
+        retries: request.retries,
+    };
+    match tasks.run_as(&request.task, args, kwargs, context).await {
         Ok(done) => (Outcome::Succeeded(done.value), done.sends),
-        Err(Failure::Raised(exc)) => (Outcome::Raised(exc), Vec::new()),
+        Err(Failure::Raised(exc)) => {
+            let options = tasks.get(&request.task).map(|task| task.options());
+            let jitter = uuid::Uuid::new_v4().as_u64_pair().0;
+            match options.and_then(|options| options.retry_after(&exc, request.retries, jitter)) {
+                Some(countdown) => (Outcome::Retry { exc, countdown }, Vec::new()),
+                None => (Outcome::Raised(exc), Vec::new()),
+            }
+        }
         Err(Failure::NotRegistered(exc) | Failure::BadCall(exc)) => {
             (Outcome::Refused(exc), Vec::new())
         }

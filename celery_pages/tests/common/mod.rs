@@ -352,3 +352,78 @@ pub async fn start_python_worker_with(queue: &str, settings: &[(&str, &str)]) ->
     .await
     .unwrap()
 }
+
+/// A queue of the test's own bound to every worker event, and the
+/// connection it lives on.
+pub async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+    use lapin::types::FieldTable;
+    let connection = broker().connect().await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            celery_pages::worker::events::EXCHANGE.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (queue, consumer) = celery_pages::amqp::reply_queue(&channel, "test-events")
+        .await
+        .unwrap();
+    for events in ["worker.#", "task.#"] {
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                celery_pages::worker::events::EXCHANGE.into(),
+                events.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+    (connection, consumer)
+}
+
+/// The types of the task events `node` sends about task `id`, in order,
+/// up to and with the first that ends it (succeeded, failed, revoked);
+/// `task-received` with its `retries`.
+pub async fn events_of_task(events: &mut Consumer, node: &str, id: &str) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let delivery = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {seen:?} about {id} from {node}"))
+            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+        let batch = match body {
+            serde_json::Value::Array(events) => events,
+            event => vec![event],
+        };
+        for event in batch
+            .iter()
+            .filter(|e| e["hostname"] == node && e["uuid"] == id)
+        {
+            let kind = event["type"].as_str().unwrap_or_default().to_owned();
+            let last = matches!(
+                kind.as_str(),
+                "task-succeeded" | "task-failed" | "task-revoked"
+            );
+            // A received event says how many retries came before it.
+            seen.push(match kind.as_str() {
+                "task-received" => format!("{kind} retries={}", event["retries"]),
+                _ => kind,
+            });
+            if last {
+                return seen;
+            }
+        }
+    }
+}

@@ -7,9 +7,12 @@ exchange type from CELERY_QUEUE_TYPE and CELERY_EXCHANGE_TYPE (Celery's
 defaults when unset); with CELERY_AT_LEAST_ONCE=1, a task is acked only
 after it ran and its result was confirmed by the broker (Celery's default
 acks first and publishes unconfirmed: a node's crash can lose a task);
-with CELERY_TASK_EVENTS=1 it sends task events (-E).
+with CELERY_TASK_EVENTS=1 it sends task events (-E). Two teaching tasks
+beside `add`, twins of the Rust worker's: `slow_add` (waits, then adds) and
+`flaky_add` (fails its first attempts and retries).
 """
 import os
+import time
 
 from celery import Celery
 
@@ -30,4 +33,17 @@ if os.environ.get("CELERY_AT_LEAST_ONCE") == "1":
 
 @app.task
 def add(x, y):
+    return x + y
+
+
+@app.task
+def slow_add(x, y, seconds):
+    time.sleep(seconds)
+    return x + y
+
+
+@app.task(bind=True, autoretry_for=(ValueError,), max_retries=3, default_retry_delay=1)
+def flaky_add(self, x, y, failures):
+    if self.request.retries < failures:
+        raise ValueError(f"attempt {self.request.retries + 1} failed")
     return x + y

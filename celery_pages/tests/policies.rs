@@ -1,0 +1,264 @@
+//! Celery's per-task policies, differentially: one script of calls
+//! (`python/policy_calls.py`) from Python's caller against Python's worker,
+//! then against the Rust one; the outcomes, the states the caller saw and
+//! the task events must be the same.
+
+mod common;
+
+use std::process::Command;
+
+use std::time::Duration;
+
+use celery_pages::message::TaskMessage;
+use celery_pages::tasks::TaskOptions;
+use common::{
+    RawClient, TestWorker, broker, delete_queue, events_of_task, listen_to_events, python,
+    python_broker, python_dir, start_python_worker_with, unique_queue,
+};
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::json;
+
+/// Runs `policy_calls.py CALL` on `queue`: the task id, and the outcome
+/// line without it.
+async fn policy_call(queue: &str, call: &str) -> (String, String) {
+    let (queue, call) = (queue.to_owned(), call.to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .args(["policy_calls.py", &call])
+            .current_dir(python_dir())
+            .env("CELERY_QUEUE", queue)
+            .env("CELERY_BROKER", python_broker())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (id, outcome) = said.split_once(' ').unwrap();
+    (id.to_owned(), outcome.to_owned())
+}
+
+/// Each call's outcome and states, and the task events that came with it,
+/// on the worker named `node` consuming `queue`.
+async fn script(queue: &str, node: &str, calls: &[&str]) -> Vec<(String, Vec<String>)> {
+    let (_connection, mut events) = listen_to_events().await;
+    let mut seen = Vec::new();
+    for call in calls {
+        let (id, outcome) = policy_call(queue, call).await;
+        let events = events_of_task(&mut events, node, &id).await;
+        seen.push((outcome, events));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_run_as_on_pythons_worker() {
+    let calls = ["retry", "retries-exhausted"];
+    let python_queue = unique_queue("retry-py");
+    let python_side = start_python_worker_with(&python_queue, &[("CELERY_TASK_EVENTS", "1")]).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
+    let expected = script(&python_queue, &python_node, &calls).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("retry-rs");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let got = script(&queue, &node, &calls).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+
+    assert_eq!(got, expected);
+    assert_eq!(got[0].0, "5 ['RETRY', 'RETRY', 'SUCCESS']");
+    let attempt = |retries: u32, end: &str| {
+        [
+            format!("task-received retries={retries}"),
+            "task-started".into(),
+            end.into(),
+        ]
+    };
+    let events: Vec<String> = [
+        attempt(0, "task-retried"),
+        attempt(1, "task-retried"),
+        attempt(2, "task-succeeded"),
+    ]
+    .concat();
+    assert_eq!(got[0].1, events);
+    assert_eq!(
+        got[1].0,
+        "ValueError: attempt 4 failed ['RETRY', 'RETRY', 'RETRY', 'FAILURE']"
+    );
+}
+
+/// A retry is the same message again: same id, `reply_to` and correlation
+/// id, `retries` one more, an `eta`, and every header kept, also one the
+/// worker does not know (a trace's `traceparent`). Seen on a spy queue
+/// bound to the task queue's exchange, where the worker sends the retry
+/// as it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_keeps_every_header_and_the_callers_address() {
+    let queue = unique_queue("retry-headers");
+    let worker = TestWorker::start(&broker(), &queue);
+    let client = RawClient::connect().await;
+    let spy = client
+        .channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let channel = &client.channel;
+    // The exchange as the worker declares it; the spy hears what it routes.
+    celery_pages::amqp::declare_task_queue(channel, &queue.as_str().into())
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            spy.name().as_str().into(),
+            queue.as_str().into(),
+            queue.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut heard = channel
+        .basic_consume(
+            spy.name().as_str().into(),
+            "spy".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let args = [json!(2), json!(3), json!(1)];
+    let (body, properties) = TaskMessage {
+        id: "retry-headers-1",
+        task: celery_pages::tasks::FLAKY_ADD_TASK,
+        args: &args,
+        reply_to: Some(&client.reply_queue),
+        origin: "test",
+        ..TaskMessage::default()
+    }
+    .encode();
+    let mut headers = properties.headers().clone().unwrap();
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    headers.insert("traceparent".into(), AMQPValue::LongString(trace.into()));
+    channel
+        .basic_publish(
+            queue.as_str().into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties.with_headers(headers),
+        )
+        .await
+        .unwrap();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(30), heard.next())
+            .await
+            .expect("the spy heard nothing")
+            .unwrap()
+            .unwrap()
+    };
+    let first = next().await;
+    let retry = next().await;
+    let header = |delivery: &lapin::message::Delivery, key: &str| {
+        delivery
+            .properties
+            .headers()
+            .as_ref()
+            .unwrap()
+            .inner()
+            .get(key)
+            .cloned()
+    };
+    assert_eq!(
+        header(&retry, "traceparent"),
+        Some(AMQPValue::LongString(trace.into()))
+    );
+    assert_eq!(header(&first, "id"), header(&retry, "id"));
+    assert!(matches!(
+        header(&retry, "retries"),
+        Some(AMQPValue::LongInt(1) | AMQPValue::LongLongInt(1))
+    ));
+    assert!(matches!(
+        header(&retry, "eta"),
+        Some(AMQPValue::LongString(_))
+    ));
+    assert_eq!(retry.properties.reply_to(), first.properties.reply_to());
+    assert_eq!(
+        retry.properties.correlation_id(),
+        first.properties.correlation_id()
+    );
+    assert_eq!(retry.data, first.data);
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+/// The wait before a retry with `retry_backoff`, as Celery computes it
+/// (`celery.utils.time.get_exponential_backoff_interval`, without jitter;
+/// with jitter, within it).
+#[tokio::test]
+async fn retry_backoff_waits_as_celerys() {
+    let cases: Vec<(u32, u32, u64)> = (1..=3)
+        .flat_map(|factor| (0..12).map(move |retries| (factor, retries, 600)))
+        .chain([(5, 3, 30), (1, 40, 600)])
+        .collect();
+    let script = format!(
+        "from celery.utils.time import get_exponential_backoff_interval as f\n\
+         for factor, retries, maximum in {cases:?}: print(f(factor, retries, maximum))"
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .args(["-c", &script])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let python: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    let rust: Vec<f64> = cases
+        .iter()
+        .map(|&(factor, retries, maximum)| {
+            let options = TaskOptions {
+                retry_backoff: Some(factor),
+                retry_backoff_max: maximum,
+                retry_jitter: false,
+                ..TaskOptions::default()
+            };
+            options.countdown(retries, 0)
+        })
+        .collect();
+    assert_eq!(rust, python);
+    let jittered = TaskOptions {
+        retry_backoff: Some(1),
+        ..TaskOptions::default()
+    };
+    for jitter in [0, 1, 7, u64::MAX] {
+        assert!((0.0..=8.0).contains(&jittered.countdown(3, jitter)));
+    }
+}
