@@ -69,6 +69,24 @@ pub struct WorkerOptions {
     /// `celery events`; Celery's `-E`. Worker events are always sent.
     #[arg(short = 'E', long)]
     pub task_events: bool,
+    /// Stop a task after this many seconds and answer `TimeLimitExceeded`,
+    /// unless its message or options set another limit (Celery's
+    /// `--time-limit`).
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub time_limit: Option<f64>,
+    /// Tell a task after this many seconds; one that does not handle it is
+    /// stopped and answered `SoftTimeLimitExceeded` (Celery's
+    /// `--soft-time-limit`).
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub soft_time_limit: Option<f64>,
+}
+
+/// A number of seconds, more than 0 (a time limit).
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a number of seconds above 0")),
+    }
 }
 
 impl Target {
@@ -114,6 +132,8 @@ impl WorkerOptions {
                 .as_ref()
                 .map_or_else(default_node, |node| node.replace("%h", &host)),
             task_events: self.task_events,
+            time_limit: self.time_limit,
+            soft_time_limit: self.soft_time_limit,
             concurrency,
             prefetch: self
                 .prefetch

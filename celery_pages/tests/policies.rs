@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use celery_pages::message::TaskMessage;
-use celery_pages::tasks::TaskOptions;
+use celery_pages::tasks::{TaskContext, TaskOptions};
 use common::{
     RawClient, TestWorker, broker, delete_queue, events_of_task, listen_to_events, python,
     python_broker, python_dir, start_python_worker_with, unique_queue,
@@ -22,9 +22,9 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 
-/// Runs `policy_calls.py CALL` on `queue`: the task id, and the outcome
-/// line without it.
-async fn policy_call(queue: &str, call: &str) -> (String, String) {
+/// Runs `policy_calls.py CALL` on `queue`: for each task it sent, its id
+/// and the outcome line without it.
+async fn policy_call(queue: &str, call: &str) -> Vec<(String, String)> {
     let (queue, call) = (queue.to_owned(), call.to_owned());
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python())
@@ -43,19 +43,39 @@ async fn policy_call(queue: &str, call: &str) -> (String, String) {
         "{said}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let (id, outcome) = said.split_once(' ').unwrap();
-    (id.to_owned(), outcome.to_owned())
+    said.lines()
+        .map(|line| {
+            let (id, outcome) = line.split_once(' ').unwrap();
+            (id.to_owned(), outcome.to_owned())
+        })
+        .collect()
 }
 
 /// Each call's outcome and states, and the task events that came with it,
 /// on the worker named `node` consuming `queue`.
 async fn script(queue: &str, node: &str, calls: &[&str]) -> Vec<(String, Vec<String>)> {
+    script_with(queue, node, calls, true).await
+}
+
+/// [`script`], with the events or without (a task stopped at its hard
+/// limit ends without a final event on Python's worker).
+async fn script_with(
+    queue: &str,
+    node: &str,
+    calls: &[&str],
+    with_events: bool,
+) -> Vec<(String, Vec<String>)> {
     let (_connection, mut events) = listen_to_events().await;
     let mut seen = Vec::new();
     for call in calls {
-        let (id, outcome) = policy_call(queue, call).await;
-        let events = events_of_task(&mut events, node, &id).await;
-        seen.push((outcome, events));
+        for (id, outcome) in policy_call(queue, call).await {
+            let events = if with_events {
+                events_of_task(&mut events, node, &id).await
+            } else {
+                Vec::new()
+            };
+            seen.push((outcome, events));
+        }
     }
     seen
 }
@@ -261,4 +281,130 @@ async fn retry_backoff_waits_as_celerys() {
     for jitter in [0, 1, 7, u64::MAX] {
         assert!((0.0..=8.0).contains(&jittered.countdown(3, jitter)));
     }
+}
+
+/// Time limits from the message (`apply_async(time_limit=...,
+/// soft_time_limit=...)`), on a worker of one slot: a hard limit answers
+/// `TimeLimitExceeded(1,)` and frees the slot at once (the next task is
+/// answered long before the stopped one would have ended); an unhandled
+/// soft limit answers `SoftTimeLimitExceeded()`. Python's worker runs
+/// prefork, one process (its solo pool has no time limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_limits_stop_tasks_as_on_pythons_worker() {
+    let calls = ["hard-limit", "soft-limit"];
+    let python_queue = unique_queue("limits-py");
+    let settings = [("CELERY_TASK_EVENTS", "1"), ("CELERY_POOL", "prefork")];
+    let python_side = start_python_worker_with(&python_queue, &settings).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
+    let expected = script_with(&python_queue, &python_node, &calls, false).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("limits-rs");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    config.concurrency = 1;
+    config.prefetch = 1;
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let got = script_with(&queue, &node, &calls, false).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+
+    let outcomes = |seen: &[(String, Vec<String>)]| -> Vec<String> {
+        seen.iter().map(|(outcome, _)| outcome.clone()).collect()
+    };
+    assert_eq!(outcomes(&got), outcomes(&expected));
+    assert_eq!(
+        outcomes(&got),
+        [
+            "TimeLimitExceeded: TimeLimitExceeded(1,) ['FAILURE']",
+            "2 ['SUCCESS']",
+            "SoftTimeLimitExceeded: SoftTimeLimitExceeded() ['FAILURE']",
+        ]
+    );
+}
+
+/// A plain (blocking) function past its hard limit: the worker stops
+/// waiting for it, answers `TimeLimitExceeded`, and its one slot takes the
+/// next task at once, while the function sleeps on in its thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_task_past_its_hard_limit_frees_its_slot() {
+    fn block(seconds: u64) -> celery_pages::TaskResult<u64> {
+        std::thread::sleep(Duration::from_secs(seconds));
+        Ok(seconds)
+    }
+    let queue = unique_queue("limits-blocking");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.concurrency = 1;
+    config.prefetch = 1;
+    config.time_limit = Some(1.0);
+    config.tasks = std::sync::Arc::new(
+        celery_pages::Registry::chapter().register(celery_pages::Task::new(
+            "test.block",
+            ["seconds"],
+            block,
+        )),
+    );
+    let worker = TestWorker::with_config(config);
+    let caller = celery_pages::Caller::connect(&broker(), &queue)
+        .await
+        .unwrap();
+    let blocked = caller.send("test.block", (15,)).await.unwrap();
+    let next = caller.send(celery_pages::ADD_TASK, (1, 1)).await.unwrap();
+    let err = blocked.wait(Duration::from_secs(30)).await.unwrap_err();
+    assert_eq!(
+        err.to_string().split_once(" failed: ").map(|(_, why)| why),
+        Some("TimeLimitExceeded: TimeLimitExceeded(1,)")
+    );
+    // Long before the blocked function's 15 s are over.
+    assert_eq!(next.wait(Duration::from_secs(8)).await.unwrap(), json!(2));
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}
+
+/// A task that handles its soft limit (an async bound task awaiting
+/// `soft_limit.reached()`, as a Python task catching
+/// `SoftTimeLimitExceeded`) cleans up and returns its own value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_may_handle_its_soft_limit() {
+    async fn patient(task: TaskContext, seconds: u64) -> celery_pages::TaskResult<String> {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(seconds)) => Ok("done".into()),
+            () = task.soft_limit.reached() => Ok("cleaned up".into()),
+        }
+    }
+    let queue = unique_queue("limits-soft");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.soft_time_limit = Some(1.0);
+    config.tasks = std::sync::Arc::new(celery_pages::Registry::chapter().register(
+        celery_pages::Task::new("test.patient", ["seconds"], patient),
+    ));
+    let worker = TestWorker::with_config(config);
+    let caller = celery_pages::Caller::connect(&broker(), &queue)
+        .await
+        .unwrap();
+    let said: String = caller
+        .call("test.patient", (60,), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(said, "cleaned up");
+    // A task that does not handle it is stopped.
+    let err = caller
+        .call::<serde_json::Value>(
+            celery_pages::tasks::SLOW_ADD_TASK,
+            (1, 2, 60),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("SoftTimeLimitExceeded: SoftTimeLimitExceeded()"),
+        "{err}"
+    );
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
 }

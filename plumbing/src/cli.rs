@@ -48,7 +48,14 @@ pub fn run(
     .enable_all()
     .build();
     let outcome = match built {
-        Ok(rt) => rt.block_on(command),
+        Ok(rt) => {
+            let outcome = rt.block_on(command);
+            // The command is over: what still runs is abandoned, not waited
+            // for (a blocking task a worker stopped waiting for at its time
+            // limit must not hold the process).
+            rt.shutdown_background();
+            outcome
+        }
         Err(err) => Err(anyhow::Error::new(err).context("cannot start the async runtime")),
     };
     match outcome {

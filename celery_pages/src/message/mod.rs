@@ -23,8 +23,11 @@ pub struct PyException {
     pub exc_type: String,
     /// Its module, e.g. `builtins`.
     pub exc_module: String,
-    /// Its message (Celery sends the exception's args; here there is one).
+    /// Its message: what Python's `str(exc)` gives.
     pub message: String,
+    /// Its `args`, when they are not just the message (Celery sends the
+    /// args; `TimeLimitExceeded(1)` has the number 1).
+    pub args: Option<Vec<Value>>,
 }
 
 impl PyException {
@@ -33,7 +36,25 @@ impl PyException {
             exc_type: exc_type.to_owned(),
             exc_module: "builtins".to_owned(),
             message: message.into(),
+            args: None,
         }
+    }
+
+    /// An exception of Celery's (or its pool's) own, by module and type.
+    pub fn celery(exc_module: &str, exc_type: &str, message: impl Into<String>) -> Self {
+        PyException {
+            exc_type: exc_type.to_owned(),
+            exc_module: exc_module.to_owned(),
+            message: message.into(),
+            args: None,
+        }
+    }
+
+    /// The exception's args as Celery sends them (`exc_message`).
+    pub fn args(&self) -> Vec<Value> {
+        self.args
+            .clone()
+            .unwrap_or_else(|| vec![Value::String(self.message.clone())])
     }
 }
 
@@ -41,7 +62,13 @@ impl PyException {
     /// Python's `repr` of the exception, as Celery's task events carry it:
     /// `TypeError("unsupported operand type(s) for +: 'int' and 'str'")`.
     pub fn repr(&self) -> String {
-        format!("{}({})", self.exc_type, python_text::repr(&self.message))
+        match &self.args {
+            None => format!("{}({})", self.exc_type, python_text::repr(&self.message)),
+            Some(args) => {
+                let args: Vec<String> = args.iter().map(python_repr).collect();
+                format!("{}({})", self.exc_type, args.join(", "))
+            }
+        }
     }
 }
 
@@ -70,6 +97,9 @@ pub struct TaskRequest {
     /// How many times it was retried before this run (the `retries`
     /// header).
     pub retries: u32,
+    /// Its time limits in seconds, hard and soft, as the `timelimit`
+    /// header gives them (`[hard, soft]`, each `None` for the task's own).
+    pub time_limits: (Option<f64>, Option<f64>),
     /// What runs after it: the rest of a chain, callbacks, errbacks.
     pub embed: Embed,
 }
@@ -87,6 +117,7 @@ impl TaskRequest {
             expires: None,
             root_id: None,
             retries: 0,
+            time_limits: (None, None),
             embed: Embed::default(),
         }
     }
@@ -179,6 +210,23 @@ fn header_str(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<S
     }
 }
 
+/// A header value that is a number of seconds, more than 0.
+fn seconds(value: &AMQPValue) -> Option<f64> {
+    let seconds = match value {
+        AMQPValue::ShortShortInt(n) => f64::from(*n),
+        AMQPValue::ShortShortUInt(n) => f64::from(*n),
+        AMQPValue::ShortInt(n) => f64::from(*n),
+        AMQPValue::ShortUInt(n) => f64::from(*n),
+        AMQPValue::LongInt(n) => f64::from(*n),
+        AMQPValue::LongUInt(n) => f64::from(*n),
+        AMQPValue::LongLongInt(n) => *n as f64,
+        AMQPValue::Float(n) => f64::from(*n),
+        AMQPValue::Double(n) => *n,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds > 0.0).then_some(seconds)
+}
+
 /// A non-negative integer header that fits a `u32`, of whichever width
 /// the sender wrote it.
 fn header_u32(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<u32> {
@@ -264,6 +312,13 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
     let expires = header_time(headers, "expires").map_err(&poison)?;
     let root_id = header_str(headers, "root_id");
     let retries = header_u32(headers, "retries").unwrap_or(0);
+    let time_limits = match headers.get("timelimit") {
+        Some(AMQPValue::FieldArray(limits)) => match limits.as_slice() {
+            [hard, soft] => (seconds(hard), seconds(soft)),
+            _ => (None, None),
+        },
+        _ => (None, None),
+    };
     Ok(TaskRequest {
         id,
         task,
@@ -273,6 +328,7 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
         expires,
         root_id,
         retries,
+        time_limits,
         embed: Embed::parse(&embed),
     })
 }
@@ -516,7 +572,7 @@ fn exception_body(id: &str, status: &str, exception: &PyException) -> Vec<u8> {
         "status": status,
         "result": {
             "exc_type": exception.exc_type,
-            "exc_message": [exception.message],
+            "exc_message": exception.args(),
             "exc_module": exception.exc_module,
         },
         "traceback": traceback,
@@ -555,6 +611,25 @@ pub enum TaskOutcome {
     Pending(String),
 }
 
+/// Python's `str()` of an exception of type `exc_type` made of `args`: the
+/// one argument (a string as it is), else the tuple of them; billiard's
+/// time-limit exceptions put their name in front (`TimeLimitExceeded(1,)`).
+fn python_str(exc_type: &str, args: &[Value]) -> String {
+    let tuple = || {
+        let items: Vec<String> = args.iter().map(python_repr).collect();
+        match items.as_slice() {
+            [one] => format!("({one},)"),
+            _ => format!("({})", items.join(", ")),
+        }
+    };
+    match (exc_type, args) {
+        ("TimeLimitExceeded" | "SoftTimeLimitExceeded", _) => format!("{exc_type}{}", tuple()),
+        (_, [Value::String(message)]) => message.clone(),
+        (_, [other]) => python_repr(other),
+        _ => tuple(),
+    }
+}
+
 /// Parses a result body sent by any Celery 5 worker.
 pub fn parse_result(body: &[u8]) -> Result<(String, TaskOutcome), String> {
     let value: Value = crate::message::pyjson::from_slice(body)
@@ -568,23 +643,22 @@ pub fn parse_result(body: &[u8]) -> Result<(String, TaskOutcome), String> {
         "SUCCESS" => TaskOutcome::Success(value["result"].clone()),
         "FAILURE" | "REVOKED" => {
             let result = &value["result"];
-            let message = match &result["exc_message"] {
-                Value::Array(parts) if parts.len() == 1 => parts[0]
-                    .as_str()
-                    .map_or_else(|| parts[0].to_string(), str::to_owned),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+            let exc_type = result["exc_type"].as_str().unwrap_or("Exception");
+            let args = match &result["exc_message"] {
+                Value::Array(args) => args.clone(),
+                other => vec![other.clone()],
             };
+            let message = python_str(exc_type, &args);
+            // One string argument is the message itself: no args kept.
+            let plain = matches!(args.as_slice(), [Value::String(only)] if *only == message);
             TaskOutcome::Failure(PyException {
-                exc_type: result["exc_type"]
-                    .as_str()
-                    .unwrap_or("Exception")
-                    .to_owned(),
+                exc_type: exc_type.to_owned(),
                 exc_module: result["exc_module"]
                     .as_str()
                     .unwrap_or("builtins")
                     .to_owned(),
                 message,
+                args: (!plain).then_some(args),
             })
         }
         other => TaskOutcome::Pending(other.to_owned()),
@@ -687,6 +761,20 @@ mod tests {
             PyException::builtin("TypeError", "can only concatenate str (not \"int\") to str");
         let (_, outcome) = parse_result(&failure_body("t2", &exc)).unwrap();
         assert_eq!(outcome, TaskOutcome::Failure(exc));
+        let limit = PyException {
+            message: "TimeLimitExceeded(1,)".into(),
+            args: Some(vec![json!(1)]),
+            ..PyException::celery("billiard.exceptions", "TimeLimitExceeded", "")
+        };
+        let (_, outcome) = parse_result(&failure_body("t3", &limit)).unwrap();
+        assert_eq!(outcome, TaskOutcome::Failure(limit));
+        let numbers = PyException {
+            message: "(1, 'a')".into(),
+            args: Some(vec![json!(1), json!("a")]),
+            ..PyException::builtin("ValueError", "")
+        };
+        let (_, outcome) = parse_result(&failure_body("t4", &numbers)).unwrap();
+        assert_eq!(outcome, TaskOutcome::Failure(numbers));
     }
 
     proptest::proptest! {

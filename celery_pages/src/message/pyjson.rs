@@ -163,6 +163,16 @@ pub fn python_type(value: &Value) -> &'static str {
     }
 }
 
+/// A number of seconds as Python holds it: an int when it is whole (a
+/// `time_limit=1` is the int 1), else a float.
+pub fn seconds_value(seconds: f64) -> Value {
+    if seconds.fract() == 0.0 && seconds.abs() < 9e15 {
+        Value::from(seconds as i64)
+    } else {
+        float_value(seconds)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,8 +30,8 @@ mod registry;
 mod typed;
 
 pub use registry::{
-    Body, Call, Done, Failure, Registry, Signature, Task, TaskContext, TaskOptions, TaskResult,
-    bind_arguments, not_registered,
+    Body, Call, Done, Failure, Registry, Signature, SoftLimit, Task, TaskContext, TaskOptions,
+    TaskResult, bind_arguments, not_registered,
 };
 pub use typed::{Awaited, BoundAwaited, BoundPlain, Handler, Plain};
 

@@ -74,12 +74,41 @@ pub struct Call {
 /// What a bound task knows of its own request, as Celery's `self.request`:
 /// a task function whose first parameter is a `TaskContext` gets it (see
 /// [`Task::new`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct TaskContext {
     /// The task id.
     pub id: String,
     /// How many times it was retried before this run.
     pub retries: u32,
+    /// Told when the task's soft time limit passes.
+    pub soft_limit: SoftLimit,
+}
+
+/// A task's soft time limit, as the task sees it. An async task that
+/// awaits [`SoftLimit::reached`] (beside its work, in a `select!`) handles
+/// its soft limit, as a Python task that catches `SoftTimeLimitExceeded`:
+/// it may clean up and return, until the hard limit. A task that does not
+/// is stopped at the soft limit and answered `SoftTimeLimitExceeded()`.
+#[derive(Clone, Debug, Default)]
+pub struct SoftLimit {
+    reached: tokio_util::sync::CancellationToken,
+    handled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SoftLimit {
+    /// Completes when the soft time limit passes (never, without one); the
+    /// task then handles it.
+    pub async fn reached(&self) {
+        self.handled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.reached.cancelled().await;
+    }
+
+    /// Tells the task its soft limit passed; true if it handles it.
+    pub fn pass(&self) -> bool {
+        self.reached.cancel();
+        self.handled.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Celery's per-task options that decide what follows an exception.
@@ -99,6 +128,12 @@ pub struct TaskOptions {
     pub retry_backoff_max: u64,
     /// With backoff, wait a random time from 0 up to it (Celery's default).
     pub retry_jitter: bool,
+    /// Seconds after which the task is stopped and answered
+    /// `TimeLimitExceeded` (Celery's `time_limit`), unless the message
+    /// says otherwise.
+    pub time_limit: Option<f64>,
+    /// Seconds after which the task is told (Celery's `soft_time_limit`).
+    pub soft_time_limit: Option<f64>,
 }
 
 impl Default for TaskOptions {
@@ -110,6 +145,8 @@ impl Default for TaskOptions {
             retry_backoff: None,
             retry_backoff_max: 600,
             retry_jitter: true,
+            time_limit: None,
+            soft_time_limit: None,
         }
     }
 }
@@ -326,6 +363,11 @@ impl Task {
         &self.signature
     }
 
+    /// Whether it is a plain function, which holds the thread it runs on.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.body, Body::Sync(_))
+    }
+
     /// Runs it with the arguments of `call`.
     pub async fn run(&self, call: Call) -> Result<Done, Failure> {
         match &self.body {
@@ -420,11 +462,7 @@ impl Registry {
 
 /// Celery's exception for a task name no worker here has.
 pub fn not_registered(name: &str) -> PyException {
-    PyException {
-        exc_type: "NotRegistered".into(),
-        exc_module: "celery.exceptions".into(),
-        message: name.to_owned(),
-    }
+    PyException::celery("celery.exceptions", "NotRegistered", name)
 }
 
 /// Binds `args` and `kwargs` to the parameters `params` of the Python

@@ -79,11 +79,11 @@ fn python_name<T>() -> &'static str {
 fn value<R: Serialize>(result: TaskResult<R>) -> Result<Done, Failure> {
     let result = result.map_err(Failure::Raised)?;
     serde_json::to_value(result).map(Done::from).map_err(|err| {
-        Failure::Raised(PyException {
-            exc_type: "EncodeError".into(),
-            exc_module: "kombu.exceptions".into(),
-            message: err.to_string(),
-        })
+        Failure::Raised(PyException::celery(
+            "kombu.exceptions",
+            "EncodeError",
+            err.to_string(),
+        ))
     })
 }
 

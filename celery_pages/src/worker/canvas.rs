@@ -245,6 +245,7 @@ mod tests {
             expires: None,
             root_id: Some("root".into()),
             retries: 0,
+            time_limits: (None, None),
             embed,
         }
     }

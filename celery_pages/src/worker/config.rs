@@ -26,6 +26,11 @@ pub struct WorkerConfig {
     /// The tasks it runs (by default the chapter's `addTask.add` and
     /// Celery's built-ins).
     pub tasks: Arc<Registry>,
+    /// Time limits in seconds for tasks whose message and options set none
+    /// (`--time-limit`, `--soft-time-limit`; Celery's `task_time_limit`,
+    /// `task_soft_time_limit`).
+    pub time_limit: Option<f64>,
+    pub soft_time_limit: Option<f64>,
 }
 
 impl WorkerConfig {
@@ -42,6 +47,8 @@ impl WorkerConfig {
             concurrency: 16,
             prefetch: 64,
             tasks: Arc::new(Registry::chapter()),
+            time_limit: None,
+            soft_time_limit: None,
         }
     }
 

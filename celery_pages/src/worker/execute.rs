@@ -3,7 +3,9 @@
 //! comes next sent (chain steps, callbacks, errbacks), and only then the
 //! message acked, or rejected if it can never run.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -16,7 +18,7 @@ use crate::message::{
     Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, retry_body,
     retry_properties, revoked_body, success_body,
 };
-use crate::tasks::{Failure, TaskContext};
+use crate::tasks::{Failure, SoftLimit, TaskContext};
 use crate::worker::canvas;
 use crate::worker::control::Node;
 use crate::worker::events::Events;
@@ -37,6 +39,8 @@ pub(super) struct Session {
     pub(super) task_queue: TaskQueue,
     /// The tasks it runs.
     pub(super) tasks: Arc<Registry>,
+    /// The worker's default time limits, hard and soft, in seconds.
+    pub(super) time_limits: (Option<f64>, Option<f64>),
     /// `<pid>@<host>`, the `origin` of the messages this worker sends.
     pub(super) origin: String,
     pub(super) prefetch: u16,
@@ -85,11 +89,7 @@ pub(super) async fn handle(session: &Session, delivery: Delivery) {
         }
         Err(Poison { reason, reply_id }) => {
             tracing::error!(%reason, "rejecting a message that cannot run");
-            let exception = PyException {
-                exc_type: "InvalidTaskError".into(),
-                exc_module: "celery.exceptions".into(),
-                message: reason,
-            };
+            let exception = PyException::celery("celery.exceptions", "InvalidTaskError", reason);
             let stub = reply_id.map(|id| TaskRequest {
                 id,
                 ..TaskRequest::stub()
@@ -161,7 +161,7 @@ async fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec
     node.start_task(&request.id, &request.task, &args, "{}");
     events.task_event("task-started", || json!({"uuid": request.id}));
     let started = std::time::Instant::now();
-    let (outcome, sends) = run_task(&session.tasks, request).await;
+    let (outcome, sends) = run_task(&session.tasks, request, session.time_limits).await;
     node.finish_task(&request.id);
     match &outcome {
         Outcome::Succeeded(value) => events.task_event("task-succeeded", || {
@@ -350,13 +350,12 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
 /// Runs a request: an unknown task or arguments that do not fit are
 /// refused; otherwise the task runs and returns, raises, or, raising an
 /// exception its options retry on with retries left, is retried.
-async fn run_task(tasks: &Arc<Registry>, request: &TaskRequest) -> (Outcome, Vec<Value>) {
-    let (args, kwargs) = (request.args.clone(), request.kwargs.clone());
-    let context = TaskContext {
-        id: request.id.clone(),
-        retries: request.retries,
-    };
-    match tasks.run_as(&request.task, args, kwargs, context).await {
+async fn run_task(
+    tasks: &Arc<Registry>,
+    request: &TaskRequest,
+    worker_limits: (Option<f64>, Option<f64>),
+) -> (Outcome, Vec<Value>) {
+    match run_limited(tasks, request, worker_limits).await {
         Ok(done) => (Outcome::Succeeded(done.value), done.sends),
         Err(Failure::Raised(exc)) => {
             let options = tasks.get(&request.task).map(|task| task.options());
@@ -368,6 +367,96 @@ async fn run_task(tasks: &Arc<Registry>, request: &TaskRequest) -> (Outcome, Vec
         }
         Err(Failure::NotRegistered(exc) | Failure::BadCall(exc)) => {
             (Outcome::Refused(exc), Vec::new())
+        }
+    }
+}
+
+/// Runs a request within its time limits: the message's (`timelimit`),
+/// else the task's options, else the worker's. At the soft limit the task
+/// is told; one that does not handle it is stopped and answered
+/// `SoftTimeLimitExceeded()`. At the hard limit it is stopped and
+/// answered `TimeLimitExceeded(<limit>,)`, and its slot is free at once.
+///
+/// Stopping an async task drops its future: it ends at the await it is
+/// in. A plain (blocking) function cannot be stopped from outside, so
+/// when a limit applies it runs on tokio's blocking pool: at the limit the
+/// worker stops waiting for it, answers, and takes the next task, while
+/// the function runs on to its end on that thread and its result is
+/// thrown away.
+async fn run_limited(
+    tasks: &Arc<Registry>,
+    request: &TaskRequest,
+    worker_limits: (Option<f64>, Option<f64>),
+) -> Result<crate::tasks::Done, Failure> {
+    let options = tasks.get(&request.task).map(|task| task.options());
+    let (header_hard, header_soft) = request.time_limits;
+    let hard = header_hard
+        .or(options.and_then(|o| o.time_limit))
+        .or(worker_limits.0);
+    let soft = header_soft
+        .or(options.and_then(|o| o.soft_time_limit))
+        .or(worker_limits.1);
+    let soft_limit = SoftLimit::default();
+    let context = TaskContext {
+        id: request.id.clone(),
+        retries: request.retries,
+        soft_limit: soft_limit.clone(),
+    };
+    let (args, kwargs) = (request.args.clone(), request.kwargs.clone());
+    let limited = hard.is_some() || soft.is_some();
+    let plain = tasks.get(&request.task).is_some_and(|task| task.is_plain());
+    if !limited {
+        return tasks.run_as(&request.task, args, kwargs, context).await;
+    }
+    let started = tokio::time::Instant::now();
+    let running: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = if plain {
+        let (tasks, name) = (Arc::clone(tasks), request.task.clone());
+        let blocking = tokio::task::spawn_blocking(move || {
+            futures::executor::block_on(tasks.run_as(&name, args, kwargs, context))
+        });
+        Box::pin(async move {
+            blocking.await.unwrap_or_else(|_| {
+                Err(Failure::Raised(PyException::builtin(
+                    "SystemError",
+                    "the task panicked",
+                )))
+            })
+        })
+    } else {
+        Box::pin(tasks.run_as(&request.task, args, kwargs, context))
+    };
+    tokio::pin!(running);
+    let after = |seconds: f64| started + Duration::from_secs_f64(seconds);
+    if let Some(soft) = soft.filter(|soft| hard.is_none_or(|hard| *soft < hard)) {
+        tokio::select! {
+            done = &mut running => return done,
+            () = tokio::time::sleep_until(after(soft)) => {}
+        }
+        tracing::warn!(id = %request.id, "Soft time limit ({soft}s) exceeded for {}[{}]", request.task, request.id);
+        if plain || !soft_limit.pass() {
+            return Err(Failure::Raised(PyException {
+                args: Some(Vec::new()),
+                ..PyException::celery(
+                    "billiard.exceptions",
+                    "SoftTimeLimitExceeded",
+                    "SoftTimeLimitExceeded()",
+                )
+            }));
+        }
+    }
+    let Some(hard) = hard else {
+        return running.await;
+    };
+    tokio::select! {
+        done = &mut running => done,
+        () = tokio::time::sleep_until(after(hard)) => {
+            tracing::error!("Hard time limit ({hard}s) exceeded for {}[{}]", request.task, request.id);
+            let limit = crate::message::pyjson::seconds_value(hard);
+            Err(Failure::Raised(PyException {
+                message: format!("TimeLimitExceeded({},)", crate::message::python_repr(&limit)),
+                args: Some(vec![limit]),
+                ..PyException::celery("billiard.exceptions", "TimeLimitExceeded", "")
+            }))
         }
     }
 }

@@ -224,6 +224,7 @@ async fn consume(
         channel: channel.clone(),
         task_queue: config.task_queue(),
         tasks: Arc::clone(&config.tasks),
+        time_limits: (config.time_limit, config.soft_time_limit),
         origin: crate::message::origin(),
         prefetch: config.prefetch,
         held: tokio::sync::Mutex::new(0),

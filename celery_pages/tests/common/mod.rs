@@ -293,22 +293,32 @@ pub fn node_name(queue: &str) -> String {
 }
 
 /// The command [`python_worker_with`] runs: its log on stderr (piped).
-/// The app is `addTask`, or the module a `CELERY_APP` setting names.
+/// The app is `addTask`, or the module a `CELERY_APP` setting names; the
+/// pool is solo, or one prefork process with `CELERY_POOL=prefork` (time
+/// limits need it).
 pub fn python_worker_command(queue: &str, settings: &[(&str, &str)]) -> Command {
-    let app = settings
-        .iter()
-        .find(|(key, _)| *key == "CELERY_APP")
-        .map_or("addTask", |(_, app)| app);
+    let setting = |name: &str, default: &'static str| {
+        settings
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map_or(default.to_owned(), |(_, value)| (*value).to_owned())
+    };
+    let (app, pool) = (
+        setting("CELERY_APP", "addTask"),
+        setting("CELERY_POOL", "solo"),
+    );
     let mut command = Command::new(python());
     command
         .args([
             "-m",
             "celery",
             "-A",
-            app,
+            &app,
             "worker",
             "-P",
-            "solo",
+            &pool,
+            "-c",
+            "1",
             "-Q",
             queue,
             // A node name of its own: two workers named alike (the default,
