@@ -22,13 +22,14 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 
-/// Runs `policy_calls.py CALL` on `queue`: for each task it sent, its id
-/// and the outcome line without it.
-async fn policy_call(queue: &str, call: &str) -> Vec<(String, String)> {
-    let (queue, call) = (queue.to_owned(), call.to_owned());
+/// Runs `policy_calls.py CALL NODE` on `queue`: for each task it sent, its
+/// id and the outcome line without it (and `reply` with each remote-control
+/// reply it printed).
+async fn policy_call(queue: &str, call: &str, node: &str) -> Vec<(String, String)> {
+    let (queue, call, node) = (queue.to_owned(), call.to_owned(), node.to_owned());
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python())
-            .args(["policy_calls.py", &call])
+            .args(["policy_calls.py", &call, &node])
             .current_dir(python_dir())
             .env("CELERY_QUEUE", queue)
             .env("CELERY_BROKER", python_broker())
@@ -68,8 +69,8 @@ async fn script_with(
     let (_connection, mut events) = listen_to_events().await;
     let mut seen = Vec::new();
     for call in calls {
-        for (id, outcome) in policy_call(queue, call).await {
-            let events = if with_events {
+        for (id, outcome) in policy_call(queue, call, node).await {
+            let events = if with_events && id != "reply" {
                 events_of_task(&mut events, node, &id).await
             } else {
                 Vec::new()
@@ -407,4 +408,42 @@ async fn a_task_may_handle_its_soft_limit() {
     caller.close().await;
     worker.stop().await;
     delete_queue(&queue).await;
+}
+
+/// Stopping a running task, as `revoke(id, terminate=True)` and `control
+/// terminate` do: the caller gets `TaskRevokedError: terminated`, the
+/// events say it was terminated and by which signal, and the control
+/// replies are Python's (also for a task nobody runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_stops_a_running_task_as_on_pythons_worker() {
+    let calls = ["terminate", "control-terminate"];
+    let python_queue = unique_queue("terminate-py");
+    let settings = [("CELERY_TASK_EVENTS", "1"), ("CELERY_POOL", "prefork")];
+    let python_side = start_python_worker_with(&python_queue, &settings).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
+    let expected = script(&python_queue, &python_node, &calls).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("terminate-rs");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let got = script(&queue, &node, &calls).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+
+    assert_eq!(got, expected);
+    let terminated = (
+        "TaskRevokedError: terminated ['REVOKED']".to_owned(),
+        vec![
+            "task-received retries=0".to_owned(),
+            "task-started".to_owned(),
+            "task-revoked terminated=true signum=15".to_owned(),
+        ],
+    );
+    assert_eq!(got[1], terminated);
+    assert_eq!(got[0].0, "[{'<node>': {'ok': 'terminate: <id>'}}]");
+    assert_eq!(got[2].0, "[{'<node>': {'ok': 'terminate: tasks unknown'}}]");
 }

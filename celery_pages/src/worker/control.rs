@@ -80,6 +80,47 @@ struct Active {
     args: String,
     kwargs: String,
     started: f64,
+    stop: std::sync::Arc<Stop>,
+}
+
+/// How a running task is told to stop (`revoke(terminate=True)`,
+/// `control terminate`), and with which signal, as Celery reports it.
+#[derive(Debug, Default)]
+pub struct Stop {
+    token: tokio_util::sync::CancellationToken,
+    signum: std::sync::atomic::AtomicI32,
+}
+
+impl Stop {
+    /// Completes when the task is told to stop; gives the signal's number.
+    pub async fn requested(&self) -> i32 {
+        self.token.cancelled().await;
+        self.signum.load(Ordering::Relaxed)
+    }
+}
+
+/// The number of a signal given by name (`TERM`, `SIGKILL`, ...) or
+/// number, as Celery's `signals.signum`; `None` if unknown.
+fn signum(signal: &Value) -> Option<i32> {
+    match signal {
+        Value::Null => Some(15),
+        Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+        Value::String(name) => {
+            let name = name.to_ascii_uppercase();
+            let name = name.strip_prefix("SIG").unwrap_or(&name);
+            Some(match name {
+                "HUP" => 1,
+                "INT" => 2,
+                "QUIT" => 3,
+                "KILL" => 9,
+                "USR1" => 10,
+                "USR2" => 12,
+                "TERM" => 15,
+                _ => return name.parse().ok(),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// What a worker node reports about itself, and what commands change.
@@ -137,8 +178,17 @@ impl Node {
     }
 
     /// Marks task `id` as running (with the repr of its arguments).
-    pub fn start_task(&self, id: &str, name: &str, args: &str, kwargs: &str) {
+    /// Marks task `id` as running (with the repr of its arguments); what
+    /// it returns says when the task is told to stop.
+    pub fn start_task(
+        &self,
+        id: &str,
+        name: &str,
+        args: &str,
+        kwargs: &str,
+    ) -> std::sync::Arc<Stop> {
         let started = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+        let stop = std::sync::Arc::new(Stop::default());
         self.active.lock().expect("active map poisoned").insert(
             id.to_owned(),
             Active {
@@ -146,8 +196,10 @@ impl Node {
                 args: args.to_owned(),
                 kwargs: kwargs.to_owned(),
                 started,
+                stop: std::sync::Arc::clone(&stop),
             },
         );
+        stop
     }
 
     /// Marks task `id` as done.
@@ -197,6 +249,13 @@ impl Node {
                 "result_backend": "rpc://",
             }),
             "revoke" => self.revoke(arguments),
+            "terminate" => {
+                let mut arguments = arguments.clone();
+                if let Some(fields) = arguments.as_object_mut() {
+                    fields.insert("terminate".into(), Value::Bool(true));
+                }
+                self.revoke(&arguments)
+            }
             "enable_events" => {
                 self.task_events.store(true, Ordering::Relaxed);
                 json!({"ok": "task events enabled"})
@@ -258,13 +317,40 @@ impl Node {
             _ => Vec::new(),
         };
         let now = Instant::now();
-        let mut revoked = self.revoked.lock().expect("revoked set poisoned");
-        for id in &ids {
-            revoked.insert(id.clone(), now);
+        {
+            let mut revoked = self.revoked.lock().expect("revoked set poisoned");
+            for id in &ids {
+                revoked.insert(id.clone(), now);
+            }
+        }
+        tracing::info!(node = %self.name, ids = ?ids, "tasks flagged as revoked");
+        if arguments["terminate"].as_bool() == Some(true) {
+            let Some(signum) = signum(&arguments["signal"]) else {
+                return json!({"error": format!("unknown signal {}", arguments["signal"])});
+            };
+            let terminated = self.terminate(&ids, signum);
+            if terminated.is_empty() {
+                return json!({"ok": "terminate: tasks unknown"});
+            }
+            return json!({"ok": format!("terminate: {}", terminated.join(", "))});
         }
         let quoted: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
-        tracing::info!(node = %self.name, ids = ?ids, "tasks flagged as revoked");
         json!({"ok": format!("tasks {{{}}} flagged as revoked", quoted.join(", "))})
+    }
+
+    /// Tells the running tasks among `ids` to stop, with signal `signum`;
+    /// the ids of those it told.
+    fn terminate(&self, ids: &[String], signum: i32) -> Vec<String> {
+        let active = self.active.lock().expect("active map poisoned");
+        ids.iter()
+            .filter_map(|id| {
+                let task = active.get(id)?;
+                tracing::info!("Terminating {id} ({signum})");
+                task.stop.signum.store(signum, Ordering::Relaxed);
+                task.stop.token.cancel();
+                Some(id.clone())
+            })
+            .collect()
     }
 
     fn stats(&self) -> Value {

@@ -63,6 +63,9 @@ enum Outcome {
     Refused(PyException),
     /// Not run, for this reason (`expired`): answered REVOKED, then acked.
     Revoked(String),
+    /// Stopped while running (`revoke(terminate=True)`) with this signal:
+    /// answered REVOKED (`terminated`), then acked.
+    Terminated(i32),
     /// The task raised an exception its options retry on: sent again to
     /// run in so many seconds (confirmed), answered RETRY, then acked.
     Retry { exc: PyException, countdown: f64 },
@@ -158,10 +161,13 @@ async fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec
         });
         return (Outcome::Revoked(reason.into()), Vec::new());
     }
-    node.start_task(&request.id, &request.task, &args, "{}");
+    let stop = node.start_task(&request.id, &request.task, &args, "{}");
     events.task_event("task-started", || json!({"uuid": request.id}));
     let started = std::time::Instant::now();
-    let (outcome, sends) = run_task(&session.tasks, request, session.time_limits).await;
+    let (outcome, sends) = tokio::select! {
+        done = run_task(&session.tasks, request, session.time_limits) => done,
+        signum = stop.requested() => (Outcome::Terminated(signum), Vec::new()),
+    };
     node.finish_task(&request.id);
     match &outcome {
         Outcome::Succeeded(value) => events.task_event("task-succeeded", || {
@@ -175,6 +181,10 @@ async fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec
         Outcome::Retry { exc, .. } => events.task_event(
             "task-retried",
             || json!({"uuid": request.id, "exception": exc.repr(), "traceback": ""}),
+        ),
+        Outcome::Terminated(signum) => events.task_event(
+            "task-revoked",
+            || json!({"uuid": request.id, "terminated": true, "signum": signum, "expired": false}),
         ),
         Outcome::Revoked(_) => {}
     }
@@ -214,6 +224,7 @@ fn result_body(id: &str, outcome: &Outcome) -> Vec<u8> {
         Outcome::Succeeded(value) => success_body(id, value),
         Outcome::Raised(exc) | Outcome::Refused(exc) => failure_body(id, exc),
         Outcome::Revoked(reason) => revoked_body(id, reason),
+        Outcome::Terminated(_) => revoked_body(id, "terminated"),
         Outcome::Retry { exc, .. } => retry_body(id, exc),
     }
 }
@@ -343,6 +354,9 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
         }
         Outcome::Retry { exc, countdown } => {
             tracing::info!(target: "celery_pages::task", "Task {task}[{id}] retry: Retry in {countdown}s: {}", exc.repr());
+        }
+        Outcome::Terminated(signum) => {
+            tracing::warn!(target: "celery_pages::task", "Task {task}[{id}] terminated by signal {signum}");
         }
     }
 }

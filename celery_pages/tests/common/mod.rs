@@ -429,6 +429,10 @@ pub async fn events_of_task(events: &mut Consumer, node: &str, id: &str) -> Vec<
             // A received event says how many retries came before it.
             seen.push(match kind.as_str() {
                 "task-received" => format!("{kind} retries={}", event["retries"]),
+                "task-revoked" => format!(
+                    "{kind} terminated={} signum={}",
+                    event["terminated"], event["signum"]
+                ),
                 _ => kind,
             });
             if last {

@@ -7,14 +7,17 @@ exception's type and message, and every state message the caller's
 """
 import sys
 
-from addTask import add, flaky_add, slow_add
+from addTask import add, app, flaky_add, slow_add
 
 call = sys.argv[1]
 
 
 def run(task, args, **options):
+    collect(task.apply_async(args, **options))
+
+
+def collect(result):
     states = []
-    result = task.apply_async(args, **options)
 
     def seen(message):
         # The reply queue also carries late answers about earlier tasks
@@ -42,5 +45,23 @@ elif call == "hard-limit":
     run(add, (1, 1))
 elif call == "soft-limit":
     run(slow_add, (1, 2, 3), soft_time_limit=1, time_limit=5)
+elif call in ("terminate", "control-terminate"):
+    # Stop a running task: python policy_calls.py terminate NODE
+    node = sys.argv[2]
+    result = slow_add.apply_async((1, 2, 30))
+    for _ in range(100):
+        active = app.control.inspect(destination=[node], timeout=1).active() or {}
+        if any(task["id"] == result.id for task in active.get(node, [])):
+            break
+    else:
+        sys.exit("the task never started")
+    if call == "terminate":
+        replies = app.control.revoke(result.id, terminate=True, reply=True, destination=[node])
+    else:
+        replies = app.control.terminate(result.id, reply=True, destination=[node])
+    print("reply", str(replies).replace(result.id, "<id>").replace(node, "<node>"))
+    collect(result)
+    unknown = app.control.terminate("no-such-task", reply=True, destination=[node])
+    print("reply", str(unknown).replace(node, "<node>"))
 else:
     sys.exit("unknown call " + call)
