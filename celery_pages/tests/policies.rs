@@ -70,7 +70,7 @@ async fn script_with(
     let mut seen = Vec::new();
     for call in calls {
         for (id, outcome) in policy_call(queue, call, node).await {
-            let events = if with_events && id != "reply" {
+            let events = if with_events && !["reply", "registered"].contains(&id.as_str()) {
                 events_of_task(&mut events, node, &id).await
             } else {
                 Vec::new()
@@ -446,4 +446,88 @@ async fn terminate_stops_a_running_task_as_on_pythons_worker() {
     assert_eq!(got[1], terminated);
     assert_eq!(got[0].0, "[{'<node>': {'ok': 'terminate: <id>'}}]");
     assert_eq!(got[2].0, "[{'<node>': {'ok': 'terminate: tasks unknown'}}]");
+}
+
+/// `control rate_limit` as Python's worker answers it (unknown task,
+/// unreadable limit, set, lifted), `inspect registered` showing the limit,
+/// and tasks still served under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_set_and_lifted_as_on_pythons_worker() {
+    let calls = ["rate-limit"];
+    let python_queue = unique_queue("rate-py");
+    let python_side = start_python_worker_with(&python_queue, &[("CELERY_TASK_EVENTS", "1")]).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
+    let expected = script(&python_queue, &python_node, &calls).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("rate-rs");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let got = script(&queue, &node, &calls).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+
+    assert_eq!(got, expected);
+    let said: Vec<&str> = got.iter().map(|(line, _)| line.as_str()).collect();
+    assert_eq!(
+        said[0],
+        "rate_limit [{'<node>': {'error': 'unknown task'}}]"
+    );
+    assert_eq!(
+        said[2],
+        "rate_limit [{'<node>': {'ok': 'new rate limit set successfully'}}]"
+    );
+    assert!(
+        said[3].contains("'addTask.add [rate_limit=600/m]'"),
+        "{said:?}"
+    );
+    assert_eq!(
+        said[6],
+        "rate_limit [{'<node>': {'ok': 'rate limit disabled successfully'}}]"
+    );
+}
+
+/// A task type limited to one an hour: the first task runs, the second
+/// waits for its token (the worker holds it, unacked, and serves others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_task_waits_for_its_token() {
+    let queue = unique_queue("rate-wait");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.tasks = std::sync::Arc::new(
+        celery_pages::Registry::chapter().register(
+            celery_pages::Task::new(
+                "test.hourly",
+                ["x"],
+                |x: i64| -> celery_pages::TaskResult<i64> { Ok(x) },
+            )
+            .with_options(TaskOptions {
+                rate_limit: Some("1/h".into()),
+                ..TaskOptions::default()
+            }),
+        ),
+    );
+    let worker = TestWorker::with_config(config);
+    let caller = celery_pages::Caller::connect(&broker(), &queue)
+        .await
+        .unwrap();
+    let first = caller.send("test.hourly", (1,)).await.unwrap();
+    let second = caller.send("test.hourly", (2,)).await.unwrap();
+    assert_eq!(first.wait(Duration::from_secs(30)).await.unwrap(), json!(1));
+    // Other task types go on meanwhile.
+    let sum: i64 = caller
+        .call(celery_pages::ADD_TASK, (2, 2), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(sum, 4);
+    let waited = second.wait(Duration::from_secs(2)).await;
+    assert!(
+        matches!(waited, Err(celery_pages::Error::Timeout { .. })),
+        "the second task ran within its hour: {waited:?}"
+    );
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
 }

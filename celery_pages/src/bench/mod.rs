@@ -35,9 +35,10 @@ use celery_pages::amqp::reply_queue;
 use celery_pages::caller::Caller;
 use celery_pages::commands::{Target, WorkerOptions};
 use celery_pages::message::compression::Compression;
+use celery_pages::tasks::TaskOptions;
 use celery_pages::worker;
 use celery_pages::worker::config::WorkerConfig;
-use celery_pages::{ADD_TASK, Broker, QueueType, TaskQueue};
+use celery_pages::{ADD_TASK, Broker, QueueType, Registry, Task, TaskQueue};
 
 /// `celery_pages bench`'s flags.
 #[derive(clap::Args)]
@@ -64,13 +65,31 @@ pub struct BenchArgs {
     /// queue is empty.
     #[arg(long, value_name = "N", conflicts_with = "compression")]
     drain: Option<u64>,
+    /// Give the in-process worker's addTask.add this rate limit (Celery's
+    /// spelling: 100/s, 6000/m), to measure tasks against it.
+    #[arg(long, value_name = "RATE", conflicts_with = "no_worker")]
+    rate_limit: Option<String>,
     #[command(flatten)]
     options: WorkerOptions,
 }
 
 /// Runs the bench `args` ask for and prints its report.
 pub async fn command(args: BenchArgs) -> Result<()> {
-    let config = args.options.config(&args.target)?;
+    let mut config = args.options.config(&args.target)?;
+    if let Some(limit) = &args.rate_limit {
+        let rate = celery_pages::worker::rate::per_second(&serde_json::json!(limit))
+            .map_err(|err| anyhow!("--rate-limit {limit:?}: {err}"))?;
+        let options = TaskOptions {
+            rate_limit: Some(limit.clone()),
+            ..TaskOptions::default()
+        };
+        let add = Task::new(ADD_TASK, ["x", "y"], celery_pages::tasks::add::add);
+        config.tasks = Arc::new(Registry::chapter().register(add.with_options(options)));
+        match rate {
+            Some(rate) => println!("addTask.add limited to {limit}: at most {rate:.0} tasks/s"),
+            None => println!("addTask.add: no rate limit"),
+        }
+    }
     match args.drain {
         Some(tasks) if args.no_worker => {
             let report = drain::run_external(&config, tasks, |queue| {

@@ -259,6 +259,11 @@ pub fn retry_properties(
     properties.clone().with_headers(headers)
 }
 
+/// The `task` header of a task message: which task it runs.
+pub fn task_name(properties: &BasicProperties) -> Option<String> {
+    header_str(properties.headers().as_ref()?.inner(), "task")
+}
+
 /// The `eta` header of a task message, if it has a readable one.
 pub fn eta_of(properties: &BasicProperties) -> Option<DateTime<Utc>> {
     let headers = properties.headers().as_ref()?.inner();

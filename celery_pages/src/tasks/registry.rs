@@ -134,6 +134,9 @@ pub struct TaskOptions {
     pub time_limit: Option<f64>,
     /// Seconds after which the task is told (Celery's `soft_time_limit`).
     pub soft_time_limit: Option<f64>,
+    /// At most this many tasks of this type start, per worker (Celery's
+    /// `rate_limit`: `"10/s"`, `"100/m"`, `"1/h"`).
+    pub rate_limit: Option<String>,
 }
 
 impl Default for TaskOptions {
@@ -147,6 +150,7 @@ impl Default for TaskOptions {
             retry_jitter: true,
             time_limit: None,
             soft_time_limit: None,
+            rate_limit: None,
         }
     }
 }
@@ -416,6 +420,11 @@ impl Registry {
     /// The task named `name`.
     pub fn get(&self, name: &str) -> Option<&Task> {
         self.tasks.get(name)
+    }
+
+    /// Every task, by name.
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.values()
     }
 
     /// The names of the user's tasks, sorted: every task but Celery's

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::amqp::pidbox::{EXCHANGE, declare_exchanges};
+use crate::worker::rate::{RateLimits, per_second};
 use crate::{AmqpContext, Error, Result};
 
 /// Revoked ids kept at most, and for how long (Celery's figures).
@@ -99,6 +100,24 @@ impl Stop {
     }
 }
 
+/// The rate limits the tasks' own options set.
+fn initial_rate_limits(tasks: &crate::Registry) -> RateLimits {
+    let mut limits = RateLimits::default();
+    for task in tasks.tasks() {
+        let Some(limit) = &task.options().rate_limit else {
+            continue;
+        };
+        match per_second(&Value::String(limit.clone())) {
+            Ok(rate) => limits.set(task.name(), limit, rate),
+            Err(err) => tracing::warn!(
+                task = task.name(),
+                "ignoring the rate limit {limit:?}: {err}"
+            ),
+        }
+    }
+    limits
+}
+
 /// The number of a signal given by name (`TERM`, `SIGKILL`, ...) or
 /// number, as Celery's `signals.signum`; `None` if unknown.
 fn signum(signal: &Value) -> Option<i32> {
@@ -142,6 +161,8 @@ pub struct Node {
     pub shutdown: Notify,
     /// The tasks it runs.
     tasks: std::sync::Arc<crate::Registry>,
+    /// Their rate limits, which `control rate_limit` changes.
+    rate_limits: Mutex<RateLimits>,
     /// Notified by the `heartbeat` command: send one now.
     pub heartbeat_requested: Notify,
     /// Whether task events are sent (`-E`, `enable_events`).
@@ -164,9 +185,71 @@ impl Node {
             revoked: Mutex::new(Revoked::default()),
             shutdown: Notify::new(),
             tasks: std::sync::Arc::clone(&config.tasks),
+            rate_limits: Mutex::new(initial_rate_limits(&config.tasks)),
             heartbeat_requested: Notify::new(),
             task_events: AtomicBool::new(config.task_events),
         }
+    }
+
+    /// When a task `name` received `now` may start, its rate limit
+    /// considered (its token taken).
+    pub fn rate_limited_start(
+        &self,
+        name: &str,
+        now: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        self.rate_limits
+            .lock()
+            .expect("rate limits poisoned")
+            .take(name, now)
+    }
+
+    /// `control rate_limit`: sets or lifts a task type's limit, with
+    /// Celery's replies.
+    fn rate_limit(&self, arguments: &Value) -> Value {
+        let limit = &arguments["rate_limit"];
+        let rate = match per_second(limit) {
+            Ok(rate) => rate,
+            Err(err) => return json!({"error": format!("Invalid rate limit string: {err}")}),
+        };
+        let Some(name) = arguments["task_name"]
+            .as_str()
+            .filter(|n| self.tasks.get(n).is_some())
+        else {
+            tracing::error!(
+                "Rate limit attempt for unknown task {}",
+                arguments["task_name"]
+            );
+            return json!({"error": "unknown task"});
+        };
+        let shown = match limit {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        let mut limits = self.rate_limits.lock().expect("rate limits poisoned");
+        limits.set(name, &shown, rate);
+        if rate.is_none() {
+            tracing::info!("Rate limits disabled for tasks of type {name}");
+            return json!({"ok": "rate limit disabled successfully"});
+        }
+        tracing::info!("New rate limit for tasks of type {name}: {shown}.");
+        json!({"ok": "new rate limit set successfully"})
+    }
+
+    /// The user's tasks as `inspect registered` lists them: each name, with
+    /// its rate limit when it has one (`addTask.add [rate_limit=10/s]`).
+    fn registered(&self) -> Value {
+        let limits = self.rate_limits.lock().expect("rate limits poisoned");
+        let names: Vec<String> = self
+            .tasks
+            .user_tasks()
+            .into_iter()
+            .map(|name| match limits.shown(name) {
+                Some(limit) => format!("{name} [rate_limit={limit}]"),
+                None => name.to_owned(),
+            })
+            .collect();
+        json!(names)
     }
 
     /// Whether task `id` was revoked (and not too long ago).
@@ -233,7 +316,8 @@ impl Node {
             "ping" => json!({"ok": "pong"}),
             "stats" => self.stats(),
             "active" => self.active_tasks(),
-            "registered" => json!(self.tasks.user_tasks()),
+            "registered" => self.registered(),
+            "rate_limit" => self.rate_limit(arguments),
             "active_queues" => self.active_queues(),
             "reserved" | "scheduled" => json!([]),
             "revoked" => {

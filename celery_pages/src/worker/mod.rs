@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 mod execute;
+pub mod rate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -318,6 +319,12 @@ async fn dispatch(session: &Arc<Session>, slots: &Arc<Semaphore>, delivery: Deli
         tokio::spawn(hold(Arc::clone(session), Arc::clone(slots), delivery, eta));
         return;
     }
+    let start = rate_limited_start(session, &delivery);
+    if start > tokio::time::Instant::now() {
+        let (session, slots) = (Arc::clone(session), Arc::clone(slots));
+        tokio::spawn(async move { run_at(&session, &slots, delivery, start).await });
+        return;
+    }
     let slot = Arc::clone(slots)
         .acquire_owned()
         .await
@@ -327,6 +334,36 @@ async fn dispatch(session: &Arc<Session>, slots: &Arc<Semaphore>, delivery: Deli
         handle(&session, delivery).await;
         drop(slot);
     });
+}
+
+/// When a delivery may start, its task type's rate limit considered (a
+/// token taken now, as Celery's worker takes it on receipt).
+fn rate_limited_start(session: &Session, delivery: &Delivery) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    match crate::message::task_name(&delivery.properties) {
+        Some(task) => session.node.rate_limited_start(&task, now),
+        None => now,
+    }
+}
+
+/// Runs a delivery at `start`, in a free slot; lets it go (unacked, back
+/// to the queue with the channel) if the session ends first.
+async fn run_at(
+    session: &Session,
+    slots: &Arc<Semaphore>,
+    delivery: Delivery,
+    start: tokio::time::Instant,
+) {
+    tokio::select! {
+        () = tokio::time::sleep_until(start) => {}
+        () = session.ended.cancelled() => return,
+    }
+    let slot = tokio::select! {
+        slot = Arc::clone(slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+        () = session.ended.cancelled() => return,
+    };
+    handle(session, delivery).await;
+    drop(slot);
 }
 
 /// The `eta` of a delivery, if it is in the future.
@@ -354,12 +391,8 @@ async fn hold(
     if !due {
         return;
     }
-    let slot = tokio::select! {
-        slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
-        () = session.ended.cancelled() => return,
-    };
-    handle(&session, delivery).await;
-    drop(slot);
+    let start = rate_limited_start(&session, &delivery);
+    run_at(&session, &slots, delivery, start).await;
 }
 
 /// Counts a held task in (`+1`) or out (`-1`) and sets the prefetch to

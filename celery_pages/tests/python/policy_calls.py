@@ -63,5 +63,27 @@ elif call in ("terminate", "control-terminate"):
     collect(result)
     unknown = app.control.terminate("no-such-task", reply=True, destination=[node])
     print("reply", str(unknown).replace(node, "<node>"))
+elif call == "rate-limit":
+    # Remote control of rate limits: python policy_calls.py rate-limit NODE
+    node = sys.argv[2]
+
+    def reply(name, **arguments):
+        replies = app.control.broadcast(
+            name, arguments=arguments, destination=[node], reply=True, timeout=5
+        )
+        print("reply", name, str(replies).replace(node, "<node>"))
+
+    def registered():
+        listed = app.control.inspect(destination=[node], timeout=5).registered() or {}
+        print("registered", listed.get(node))
+
+    reply("rate_limit", task_name="addTask.nosuch", rate_limit="10/s")
+    reply("rate_limit", task_name="addTask.add", rate_limit="ten/s")
+    reply("rate_limit", task_name="addTask.add", rate_limit="600/m")
+    registered()
+    run(add, (1, 2))
+    run(add, (3, 4))
+    reply("rate_limit", task_name="addTask.add", rate_limit=None)
+    registered()
 else:
     sys.exit("unknown call " + call)
