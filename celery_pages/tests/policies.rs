@@ -12,8 +12,8 @@ use std::time::Duration;
 use celery_pages::message::TaskMessage;
 use celery_pages::tasks::{TaskContext, TaskOptions};
 use common::{
-    RawClient, TestWorker, broker, delete_queue, events_of_task, listen_to_events, python,
-    python_broker, python_dir, start_python_worker_with, unique_queue,
+    EventLog, RawClient, TestWorker, broker, delete_queue, listen_to_events, python, python_broker,
+    python_dir, start_python_worker_with, unique_queue,
 };
 use futures::StreamExt;
 use lapin::options::{
@@ -66,12 +66,13 @@ async fn script_with(
     calls: &[&str],
     with_events: bool,
 ) -> Vec<(String, Vec<String>)> {
-    let (_connection, mut events) = listen_to_events().await;
+    let (_connection, events) = listen_to_events().await;
+    let mut events = EventLog::new(events);
     let mut seen = Vec::new();
     for call in calls {
         for (id, outcome) in policy_call(queue, call, node).await {
             let events = if with_events && !["reply", "registered"].contains(&id.as_str()) {
-                events_of_task(&mut events, node, &id).await
+                events.of_task(node, &id).await
             } else {
                 Vec::new()
             };

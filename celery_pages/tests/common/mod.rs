@@ -400,43 +400,59 @@ pub async fn listen_to_events() -> (lapin::Connection, lapin::Consumer) {
     (connection, consumer)
 }
 
-/// The types of the task events `node` sends about task `id`, in order,
-/// up to and with the first that ends it (succeeded, failed, revoked);
-/// `task-received` with its `retries`.
-pub async fn events_of_task(events: &mut Consumer, node: &str, id: &str) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    loop {
-        let delivery = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {seen:?} about {id} from {node}"))
-            .unwrap()
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
-        let batch = match body {
-            serde_json::Value::Array(events) => events,
-            event => vec![event],
-        };
-        for event in batch
-            .iter()
-            .filter(|e| e["hostname"] == node && e["uuid"] == id)
-        {
-            let kind = event["type"].as_str().unwrap_or_default().to_owned();
-            let last = matches!(
-                kind.as_str(),
-                "task-succeeded" | "task-failed" | "task-revoked"
-            );
-            // A received event says how many retries came before it.
-            seen.push(match kind.as_str() {
-                "task-received" => format!("{kind} retries={}", event["retries"]),
-                "task-revoked" => format!(
-                    "{kind} terminated={} signum={}",
-                    event["terminated"], event["signum"]
-                ),
-                _ => kind,
-            });
-            if last {
-                return seen;
+/// The task events heard so far, kept: one message may carry the events
+/// of several tasks (`task.multi`).
+pub struct EventLog {
+    events: Consumer,
+    heard: Vec<serde_json::Value>,
+}
+
+impl EventLog {
+    pub fn new(events: Consumer) -> Self {
+        EventLog {
+            events,
+            heard: Vec::new(),
+        }
+    }
+
+    /// The types of the task events `node` sends about task `id`, in
+    /// order, up to and with the first that ends it (succeeded, failed,
+    /// revoked); `task-received` with its `retries`, `task-revoked` with
+    /// how and by which signal.
+    pub async fn of_task(&mut self, node: &str, id: &str) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut seen = Vec::new();
+            for event in self
+                .heard
+                .iter()
+                .filter(|e| e["hostname"] == node && e["uuid"] == id)
+            {
+                let kind = event["type"].as_str().unwrap_or_default().to_owned();
+                let last = matches!(
+                    kind.as_str(),
+                    "task-succeeded" | "task-failed" | "task-revoked"
+                );
+                seen.push(match kind.as_str() {
+                    "task-received" => format!("{kind} retries={}", event["retries"]),
+                    "task-revoked" => format!(
+                        "{kind} terminated={} signum={}",
+                        event["terminated"], event["signum"]
+                    ),
+                    _ => kind,
+                });
+                if last {
+                    return seen;
+                }
+            }
+            let delivery = tokio::time::timeout_at(deadline, self.events.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {seen:?} about {id} from {node}"))
+                .unwrap()
+                .unwrap();
+            match serde_json::from_slice(&delivery.data).unwrap() {
+                serde_json::Value::Array(batch) => self.heard.extend(batch),
+                event => self.heard.push(event),
             }
         }
     }

@@ -6,6 +6,7 @@ exception's type and message, and every state message the caller's
 `.get(on_message=...)` received (RETRY, SUCCESS, FAILURE, ...).
 """
 import sys
+import time
 
 from addTask import add, app, flaky_add, slow_add
 
@@ -49,12 +50,14 @@ elif call in ("terminate", "control-terminate"):
     # Stop a running task: python policy_calls.py terminate NODE
     node = sys.argv[2]
     result = slow_add.apply_async((1, 2, 30))
-    for _ in range(100):
+    deadline = time.monotonic() + 60
+    while True:
         active = app.control.inspect(destination=[node], timeout=1).active() or {}
         if any(task["id"] == result.id for task in active.get(node, [])):
             break
-    else:
-        sys.exit("the task never started")
+        if time.monotonic() > deadline:
+            sys.exit("the task never started")
+        time.sleep(0.1)
     if call == "terminate":
         replies = app.control.revoke(result.id, terminate=True, reply=True, destination=[node])
     else:
