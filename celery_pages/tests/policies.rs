@@ -71,7 +71,7 @@ async fn script_with(
     let mut seen = Vec::new();
     for call in calls {
         for (id, outcome) in policy_call(queue, call, node).await {
-            let events = if with_events && !["reply", "registered"].contains(&id.as_str()) {
+            let events = if with_events && !["reply", "registered", "pool"].contains(&id.as_str()) {
                 events.of_task(node, &id).await
             } else {
                 Vec::new()
@@ -531,4 +531,49 @@ async fn a_rate_limited_task_waits_for_its_token() {
     caller.close().await;
     worker.stop().await;
     delete_queue(&queue).await;
+}
+
+/// The rest of remote control, as Python's worker (prefork, one process)
+/// answers it: `clock`, `conf`, `report`, `query_task`, `memsample`,
+/// `memdump`, `objgraph`, `autoscale`, `pool_grow` and `pool_shrink` (and
+/// `inspect stats` showing the pool's size change), `time_limit`,
+/// `revoke_by_stamped_headers`, `heartbeat`; a task still served after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_control_answers_as_pythons_worker() {
+    let calls = ["control"];
+    let python_queue = unique_queue("control-py");
+    let settings = [("CELERY_TASK_EVENTS", "1"), ("CELERY_POOL", "prefork")];
+    let python_side = start_python_worker_with(&python_queue, &settings).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
+    let expected = script(&python_queue, &python_node, &calls).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("control-rs");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let got = script(&queue, &node, &calls).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+
+    // The pool's size as `inspect stats` shows it right after: the Rust
+    // worker's changes at once (one more, then back); Python's prefork pool
+    // grows in the background and shows its old size.
+    let size = |seen: &[(String, Vec<String>)]| {
+        seen.iter().position(|(line, _)| line.starts_with("size "))
+    };
+    let (at, python_at) = (size(&got).unwrap(), size(&expected).unwrap());
+    assert_eq!(got[at].0, "size 1 0");
+    assert_eq!(expected[python_at].0, "size 0 0");
+    let others = |seen: &[(String, Vec<String>)]| -> Vec<(String, Vec<String>)> {
+        seen.iter()
+            .filter(|(line, _)| !line.starts_with("size "))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(others(&got), others(&expected));
+    let said: Vec<&str> = got.iter().map(|(line, _)| line.as_str()).collect();
+    assert!(said.contains(&"heartbeat None"), "{said:?}");
 }

@@ -100,6 +100,9 @@ pub struct TaskRequest {
     /// Its time limits in seconds, hard and soft, as the `timelimit`
     /// header gives them (`[hard, soft]`, each `None` for the task's own).
     pub time_limits: (Option<f64>, Option<f64>),
+    /// Its stamps: each header the `stamped_headers` header names, with
+    /// its value.
+    pub stamps: Vec<(String, Value)>,
     /// What runs after it: the rest of a chain, callbacks, errbacks.
     pub embed: Embed,
 }
@@ -118,6 +121,7 @@ impl TaskRequest {
             root_id: None,
             retries: 0,
             time_limits: (None, None),
+            stamps: Vec::new(),
             embed: Embed::default(),
         }
     }
@@ -207,6 +211,49 @@ fn header_str(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<S
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         _ => None,
+    }
+}
+
+/// The stamps of a task message: the headers its `stamped_headers` header
+/// names, with their values (at most 64).
+fn stamps_of(headers: &BTreeMap<ShortString, AMQPValue>) -> Vec<(String, Value)> {
+    let Some(AMQPValue::FieldArray(names)) = headers.get("stamped_headers") else {
+        return Vec::new();
+    };
+    names
+        .as_slice()
+        .iter()
+        .take(64)
+        .filter_map(|name| match name {
+            AMQPValue::LongString(name) => {
+                Some(String::from_utf8_lossy(name.as_bytes()).into_owned())
+            }
+            AMQPValue::ShortString(name) => Some(name.as_str().to_owned()),
+            _ => None,
+        })
+        .filter_map(|name| {
+            let value = from_amqp(headers.get(name.as_str())?);
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// A header value as JSON: strings, numbers, lists; anything else null.
+fn from_amqp(value: &AMQPValue) -> Value {
+    match value {
+        AMQPValue::LongString(s) => {
+            Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
+        AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(n) => (*n).into(),
+        AMQPValue::ShortInt(n) => (*n).into(),
+        AMQPValue::LongInt(n) => (*n).into(),
+        AMQPValue::LongLongInt(n) => (*n).into(),
+        AMQPValue::FieldArray(items) => {
+            Value::Array(items.as_slice().iter().map(from_amqp).collect())
+        }
+        _ => Value::Null,
     }
 }
 
@@ -334,6 +381,7 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
         root_id,
         retries,
         time_limits,
+        stamps: stamps_of(headers),
         embed: Embed::parse(&embed),
     })
 }

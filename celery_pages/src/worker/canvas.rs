@@ -246,6 +246,7 @@ mod tests {
             root_id: Some("root".into()),
             retries: 0,
             time_limits: (None, None),
+            stamps: Vec::new(),
             embed,
         }
     }

@@ -30,6 +30,8 @@ use crate::amqp::pidbox::{EXCHANGE, declare_exchanges};
 use crate::worker::rate::{RateLimits, per_second};
 use crate::{AmqpContext, Error, Result};
 
+/// The most tasks `pool_grow` lets a worker run at once.
+pub const MAX_CONCURRENCY: usize = 4096;
 /// Revoked ids kept at most, and for how long (Celery's figures).
 pub const REVOKED_MAX: usize = 50_000;
 pub const REVOKED_TTL: Duration = Duration::from_secs(3 * 3600);
@@ -100,6 +102,39 @@ impl Stop {
     }
 }
 
+/// This process's resident memory, in bytes (Linux's `/proc/self/statm`).
+fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Bytes as Celery's `humanbytes` writes them: `12.5MB`, `3KB`, `100b`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [(f64, &str); 5] = [
+        (1_099_511_627_776.0, "TB"),
+        (1_073_741_824.0, "GB"),
+        (1_048_576.0, "MB"),
+        (1024.0, "KB"),
+        (0.0, "b"),
+    ];
+    let size = bytes as f64;
+    let (div, unit) = UNITS
+        .into_iter()
+        .find(|(div, _)| size >= *div)
+        .unwrap_or((0.0, "b"));
+    let value = if div > 0.0 { size / div } else { size };
+    // Python's hfloat: an int when whole, else 5 significant digits.
+    if value.fract() == 0.0 {
+        format!("{}{unit}", value as u64)
+    } else {
+        let digits = 5 - (value.abs().log10().floor() as i32 + 1);
+        let rounded = format!("{:.*}", digits.max(0) as usize, value);
+        let trimmed = rounded.trim_end_matches('0').trim_end_matches('.');
+        format!("{trimmed}{unit}")
+    }
+}
+
 /// The rate limits the tasks' own options set.
 fn initial_rate_limits(tasks: &crate::Registry) -> RateLimits {
     let mut limits = RateLimits::default();
@@ -117,6 +152,9 @@ fn initial_rate_limits(tasks: &crate::Registry) -> RateLimits {
     }
     limits
 }
+
+/// Time limits in seconds: hard, then soft (as Celery's `timelimit`).
+pub type TimeLimits = (Option<f64>, Option<f64>);
 
 /// The number of a signal given by name (`TERM`, `SIGKILL`, ...) or
 /// number, as Celery's `signals.signum`; `None` if unknown.
@@ -148,7 +186,16 @@ pub struct Node {
     pub name: String,
     queue: crate::TaskQueue,
     broker: String,
-    concurrency: usize,
+    /// Tasks run at once; `pool_grow` and `pool_shrink` change it.
+    concurrency: std::sync::atomic::AtomicUsize,
+    /// The current session's slots (one per task run at once).
+    slots: Mutex<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Time limits set by `control time_limit`, by task type: (hard, soft).
+    time_limits: Mutex<HashMap<String, TimeLimits>>,
+    /// Stamps revoked by `revoke_by_stamped_headers`: (header, JSON value).
+    revoked_stamps: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Resident memory samples taken by `memsample`, the last 100.
+    memory_samples: Mutex<VecDeque<u64>>,
     prefetch: u16,
     started: Instant,
     processed: AtomicU64,
@@ -175,7 +222,13 @@ impl Node {
             name: name.to_owned(),
             queue: config.task_queue(),
             broker: config.broker.to_string(),
-            concurrency: config.concurrency,
+            concurrency: std::sync::atomic::AtomicUsize::new(config.concurrency.max(1)),
+            slots: Mutex::new(std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config.concurrency.max(1),
+            ))),
+            time_limits: Mutex::new(HashMap::new()),
+            memory_samples: Mutex::new(VecDeque::new()),
+            revoked_stamps: Mutex::new(std::collections::HashSet::new()),
             prefetch: config.prefetch,
             started: Instant::now(),
             processed: AtomicU64::new(0),
@@ -189,6 +242,156 @@ impl Node {
             heartbeat_requested: Notify::new(),
             task_events: AtomicBool::new(config.task_events),
         }
+    }
+
+    /// Slots for a new session: as many as the concurrency now; `pool_grow`
+    /// and `pool_shrink` act on them.
+    pub fn new_slots(&self) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(self.concurrency()));
+        *self.slots.lock().expect("slots poisoned") = std::sync::Arc::clone(&slots);
+        slots
+    }
+
+    /// Tasks run at once, now.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.load(Ordering::Relaxed)
+    }
+
+    /// The time limits `control time_limit` set for task type `name`.
+    pub fn time_limits(&self, name: &str) -> Option<TimeLimits> {
+        self.time_limits
+            .lock()
+            .expect("time limits poisoned")
+            .get(name)
+            .copied()
+    }
+
+    /// `pool_grow` (`grow`) or `pool_shrink`: `n` more or fewer slots (one
+    /// at least); a slot in use goes when its task ends.
+    fn resize(&self, arguments: &Value, grow: bool) -> Value {
+        let n = arguments["n"].as_u64().unwrap_or(1);
+        let n = usize::try_from(n).unwrap_or(usize::MAX).min(10_000);
+        let slots = std::sync::Arc::clone(&self.slots.lock().expect("slots poisoned"));
+        if grow {
+            let more = n.min(MAX_CONCURRENCY.saturating_sub(self.concurrency()));
+            self.concurrency.fetch_add(more, Ordering::Relaxed);
+            slots.add_permits(more);
+            return json!({"ok": "pool will grow"});
+        }
+        let now = self.concurrency();
+        let fewer = n.min(now.saturating_sub(1));
+        self.concurrency.store(now - fewer, Ordering::Relaxed);
+        if let Ok(fewer) = u32::try_from(fewer)
+            && fewer > 0
+        {
+            match std::sync::Arc::clone(&slots).try_acquire_many_owned(fewer) {
+                Ok(free) => free.forget(),
+                // Slots in use go as their tasks end.
+                Err(_) => {
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            if let Ok(taken) = slots.acquire_many_owned(fewer).await {
+                                taken.forget();
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        json!({"ok": "pool will shrink"})
+    }
+
+    /// `control time_limit`: sets a task type's limits, as Celery's.
+    fn set_time_limit(&self, arguments: &Value) -> Value {
+        let Some(name) = arguments["task_name"]
+            .as_str()
+            .filter(|n| self.tasks.get(n).is_some())
+        else {
+            tracing::error!(
+                "Change time limit attempt for unknown task {}",
+                arguments["task_name"]
+            );
+            return json!({"error": "unknown task"});
+        };
+        let seconds = |value: &Value| value.as_f64().filter(|s| s.is_finite() && *s > 0.0);
+        let (hard, soft) = (seconds(&arguments["hard"]), seconds(&arguments["soft"]));
+        self.time_limits
+            .lock()
+            .expect("time limits poisoned")
+            .insert(name.to_owned(), (hard, soft));
+        tracing::info!("New time limits for tasks of type {name}: soft={soft:?} hard={hard:?}");
+        json!({"ok": "time limits set successfully"})
+    }
+
+    /// `query_task`: what the worker knows of the tasks `ids` names, as
+    /// `{id: [state, info]}` (only running tasks are known here).
+    fn query_task(&self, arguments: &Value) -> Value {
+        let ids: Vec<&str> = match &arguments["ids"] {
+            Value::String(id) => vec![id.as_str()],
+            Value::Array(ids) => ids.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let found: serde_json::Map<String, Value> = self
+            .active_tasks_list()
+            .into_iter()
+            .filter(|task| ids.contains(&task["id"].as_str().unwrap_or_default()))
+            .map(|task| {
+                (
+                    task["id"].as_str().unwrap_or_default().to_owned(),
+                    json!(["active", task]),
+                )
+            })
+            .collect();
+        Value::Object(found)
+    }
+
+    /// `memsample`: resident memory now, as Celery's `sample_mem` writes
+    /// it with psutil (`"12.5MB"`), kept for `memdump`.
+    fn memsample(&self) -> Value {
+        let Some(rss) = resident_memory() else {
+            return Value::Null;
+        };
+        let mut samples = self.memory_samples.lock().expect("samples poisoned");
+        if samples.len() == 100 {
+            samples.pop_front();
+        }
+        samples.push_back(rss);
+        json!(human_bytes(rss))
+    }
+
+    /// `memdump`: the samples taken, then memory now, as Celery's text.
+    fn memdump(&self) -> Value {
+        let samples = self.memory_samples.lock().expect("samples poisoned");
+        let mut text = String::new();
+        if !samples.is_empty() {
+            text.push_str("- rss (sample):\n");
+            for sample in samples.iter() {
+                text.push_str(&format!("-    > {},\n", human_bytes(*sample)));
+            }
+        }
+        let now = resident_memory().map_or_else(|| "?".to_owned(), human_bytes);
+        text.push_str(&format!("- rss (end): {now}.\n"));
+        json!(text)
+    }
+
+    /// `report`: the software and settings, as Celery's bug report.
+    fn report(&self) -> Value {
+        let text = format!(
+            "\nsoftware -> celery_pages:{} (Rust worker) lapin:4 rustc\n\
+             platform -> system:{} arch:{}\n\
+             loader   -> celery_pages::tasks::Registry\n\
+             settings -> transport:amqp results:rpc://\n\n\
+             broker_url: {:?}\n\
+             task_default_queue: {:?}\n\
+             worker_concurrency: {}\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            self.broker,
+            self.queue.name,
+            self.concurrency(),
+        );
+        json!({"ok": text})
     }
 
     /// When a task `name` received `now` may start, its rate limit
@@ -327,11 +530,27 @@ impl Node {
             }
             "conf" => json!({
                 "broker_url": self.broker,
-                "task_default_queue": self.queue.name,
-                "worker_concurrency": self.concurrency,
-                "worker_prefetch_multiplier": 4,
                 "result_backend": "rpc://",
+                "task_default_queue": self.queue.name,
+                "task_default_queue_type": match self.queue.kind {
+                    crate::QueueType::Classic => "classic",
+                    crate::QueueType::Quorum => "quorum",
+                },
+                "task_default_exchange_type": self.queue.exchange.as_str(),
+                "worker_concurrency": self.concurrency(),
+                "worker_prefetch_multiplier": 4,
             }),
+            "clock" => json!({"clock": self.clock.load(Ordering::Relaxed)}),
+            "query_task" => self.query_task(arguments),
+            "memsample" => self.memsample(),
+            "memdump" => self.memdump(),
+            "report" => self.report(),
+            "objgraph" => json!({"error": "ImportError('Requires the objgraph library')"}),
+            "pool_grow" => self.resize(arguments, true),
+            "pool_shrink" => self.resize(arguments, false),
+            "autoscale" => json!({"error": "ValueError('Autoscale not enabled')"}),
+            "time_limit" => self.set_time_limit(arguments),
+            "revoke_by_stamped_headers" => self.revoke_by_stamped_headers(arguments),
             "revoke" => self.revoke(arguments),
             "terminate" => {
                 let mut arguments = arguments.clone();
@@ -348,9 +567,10 @@ impl Node {
                 self.task_events.store(false, Ordering::Relaxed);
                 json!({"ok": "task events disabled"})
             }
+            // Python's worker answers None.
             "heartbeat" => {
                 self.heartbeat_requested.notify_one();
-                json!({"ok": "heartbeat sent"})
+                Value::Null
             }
             "shutdown" => {
                 tracing::warn!(node = %self.name, "shutdown requested by a remote control command");
@@ -422,6 +642,60 @@ impl Node {
         json!({"ok": format!("tasks {{{}}} flagged as revoked", quoted.join(", "))})
     }
 
+    /// `revoke_by_stamped_headers`: tasks stamped with any of these
+    /// headers are never run (and, with `terminate`, stopped if running),
+    /// with Celery's reply.
+    fn revoke_by_stamped_headers(&self, arguments: &Value) -> Value {
+        let headers: Vec<(String, Value)> = match &arguments["headers"] {
+            Value::Object(pairs) => pairs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(|item| item.split_once('='))
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let shown: Vec<String> = headers
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}: {}",
+                    python_text::repr(k),
+                    crate::message::python_repr(v)
+                )
+            })
+            .collect();
+        let mut stamps = self.revoked_stamps.lock().expect("stamps poisoned");
+        for (key, value) in headers {
+            let values = match value {
+                Value::Array(values) => values,
+                one => vec![one],
+            };
+            for value in values {
+                if stamps.len() < REVOKED_MAX {
+                    stamps.insert((key.clone(), value.to_string()));
+                }
+            }
+        }
+        json!({"ok": format!("headers {{{}}} flagged as revoked, but not terminated", shown.join(", "))})
+    }
+
+    /// Whether a task stamped with `stamps` (its stamped headers and their
+    /// values) was revoked by `revoke_by_stamped_headers`.
+    pub fn is_revoked_by_stamp(&self, stamps: &[(String, Value)]) -> bool {
+        let revoked = self.revoked_stamps.lock().expect("stamps poisoned");
+        stamps.iter().any(|(key, value)| {
+            let values = match value {
+                Value::Array(values) => values.clone(),
+                one => vec![one.clone()],
+            };
+            values
+                .iter()
+                .any(|value| revoked.contains(&(key.clone(), value.to_string())))
+        })
+    }
+
     /// Tells the running tasks among `ids` to stop, with signal `signum`;
     /// the ids of those it told.
     fn terminate(&self, ids: &[String], signum: i32) -> Vec<String> {
@@ -446,7 +720,7 @@ impl Node {
             "uptime": self.started.elapsed().as_secs(),
             "pool": {
                 "implementation": "celery_pages (tokio tasks)",
-                "max-concurrency": self.concurrency,
+                "max-concurrency": self.concurrency(),
                 "processes": [std::process::id()],
                 "max-tasks-per-child": "N/A",
                 "put-guarded-by-semaphore": false,
@@ -474,27 +748,29 @@ impl Node {
     }
 
     fn active_tasks(&self) -> Value {
+        Value::Array(self.active_tasks_list())
+    }
+
+    fn active_tasks_list(&self) -> Vec<Value> {
         let active = self.active.lock().expect("active map poisoned");
-        Value::Array(
-            active
-                .iter()
-                .map(|(id, task)| {
-                    json!({
-                        "id": id,
-                        "name": task.name,
-                        "args": task.args,
-                        "kwargs": task.kwargs,
-                        "type": task.name,
-                        "hostname": self.name,
-                        "time_start": task.started,
-                        "acknowledged": false,
-                        "delivery_info": {"exchange": "", "routing_key": self.queue.name,
-                                          "priority": 0, "redelivered": false},
-                        "worker_pid": std::process::id(),
-                    })
+        active
+            .iter()
+            .map(|(id, task)| {
+                json!({
+                    "id": id,
+                    "name": task.name,
+                    "args": task.args,
+                    "kwargs": task.kwargs,
+                    "type": task.name,
+                    "hostname": self.name,
+                    "time_start": task.started,
+                    "acknowledged": false,
+                    "delivery_info": {"exchange": "", "routing_key": self.queue.name,
+                                      "priority": 0, "redelivered": false},
+                    "worker_pid": std::process::id(),
                 })
-                .collect(),
-        )
+            })
+            .collect()
     }
 }
 
@@ -807,6 +1083,11 @@ mod tests {
                 proptest::strategy::Just("stats"), proptest::strategy::Just("active"),
                 proptest::strategy::Just("conf"), proptest::strategy::Just("revoked"),
                 proptest::strategy::Just("active_queues"), proptest::strategy::Just("nosuch"),
+                proptest::strategy::Just("terminate"), proptest::strategy::Just("rate_limit"),
+                proptest::strategy::Just("time_limit"), proptest::strategy::Just("query_task"),
+                proptest::strategy::Just("pool_grow"), proptest::strategy::Just("pool_shrink"),
+                proptest::strategy::Just("revoke_by_stamped_headers"), proptest::strategy::Just("clock"),
+                proptest::strategy::Just("memsample"), proptest::strategy::Just("memdump"),
             ],
         ) {
             let node = Node::new("n1@h", &crate::worker::config::WorkerConfig::new(crate::Broker::default()));

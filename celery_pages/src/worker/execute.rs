@@ -20,7 +20,7 @@ use crate::message::{
 };
 use crate::tasks::{Failure, SoftLimit, TaskContext};
 use crate::worker::canvas;
-use crate::worker::control::Node;
+use crate::worker::control::{Node, TimeLimits};
 use crate::worker::events::Events;
 use crate::{Registry, TaskQueue};
 
@@ -40,7 +40,7 @@ pub(super) struct Session {
     /// The tasks it runs.
     pub(super) tasks: Arc<Registry>,
     /// The worker's default time limits, hard and soft, in seconds.
-    pub(super) time_limits: (Option<f64>, Option<f64>),
+    pub(super) time_limits: TimeLimits,
     /// `<pid>@<host>`, the `origin` of the messages this worker sends.
     pub(super) origin: String,
     pub(super) prefetch: u16,
@@ -147,7 +147,7 @@ async fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec
                "eta": request.eta.map(|t| t.to_rfc3339()),
                "expires": request.expires.map(|t| t.to_rfc3339())})
     });
-    let revoked = if node.is_revoked(&request.id) {
+    let revoked = if node.is_revoked(&request.id) || node.is_revoked_by_stamp(&request.stamps) {
         Some("revoked")
     } else if request.expired(chrono::Utc::now()) {
         Some("expired")
@@ -164,8 +164,11 @@ async fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec
     let stop = node.start_task(&request.id, &request.task, &args, "{}");
     events.task_event("task-started", || json!({"uuid": request.id}));
     let started = std::time::Instant::now();
+    // `control time_limit` overrides the worker's own defaults and the
+    // task's options for its type; the message's header still comes first.
+    let limits = node.time_limits(&request.task);
     let (outcome, sends) = tokio::select! {
-        done = run_task(&session.tasks, request, session.time_limits) => done,
+        done = run_task(&session.tasks, request, session.time_limits, limits) => done,
         signum = stop.requested() => (Outcome::Terminated(signum), Vec::new()),
     };
     node.finish_task(&request.id);
@@ -367,9 +370,10 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
 async fn run_task(
     tasks: &Arc<Registry>,
     request: &TaskRequest,
-    worker_limits: (Option<f64>, Option<f64>),
+    worker_limits: TimeLimits,
+    type_limits: Option<TimeLimits>,
 ) -> (Outcome, Vec<Value>) {
-    match run_limited(tasks, request, worker_limits).await {
+    match run_limited(tasks, request, worker_limits, type_limits).await {
         Ok(done) => (Outcome::Succeeded(done.value), done.sends),
         Err(Failure::Raised(exc)) => {
             let options = tasks.get(&request.task).map(|task| task.options());
@@ -400,16 +404,20 @@ async fn run_task(
 async fn run_limited(
     tasks: &Arc<Registry>,
     request: &TaskRequest,
-    worker_limits: (Option<f64>, Option<f64>),
+    worker_limits: TimeLimits,
+    type_limits: Option<TimeLimits>,
 ) -> Result<crate::tasks::Done, Failure> {
     let options = tasks.get(&request.task).map(|task| task.options());
     let (header_hard, header_soft) = request.time_limits;
-    let hard = header_hard
-        .or(options.and_then(|o| o.time_limit))
-        .or(worker_limits.0);
-    let soft = header_soft
-        .or(options.and_then(|o| o.soft_time_limit))
-        .or(worker_limits.1);
+    let (type_hard, type_soft) = match type_limits {
+        Some(limits) => limits,
+        None => (
+            options.and_then(|o| o.time_limit),
+            options.and_then(|o| o.soft_time_limit),
+        ),
+    };
+    let hard = header_hard.or(type_hard).or(worker_limits.0);
+    let soft = header_soft.or(type_soft).or(worker_limits.1);
     let soft_limit = SoftLimit::default();
     let context = TaskContext {
         id: request.id.clone(),

@@ -218,7 +218,7 @@ async fn consume(
         std::future::pending::<std::convert::Infallible>().await
     };
     tracing::info!(node = %config.node, queue = %config.queue, concurrency = config.concurrency, prefetch = config.prefetch, "worker ready");
-    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let slots = node.new_slots();
     let session = Arc::new(Session {
         node: Arc::clone(node),
         events,
@@ -240,7 +240,7 @@ async fn consume(
     session.ended.cancel();
     match stopped {
         Stopped::Shutdown => {
-            finish_in_flight(&channel, &slots, config.concurrency).await;
+            finish_in_flight(&channel, &slots, node.concurrency()).await;
             stop_step(
                 "saying worker-offline",
                 session.events.worker_event("worker-offline"),

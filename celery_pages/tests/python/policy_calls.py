@@ -88,5 +88,48 @@ elif call == "rate-limit":
     run(add, (3, 4))
     reply("rate_limit", task_name="addTask.add", rate_limit=None)
     registered()
+elif call == "control":
+    # The rest of remote control: python policy_calls.py control NODE. Each
+    # reply is printed whole where it is the same on every run, else its
+    # shape (a clock's value, a memory size, a report's text).
+    import re
+
+    node = sys.argv[2]
+
+    def ask(name, **arguments):
+        replies = app.control.broadcast(
+            name, arguments=arguments, destination=[node], reply=True, timeout=5
+        )
+        return replies[0][node] if replies else "no reply"
+
+    def concurrency():
+        stats = app.control.inspect(destination=[node], timeout=5).stats() or {}
+        return stats[node]["pool"]["max-concurrency"]
+
+    size = re.compile(r"^\d+(\.\d+)?(TB|GB|MB|KB|b)$")
+    print("reply clock", {k: type(v).__name__ for k, v in ask("clock").items()})
+    conf = ask("conf")
+    wanted = ["broker_url", "result_backend", "task_default_queue",
+              "task_default_queue_type", "task_default_exchange_type"]
+    print("reply conf", {key: key in conf for key in wanted})
+    print("reply report", ask("report")["ok"].startswith("\nsoftware -> "))
+    print("reply query_task", ask("query_task", ids=["no-such-task"]))
+    print("reply memsample", bool(size.match(ask("memsample"))))
+    print("reply memdump", ask("memdump").startswith("- rss"))
+    print("reply objgraph", ask("objgraph"))
+    print("reply autoscale", ask("autoscale", max=4, min=1))
+    before = concurrency()
+    print("reply pool_grow", ask("pool_grow", n=1))
+    grown = concurrency()
+    print("reply pool_shrink", ask("pool_shrink", n=1))
+    # Python's prefork pool grows in the background: its stats show the
+    # size it had; the Rust worker's show the change at once.
+    print("pool size", grown - before, concurrency() - before)
+    print("reply time_limit", ask("time_limit", task_name="addTask.add", hard=5, soft=3))
+    print("reply time_limit", ask("time_limit", task_name="addTask.nosuch", hard=5))
+    print("reply revoke_by_stamped_headers",
+          ask("revoke_by_stamped_headers", headers={"k": "v"}))
+    print("reply heartbeat", ask("heartbeat"))
+    run(add, (1, 2))
 else:
     sys.exit("unknown call " + call)
