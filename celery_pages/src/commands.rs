@@ -79,6 +79,10 @@ pub struct WorkerOptions {
     /// `--soft-time-limit`).
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
     pub soft_time_limit: Option<f64>,
+    /// The queues to consume, as Celery's `-Q a,b` (default: --queue); each
+    /// is declared as --queue-type and --exchange-type say.
+    #[arg(short = 'Q', long = "queues", value_delimiter = ',')]
+    pub queues: Vec<String>,
 }
 
 /// A number of seconds, more than 0 (a time limit).
@@ -134,6 +138,7 @@ impl WorkerOptions {
             task_events: self.task_events,
             time_limit: self.time_limit,
             soft_time_limit: self.soft_time_limit,
+            queues: self.queues.clone(),
             concurrency,
             prefetch: self
                 .prefetch

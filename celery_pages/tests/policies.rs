@@ -71,7 +71,9 @@ async fn script_with(
     let mut seen = Vec::new();
     for call in calls {
         for (id, outcome) in policy_call(queue, call, node).await {
-            let events = if with_events && !["reply", "registered", "pool"].contains(&id.as_str()) {
+            let events = if with_events
+                && !["reply", "registered", "pool", "queues"].contains(&id.as_str())
+            {
                 events.of_task(node, &id).await
             } else {
                 Vec::new()
@@ -576,4 +578,46 @@ async fn remote_control_answers_as_pythons_worker() {
     assert_eq!(others(&got), others(&expected));
     let said: Vec<&str> = got.iter().map(|(line, _)| line.as_str()).collect();
     assert!(said.contains(&"heartbeat None"), "{said:?}");
+}
+
+/// Several queues, as Celery's worker takes them: `-Q a,b` consumed from
+/// the start, `add_consumer` serving one more (`inspect active_queues`
+/// shows it) and `cancel_consumer` letting it go, with Python's replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_queues_are_consumed_as_on_pythons_worker() {
+    let calls = ["queues"];
+    let python_queue = unique_queue("queues-py");
+    let both = format!("{python_queue},{python_queue}.b");
+    let settings = [
+        ("CELERY_TASK_EVENTS", "1"),
+        ("CELERY_QUEUES", both.as_str()),
+    ];
+    let python_side = start_python_worker_with(&python_queue, &settings).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
+    let expected = script(&python_queue, &python_node, &calls).await;
+    drop(python_side);
+    for queue in ["", ".b", ".extra"] {
+        delete_queue(&format!("{python_queue}{queue}")).await;
+    }
+
+    let queue = unique_queue("queues-rs");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    config.queues = vec![queue.clone(), format!("{queue}.b")];
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let got = script(&queue, &node, &calls).await;
+    worker.stop().await;
+    for extra in ["", ".b", ".extra"] {
+        delete_queue(&format!("{queue}{extra}")).await;
+    }
+
+    assert_eq!(got, expected);
+    let said: Vec<&str> = got.iter().map(|(line, _)| line.as_str()).collect();
+    assert_eq!(said[0], "['<queue>', '<queue>.b']");
+    assert_eq!(said[1], "3 ['SUCCESS']");
+    assert_eq!(said[2], "add_consumer {'ok': 'add consumer <queue>.extra'}");
+    assert_eq!(said[3], "['<queue>', '<queue>.b', '<queue>.extra']");
+    assert_eq!(said[4], "11 ['SUCCESS']");
+    assert_eq!(said[6], "['<queue>', '<queue>.b']");
 }

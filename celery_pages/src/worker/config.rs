@@ -31,6 +31,10 @@ pub struct WorkerConfig {
     /// `task_soft_time_limit`).
     pub time_limit: Option<f64>,
     pub soft_time_limit: Option<f64>,
+    /// The queues to consume (`-Q a,b`, as Celery's worker takes it);
+    /// empty: `queue` alone. `queue` stays the default for chain steps and
+    /// callbacks that name none.
+    pub queues: Vec<String>,
 }
 
 impl WorkerConfig {
@@ -49,6 +53,16 @@ impl WorkerConfig {
             tasks: Arc::new(Registry::chapter()),
             time_limit: None,
             soft_time_limit: None,
+            queues: Vec::new(),
+        }
+    }
+
+    /// The queues the worker consumes at start.
+    pub fn consumed_queues(&self) -> Vec<String> {
+        if self.queues.is_empty() {
+            vec![self.queue.clone()]
+        } else {
+            self.queues.clone()
         }
     }
 

@@ -30,6 +30,39 @@ use crate::amqp::pidbox::{EXCHANGE, declare_exchanges};
 use crate::worker::rate::{RateLimits, per_second};
 use crate::{AmqpContext, Error, Result};
 
+/// A queue as kombu's `Queue.as_dict` describes it (`inspect
+/// active_queues`).
+fn kombu_queue(queue: &crate::TaskQueue) -> Value {
+    json!({
+        "name": queue.name,
+        "exchange": {"name": queue.name, "type": queue.exchange.as_str(),
+                     "arguments": null,
+                     "durable": true, "passive": false, "auto_delete": false,
+                     "delivery_mode": null, "no_declare": false},
+        "routing_key": queue.name,
+        "queue_arguments": match queue.kind {
+            crate::QueueType::Classic => Value::Null,
+            crate::QueueType::Quorum => json!({"x-queue-type": "quorum"}),
+        },
+        "binding_arguments": null,
+        "consumer_arguments": null,
+        "durable": true,
+        "exclusive": false,
+        "auto_delete": false,
+        "no_ack": false,
+        "alias": null,
+        "bindings": [],
+        "no_declare": null,
+        "expires": null,
+        "message_ttl": null,
+        "max_length": null,
+        "max_length_bytes": null,
+        "max_priority": null,
+    })
+}
+
+/// The most queues a worker consumes at once (`add_consumer`).
+pub const MAX_QUEUES: usize = 256;
 /// The most tasks `pool_grow` lets a worker run at once.
 pub const MAX_CONCURRENCY: usize = 4096;
 /// Revoked ids kept at most, and for how long (Celery's figures).
@@ -192,6 +225,11 @@ pub struct Node {
     slots: Mutex<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Time limits set by `control time_limit`, by task type: (hard, soft).
     time_limits: Mutex<HashMap<String, TimeLimits>>,
+    /// The queues to consume, in order (`-Q`, `add_consumer`,
+    /// `cancel_consumer`); the worker follows changes at once.
+    queues: Mutex<Vec<String>>,
+    /// Notified when `queues` changes.
+    pub queues_changed: Notify,
     /// Stamps revoked by `revoke_by_stamped_headers`: (header, JSON value).
     revoked_stamps: Mutex<std::collections::HashSet<(String, String)>>,
     /// Resident memory samples taken by `memsample`, the last 100.
@@ -229,6 +267,8 @@ impl Node {
             time_limits: Mutex::new(HashMap::new()),
             memory_samples: Mutex::new(VecDeque::new()),
             revoked_stamps: Mutex::new(std::collections::HashSet::new()),
+            queues: Mutex::new(config.consumed_queues()),
+            queues_changed: Notify::new(),
             prefetch: config.prefetch,
             started: Instant::now(),
             processed: AtomicU64::new(0),
@@ -250,6 +290,36 @@ impl Node {
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(self.concurrency()));
         *self.slots.lock().expect("slots poisoned") = std::sync::Arc::clone(&slots);
         slots
+    }
+
+    /// The queues to consume now.
+    pub fn queues(&self) -> Vec<String> {
+        self.queues.lock().expect("queues poisoned").clone()
+    }
+
+    /// `add_consumer` (`add`) or `cancel_consumer`: changes the queues the
+    /// worker consumes, with Celery's replies.
+    fn change_queues(&self, arguments: &Value, add: bool) -> Value {
+        let Some(queue) = arguments["queue"]
+            .as_str()
+            .filter(|q| !q.is_empty() && q.len() <= 255)
+        else {
+            return json!({"error": "a queue name is needed"});
+        };
+        {
+            let mut queues = self.queues.lock().expect("queues poisoned");
+            if add && !queues.iter().any(|q| q == queue) && queues.len() < MAX_QUEUES {
+                queues.push(queue.to_owned());
+            } else if !add {
+                queues.retain(|q| q != queue);
+            }
+        }
+        self.queues_changed.notify_one();
+        if add {
+            json!({"ok": format!("add consumer {queue}")})
+        } else {
+            json!({"ok": format!("no longer consuming from {queue}")})
+        }
     }
 
     /// Tasks run at once, now.
@@ -551,6 +621,8 @@ impl Node {
             "autoscale" => json!({"error": "ValueError('Autoscale not enabled')"}),
             "time_limit" => self.set_time_limit(arguments),
             "revoke_by_stamped_headers" => self.revoke_by_stamped_headers(arguments),
+            "add_consumer" => self.change_queues(arguments, true),
+            "cancel_consumer" => self.change_queues(arguments, false),
             "revoke" => self.revoke(arguments),
             "terminate" => {
                 let mut arguments = arguments.clone();
@@ -581,34 +653,14 @@ impl Node {
         })
     }
 
-    /// The queue it consumes, as kombu describes a queue.
+    /// The queues it consumes, as kombu describes a queue.
     fn active_queues(&self) -> Value {
-        json!([{
-            "name": self.queue.name,
-            "exchange": {"name": self.queue.name, "type": self.queue.exchange.as_str(),
-                         "arguments": null,
-                         "durable": true, "passive": false, "auto_delete": false,
-                         "delivery_mode": null, "no_declare": false},
-            "routing_key": self.queue.name,
-            "queue_arguments": match self.queue.kind {
-                crate::QueueType::Classic => Value::Null,
-                crate::QueueType::Quorum => json!({"x-queue-type": "quorum"}),
-            },
-            "binding_arguments": null,
-            "consumer_arguments": null,
-            "durable": true,
-            "exclusive": false,
-            "auto_delete": false,
-            "no_ack": false,
-            "alias": null,
-            "bindings": [],
-            "no_declare": null,
-            "expires": null,
-            "message_ttl": null,
-            "max_length": null,
-            "max_length_bytes": null,
-            "max_priority": null,
-        }])
+        Value::Array(
+            self.queues()
+                .iter()
+                .map(|name| kombu_queue(&self.queue.named(name)))
+                .collect(),
+        )
     }
 
     fn revoke(&self, arguments: &Value) -> Value {

@@ -208,7 +208,13 @@ async fn consume(
     // However this session ends, its heartbeats and held tasks end with it.
     let _end_session = ended.clone().drop_guard();
     let events = Events::start(connection, Arc::clone(node), ended.clone()).await?;
-    let (channel, mut deliveries) = open_consumer(connection, config).await?;
+    let channel = open_consumer(connection, config).await?;
+    let mut consumers = Consumers::default();
+    for queue in node.queues() {
+        consumers
+            .start(&channel, &config.task_queue().named(&queue))
+            .await?;
+    }
     // Remote control runs beside the deliveries, on this connection (its
     // replies may need a fresh channel), for as long as the session lasts.
     let remote_control = async {
@@ -232,7 +238,7 @@ async fn consume(
         ended,
     });
     let stopped = tokio::select! {
-        stopped = deliver(&session, &slots, &mut deliveries, shutdown) => stopped,
+        stopped = deliver(&session, &slots, &mut consumers, shutdown) => stopped,
         never = remote_control => match never {},
     };
     // Held tasks are let go: unacked, they return to the queue with the
@@ -240,7 +246,7 @@ async fn consume(
     session.ended.cancel();
     match stopped {
         Stopped::Shutdown => {
-            finish_in_flight(&channel, &slots, node.concurrency()).await;
+            finish_in_flight(&channel, &consumers, &slots, node.concurrency()).await;
             stop_step(
                 "saying worker-offline",
                 session.events.worker_event("worker-offline"),
@@ -254,18 +260,99 @@ async fn consume(
     Ok(stopped)
 }
 
+/// The task queues a session consumes, each by its own consumer on the
+/// session's channel, their deliveries merged.
+#[derive(Default)]
+struct Consumers {
+    deliveries: futures::stream::SelectAll<lapin::Consumer>,
+    /// The queues consumed, and their consumer tags.
+    tags: Vec<(String, String)>,
+}
+
+impl Consumers {
+    /// Declares `queue` as Celery does and starts consuming it.
+    async fn start(&mut self, channel: &Channel, queue: &TaskQueue) -> Result<()> {
+        declare_task_queue(channel, queue).await?;
+        let tag = format!("{CONSUMER_TAG}.{}", queue.name);
+        let consumer = channel
+            .basic_consume(
+                queue.name.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .doing("starting to consume")?;
+        tracing::info!("Started consuming from {}", queue.name);
+        self.deliveries.push(consumer);
+        self.tags.push((queue.name.clone(), tag));
+        Ok(())
+    }
+
+    /// Stops consuming `queue` (its deliveries in flight still settle).
+    async fn cancel(&mut self, channel: &Channel, queue: &str) {
+        let Some(at) = self.tags.iter().position(|(name, _)| name == queue) else {
+            return;
+        };
+        let (_, tag) = self.tags.remove(at);
+        tracing::info!("Canceling queue {queue}");
+        stop_step(
+            "cancelling a consumer",
+            channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()),
+        )
+        .await;
+    }
+
+    /// Consumes what `node` asks for now: the queues added, not the ones
+    /// cancelled (`add_consumer`, `cancel_consumer`).
+    async fn follow(&mut self, session: &Session) -> Result<()> {
+        let wanted = session.node.queues();
+        let stale: Vec<String> = self
+            .tags
+            .iter()
+            .map(|(queue, _)| queue.clone())
+            .filter(|queue| !wanted.contains(queue))
+            .collect();
+        for queue in stale {
+            self.cancel(&session.channel, &queue).await;
+        }
+        for queue in wanted {
+            if !self.tags.iter().any(|(name, _)| *name == queue) {
+                let queue = session.task_queue.named(&queue);
+                self.start(&session.channel, &queue).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Dispatches deliveries until the connection breaks or `shutdown`
-/// completes; says which.
+/// completes; says which. Follows the queues remote control asks for.
 async fn deliver(
     session: &Arc<Session>,
     slots: &Arc<Semaphore>,
-    deliveries: &mut lapin::Consumer,
+    consumers: &mut Consumers,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Stopped {
     loop {
+        // With no queue left to consume, wait for one (or the end).
+        let next = async {
+            if consumers.tags.is_empty() {
+                std::future::pending().await
+            } else {
+                consumers.deliveries.next().await
+            }
+        };
         let delivery = tokio::select! {
             () = shutdown.as_mut() => return Stopped::Shutdown,
-            next = deliveries.next() => next,
+            () = session.node.queues_changed.notified() => {
+                if let Err(err) = consumers.follow(session).await {
+                    tracing::warn!(err = %plumbing::describe(&err), "could not change the queues consumed");
+                    return Stopped::Lost;
+                }
+                continue;
+            }
+            next = next => next,
         };
         match delivery {
             Some(Ok(delivery)) => dispatch(session, slots, delivery).await,
@@ -430,12 +517,9 @@ async fn delayed_delivery(channel: &Channel, queue: &TaskQueue) -> Result<()> {
     Ok(())
 }
 
-/// Opens a channel that consumes the task queue with the configured
-/// prefetch, and publishes results with confirms.
-async fn open_consumer(
-    connection: &Connection,
-    config: &WorkerConfig,
-) -> Result<(Channel, lapin::Consumer)> {
+/// Opens the channel the task queues are consumed on, with the configured
+/// prefetch, and results published with confirms.
+async fn open_consumer(connection: &Connection, config: &WorkerConfig) -> Result<Channel> {
     let channel = crate::amqp::confirming_channel(connection).await?;
     let task_queue = config.task_queue();
     declare_task_queue(&channel, &task_queue).await?;
@@ -446,28 +530,26 @@ async fn open_consumer(
         .basic_qos(config.prefetch, qos(config.queue_type))
         .await
         .doing("setting the prefetch")?;
-    let deliveries = channel
-        .basic_consume(
-            config.queue.as_str().into(),
-            CONSUMER_TAG.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .doing("starting to consume")?;
-    Ok((channel, deliveries))
+    Ok(channel)
 }
 
 /// Stops consuming, waits for every task in flight to settle its message
 /// (all `concurrency` slots free again), and closes the channel. Messages
 /// prefetched but not started go back to the queue with the channel.
-async fn finish_in_flight(channel: &Channel, slots: &Semaphore, concurrency: usize) {
+async fn finish_in_flight(
+    channel: &Channel,
+    consumers: &Consumers,
+    slots: &Semaphore,
+    concurrency: usize,
+) {
     tracing::info!("stopping: no new tasks; finishing the ones in flight");
-    stop_step(
-        "cancelling the consumer",
-        channel.basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default()),
-    )
-    .await;
+    for (_, tag) in &consumers.tags {
+        stop_step(
+            "cancelling the consumer",
+            channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()),
+        )
+        .await;
+    }
     let all = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
     if tokio::time::timeout(SETTLE_TIMEOUT, slots.acquire_many(all))
         .await

@@ -295,9 +295,10 @@ pub fn node_name(queue: &str) -> String {
 /// The command [`python_worker_with`] runs: its log on stderr (piped).
 /// The app is `addTask`, or the module a `CELERY_APP` setting names; the
 /// pool is solo, or one prefork process with `CELERY_POOL=prefork` (time
-/// limits need it).
+/// limits need it); it consumes `queue`, or the queues `CELERY_QUEUES`
+/// lists (`a,b`).
 pub fn python_worker_command(queue: &str, settings: &[(&str, &str)]) -> Command {
-    let setting = |name: &str, default: &'static str| {
+    let setting = |name: &str, default: &str| {
         settings
             .iter()
             .find(|(key, _)| *key == name)
@@ -307,6 +308,7 @@ pub fn python_worker_command(queue: &str, settings: &[(&str, &str)]) -> Command 
         setting("CELERY_APP", "addTask"),
         setting("CELERY_POOL", "solo"),
     );
+    let queues = setting("CELERY_QUEUES", queue);
     let mut command = Command::new(python());
     command
         .args([
@@ -320,7 +322,7 @@ pub fn python_worker_command(queue: &str, settings: &[(&str, &str)]) -> Command 
             "-c",
             "1",
             "-Q",
-            queue,
+            &queues,
             // A node name of its own: two workers named alike (the default,
             // celery@<host>) fight over one pidbox queue, and one dies.
             "-n",

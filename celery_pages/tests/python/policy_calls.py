@@ -131,5 +131,37 @@ elif call == "control":
           ask("revoke_by_stamped_headers", headers={"k": "v"}))
     print("reply heartbeat", ask("heartbeat"))
     run(add, (1, 2))
+elif call == "queues":
+    # Several queues: python policy_calls.py queues NODE, on a worker that
+    # consumes CELERY_QUEUE and CELERY_QUEUE.b (-Q).
+    import os
+
+    node, queue = sys.argv[2], os.environ["CELERY_QUEUE"]
+    extra = queue + ".extra"
+
+    def ask(name, **arguments):
+        replies = app.control.broadcast(
+            name, arguments=arguments, destination=[node], reply=True, timeout=5
+        )
+        return str(replies[0][node] if replies else "no reply").replace(queue, "<queue>")
+
+    def names():
+        listed = app.control.inspect(destination=[node], timeout=5).active_queues() or {}
+        return sorted(q["name"].replace(queue, "<queue>") for q in listed.get(node, []))
+
+    def until(done):
+        deadline = time.monotonic() + 30
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    print("queues", names())
+    collect(add.apply_async((1, 2), queue=queue + ".b"))
+    print("reply add_consumer", ask("add_consumer", queue=extra))
+    until(lambda: "<queue>.extra" in names())
+    print("queues", names())
+    collect(add.apply_async((5, 6), queue=extra))
+    print("reply cancel_consumer", ask("cancel_consumer", queue=extra))
+    until(lambda: "<queue>.extra" not in names())
+    print("queues", names())
 else:
     sys.exit("unknown call " + call)
