@@ -120,7 +120,10 @@ pub enum Error {
     #[error("the result of task {id} is not of the type asked for: {reason}")]
     ResultType { id: String, reason: String },
     #[error("task {id} failed: {exception}")]
-    TaskFailed { id: String, exception: PyException },
+    TaskFailed {
+        id: String,
+        exception: Box<PyException>,
+    },
     #[error("the broker connection closed before the result of task {id} came back")]
     ResultLost { id: String },
     #[error(

@@ -621,3 +621,51 @@ async fn several_queues_are_consumed_as_on_pythons_worker() {
     assert_eq!(said[4], "11 ['SUCCESS']");
     assert_eq!(said[6], "['<queue>', '<queue>.b']");
 }
+
+/// A task's own request to run again (`task.retry(...)`, Celery's
+/// `self.retry()`): retried while it has retries left, then Celery's
+/// `MaxRetriesExceededError` with Python's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_asking_to_retry_runs_as_on_pythons_worker() {
+    fn retry_add(task: TaskContext, x: i64, y: i64, retries: u32) -> celery_pages::TaskResult<i64> {
+        if task.retries < retries {
+            return Err(task.retry(None, None));
+        }
+        Ok(x + y)
+    }
+    let calls = ["asked-retry"];
+    let python_queue = unique_queue("asked-retry-py");
+    let settings = [("CELERY_TASK_EVENTS", "1"), ("CELERY_APP", "policy_tasks")];
+    let python_side = start_python_worker_with(&python_queue, &settings).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
+    let expected = script(&python_queue, &python_node, &calls).await;
+    drop(python_side);
+    delete_queue(&python_queue).await;
+
+    let queue = unique_queue("asked-retry-rs");
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    let options = TaskOptions {
+        max_retries: Some(1),
+        default_retry_delay: 1.0,
+        ..TaskOptions::default()
+    };
+    config.tasks = std::sync::Arc::new(
+        celery_pages::Registry::chapter().register(
+            celery_pages::Task::new("policy.retry_add", ["x", "y", "retries"], retry_add)
+                .with_options(options),
+        ),
+    );
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let got = script(&queue, &node, &calls).await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+
+    assert_eq!(got, expected);
+    assert_eq!(got[0].0, "3 ['RETRY', 'SUCCESS']");
+    assert_eq!(
+        got[1].0,
+        "MaxRetriesExceededError: Can't retry policy.retry_add[<id>] args:(1, 2, 5) kwargs:{} ['RETRY', 'FAILURE']"
+    );
+}

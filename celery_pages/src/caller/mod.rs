@@ -60,7 +60,7 @@ impl PendingResult {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(exception))) => Err(Error::TaskFailed {
                 id: self.id,
-                exception,
+                exception: Box::new(exception),
             }),
         }
     }

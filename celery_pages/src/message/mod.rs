@@ -28,6 +28,9 @@ pub struct PyException {
     /// Its `args`, when they are not just the message (Celery sends the
     /// args; `TimeLimitExceeded(1)` has the number 1).
     pub args: Option<Vec<Value>>,
+    /// The exception it carries: a `Retry`'s reason (see
+    /// [`crate::tasks::TaskContext::retry`]).
+    pub cause: Option<Box<PyException>>,
 }
 
 impl PyException {
@@ -37,6 +40,7 @@ impl PyException {
             exc_module: "builtins".to_owned(),
             message: message.into(),
             args: None,
+            cause: None,
         }
     }
 
@@ -47,6 +51,7 @@ impl PyException {
             exc_module: exc_module.to_owned(),
             message: message.into(),
             args: None,
+            cause: None,
         }
     }
 
@@ -712,6 +717,7 @@ pub fn parse_result(body: &[u8]) -> Result<(String, TaskOutcome), String> {
                     .to_owned(),
                 message,
                 args: (!plain).then_some(args),
+                cause: None,
             })
         }
         other => TaskOutcome::Pending(other.to_owned()),

@@ -84,6 +84,36 @@ pub struct TaskContext {
     pub soft_limit: SoftLimit,
 }
 
+impl TaskContext {
+    /// Asks to run again, as Celery's `self.retry(exc=..., countdown=...)`:
+    /// return it as the task's error. The task is sent again in
+    /// `countdown` seconds (else its `default_retry_delay`) while it has
+    /// retries left (its `max_retries`); past them it fails with `exc`, or,
+    /// without one, Celery's `MaxRetriesExceededError`.
+    ///
+    /// ```
+    /// use celery_pages::tasks::{TaskContext, TaskResult};
+    /// fn patient(task: TaskContext, ready: bool) -> TaskResult<&'static str> {
+    ///     if !ready {
+    ///         return Err(task.retry(None, Some(5.0)));
+    ///     }
+    ///     Ok("done")
+    /// }
+    /// ```
+    pub fn retry(&self, exc: Option<PyException>, countdown: Option<f64>) -> PyException {
+        let when = countdown.map_or_else(|| "later".to_owned(), |c| format!("in {c}s"));
+        let message = match &exc {
+            Some(exc) => format!("Retry {when}: {}", exc.repr()),
+            None => format!("Retry {when}"),
+        };
+        PyException {
+            args: Some(vec![countdown.map_or(Value::Null, Value::from)]),
+            cause: exc.map(Box::new),
+            ..PyException::celery("celery.exceptions", "Retry", message)
+        }
+    }
+}
+
 /// A task's soft time limit, as the task sees it. An async task that
 /// awaits [`SoftLimit::reached`] (beside its work, in a `select!`) handles
 /// its soft limit, as a Python task that catches `SoftTimeLimitExceeded`:

@@ -375,6 +375,11 @@ async fn run_task(
 ) -> (Outcome, Vec<Value>) {
     match run_limited(tasks, request, worker_limits, type_limits).await {
         Ok(done) => (Outcome::Succeeded(done.value), done.sends),
+        Err(Failure::Raised(exc))
+            if exc.exc_type == "Retry" && exc.exc_module == "celery.exceptions" =>
+        {
+            (asked_retry(tasks, request, exc), Vec::new())
+        }
         Err(Failure::Raised(exc)) => {
             let options = tasks.get(&request.task).map(|task| task.options());
             let jitter = uuid::Uuid::new_v4().as_u64_pair().0;
@@ -385,6 +390,42 @@ async fn run_task(
         }
         Err(Failure::NotRegistered(exc) | Failure::BadCall(exc)) => {
             (Outcome::Refused(exc), Vec::new())
+        }
+    }
+}
+
+/// What follows a task's own request to run again (`task.retry(...)`, as
+/// Celery's `self.retry`): a retry while it has retries left, else its
+/// exception, or Celery's `MaxRetriesExceededError` without one.
+fn asked_retry(tasks: &Registry, request: &TaskRequest, retry: PyException) -> Outcome {
+    let options = tasks.get(&request.task).map(|task| task.options().clone());
+    let options = options.unwrap_or_default();
+    let countdown = retry
+        .args
+        .as_ref()
+        .and_then(|args| args.first())
+        .and_then(Value::as_f64)
+        .unwrap_or(options.default_retry_delay);
+    let left = options.max_retries.is_none_or(|max| request.retries < max);
+    let mut retry = retry;
+    match (left, retry.cause.take()) {
+        (true, cause) => Outcome::Retry {
+            exc: cause.map_or(retry, |cause| *cause),
+            countdown,
+        },
+        (false, Some(cause)) => Outcome::Raised(*cause),
+        (false, None) => {
+            let kwargs = crate::message::python_repr(&Value::Object(request.kwargs.clone()));
+            Outcome::Raised(PyException::celery(
+                "celery.exceptions",
+                "MaxRetriesExceededError",
+                format!(
+                    "Can't retry {}[{}] args:{} kwargs:{kwargs}",
+                    request.task,
+                    request.id,
+                    request.args_repr()
+                ),
+            ))
         }
     }
 }

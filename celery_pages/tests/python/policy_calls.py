@@ -32,13 +32,18 @@ def collect(result):
         outcome = repr(value)
     except Exception as exc:  # the task's own exception, re-raised by .get()
         outcome = f"{type(exc).__name__}: {exc}"
-    print(result.id, outcome, states)
+    print(result.id, outcome.replace(result.id, "<id>"), states)
 
 
 if call == "retry":
     run(flaky_add, (2, 3, 2))
 elif call == "retries-exhausted":
     run(flaky_add, (2, 3, 9))
+elif call == "asked-retry":
+    # A task's own self.retry(): run again while retries are left, then
+    # MaxRetriesExceededError (the worker runs policy_tasks.py).
+    collect(app.send_task("policy.retry_add", (1, 2, 1)))
+    collect(app.send_task("policy.retry_add", (1, 2, 5)))
 elif call == "hard-limit":
     # A 30-second task stopped after one; the next task is answered long
     # before the 30 seconds (a worker of one process or slot).
