@@ -401,28 +401,11 @@ async fn events_of(events: &mut lapin::Consumer, node: &str, kind: &str) -> serd
 
 /// GETs `path` from an HTTP server on loopback; returns status and body.
 async fn http_get(port: u16, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, socket.read_to_end(&mut response))
-        .await
-        .expect("Flower did not answer")
-        .unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
+    http(
+        port,
+        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,9 +479,100 @@ async fn flower_lists_the_worker_with_its_counts_and_opens_its_page() {
     let (status, page) = http_get(port, &format!("/worker/{node}")).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(&node));
+    // The worker page's buttons: pool size, queues, rate and time limits.
+    let extra = format!("{queue}.extra");
+    for (path, form, said) in [
+        (
+            format!("/api/worker/pool/grow/{node}?n=2"),
+            String::new(),
+            "Growing".to_owned(),
+        ),
+        (
+            format!("/api/worker/pool/shrink/{node}?n=1"),
+            String::new(),
+            "Shrinking".to_owned(),
+        ),
+        (
+            format!("/api/worker/queue/add-consumer/{node}?queue={extra}"),
+            String::new(),
+            format!("add consumer {extra}"),
+        ),
+        (
+            format!("/api/task/rate-limit/{ADD_TASK}"),
+            format!("workername={node}&ratelimit=10/s"),
+            "new rate limit set successfully".to_owned(),
+        ),
+        (
+            format!("/api/task/timeout/{ADD_TASK}"),
+            format!("workername={node}&hard=5&soft=3"),
+            "time limits set successfully".to_owned(),
+        ),
+    ] {
+        let (status, body) = http_post(port, &path, &form).await;
+        assert!(
+            status == 200 && body.contains(&said),
+            "{path}: {status} {body}"
+        );
+    }
+    let (_, body) = http_get(port, &format!("/api/workers?refresh=1&workername={node}")).await;
+    let workers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ours = &workers[&node];
+    assert_eq!(
+        ours["stats"]["pool"]["max-concurrency"],
+        json!(17),
+        "{body}"
+    );
+    assert!(
+        ours["registered"]
+            .to_string()
+            .contains("addTask.add [rate_limit=10/s]"),
+        "{body}"
+    );
+    let queues: Vec<&str> = ours["active_queues"]
+        .as_array()
+        .map(|queues| queues.iter().filter_map(|q| q["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(queues, [queue.as_str(), extra.as_str()], "{body}");
     caller.close().await;
     worker.stop().await;
     delete_queue(&queue).await;
+    delete_queue(&extra).await;
+}
+
+/// POSTs `form` to `path` on an HTTP server on loopback; returns status and
+/// body.
+async fn http_post(port: u16, path: &str, form: &str) -> (u16, String) {
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    http(port, request).await
+}
+
+/// Sends one HTTP/1.0 request to a server on loopback; status and body.
+async fn http(port: u16, request: String) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, socket.read_to_end(&mut response))
+        .await
+        .expect("Flower did not answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
 }
 
 /// Anyone on the broker can put a command on the `celery.pidbox` fanout:
