@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use celery_pages::Caller;
 use common::{
-    KillOnDrop, broker, broker_url, cli_on_queue, delete_queue, node_name, python, python_broker,
-    python_dir, start_python_worker_with, unique_queue,
+    KillOnDrop, broker, broker_url, cli_on_queue, delete_queue, node_name, python_script,
+    start_python_worker_with, unique_queue,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -36,25 +36,7 @@ fn example() -> PathBuf {
 /// Runs `own_task_calls.py` against the worker named `node` on `queue`:
 /// one line per case.
 async fn calls(queue: &str, node: &str) -> Vec<String> {
-    let (queue, node) = (queue.to_owned(), node.to_owned());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .args(["own_task_calls.py", &node])
-            .current_dir(python_dir())
-            .env("CELERY_QUEUE", queue)
-            .env("CELERY_BROKER", python_broker())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    said.lines().map(str::to_owned).collect()
+    python_script("own_task_calls.py", &[node], queue).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,8 @@ use std::time::Duration;
 use celery_pages::message::TaskMessage;
 use celery_pages::tasks::{TaskContext, TaskOptions};
 use common::{
-    EventLog, RawClient, TestWorker, broker, delete_queue, listen_to_events, python, python_broker,
-    python_dir, start_python_worker_with, unique_queue,
+    EventLog, RawClient, TestWorker, broker, delete_queue, listen_to_events, python, python_script,
+    start_python_worker_with, unique_queue,
 };
 use futures::StreamExt;
 use lapin::options::{
@@ -26,25 +26,9 @@ use serde_json::json;
 /// id and the outcome line without it (and `reply` with each remote-control
 /// reply it printed).
 async fn policy_call(queue: &str, call: &str, node: &str) -> Vec<(String, String)> {
-    let (queue, call, node) = (queue.to_owned(), call.to_owned(), node.to_owned());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .args(["policy_calls.py", &call, &node])
-            .current_dir(python_dir())
-            .env("CELERY_QUEUE", queue)
-            .env("CELERY_BROKER", python_broker())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    assert!(
-        output.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    said.lines()
+    python_script("policy_calls.py", &[call, node], queue)
+        .await
+        .iter()
         .map(|line| {
             let (id, outcome) = line.split_once(' ').unwrap();
             (id.to_owned(), outcome.to_owned())
@@ -52,20 +36,57 @@ async fn policy_call(queue: &str, call: &str, node: &str) -> Vec<(String, String
         .collect()
 }
 
-/// Each call's outcome and states, and the task events that came with it,
-/// on the worker named `node` consuming `queue`.
-async fn script(queue: &str, node: &str, calls: &[&str]) -> Vec<(String, Vec<String>)> {
-    script_with(queue, node, calls, true).await
+/// What one side of a differential test saw: each line's outcome, and
+/// the task events that came with it.
+type Seen = Vec<(String, Vec<String>)>;
+
+/// Runs `calls` against Python's worker (with `settings`, see
+/// `python_worker_command`), then against a Rust worker configured by
+/// `configure`, each on a queue of its own; what each side saw.
+async fn differential(
+    test: &str,
+    calls: &[&str],
+    settings: &[(&str, &str)],
+    configure: impl FnOnce(&mut celery_pages::WorkerConfig, &str),
+    with_events: bool,
+) -> (Seen, Seen) {
+    let python_queue = unique_queue(&format!("{test}-py"));
+    let queues = format!("{python_queue},{python_queue}.b");
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|&(key, value)| match (key, value) {
+            ("CELERY_QUEUES", "+b") => (key, queues.as_str()),
+            other => other,
+        })
+        .chain([("CELERY_TASK_EVENTS", "1")])
+        .collect();
+    let python_side = start_python_worker_with(&python_queue, &settings).await;
+    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
+    let python = script_with(&python_queue, &python_node, calls, with_events).await;
+    drop(python_side);
+    for suffix in ["", ".b", ".extra"] {
+        delete_queue(&format!("{python_queue}{suffix}")).await;
+    }
+
+    let queue = unique_queue(&format!("{test}-rs"));
+    let mut config = TestWorker::config(&broker(), &queue);
+    config.task_events = true;
+    configure(&mut config, &queue);
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let rust = script_with(&queue, &node, calls, with_events).await;
+    worker.stop().await;
+    for suffix in ["", ".b", ".extra"] {
+        delete_queue(&format!("{queue}{suffix}")).await;
+    }
+    (python, rust)
 }
 
-/// [`script`], with the events or without (a task stopped at its hard
-/// limit ends without a final event on Python's worker).
-async fn script_with(
-    queue: &str,
-    node: &str,
-    calls: &[&str],
-    with_events: bool,
-) -> Vec<(String, Vec<String>)> {
+/// Each call's outcome and states, and the task events that came with it
+/// (unless `with_events` is off: a task stopped at its hard limit ends
+/// without a final event on Python's worker), on the worker named `node`
+/// consuming `queue`.
+async fn script_with(queue: &str, node: &str, calls: &[&str], with_events: bool) -> Seen {
     let (_connection, events) = listen_to_events().await;
     let mut events = EventLog::new(events);
     let mut seen = Vec::new();
@@ -87,21 +108,7 @@ async fn script_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_run_as_on_pythons_worker() {
     let calls = ["retry", "retries-exhausted"];
-    let python_queue = unique_queue("retry-py");
-    let python_side = start_python_worker_with(&python_queue, &[("CELERY_TASK_EVENTS", "1")]).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
-    let expected = script(&python_queue, &python_node, &calls).await;
-    drop(python_side);
-    delete_queue(&python_queue).await;
-
-    let queue = unique_queue("retry-rs");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.task_events = true;
-    let node = config.node.clone();
-    let worker = TestWorker::with_config(config);
-    let got = script(&queue, &node, &calls).await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    let (expected, got) = differential("retry", &calls, &[], |_, _| {}, true).await;
 
     assert_eq!(got, expected);
     assert_eq!(got[0].0, "5 ['RETRY', 'RETRY', 'SUCCESS']");
@@ -296,24 +303,12 @@ async fn retry_backoff_waits_as_celerys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_limits_stop_tasks_as_on_pythons_worker() {
     let calls = ["hard-limit", "soft-limit"];
-    let python_queue = unique_queue("limits-py");
-    let settings = [("CELERY_TASK_EVENTS", "1"), ("CELERY_POOL", "prefork")];
-    let python_side = start_python_worker_with(&python_queue, &settings).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
-    let expected = script_with(&python_queue, &python_node, &calls, false).await;
-    drop(python_side);
-    delete_queue(&python_queue).await;
-
-    let queue = unique_queue("limits-rs");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.task_events = true;
-    config.concurrency = 1;
-    config.prefetch = 1;
-    let node = config.node.clone();
-    let worker = TestWorker::with_config(config);
-    let got = script_with(&queue, &node, &calls, false).await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    let one_slot = |config: &mut celery_pages::WorkerConfig, _: &str| {
+        config.concurrency = 1;
+        config.prefetch = 1;
+    };
+    let settings = [("CELERY_POOL", "prefork")];
+    let (expected, got) = differential("limits", &calls, &settings, one_slot, false).await;
 
     let outcomes = |seen: &[(String, Vec<String>)]| -> Vec<String> {
         seen.iter().map(|(outcome, _)| outcome.clone()).collect()
@@ -420,22 +415,8 @@ async fn a_task_may_handle_its_soft_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminate_stops_a_running_task_as_on_pythons_worker() {
     let calls = ["terminate", "control-terminate"];
-    let python_queue = unique_queue("terminate-py");
-    let settings = [("CELERY_TASK_EVENTS", "1"), ("CELERY_POOL", "prefork")];
-    let python_side = start_python_worker_with(&python_queue, &settings).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
-    let expected = script(&python_queue, &python_node, &calls).await;
-    drop(python_side);
-    delete_queue(&python_queue).await;
-
-    let queue = unique_queue("terminate-rs");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.task_events = true;
-    let node = config.node.clone();
-    let worker = TestWorker::with_config(config);
-    let got = script(&queue, &node, &calls).await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    let settings = [("CELERY_POOL", "prefork")];
+    let (expected, got) = differential("terminate", &calls, &settings, |_, _| {}, true).await;
 
     assert_eq!(got, expected);
     let terminated = (
@@ -457,21 +438,7 @@ async fn terminate_stops_a_running_task_as_on_pythons_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_set_and_lifted_as_on_pythons_worker() {
     let calls = ["rate-limit"];
-    let python_queue = unique_queue("rate-py");
-    let python_side = start_python_worker_with(&python_queue, &[("CELERY_TASK_EVENTS", "1")]).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
-    let expected = script(&python_queue, &python_node, &calls).await;
-    drop(python_side);
-    delete_queue(&python_queue).await;
-
-    let queue = unique_queue("rate-rs");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.task_events = true;
-    let node = config.node.clone();
-    let worker = TestWorker::with_config(config);
-    let got = script(&queue, &node, &calls).await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    let (expected, got) = differential("rate", &calls, &[], |_, _| {}, true).await;
 
     assert_eq!(got, expected);
     let said: Vec<&str> = got.iter().map(|(line, _)| line.as_str()).collect();
@@ -543,22 +510,8 @@ async fn a_rate_limited_task_waits_for_its_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_control_answers_as_pythons_worker() {
     let calls = ["control"];
-    let python_queue = unique_queue("control-py");
-    let settings = [("CELERY_TASK_EVENTS", "1"), ("CELERY_POOL", "prefork")];
-    let python_side = start_python_worker_with(&python_queue, &settings).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
-    let expected = script(&python_queue, &python_node, &calls).await;
-    drop(python_side);
-    delete_queue(&python_queue).await;
-
-    let queue = unique_queue("control-rs");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.task_events = true;
-    let node = config.node.clone();
-    let worker = TestWorker::with_config(config);
-    let got = script(&queue, &node, &calls).await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    let settings = [("CELERY_POOL", "prefork")];
+    let (expected, got) = differential("control", &calls, &settings, |_, _| {}, true).await;
 
     // The pool's size as `inspect stats` shows it right after: the Rust
     // worker's changes at once (one more, then back); Python's prefork pool
@@ -586,31 +539,11 @@ async fn remote_control_answers_as_pythons_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_queues_are_consumed_as_on_pythons_worker() {
     let calls = ["queues"];
-    let python_queue = unique_queue("queues-py");
-    let both = format!("{python_queue},{python_queue}.b");
-    let settings = [
-        ("CELERY_TASK_EVENTS", "1"),
-        ("CELERY_QUEUES", both.as_str()),
-    ];
-    let python_side = start_python_worker_with(&python_queue, &settings).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
-    let expected = script(&python_queue, &python_node, &calls).await;
-    drop(python_side);
-    for queue in ["", ".b", ".extra"] {
-        delete_queue(&format!("{python_queue}{queue}")).await;
-    }
-
-    let queue = unique_queue("queues-rs");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.task_events = true;
-    config.queues = vec![queue.clone(), format!("{queue}.b")];
-    let node = config.node.clone();
-    let worker = TestWorker::with_config(config);
-    let got = script(&queue, &node, &calls).await;
-    worker.stop().await;
-    for extra in ["", ".b", ".extra"] {
-        delete_queue(&format!("{queue}{extra}")).await;
-    }
+    let settings = [("CELERY_QUEUES", "+b")];
+    let both = |config: &mut celery_pages::WorkerConfig, queue: &str| {
+        config.queues = vec![queue.to_owned(), format!("{queue}.b")];
+    };
+    let (expected, got) = differential("queues", &calls, &settings, both, true).await;
 
     assert_eq!(got, expected);
     let said: Vec<&str> = got.iter().map(|(line, _)| line.as_str()).collect();
@@ -634,33 +567,21 @@ async fn a_task_asking_to_retry_runs_as_on_pythons_worker() {
         Ok(x + y)
     }
     let calls = ["asked-retry"];
-    let python_queue = unique_queue("asked-retry-py");
-    let settings = [("CELERY_TASK_EVENTS", "1"), ("CELERY_APP", "policy_tasks")];
-    let python_side = start_python_worker_with(&python_queue, &settings).await;
-    let python_node = format!("py-{python_queue}@{}", celery_pages::message::host_name());
-    let expected = script(&python_queue, &python_node, &calls).await;
-    drop(python_side);
-    delete_queue(&python_queue).await;
-
-    let queue = unique_queue("asked-retry-rs");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.task_events = true;
-    let options = TaskOptions {
-        max_retries: Some(1),
-        default_retry_delay: 1.0,
-        ..TaskOptions::default()
+    let settings = [("CELERY_APP", "policy_tasks")];
+    let own_task = |config: &mut celery_pages::WorkerConfig, _: &str| {
+        let options = TaskOptions {
+            max_retries: Some(1),
+            default_retry_delay: 1.0,
+            ..TaskOptions::default()
+        };
+        config.tasks = std::sync::Arc::new(
+            celery_pages::Registry::chapter().register(
+                celery_pages::Task::new("policy.retry_add", ["x", "y", "retries"], retry_add)
+                    .with_options(options),
+            ),
+        );
     };
-    config.tasks = std::sync::Arc::new(
-        celery_pages::Registry::chapter().register(
-            celery_pages::Task::new("policy.retry_add", ["x", "y", "retries"], retry_add)
-                .with_options(options),
-        ),
-    );
-    let node = config.node.clone();
-    let worker = TestWorker::with_config(config);
-    let got = script(&queue, &node, &calls).await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    let (expected, got) = differential("asked-retry", &calls, &settings, own_task, true).await;
 
     assert_eq!(got, expected);
     assert_eq!(got[0].0, "3 ['RETRY', 'SUCCESS']");

@@ -459,3 +459,25 @@ impl EventLog {
         }
     }
 }
+
+/// Runs `python <script> <args>` from `tests/python/` against `queue`, off
+/// the async runtime's threads; the lines it printed (it must succeed).
+pub async fn python_script(script: &str, args: &[&str], queue: &str) -> Vec<String> {
+    let mut command = Command::new(python());
+    command
+        .arg(script)
+        .args(args)
+        .current_dir(python_dir())
+        .env("CELERY_QUEUE", queue)
+        .env("CELERY_BROKER", python_broker());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    said.lines().map(str::to_owned).collect()
+}
