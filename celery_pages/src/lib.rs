@@ -16,8 +16,9 @@
 //!   [`control`](caller::control) broadcasts remote-control commands;
 //! - [`amqp`]: the broker, the queues and exchanges Celery declares, delays
 //!   kept in the broker, unreadable messages set aside;
-//! - [`worker`]: the run loop, one delivery's execution, what runs after a
-//!   task (chains, callbacks), remote control and events;
+//! - [`worker`]: the run loop, one delivery's execution (retries, time
+//!   limits, stopping a running task), rate limits, what runs after a task
+//!   (chains, callbacks), remote control and events;
 //! - [`tasks`]: the registry of tasks a worker runs, which a user extends
 //!   with typed functions of their own; the chapter's `addTask.add` and
 //!   Celery's built-ins are registered the same way.

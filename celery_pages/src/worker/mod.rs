@@ -1,6 +1,8 @@
-//! The worker: consumes the task queue and runs the registered tasks.
+//! The worker: consumes the task queues and runs the registered tasks.
 //!
-//! Each delivery runs in its own task, at most `concurrency` at once, and is
+//! Each delivery runs in its own task, at most `concurrency` at once (a
+//! task due later, or whose rate limit's token is not due yet, waits
+//! without a slot), and is
 //! settled only at the end: acked after its result was confirmed by the
 //! broker, or rejected (without requeue) if it can never run. A worker that
 //! dies before that point leaves the message unacked, and the broker hands it
