@@ -836,8 +836,59 @@ mod tests {
         assert_eq!(outcome, TaskOutcome::Failure(numbers));
     }
 
+    /// Any header value a peer may send, nested a little.
+    fn any_header() -> impl proptest::strategy::Strategy<Value = AMQPValue> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(AMQPValue::Void),
+            any::<bool>().prop_map(AMQPValue::Boolean),
+            any::<i8>().prop_map(AMQPValue::ShortShortInt),
+            any::<u8>().prop_map(AMQPValue::ShortShortUInt),
+            any::<i16>().prop_map(AMQPValue::ShortInt),
+            any::<i32>().prop_map(AMQPValue::LongInt),
+            any::<u32>().prop_map(AMQPValue::LongUInt),
+            any::<i64>().prop_map(AMQPValue::LongLongInt),
+            any::<f32>().prop_map(AMQPValue::Float),
+            any::<f64>().prop_map(AMQPValue::Double),
+            ".{0,12}".prop_map(|s| AMQPValue::LongString(s.as_str().into())),
+            prop_oneof![Just("k"), Just("retries"), Just("timelimit")]
+                .prop_map(|s| AMQPValue::LongString(s.into())),
+        ];
+        leaf.prop_recursive(2, 16, 4, |inner| {
+            proptest::collection::vec(inner, 0..4)
+                .prop_map(|items| AMQPValue::FieldArray(items.into()))
+        })
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        /// Whatever a peer puts in the headers the worker reads beyond the
+        /// task's name and id (`retries`, `timelimit`, `stamped_headers`
+        /// and the stamps they name, `eta`, `expires`), parsing a task and
+        /// making its retry never panic.
+        #[test]
+        fn no_header_value_makes_the_task_parser_panic(
+            retries in any_header(),
+            timelimit in any_header(),
+            stamped in any_header(),
+            stamp in any_header(),
+            eta in any_header(),
+        ) {
+            let AMQPValue::FieldTable(mut headers) = to_amqp(&json!({"task": "addTask.add", "id": "abc"})) else {
+                unreachable!()
+            };
+            for (key, value) in [("retries", retries), ("timelimit", timelimit),
+                                 ("stamped_headers", stamped), ("k", stamp), ("eta", eta.clone()), ("expires", eta)] {
+                headers.insert(key.into(), value);
+            }
+            let p = BasicProperties::default()
+                .with_content_type(CONTENT_TYPE.into())
+                .with_headers(headers);
+            if let Ok(request) = parse_task(&p, b"[[1, 2], {}, {}]") {
+                let _ = retry_properties(&p, request.retries.saturating_add(1), Utc::now());
+            }
+        }
 
         #[test]
         fn no_body_makes_the_task_or_result_parser_panic(

@@ -24,6 +24,9 @@ use crate::worker::control::{Node, TimeLimits};
 use crate::worker::events::Events;
 use crate::{Registry, TaskQueue};
 
+/// The longest wait a time limit or a retry's countdown can ask for.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Longest wait for a result's confirm, an ack or a reject: on a connection
 /// that died mid-call, lapin may never answer.
 pub(super) const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -205,8 +208,15 @@ async fn send_retry(
     request: &TaskRequest,
     countdown: f64,
 ) -> bool {
-    let wait = chrono::Duration::milliseconds((countdown * 1000.0) as i64);
-    let eta = chrono::Utc::now() + wait;
+    // At most a century away, however the countdown was computed.
+    let wait = Duration::try_from_secs_f64(countdown.max(0.0))
+        .unwrap_or(CENTURY)
+        .min(CENTURY);
+    let now = chrono::Utc::now();
+    let eta = chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| now.checked_add_signed(wait))
+        .unwrap_or(now);
     let properties = retry_properties(&delivery.properties, request.retries + 1, eta);
     let message = canvas::Outgoing {
         route: canvas::Route::Exchange {
@@ -489,7 +499,11 @@ async fn run_limited(
         Box::pin(tasks.run_as(&request.task, args, kwargs, context))
     };
     tokio::pin!(running);
-    let after = |seconds: f64| started + Duration::from_secs_f64(seconds);
+    // A limit from the network may be any size: past a century, never.
+    let after = |seconds: f64| {
+        let limit = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+        started.checked_add(limit.min(CENTURY)).unwrap_or(started)
+    };
     if let Some(soft) = soft.filter(|soft| hard.is_none_or(|hard| *soft < hard)) {
         tokio::select! {
             done = &mut running => return done,

@@ -102,7 +102,33 @@ impl RateLimits {
             return now;
         };
         let start = bucket.next.map_or(now, |next| next.max(now));
-        bucket.next = Some(start.checked_add(bucket.interval).unwrap_or(start));
+        // A rate so low its interval overflows: the next token in a century.
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        bucket.next = start
+            .checked_add(bucket.interval.min(century))
+            .or(Some(start));
         start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_rate_a_peer_sets_takes_tokens_without_overflow() {
+        let mut limits = RateLimits::default();
+        let now = Instant::now();
+        for rate in [1e-300, f64::MIN_POSITIVE, 1e300, 1.0] {
+            limits.set("t", "x", Some(rate));
+            let first = limits.take("t", now);
+            let second = limits.take("t", now);
+            assert!(first == now && second >= first, "{rate}");
+        }
+        for text in [
+            "1e-300/h", "1e308/s", "-5/m", "nan/s", "inf", "", "/", "5/x",
+        ] {
+            let _ = per_second(&Value::String(text.into()));
+        }
     }
 }
