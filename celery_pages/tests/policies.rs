@@ -93,7 +93,7 @@ async fn script_with(queue: &str, node: &str, calls: &[&str], with_events: bool)
     for call in calls {
         for (id, outcome) in policy_call(queue, call, node).await {
             let events = if with_events
-                && !["reply", "registered", "pool", "queues"].contains(&id.as_str())
+                && !["reply", "registered", "pool", "queues", "prefetch"].contains(&id.as_str())
             {
                 events.of_task(node, &id).await
             } else {
@@ -531,6 +531,8 @@ async fn remote_control_answers_as_pythons_worker() {
     assert_eq!(others(&got), others(&expected));
     let said: Vec<&str> = got.iter().map(|(line, _)| line.as_str()).collect();
     assert!(said.contains(&"heartbeat None"), "{said:?}");
+    // The prefetch follows the pool, four messages per slot, on both.
+    assert!(said.contains(&"after pool_grow 4"), "{said:?}");
 }
 
 /// Several queues, as Celery's worker takes them: `-Q a,b` consumed from

@@ -234,7 +234,12 @@ pub struct Node {
     revoked_stamps: Mutex<std::collections::HashSet<(String, String)>>,
     /// Resident memory samples taken by `memsample`, the last 100.
     memory_samples: Mutex<VecDeque<u64>>,
-    prefetch: u16,
+    /// Messages the broker sends ahead (before held tasks are added);
+    /// `pool_grow` and `pool_shrink` change it by four per slot, as
+    /// Celery's prefetch multiplier.
+    prefetch: std::sync::atomic::AtomicU32,
+    /// Notified when `prefetch` changes.
+    pub prefetch_changed: Notify,
     started: Instant,
     processed: AtomicU64,
     /// Tasks run so far, by name (`inspect stats`' `total`).
@@ -269,7 +274,8 @@ impl Node {
             revoked_stamps: Mutex::new(std::collections::HashSet::new()),
             queues: Mutex::new(config.consumed_queues()),
             queues_changed: Notify::new(),
-            prefetch: config.prefetch,
+            prefetch: std::sync::atomic::AtomicU32::new(config.prefetch.into()),
+            prefetch_changed: Notify::new(),
             started: Instant::now(),
             processed: AtomicU64::new(0),
             totals: Mutex::new(HashMap::new()),
@@ -322,6 +328,25 @@ impl Node {
         }
     }
 
+    /// Messages the broker sends ahead, now (held tasks not counted).
+    pub fn prefetch(&self) -> u32 {
+        self.prefetch.load(Ordering::Relaxed)
+    }
+
+    /// Changes the prefetch by four per slot added (`more`) or taken away,
+    /// as Celery's worker does when its pool grows or shrinks.
+    fn follow_pool(&self, slots: usize, more: bool) {
+        let change = u32::try_from(slots.saturating_mul(4)).unwrap_or(u32::MAX);
+        let now = self.prefetch();
+        let new = if more {
+            now.saturating_add(change)
+        } else {
+            now.saturating_sub(change).max(1)
+        };
+        self.prefetch.store(new, Ordering::Relaxed);
+        self.prefetch_changed.notify_one();
+    }
+
     /// Tasks run at once, now.
     pub fn concurrency(&self) -> usize {
         self.concurrency.load(Ordering::Relaxed)
@@ -346,11 +371,13 @@ impl Node {
             let more = n.min(MAX_CONCURRENCY.saturating_sub(self.concurrency()));
             self.concurrency.fetch_add(more, Ordering::Relaxed);
             slots.add_permits(more);
+            self.follow_pool(more, true);
             return json!({"ok": "pool will grow"});
         }
         let now = self.concurrency();
         let fewer = n.min(now.saturating_sub(1));
         self.concurrency.store(now - fewer, Ordering::Relaxed);
+        self.follow_pool(fewer, false);
         if let Ok(fewer) = u32::try_from(fewer)
             && fewer > 0
         {
@@ -794,7 +821,7 @@ impl Node {
                 "alternates": [],
                 "failover_strategy": "round-robin",
             },
-            "prefetch_count": self.prefetch,
+            "prefetch_count": self.prefetch(),
             "rusage": {},
         })
     }

@@ -46,7 +46,6 @@ pub(super) struct Session {
     pub(super) time_limits: TimeLimits,
     /// `<pid>@<host>`, the `origin` of the messages this worker sends.
     pub(super) origin: String,
-    pub(super) prefetch: u16,
     /// Tasks held for their eta.
     pub(super) held: tokio::sync::Mutex<u32>,
     /// Cancelled when the session ends.

@@ -210,7 +210,8 @@ async fn consume(
     // However this session ends, its heartbeats and held tasks end with it.
     let _end_session = ended.clone().drop_guard();
     let events = Events::start(connection, Arc::clone(node), ended.clone()).await?;
-    let channel = open_consumer(connection, config).await?;
+    let prefetch = u16::try_from(node.prefetch()).unwrap_or(0);
+    let channel = open_consumer(connection, config, prefetch).await?;
     let mut consumers = Consumers::default();
     for queue in node.queues() {
         consumers
@@ -235,7 +236,6 @@ async fn consume(
         tasks: Arc::clone(&config.tasks),
         time_limits: (config.time_limit, config.soft_time_limit),
         origin: crate::message::origin(),
-        prefetch: config.prefetch,
         held: tokio::sync::Mutex::new(0),
         ended,
     });
@@ -347,6 +347,10 @@ async fn deliver(
         };
         let delivery = tokio::select! {
             () = shutdown.as_mut() => return Stopped::Shutdown,
+            () = session.node.prefetch_changed.notified() => {
+                hold_count(session, 0).await;
+                continue;
+            }
             () = session.node.queues_changed.notified() => {
                 if let Err(err) = consumers.follow(session).await {
                     tracing::warn!(err = %plumbing::describe(&err), "could not change the queues consumed");
@@ -484,8 +488,9 @@ async fn hold(
     run_at(&session, &slots, delivery, start).await;
 }
 
-/// Counts a held task in (`+1`) or out (`-1`) and sets the prefetch to
-/// the configured one plus the held ones, as Celery's worker does.
+/// Counts a held task in (`+1`) or out (`-1`), or none (`0`: the pool's
+/// size changed), and sets the prefetch to the worker's one plus the held
+/// ones, as Celery's worker does.
 async fn hold_count(session: &Session, change: i32) {
     if session.task_queue.kind == QueueType::Quorum {
         return; // a consumer's prefetch cannot change under it
@@ -494,7 +499,7 @@ async fn hold_count(session: &Session, change: i32) {
     *held = held.saturating_add_signed(change);
     // Past what basic.qos can say, no limit at all (kombu's
     // PREFETCH_COUNT_MAX): held tasks must never stop the others.
-    let prefetch = u16::try_from(u32::from(session.prefetch) + *held).unwrap_or(0);
+    let prefetch = u16::try_from(session.node.prefetch().saturating_add(*held)).unwrap_or(0);
     if let Err(err) = session
         .channel
         .basic_qos(prefetch, qos(session.task_queue.kind))
@@ -521,7 +526,11 @@ async fn delayed_delivery(channel: &Channel, queue: &TaskQueue) -> Result<()> {
 
 /// Opens the channel the task queues are consumed on, with the configured
 /// prefetch, and results published with confirms.
-async fn open_consumer(connection: &Connection, config: &WorkerConfig) -> Result<Channel> {
+async fn open_consumer(
+    connection: &Connection,
+    config: &WorkerConfig,
+    prefetch: u16,
+) -> Result<Channel> {
     let channel = crate::amqp::confirming_channel(connection).await?;
     let task_queue = config.task_queue();
     declare_task_queue(&channel, &task_queue).await?;
@@ -529,7 +538,7 @@ async fn open_consumer(connection: &Connection, config: &WorkerConfig) -> Result
         delayed_delivery(&channel, &task_queue).await?;
     }
     channel
-        .basic_qos(config.prefetch, qos(config.queue_type))
+        .basic_qos(prefetch, qos(config.queue_type))
         .await
         .doing("setting the prefetch")?;
     Ok(channel)

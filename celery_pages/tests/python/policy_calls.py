@@ -107,9 +107,11 @@ elif call == "control":
         )
         return replies[0][node] if replies else "no reply"
 
+    def stats():
+        return (app.control.inspect(destination=[node], timeout=5).stats() or {})[node]
+
     def concurrency():
-        stats = app.control.inspect(destination=[node], timeout=5).stats() or {}
-        return stats[node]["pool"]["max-concurrency"]
+        return stats()["pool"]["max-concurrency"]
 
     size = re.compile(r"^\d+(\.\d+)?(TB|GB|MB|KB|b)$")
     print("reply clock", {k: type(v).__name__ for k, v in ask("clock").items()})
@@ -123,9 +125,10 @@ elif call == "control":
     print("reply memdump", ask("memdump").startswith("- rss"))
     print("reply objgraph", ask("objgraph"))
     print("reply autoscale", ask("autoscale", max=4, min=1))
-    before = concurrency()
+    before, prefetch = concurrency(), stats()["prefetch_count"]
     print("reply pool_grow", ask("pool_grow", n=1))
     grown = concurrency()
+    print("prefetch after pool_grow", stats()["prefetch_count"] - prefetch)
     print("reply pool_shrink", ask("pool_shrink", n=1))
     # Python's prefork pool grows in the background: its stats show the
     # size it had; the Rust worker's show the change at once.
