@@ -243,7 +243,8 @@ fn stamps_of(headers: &BTreeMap<ShortString, AMQPValue>) -> Vec<(String, Value)>
         .collect()
 }
 
-/// A header value as JSON: strings, numbers, lists; anything else null.
+/// A header value as JSON: strings, numbers of every width, booleans,
+/// lists; anything else null.
 fn from_amqp(value: &AMQPValue) -> Value {
     match value {
         AMQPValue::LongString(s) => {
@@ -252,9 +253,16 @@ fn from_amqp(value: &AMQPValue) -> Value {
         AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
         AMQPValue::Boolean(b) => Value::Bool(*b),
         AMQPValue::ShortShortInt(n) => (*n).into(),
+        AMQPValue::ShortShortUInt(n) => (*n).into(),
         AMQPValue::ShortInt(n) => (*n).into(),
+        AMQPValue::ShortUInt(n) => (*n).into(),
         AMQPValue::LongInt(n) => (*n).into(),
+        AMQPValue::LongUInt(n) => (*n).into(),
         AMQPValue::LongLongInt(n) => (*n).into(),
+        AMQPValue::Float(n) => {
+            serde_json::Number::from_f64(f64::from(*n)).map_or(Value::Null, Value::Number)
+        }
+        AMQPValue::Double(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
         AMQPValue::FieldArray(items) => {
             Value::Array(items.as_slice().iter().map(from_amqp).collect())
         }
@@ -264,35 +272,16 @@ fn from_amqp(value: &AMQPValue) -> Value {
 
 /// A header value that is a number of seconds, more than 0.
 fn seconds(value: &AMQPValue) -> Option<f64> {
-    let seconds = match value {
-        AMQPValue::ShortShortInt(n) => f64::from(*n),
-        AMQPValue::ShortShortUInt(n) => f64::from(*n),
-        AMQPValue::ShortInt(n) => f64::from(*n),
-        AMQPValue::ShortUInt(n) => f64::from(*n),
-        AMQPValue::LongInt(n) => f64::from(*n),
-        AMQPValue::LongUInt(n) => f64::from(*n),
-        AMQPValue::LongLongInt(n) => *n as f64,
-        AMQPValue::Float(n) => f64::from(*n),
-        AMQPValue::Double(n) => *n,
-        _ => return None,
-    };
-    (seconds.is_finite() && seconds > 0.0).then_some(seconds)
+    from_amqp(value)
+        .as_f64()
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
 }
 
 /// A non-negative integer header that fits a `u32`, of whichever width
 /// the sender wrote it.
 fn header_u32(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<u32> {
-    let wide: i128 = match headers.get(key)? {
-        AMQPValue::ShortShortInt(n) => (*n).into(),
-        AMQPValue::ShortShortUInt(n) => (*n).into(),
-        AMQPValue::ShortInt(n) => (*n).into(),
-        AMQPValue::ShortUInt(n) => (*n).into(),
-        AMQPValue::LongInt(n) => (*n).into(),
-        AMQPValue::LongUInt(n) => (*n).into(),
-        AMQPValue::LongLongInt(n) => (*n).into(),
-        _ => return None,
-    };
-    u32::try_from(wide).ok()
+    let number = from_amqp(headers.get(key)?).as_u64()?;
+    u32::try_from(number).ok()
 }
 
 /// The message that runs a task again: `properties` as they came (every
@@ -807,6 +796,37 @@ mod tests {
             Some("('Kamu', 4)")
         );
         assert_eq!(header_str(headers, "root_id").as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn numeric_headers_read_whatever_width_the_sender_wrote() {
+        let seconds_of = |value| seconds(&value);
+        assert_eq!(seconds_of(AMQPValue::ShortShortUInt(3)), Some(3.0));
+        assert_eq!(seconds_of(AMQPValue::LongLongInt(5)), Some(5.0));
+        assert_eq!(seconds_of(AMQPValue::Float(1.5)), Some(1.5));
+        assert_eq!(seconds_of(AMQPValue::Double(0.25)), Some(0.25));
+        assert_eq!(seconds_of(AMQPValue::Double(f64::INFINITY)), None);
+        assert_eq!(seconds_of(AMQPValue::LongInt(0)), None);
+        assert_eq!(seconds_of(AMQPValue::LongInt(-1)), None);
+        assert_eq!(seconds_of(AMQPValue::Boolean(true)), None);
+        assert_eq!(seconds_of(AMQPValue::LongString("1".into())), None);
+        let retries_of = |value| {
+            let headers = BTreeMap::from([(ShortString::from("retries"), value)]);
+            header_u32(&headers, "retries")
+        };
+        assert_eq!(retries_of(AMQPValue::ShortShortInt(2)), Some(2));
+        assert_eq!(retries_of(AMQPValue::LongUInt(7)), Some(7));
+        assert_eq!(
+            retries_of(AMQPValue::LongLongInt(i64::from(u32::MAX))),
+            Some(u32::MAX)
+        );
+        assert_eq!(
+            retries_of(AMQPValue::LongLongInt(i64::from(u32::MAX) + 1)),
+            None
+        );
+        assert_eq!(retries_of(AMQPValue::LongInt(-1)), None);
+        assert_eq!(retries_of(AMQPValue::Double(2.0)), None);
+        assert_eq!(retries_of(AMQPValue::Void), None);
     }
 
     #[test]
