@@ -592,3 +592,53 @@ async fn a_task_asking_to_retry_runs_as_on_pythons_worker() {
         "MaxRetriesExceededError: Can't retry policy.retry_add[<id>] args:(1, 2, 5) kwargs:{} ['RETRY', 'FAILURE']"
     );
 }
+
+/// `control time_limit` sets a task type's limits on a running worker:
+/// the next task of that type is stopped at them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_limit_set_by_remote_control_stops_the_next_task() {
+    let queue = unique_queue("limits-control");
+    let config = TestWorker::config(&broker(), &queue);
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let caller = celery_pages::Caller::connect(&broker(), &queue)
+        .await
+        .unwrap();
+    // The worker is up once it answers a task.
+    let sum: i64 = caller
+        .call(celery_pages::ADD_TASK, (1, 1), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(sum, 2);
+    let arguments =
+        json!({"task_name": celery_pages::tasks::SLOW_ADD_TASK, "hard": 1, "soft": null});
+    let replies = celery_pages::caller::control::broadcast(
+        &broker(),
+        "time_limit",
+        arguments,
+        Some(vec![node.clone()]),
+        Some(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        replies,
+        [(node, json!({"ok": "time limits set successfully"}))]
+    );
+    let err = caller
+        .call::<serde_json::Value>(
+            celery_pages::tasks::SLOW_ADD_TASK,
+            (1, 2, 60),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("TimeLimitExceeded: TimeLimitExceeded(1,)"),
+        "{err}"
+    );
+    caller.close().await;
+    worker.stop().await;
+    delete_queue(&queue).await;
+}

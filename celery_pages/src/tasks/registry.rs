@@ -112,6 +112,12 @@ impl TaskContext {
             ..PyException::celery("celery.exceptions", "Retry", message)
         }
     }
+
+    /// Whether `exc` is a task's request to run again (made by
+    /// [`TaskContext::retry`]).
+    pub fn is_retry(exc: &PyException) -> bool {
+        exc.exc_type == "Retry" && exc.exc_module == "celery.exceptions"
+    }
 }
 
 /// A task's soft time limit, as the task sees it. An async task that
@@ -226,8 +232,14 @@ impl TaskOptions {
     /// retry on, or no retries left, where Celery raises the task's own
     /// exception).
     pub fn retry_after(&self, exc: &PyException, retries: u32, jitter: u64) -> Option<f64> {
-        let left = self.max_retries.is_none_or(|max| retries < max);
-        (self.retries_on(&exc.exc_type) && left).then(|| self.countdown(retries, jitter))
+        (self.retries_on(&exc.exc_type) && self.retries_left(retries))
+            .then(|| self.countdown(retries, jitter))
+    }
+
+    /// Whether a task retried `retries` times so far may be retried once
+    /// more (Celery: `retries + 1 <= max_retries`).
+    pub fn retries_left(&self, retries: u32) -> bool {
+        self.max_retries.is_none_or(|max| retries < max)
     }
 }
 

@@ -186,6 +186,14 @@ fn initial_rate_limits(tasks: &crate::Registry) -> RateLimits {
     limits
 }
 
+/// A stamp's values: a list's items, or the one value.
+fn stamp_values(value: &Value) -> &[Value] {
+    match value {
+        Value::Array(values) => values,
+        one => std::slice::from_ref(one),
+    }
+}
+
 /// Time limits in seconds: hard, then soft (as Celery's `timelimit`).
 pub type TimeLimits = (Option<f64>, Option<f64>);
 
@@ -225,6 +233,8 @@ pub struct Node {
     slots: Mutex<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Time limits set by `control time_limit`, by task type: (hard, soft).
     time_limits: Mutex<HashMap<String, TimeLimits>>,
+    /// The worker's own time limits (`--time-limit`, `--soft-time-limit`).
+    default_time_limits: TimeLimits,
     /// The queues to consume, in order (`-Q`, `add_consumer`,
     /// `cancel_consumer`); the worker follows changes at once.
     queues: Mutex<Vec<String>>,
@@ -270,6 +280,7 @@ impl Node {
                 config.concurrency.max(1),
             ))),
             time_limits: Mutex::new(HashMap::new()),
+            default_time_limits: (config.time_limit, config.soft_time_limit),
             memory_samples: Mutex::new(VecDeque::new()),
             revoked_stamps: Mutex::new(std::collections::HashSet::new()),
             queues: Mutex::new(config.consumed_queues()),
@@ -352,13 +363,39 @@ impl Node {
         self.concurrency.load(Ordering::Relaxed)
     }
 
-    /// The time limits `control time_limit` set for task type `name`.
-    pub fn time_limits(&self, name: &str) -> Option<TimeLimits> {
-        self.time_limits
+    /// The tasks it runs.
+    pub fn tasks(&self) -> &std::sync::Arc<crate::Registry> {
+        &self.tasks
+    }
+
+    /// The time limits for tasks of type `task` whose message sets none:
+    /// those `control time_limit` set for the type, else the task's
+    /// options; each one not set there, the worker's own.
+    pub fn time_limits(&self, task: &crate::Task) -> TimeLimits {
+        let set = self
+            .time_limits
             .lock()
             .expect("time limits poisoned")
-            .get(name)
-            .copied()
+            .get(task.name())
+            .copied();
+        let options = task.options();
+        let (hard, soft) = set.unwrap_or((options.time_limit, options.soft_time_limit));
+        let (worker_hard, worker_soft) = self.default_time_limits;
+        (hard.or(worker_hard), soft.or(worker_soft))
+    }
+
+    /// The task `arguments` names (`task_name`), if this worker has it.
+    fn known_task<'a>(&self, arguments: &'a Value, doing: &str) -> Option<&'a str> {
+        let name = arguments["task_name"]
+            .as_str()
+            .filter(|name| self.tasks.get(name).is_some());
+        if name.is_none() {
+            tracing::error!(
+                "{doing} attempt for unknown task {}",
+                arguments["task_name"]
+            );
+        }
+        name
     }
 
     /// `pool_grow` (`grow`) or `pool_shrink`: `n` more or fewer slots (one
@@ -400,14 +437,7 @@ impl Node {
 
     /// `control time_limit`: sets a task type's limits, as Celery's.
     fn set_time_limit(&self, arguments: &Value) -> Value {
-        let Some(name) = arguments["task_name"]
-            .as_str()
-            .filter(|n| self.tasks.get(n).is_some())
-        else {
-            tracing::error!(
-                "Change time limit attempt for unknown task {}",
-                arguments["task_name"]
-            );
+        let Some(name) = self.known_task(arguments, "Change time limit") else {
             return json!({"error": "unknown task"});
         };
         let seconds = |value: &Value| value.as_f64().filter(|s| s.is_finite() && *s > 0.0);
@@ -512,14 +542,7 @@ impl Node {
             Ok(rate) => rate,
             Err(err) => return json!({"error": format!("Invalid rate limit string: {err}")}),
         };
-        let Some(name) = arguments["task_name"]
-            .as_str()
-            .filter(|n| self.tasks.get(n).is_some())
-        else {
-            tracing::error!(
-                "Rate limit attempt for unknown task {}",
-                arguments["task_name"]
-            );
+        let Some(name) = self.known_task(arguments, "Rate limit") else {
             return json!({"error": "unknown task"});
         };
         let shown = match limit {
@@ -560,7 +583,6 @@ impl Node {
             .contains(id, Instant::now())
     }
 
-    /// Marks task `id` as running (with the repr of its arguments).
     /// Marks task `id` as running (with the repr of its arguments); what
     /// it returns says when the task is told to stop.
     pub fn start_task(
@@ -722,8 +744,8 @@ impl Node {
     }
 
     /// `revoke_by_stamped_headers`: tasks stamped with any of these
-    /// headers are never run (and, with `terminate`, stopped if running),
-    /// with Celery's reply.
+    /// headers are never run (one already running goes on: the reply says
+    /// "not terminated", as Celery's), with Celery's reply.
     fn revoke_by_stamped_headers(&self, arguments: &Value) -> Value {
         let headers: Vec<(String, Value)> = match &arguments["headers"] {
             Value::Object(pairs) => pairs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -746,12 +768,8 @@ impl Node {
             })
             .collect();
         let mut stamps = self.revoked_stamps.lock().expect("stamps poisoned");
-        for (key, value) in headers {
-            let values = match value {
-                Value::Array(values) => values,
-                one => vec![one],
-            };
-            for value in values {
+        for (key, value) in &headers {
+            for value in stamp_values(value) {
                 if stamps.len() < REVOKED_MAX {
                     stamps.insert((key.clone(), value.to_string()));
                 }
@@ -763,13 +781,12 @@ impl Node {
     /// Whether a task stamped with `stamps` (its stamped headers and their
     /// values) was revoked by `revoke_by_stamped_headers`.
     pub fn is_revoked_by_stamp(&self, stamps: &[(String, Value)]) -> bool {
+        if stamps.is_empty() {
+            return false; // most tasks: no lock taken
+        }
         let revoked = self.revoked_stamps.lock().expect("stamps poisoned");
         stamps.iter().any(|(key, value)| {
-            let values = match value {
-                Value::Array(values) => values.clone(),
-                one => vec![one.clone()],
-            };
-            values
+            stamp_values(value)
                 .iter()
                 .any(|value| revoked.contains(&(key.clone(), value.to_string())))
         })

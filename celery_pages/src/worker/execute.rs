@@ -18,7 +18,7 @@ use crate::message::{
     Poison, PyException, TaskRequest, failure_body, parse_task, result_properties, retry_body,
     retry_properties, revoked_body, success_body,
 };
-use crate::tasks::{Failure, SoftLimit, TaskContext};
+use crate::tasks::{Failure, SoftLimit, TaskContext, TaskOptions};
 use crate::worker::canvas;
 use crate::worker::control::{Node, TimeLimits};
 use crate::worker::events::Events;
@@ -40,10 +40,6 @@ pub(super) struct Session {
     /// The queue the worker consumes: where a chain step without a queue of
     /// its own goes, and how a step's queue is declared.
     pub(super) task_queue: TaskQueue,
-    /// The tasks it runs.
-    pub(super) tasks: Arc<Registry>,
-    /// The worker's default time limits, hard and soft, in seconds.
-    pub(super) time_limits: TimeLimits,
     /// `<pid>@<host>`, the `origin` of the messages this worker sends.
     pub(super) origin: String,
     /// Tasks held for their eta.
@@ -166,11 +162,8 @@ async fn run_reported(session: &Session, request: &TaskRequest) -> (Outcome, Vec
     let stop = node.start_task(&request.id, &request.task, &args, "{}");
     events.task_event("task-started", || json!({"uuid": request.id}));
     let started = std::time::Instant::now();
-    // `control time_limit` overrides the worker's own defaults and the
-    // task's options for its type; the message's header still comes first.
-    let limits = node.time_limits(&request.task);
     let (outcome, sends) = tokio::select! {
-        done = run_task(&session.tasks, request, session.time_limits, limits) => done,
+        done = run_task(node, request) => done,
         signum = stop.requested() => (Outcome::Terminated(signum), Vec::new()),
     };
     node.finish_task(&request.id);
@@ -282,7 +275,7 @@ async fn send_next(session: &Session, request: &TaskRequest, result: &Value) -> 
 /// takes more than one argument, else sent. True unless one that had to be
 /// sent was not.
 async fn run_errbacks(session: &Session, request: &TaskRequest) -> bool {
-    let tasks = &session.tasks;
+    let tasks = session.node.tasks();
     let in_place = |name: &str| {
         tasks
             .get(name)
@@ -374,25 +367,29 @@ fn log_outcome(request: &TaskRequest, outcome: &Outcome) {
 }
 
 /// Runs a request: an unknown task or arguments that do not fit are
-/// refused; otherwise the task runs and returns, raises, or, raising an
-/// exception its options retry on with retries left, is retried.
-async fn run_task(
-    tasks: &Arc<Registry>,
-    request: &TaskRequest,
-    worker_limits: TimeLimits,
-    type_limits: Option<TimeLimits>,
-) -> (Outcome, Vec<Value>) {
-    match run_limited(tasks, request, worker_limits, type_limits).await {
+/// refused; otherwise the task runs within its time limits (the message's
+/// `timelimit`, else those `control time_limit` set or the task's options,
+/// else the worker's) and returns, raises, or, raising an exception its
+/// options retry on (or asking to) with retries left, is retried.
+async fn run_task(node: &Node, request: &TaskRequest) -> (Outcome, Vec<Value>) {
+    let tasks = node.tasks();
+    let Some(task) = tasks.get(&request.task) else {
+        let exc = crate::tasks::not_registered(&request.task);
+        return (Outcome::Refused(exc), Vec::new());
+    };
+    // The message's own limits first (Celery's `timelimit` header).
+    let (header_hard, header_soft) = request.time_limits;
+    let (hard, soft) = node.time_limits(task);
+    let limits = (header_hard.or(hard), header_soft.or(soft));
+    let options = task.options();
+    match run_limited(tasks, request, limits, task.is_plain()).await {
         Ok(done) => (Outcome::Succeeded(done.value), done.sends),
-        Err(Failure::Raised(exc))
-            if exc.exc_type == "Retry" && exc.exc_module == "celery.exceptions" =>
-        {
-            (asked_retry(tasks, request, exc), Vec::new())
+        Err(Failure::Raised(exc)) if TaskContext::is_retry(&exc) => {
+            (asked_retry(options, request, exc), Vec::new())
         }
         Err(Failure::Raised(exc)) => {
-            let options = tasks.get(&request.task).map(|task| task.options());
             let jitter = uuid::Uuid::new_v4().as_u64_pair().0;
-            match options.and_then(|options| options.retry_after(&exc, request.retries, jitter)) {
+            match options.retry_after(&exc, request.retries, jitter) {
                 Some(countdown) => (Outcome::Retry { exc, countdown }, Vec::new()),
                 None => (Outcome::Raised(exc), Vec::new()),
             }
@@ -406,18 +403,15 @@ async fn run_task(
 /// What follows a task's own request to run again (`task.retry(...)`, as
 /// Celery's `self.retry`): a retry while it has retries left, else its
 /// exception, or Celery's `MaxRetriesExceededError` without one.
-fn asked_retry(tasks: &Registry, request: &TaskRequest, retry: PyException) -> Outcome {
-    let options = tasks.get(&request.task).map(|task| task.options().clone());
-    let options = options.unwrap_or_default();
+fn asked_retry(options: &TaskOptions, request: &TaskRequest, retry: PyException) -> Outcome {
     let countdown = retry
         .args
         .as_ref()
         .and_then(|args| args.first())
         .and_then(Value::as_f64)
         .unwrap_or(options.default_retry_delay);
-    let left = options.max_retries.is_none_or(|max| request.retries < max);
     let mut retry = retry;
-    match (left, retry.cause.take()) {
+    match (options.retries_left(request.retries), retry.cause.take()) {
         (true, cause) => Outcome::Retry {
             exc: cause.map_or(retry, |cause| *cause),
             countdown,
@@ -439,8 +433,9 @@ fn asked_retry(tasks: &Registry, request: &TaskRequest, retry: PyException) -> O
     }
 }
 
-/// Runs a request within its time limits: the message's (`timelimit`),
-/// else the task's options, else the worker's. At the soft limit the task
+/// Runs a request within its time limits, hard and soft (resolved by
+/// [`run_task`]); `plain` says its task is a blocking function. At the
+/// soft limit the task
 /// is told; one that does not handle it is stopped and answered
 /// `SoftTimeLimitExceeded()`. At the hard limit it is stopped and
 /// answered `TimeLimitExceeded(<limit>,)`, and its slot is free at once.
@@ -454,20 +449,9 @@ fn asked_retry(tasks: &Registry, request: &TaskRequest, retry: PyException) -> O
 async fn run_limited(
     tasks: &Arc<Registry>,
     request: &TaskRequest,
-    worker_limits: TimeLimits,
-    type_limits: Option<TimeLimits>,
+    (hard, soft): TimeLimits,
+    plain: bool,
 ) -> Result<crate::tasks::Done, Failure> {
-    let options = tasks.get(&request.task).map(|task| task.options());
-    let (header_hard, header_soft) = request.time_limits;
-    let (type_hard, type_soft) = match type_limits {
-        Some(limits) => limits,
-        None => (
-            options.and_then(|o| o.time_limit),
-            options.and_then(|o| o.soft_time_limit),
-        ),
-    };
-    let hard = header_hard.or(type_hard).or(worker_limits.0);
-    let soft = header_soft.or(type_soft).or(worker_limits.1);
     let soft_limit = SoftLimit::default();
     let context = TaskContext {
         id: request.id.clone(),
@@ -475,9 +459,7 @@ async fn run_limited(
         soft_limit: soft_limit.clone(),
     };
     let (args, kwargs) = (request.args.clone(), request.kwargs.clone());
-    let limited = hard.is_some() || soft.is_some();
-    let plain = tasks.get(&request.task).is_some_and(|task| task.is_plain());
-    if !limited {
+    if hard.is_none() && soft.is_none() {
         return tasks.run_as(&request.task, args, kwargs, context).await;
     }
     let started = tokio::time::Instant::now();

@@ -233,8 +233,6 @@ async fn consume(
         events,
         channel: channel.clone(),
         task_queue: config.task_queue(),
-        tasks: Arc::clone(&config.tasks),
-        time_limits: (config.time_limit, config.soft_time_limit),
         origin: crate::message::origin(),
         held: tokio::sync::Mutex::new(0),
         ended,
