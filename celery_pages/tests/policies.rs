@@ -105,6 +105,48 @@ async fn script_with(queue: &str, node: &str, calls: &[&str], with_events: bool)
     seen
 }
 
+/// A Rust worker configured by `configure`, on a queue of its own, and a
+/// caller for that queue.
+struct RustSide {
+    queue: String,
+    node: String,
+    worker: TestWorker,
+    caller: celery_pages::Caller,
+}
+
+async fn rust_side(
+    test: &str,
+    configure: impl FnOnce(&mut celery_pages::WorkerConfig),
+) -> RustSide {
+    let queue = unique_queue(test);
+    let mut config = TestWorker::config(&broker(), &queue);
+    configure(&mut config);
+    let node = config.node.clone();
+    let worker = TestWorker::with_config(config);
+    let caller = celery_pages::Caller::connect(&broker(), &queue)
+        .await
+        .unwrap();
+    RustSide {
+        queue,
+        node,
+        worker,
+        caller,
+    }
+}
+
+impl RustSide {
+    async fn stop(self) {
+        self.caller.close().await;
+        self.worker.stop().await;
+        delete_queue(&self.queue).await;
+    }
+}
+
+/// The chapter's tasks and `task`.
+fn with_task(task: celery_pages::Task) -> std::sync::Arc<celery_pages::Registry> {
+    std::sync::Arc::new(celery_pages::Registry::chapter().register(task))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_run_as_on_pythons_worker() {
     let calls = ["retry", "retries-exhausted"];
@@ -333,22 +375,14 @@ async fn a_blocking_task_past_its_hard_limit_frees_its_slot() {
         std::thread::sleep(Duration::from_secs(seconds));
         Ok(seconds)
     }
-    let queue = unique_queue("limits-blocking");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.concurrency = 1;
-    config.prefetch = 1;
-    config.time_limit = Some(1.0);
-    config.tasks = std::sync::Arc::new(
-        celery_pages::Registry::chapter().register(celery_pages::Task::new(
-            "test.block",
-            ["seconds"],
-            block,
-        )),
-    );
-    let worker = TestWorker::with_config(config);
-    let caller = celery_pages::Caller::connect(&broker(), &queue)
-        .await
-        .unwrap();
+    let side = rust_side("limits-blocking", |config| {
+        config.concurrency = 1;
+        config.prefetch = 1;
+        config.time_limit = Some(1.0);
+        config.tasks = with_task(celery_pages::Task::new("test.block", ["seconds"], block));
+    })
+    .await;
+    let caller = &side.caller;
     let blocked = caller.send("test.block", (15,)).await.unwrap();
     let next = caller.send(celery_pages::ADD_TASK, (1, 1)).await.unwrap();
     let err = blocked.wait(Duration::from_secs(30)).await.unwrap_err();
@@ -358,9 +392,7 @@ async fn a_blocking_task_past_its_hard_limit_frees_its_slot() {
     );
     // Long before the blocked function's 15 s are over.
     assert_eq!(next.wait(Duration::from_secs(8)).await.unwrap(), json!(2));
-    caller.close().await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    side.stop().await;
 }
 
 /// A task that handles its soft limit (an async bound task awaiting
@@ -374,16 +406,16 @@ async fn a_task_may_handle_its_soft_limit() {
             () = task.soft_limit.reached() => Ok("cleaned up".into()),
         }
     }
-    let queue = unique_queue("limits-soft");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.soft_time_limit = Some(1.0);
-    config.tasks = std::sync::Arc::new(celery_pages::Registry::chapter().register(
-        celery_pages::Task::new("test.patient", ["seconds"], patient),
-    ));
-    let worker = TestWorker::with_config(config);
-    let caller = celery_pages::Caller::connect(&broker(), &queue)
-        .await
-        .unwrap();
+    let side = rust_side("limits-soft", |config| {
+        config.soft_time_limit = Some(1.0);
+        config.tasks = with_task(celery_pages::Task::new(
+            "test.patient",
+            ["seconds"],
+            patient,
+        ));
+    })
+    .await;
+    let caller = &side.caller;
     let said: String = caller
         .call("test.patient", (60,), Duration::from_secs(30))
         .await
@@ -403,9 +435,7 @@ async fn a_task_may_handle_its_soft_limit() {
             .ends_with("SoftTimeLimitExceeded: SoftTimeLimitExceeded()"),
         "{err}"
     );
-    caller.close().await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    side.stop().await;
 }
 
 /// Stopping a running task, as `revoke(id, terminate=True)` and `control
@@ -464,25 +494,17 @@ async fn rate_limits_are_set_and_lifted_as_on_pythons_worker() {
 /// waits for its token (the worker holds it, unacked, and serves others).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_task_waits_for_its_token() {
-    let queue = unique_queue("rate-wait");
-    let mut config = TestWorker::config(&broker(), &queue);
-    config.tasks = std::sync::Arc::new(
-        celery_pages::Registry::chapter().register(
-            celery_pages::Task::new(
-                "test.hourly",
-                ["x"],
-                |x: i64| -> celery_pages::TaskResult<i64> { Ok(x) },
-            )
-            .with_options(TaskOptions {
-                rate_limit: Some("1/h".into()),
-                ..TaskOptions::default()
-            }),
-        ),
-    );
-    let worker = TestWorker::with_config(config);
-    let caller = celery_pages::Caller::connect(&broker(), &queue)
-        .await
-        .unwrap();
+    let hourly = celery_pages::Task::new(
+        "test.hourly",
+        ["x"],
+        |x: i64| -> celery_pages::TaskResult<i64> { Ok(x) },
+    )
+    .with_options(TaskOptions {
+        rate_limit: Some("1/h".into()),
+        ..TaskOptions::default()
+    });
+    let side = rust_side("rate-wait", |config| config.tasks = with_task(hourly)).await;
+    let caller = &side.caller;
     let first = caller.send("test.hourly", (1,)).await.unwrap();
     let second = caller.send("test.hourly", (2,)).await.unwrap();
     assert_eq!(first.wait(Duration::from_secs(30)).await.unwrap(), json!(1));
@@ -497,9 +519,7 @@ async fn a_rate_limited_task_waits_for_its_token() {
         matches!(waited, Err(celery_pages::Error::Timeout { .. })),
         "the second task ran within its hour: {waited:?}"
     );
-    caller.close().await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    side.stop().await;
 }
 
 /// The rest of remote control, as Python's worker (prefork, one process)
@@ -576,11 +596,9 @@ async fn a_task_asking_to_retry_runs_as_on_pythons_worker() {
             default_retry_delay: 1.0,
             ..TaskOptions::default()
         };
-        config.tasks = std::sync::Arc::new(
-            celery_pages::Registry::chapter().register(
-                celery_pages::Task::new("policy.retry_add", ["x", "y", "retries"], retry_add)
-                    .with_options(options),
-            ),
+        config.tasks = with_task(
+            celery_pages::Task::new("policy.retry_add", ["x", "y", "retries"], retry_add)
+                .with_options(options),
         );
     };
     let (expected, got) = differential("asked-retry", &calls, &settings, own_task, true).await;
@@ -597,13 +615,8 @@ async fn a_task_asking_to_retry_runs_as_on_pythons_worker() {
 /// the next task of that type is stopped at them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_limit_set_by_remote_control_stops_the_next_task() {
-    let queue = unique_queue("limits-control");
-    let config = TestWorker::config(&broker(), &queue);
-    let node = config.node.clone();
-    let worker = TestWorker::with_config(config);
-    let caller = celery_pages::Caller::connect(&broker(), &queue)
-        .await
-        .unwrap();
+    let side = rust_side("limits-control", |_| {}).await;
+    let (caller, node) = (&side.caller, side.node.clone());
     // The worker is up once it answers a task.
     let sum: i64 = caller
         .call(celery_pages::ADD_TASK, (1, 1), Duration::from_secs(30))
@@ -638,7 +651,5 @@ async fn a_time_limit_set_by_remote_control_stops_the_next_task() {
             .ends_with("TimeLimitExceeded: TimeLimitExceeded(1,)"),
         "{err}"
     );
-    caller.close().await;
-    worker.stop().await;
-    delete_queue(&queue).await;
+    side.stop().await;
 }

@@ -341,17 +341,13 @@ impl Task {
         params: [&'static str; N],
         function: impl super::typed::Handler<Marker, N>,
     ) -> Task {
-        let names = params.to_vec();
-        let python_name: Arc<str> = function_of(name).into();
+        let signature = Signature::new(function_of(name), &params);
+        let body = function.into_body(Arc::clone(&signature.function), params);
         Task {
             name: name.to_owned(),
-            signature: Signature {
-                function: Arc::clone(&python_name),
-                params: names,
-                variadic: false,
-            },
+            signature,
             options: TaskOptions::default(),
-            body: function.into_body(python_name, params),
+            body,
         }
     }
 
