@@ -87,9 +87,9 @@ pub struct WorkerOptions {
 
 /// A number of seconds, more than 0 (a time limit).
 fn positive_seconds(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err(format!("{text:?} is not a number of seconds above 0")),
+    match seconds(text)? {
+        wait if wait.is_zero() => Err(format!("{text:?} is not a number of seconds above 0")),
+        wait => Ok(wait.as_secs_f64()),
     }
 }
 

@@ -16,9 +16,7 @@ use common::{
     start_python_worker_with, unique_queue,
 };
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 
@@ -184,41 +182,21 @@ async fn a_retry_keeps_every_header_and_the_callers_address() {
     let queue = unique_queue("retry-headers");
     let worker = TestWorker::start(&broker(), &queue);
     let client = RawClient::connect().await;
-    let spy = client
-        .channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let channel = &client.channel;
+    // The exchange as the worker declares it; the spy, a queue of the
+    // test's own, hears what it routes.
+    celery_pages::amqp::declare_task_queue(channel, &queue.as_str().into())
         .await
         .unwrap();
-    let channel = &client.channel;
-    // The exchange as the worker declares it; the spy hears what it routes.
-    celery_pages::amqp::declare_task_queue(channel, &queue.as_str().into())
+    let (spy, mut heard) = celery_pages::amqp::reply_queue(channel, "spy")
         .await
         .unwrap();
     channel
         .queue_bind(
-            spy.name().as_str().into(),
+            spy.as_str().into(),
             queue.as_str().into(),
             queue.as_str().into(),
             QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut heard = channel
-        .basic_consume(
-            spy.name().as_str().into(),
-            "spy".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
             FieldTable::default(),
         )
         .await

@@ -215,7 +215,7 @@ impl Floor {
 }
 
 /// The floor's server: echoes fixed-size messages back.
-pub async fn serve_echo(listener: TcpListener, stopped: oneshot::Receiver<()>) {
+async fn serve_echo(listener: TcpListener, stopped: oneshot::Receiver<()>) {
     let accept = async {
         while let Ok((mut socket, _)) = listener.accept().await {
             let _ = socket.set_nodelay(true);
@@ -236,7 +236,7 @@ pub async fn serve_echo(listener: TcpListener, stopped: oneshot::Receiver<()>) {
 }
 
 /// The floor: `calls` sequential round trips of [`PING_SIZE`] bytes.
-pub async fn ping_pong(addr: SocketAddr, calls: u64) -> std::io::Result<Stats> {
+async fn ping_pong(addr: SocketAddr, calls: u64) -> std::io::Result<Stats> {
     let mut socket = TcpStream::connect(addr).await?;
     socket.set_nodelay(true)?;
     let mut buf = [7u8; PING_SIZE];
