@@ -631,3 +631,34 @@ async fn a_time_limit_set_by_remote_control_stops_the_next_task() {
     );
     side.stop().await;
 }
+
+/// A rate limit set by remote control on a worker that had none: the next
+/// tasks of that type wait for their tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_set_by_remote_control_holds_the_next_task() {
+    let side = rust_side("rate-control", |_| {}).await;
+    let caller = &side.caller;
+    let arguments = json!({"task_name": celery_pages::ADD_TASK, "rate_limit": "1/h"});
+    let replies = celery_pages::caller::control::broadcast(
+        &broker(),
+        "rate_limit",
+        arguments,
+        Some(vec![side.node.clone()]),
+        Some(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        replies[0].1,
+        json!({"ok": "new rate limit set successfully"})
+    );
+    let first = caller.send(celery_pages::ADD_TASK, (1, 1)).await.unwrap();
+    let second = caller.send(celery_pages::ADD_TASK, (2, 2)).await.unwrap();
+    assert_eq!(first.wait(Duration::from_secs(30)).await.unwrap(), json!(2));
+    let waited = second.wait(Duration::from_secs(2)).await;
+    assert!(
+        matches!(waited, Err(celery_pages::Error::Timeout { .. })),
+        "the second add ran within its hour: {waited:?}"
+    );
+    side.stop().await;
+}

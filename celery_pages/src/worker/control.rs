@@ -263,6 +263,9 @@ pub struct Node {
     tasks: std::sync::Arc<crate::Registry>,
     /// Their rate limits, which `control rate_limit` changes.
     rate_limits: Mutex<RateLimits>,
+    /// Whether any task type has a rate limit: without one, deliveries
+    /// skip the lookup.
+    rate_limited: AtomicBool,
     /// Notified by the `heartbeat` command: send one now.
     pub heartbeat_requested: Notify,
     /// Whether task events are sent (`-E`, `enable_events`).
@@ -271,6 +274,8 @@ pub struct Node {
 
 impl Node {
     pub fn new(name: &str, config: &crate::worker::config::WorkerConfig) -> Self {
+        let rate_limits = initial_rate_limits(&config.tasks);
+        let rate_limited = !rate_limits.is_empty();
         Node {
             name: name.to_owned(),
             queue: config.task_queue(),
@@ -295,7 +300,8 @@ impl Node {
             revoked: Mutex::new(Revoked::default()),
             shutdown: Notify::new(),
             tasks: std::sync::Arc::clone(&config.tasks),
-            rate_limits: Mutex::new(initial_rate_limits(&config.tasks)),
+            rate_limits: Mutex::new(rate_limits),
+            rate_limited: AtomicBool::new(rate_limited),
             heartbeat_requested: Notify::new(),
             task_events: AtomicBool::new(config.task_events),
         }
@@ -521,6 +527,11 @@ impl Node {
         json!({"ok": text})
     }
 
+    /// Whether any task type has a rate limit now.
+    pub fn rate_limited(&self) -> bool {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
     /// When a task `name` received `now` may start, its rate limit
     /// considered (its token taken).
     pub fn rate_limited_start(
@@ -551,6 +562,8 @@ impl Node {
         };
         let mut limits = self.rate_limits.lock().expect("rate limits poisoned");
         limits.set(name, &shown, rate);
+        self.rate_limited
+            .store(!limits.is_empty(), Ordering::Relaxed);
         if rate.is_none() {
             tracing::info!("Rate limits disabled for tasks of type {name}");
             return json!({"ok": "rate limit disabled successfully"});

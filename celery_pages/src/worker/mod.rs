@@ -431,6 +431,9 @@ async fn dispatch(session: &Arc<Session>, slots: &Arc<Semaphore>, delivery: Deli
 /// token taken now, as Celery's worker takes it on receipt).
 fn rate_limited_start(session: &Session, delivery: &Delivery) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
+    if !session.node.rate_limited() {
+        return now;
+    }
     match crate::message::task_name(&delivery.properties) {
         Some(task) => session.node.rate_limited_start(&task, now),
         None => now,

@@ -79,6 +79,11 @@ impl RateLimits {
         }
     }
 
+    /// Whether no task type has a limit.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
     /// The limit of task `name`, as given, if it has one.
     pub fn shown(&self, name: &str) -> Option<&str> {
         self.buckets.get(name).map(|bucket| bucket.shown.as_str())
