@@ -127,23 +127,45 @@ impl TaskContext {
 /// is stopped at the soft limit and answered `SoftTimeLimitExceeded()`.
 #[derive(Clone, Debug, Default)]
 pub struct SoftLimit {
+    /// `None` for a task with no soft limit: nothing to tell, and nothing
+    /// allocated for it.
+    armed: Option<Arc<ArmedSoftLimit>>,
+}
+
+#[derive(Debug, Default)]
+struct ArmedSoftLimit {
     reached: tokio_util::sync::CancellationToken,
-    handled: Arc<std::sync::atomic::AtomicBool>,
+    handled: std::sync::atomic::AtomicBool,
 }
 
 impl SoftLimit {
+    /// A soft limit the worker will [`pass`](SoftLimit::pass).
+    pub fn armed() -> Self {
+        SoftLimit {
+            armed: Some(Arc::default()),
+        }
+    }
+
     /// Completes when the soft time limit passes (never, without one); the
     /// task then handles it.
     pub async fn reached(&self) {
-        self.handled
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.reached.cancelled().await;
+        match &self.armed {
+            Some(armed) => {
+                armed
+                    .handled
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                armed.reached.cancelled().await;
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// Tells the task its soft limit passed; true if it handles it.
     pub fn pass(&self) -> bool {
-        self.reached.cancel();
-        self.handled.load(std::sync::atomic::Ordering::Relaxed)
+        self.armed.as_ref().is_some_and(|armed| {
+            armed.reached.cancel();
+            armed.handled.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 }
 

@@ -452,7 +452,11 @@ async fn run_limited(
     (hard, soft): TimeLimits,
     plain: bool,
 ) -> Result<crate::tasks::Done, Failure> {
-    let soft_limit = SoftLimit::default();
+    let soft_limit = if soft.is_some() {
+        SoftLimit::armed()
+    } else {
+        SoftLimit::default()
+    };
     let context = TaskContext {
         id: request.id.clone(),
         retries: request.retries,

@@ -334,6 +334,12 @@ async fn deliver(
     consumers: &mut Consumers,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Stopped {
+    // Remote control's changes, waited for across deliveries (made anew
+    // only when one comes, not for every delivery).
+    let node = &session.node;
+    let prefetch_changed = node.prefetch_changed.notified();
+    let queues_changed = node.queues_changed.notified();
+    tokio::pin!(prefetch_changed, queues_changed);
     loop {
         // With no queue left to consume, wait for one (or the end).
         let next = async {
@@ -345,11 +351,13 @@ async fn deliver(
         };
         let delivery = tokio::select! {
             () = shutdown.as_mut() => return Stopped::Shutdown,
-            () = session.node.prefetch_changed.notified() => {
+            () = &mut prefetch_changed => {
+                prefetch_changed.set(node.prefetch_changed.notified());
                 hold_count(session, 0).await;
                 continue;
             }
-            () = session.node.queues_changed.notified() => {
+            () = &mut queues_changed => {
+                queues_changed.set(node.queues_changed.notified());
                 if let Err(err) = consumers.follow(session).await {
                     tracing::warn!(err = %plumbing::describe(&err), "could not change the queues consumed");
                     return Stopped::Lost;
