@@ -152,11 +152,14 @@ const KILL_AFTER: usize = 1_000;
 
 /// Sends `add(i, 1)` for every `i` below [`CLUSTER_TASKS`] through `caller`
 /// to a quorum queue; once [`KILL_AFTER`] are answered, kills node `victim`
-/// (the worker's); then checks every task is answered, and rightly.
+/// (the worker's); then checks every task is answered, and rightly. What
+/// went wrong is told with the lines of `worker_log` (if given) that name
+/// a task concerned, so that a rare failure can be explained.
 async fn every_task_answered_across_a_node_kill(
     cluster: &mut RabbitCluster,
     victim: usize,
     caller: &Caller,
+    worker_log: Option<&std::path::Path>,
 ) {
     let answered = Arc::new(AtomicUsize::new(0));
     let pending: Vec<_> = futures::stream::iter(0..CLUSTER_TASKS)
@@ -165,6 +168,7 @@ async fn every_task_answered_across_a_node_kill(
         .map(|sent| sent.unwrap())
         .collect()
         .await;
+    let ids: Vec<String> = pending.iter().map(|pending| pending.id.clone()).collect();
     let results = tokio::spawn({
         let answered = Arc::clone(&answered);
         futures::future::join_all(pending.into_iter().map(move |pending| {
@@ -195,9 +199,35 @@ async fn every_task_answered_across_a_node_kill(
         "every task was answered before the node died: nothing was tested"
     );
     let results = results.await.unwrap();
-    for (i, result) in results.into_iter().enumerate() {
-        assert_eq!(result.unwrap(), json!(i + 1), "task {i}");
+    let wrong: Vec<(usize, String)> = results
+        .into_iter()
+        .enumerate()
+        .filter(|(i, result)| !matches!(result, Ok(value) if *value == json!(i + 1)))
+        .map(|(i, result)| (i, format!("{result:?}")))
+        .collect();
+    if wrong.is_empty() {
+        return;
     }
+    let log = worker_log
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default();
+    let told: Vec<String> = wrong
+        .iter()
+        .take(5)
+        .map(|(i, result)| {
+            let id = &ids[*i];
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|line| line.contains(id.as_str()))
+                .collect();
+            format!("task {i} ({id}): {result}\n  the worker's log on it: {lines:#?}")
+        })
+        .collect();
+    panic!(
+        "{} of {CLUSTER_TASKS} tasks not answered rightly ({after_kill} answered at the kill); the first:\n{}",
+        wrong.len(),
+        told.join("\n")
+    );
 }
 
 const CLUSTER_WAIT: Duration = Duration::from_secs(180);
@@ -223,18 +253,21 @@ async fn a_cluster_node_killed_mid_stream_loses_no_task() {
     // lost now and then here.
     let queue = "celery_pages.cluster.python";
     let python_list = cluster.broker_list(0).replace("/%2f", "//");
+    let log_dir = tempfile::tempdir().unwrap();
+    let python_log = log_dir.path().join("worker.log");
     let mut python_side = start_python_worker_with(
         queue,
         &[
             ("CELERY_QUEUE_TYPE", "quorum"),
             ("CELERY_AT_LEAST_ONCE", "1"),
             ("CELERY_BROKER", &python_list),
+            (common::LOG_COPY, python_log.to_str().unwrap()),
         ],
     )
     .await;
     let broker: Broker = cluster.broker_list(1).parse().unwrap();
     let caller = Caller::connect(&broker, quorum(queue)).await.unwrap();
-    every_task_answered_across_a_node_kill(&mut cluster, 0, &caller).await;
+    every_task_answered_across_a_node_kill(&mut cluster, 0, &caller, Some(&python_log)).await;
     assert!(
         python_side.child().try_wait().unwrap().is_none(),
         "the Python worker exited"
@@ -250,7 +283,7 @@ async fn a_cluster_node_killed_mid_stream_loses_no_task() {
     let worker = TestWorker::with_config(config);
     let broker: Broker = cluster.broker_list(2).parse().unwrap();
     let caller = Caller::connect(&broker, quorum(queue)).await.unwrap();
-    every_task_answered_across_a_node_kill(&mut cluster, 1, &caller).await;
+    every_task_answered_across_a_node_kill(&mut cluster, 1, &caller, None).await;
     caller.close().await;
     worker.stop().await;
 }

@@ -115,13 +115,21 @@ pub fn python_worker(queue: &str) -> KillOnDrop {
 pub fn python_worker_with(queue: &str, settings: &[(&str, &str)]) -> KillOnDrop {
     let mut child = KillOnDrop::new(python_worker_command(queue, settings).spawn().unwrap());
     let stderr = child.child().stderr.take().unwrap();
+    // A test that must explain a failure keeps the whole log in a file.
+    let mut log_copy = settings
+        .iter()
+        .find(|(key, _)| *key == LOG_COPY)
+        .map(|(_, path)| std::fs::File::create(path).unwrap());
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        use std::io::BufRead;
+        use std::io::{BufRead, Write};
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
+            if let Some(copy) = log_copy.as_mut() {
+                let _ = writeln!(copy, "{line}");
+            }
             let _ = lines_tx.send(line);
         }
     });
@@ -291,6 +299,10 @@ pub fn node_name(queue: &str) -> String {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("rs{n}.{queue}@%h")
 }
+
+/// The pseudo-setting naming a file [`python_worker_with`] copies the
+/// worker's whole log to.
+pub const LOG_COPY: &str = "CELERY_LOG_COPY";
 
 /// The command [`python_worker_with`] runs: its log on stderr (piped).
 /// The app is `addTask`, or the module a `CELERY_APP` setting names; the
