@@ -1,22 +1,25 @@
 //! The borrower: sends one request and saves the book it gets back.
 //!
-//! The socket is read on the async side, which checks every frame and packs
-//! the blocks into large chunks; a blocking thread writes the chunks to a
-//! temporary file and another hashes them, so receiving, writing and hashing
-//! overlap. The temporary file sits beside the target (same file system, so
-//! the final rename is atomic) and is deleted if anything fails.
+//! Connecting and sending the request are async; the book itself is
+//! received on one blocking thread that reads the socket, checks every
+//! frame, writes the blocks to a temporary file and hashes them, all in
+//! line, the way a plain copy would: on a machine with few cores, handing
+//! chunks to a writer and a hasher thread cost more in wake-ups and cache
+//! traffic than the parallelism gave back (`socket_file bench` and the
+//! README's figures). The temporary file sits beside the target (same file
+//! system, so the final rename is atomic) and is deleted if anything fails,
+//! or if the future is dropped: its path stays with the future, which also
+//! shuts the socket down then, so the thread stops at once.
 
 use std::fs::File;
 use std::io::Write;
+use std::net::TcpStream as StdStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tempfile::{NamedTempFile, TempPath};
-use tokio::io::AsyncRead;
+use bytes::Bytes;
+use tempfile::NamedTempFile;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::mpsc;
 
 use crate::protocol::{
     self, BLOCK_SIZE, BOOK_LEN, DIGEST_LEN, FrameError, FrameReader, Front, Kind, MAX_TEXT,
@@ -25,10 +28,8 @@ use crate::{Error, Result, hex};
 
 /// How long to wait to connect, and for any single read to make progress.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Book bytes gathered before handing them to the writer and hasher.
+/// Book bytes gathered from their frames before they are written and hashed.
 const CHUNK: usize = 256 * 1024;
-/// Chunks queued per worker thread (memory bound: a few MiB in all).
-const CHUNKS_IN_FLIGHT: usize = 4;
 const READ_BUFFER: usize = 256 * 1024;
 
 /// What the client saw while receiving, for the front end to show.
@@ -50,7 +51,8 @@ pub struct Borrowed {
     pub closing: String,
 }
 
-/// Borrows a book: sends `request` to `addr` and saves the reply to `out`.
+/// Borrows a book: sends `request` to `addr` and saves the reply to `out`,
+/// calling `on_event` (on the receiving thread) as it arrives.
 ///
 /// `out` is only created or replaced once the whole book has arrived and its
 /// size and BLAKE3 digest match what the server announced. Until then the book is
@@ -61,19 +63,82 @@ pub async fn borrow_book(
     addr: &str,
     request: &str,
     out: &Path,
-    mut on_event: impl FnMut(Event<'_>),
+    on_event: impl FnMut(Event<'_>) + Send + 'static,
 ) -> Result<Borrowed> {
-    let mut frames = send_request(addr, request).await?;
-    let size = match next_frame(&mut frames).await? {
+    let socket = send_request(addr, request).await?.into_std()?;
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    let _stop_on_drop = ShutdownOnDrop(socket.try_clone()?);
+    // The path stays with this future, so dropping it deletes the file; the
+    // receiving thread only holds the open file.
+    let (file, temp) = temp_file_beside(out)?.into_parts();
+    let reply = tokio::task::spawn_blocking(move || receive(socket, file, on_event))
+        .await
+        .expect("the receiving thread panicked");
+    let reply = reply.map_err(|err| match err {
+        Error::Output { source, .. } => Error::Output {
+            path: temp.to_path_buf(),
+            source,
+        },
+        other => other,
+    })?;
+    temp.persist(out).map_err(|err| Error::Output {
+        path: out.to_owned(),
+        source: err.error,
+    })?;
+    Ok(Borrowed {
+        path: out.to_owned(),
+        size: reply.size,
+        digest: reply.digest,
+        closing: reply.closing,
+    })
+}
+
+/// Shuts a socket down when dropped, so that a thread blocked reading it
+/// returns at once.
+struct ShutdownOnDrop(StdStream);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Connects to `addr` and sends the request frame.
+async fn send_request(addr: &str, request: &str) -> Result<TcpStream> {
+    let connect_failed = |source| Error::Connect {
+        addr: addr.to_owned(),
+        source,
+    };
+    let mut socket = tokio::time::timeout(CLIENT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| connect_failed(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(connect_failed)?;
+    let _ = socket.set_nodelay(true);
+    protocol::write_frame(&mut socket, Kind::Request, request.as_bytes()).await?;
+    Ok(socket)
+}
+
+/// The server's whole reply, checked, with the book in the file.
+struct Reply {
+    size: u64,
+    digest: [u8; DIGEST_LEN],
+    closing: String,
+}
+
+/// Runs on a blocking thread: reads the reply (`B`, the `D` frames, `S`,
+/// `M`) from `socket`, writing the book to `file`.
+fn receive(socket: StdStream, file: File, mut on_event: impl FnMut(Event<'_>)) -> Result<Reply> {
+    let mut frames = FrameReader::new(socket, READ_BUFFER);
+    let size = match next_frame(&mut frames)? {
         (Kind::Book, payload) if payload.len() == BOOK_LEN => {
             u64::from_be_bytes(payload[..].try_into().expect("checked length"))
         }
         (kind, payload) => return Err(unexpected(kind, &payload, "the book's size")),
     };
     on_event(Event::Started { size });
-    let (temp, digest) = receive_book(&mut frames, size, out, &mut on_event).await?;
-
-    let expected = match next_frame(&mut frames).await? {
+    let digest = receive_book(&mut frames, size, file, &mut on_event)?;
+    let expected = match next_frame(&mut frames)? {
         (Kind::Digest, payload) if payload.len() == DIGEST_LEN => payload,
         (kind, payload) => return Err(unexpected(kind, &payload, "the digest")),
     };
@@ -83,80 +148,34 @@ pub async fn borrow_book(
             actual: hex(&digest),
         });
     }
-    let closing = match next_frame(&mut frames).await? {
+    let closing = match next_frame(&mut frames)? {
         (Kind::Closing, payload) => String::from_utf8(payload.to_vec())
             .map_err(|_| Error::Protocol("the closing message is not UTF-8".into()))?,
         (kind, payload) => return Err(unexpected(kind, &payload, "the closing message")),
     };
-    temp.persist(out).map_err(|err| Error::Output {
-        path: out.to_owned(),
-        source: err.error,
-    })?;
-    Ok(Borrowed {
-        path: out.to_owned(),
+    Ok(Reply {
         size,
         digest,
         closing,
     })
 }
 
-/// Connects to `addr`, sends the request frame, and returns a reader for
-/// the reply.
-async fn send_request(addr: &str, request: &str) -> Result<FrameReader<OwnedReadHalf>> {
-    let connect_failed = |source| Error::Connect {
-        addr: addr.to_owned(),
+/// Parses the `D` frames of a book of `size` bytes straight out of the read
+/// buffer, gathers their blocks into large chunks, and writes and hashes
+/// each chunk; returns the digest of what arrived.
+fn receive_book(
+    frames: &mut FrameReader<StdStream>,
+    size: u64,
+    mut file: File,
+    on_event: &mut impl FnMut(Event<'_>),
+) -> Result<[u8; DIGEST_LEN]> {
+    let output_failed = |source| Error::Output {
+        path: PathBuf::new(),
         source,
     };
-    let socket = tokio::time::timeout(CLIENT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| connect_failed(std::io::ErrorKind::TimedOut.into()))?
-        .map_err(connect_failed)?;
-    let _ = socket.set_nodelay(true);
-    let (reader, mut writer) = socket.into_split();
-    protocol::write_frame(&mut writer, Kind::Request, request.as_bytes()).await?;
-    Ok(FrameReader::new(reader, READ_BUFFER))
-}
-
-/// Receives the `size` bytes of the book into a temporary file beside
-/// `out`, hashing them on the way; returns the file (deleted when dropped)
-/// and the digest of what arrived.
-async fn receive_book<R: AsyncRead + Unpin>(
-    frames: &mut FrameReader<R>,
-    size: u64,
-    out: &Path,
-    on_event: &mut impl FnMut(Event<'_>),
-) -> Result<(TempPath, [u8; DIGEST_LEN])> {
-    // The path stays with this future, so dropping it deletes the file; the
-    // writer thread only holds the open file.
-    let (file, temp) = temp_file_beside(out)?.into_parts();
-    let (to_writer, writer_rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let (to_hasher, hasher_rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let writing = tokio::task::spawn_blocking(move || write_chunks(file, writer_rx));
-    let hashing = tokio::task::spawn_blocking(move || hash_chunks(hasher_rx));
-
-    let received = receive_blocks(frames, size, &to_writer, &to_hasher, on_event).await;
-    drop((to_writer, to_hasher));
-    let written = writing.await.expect("writer thread panicked");
-    let digest = hashing.await.expect("hasher thread panicked");
-    received?;
-    written.map_err(|source| Error::Output {
-        path: temp.to_path_buf(),
-        source,
-    })?;
-    Ok((temp, digest))
-}
-
-/// Parses the `D` frames of a book of `size` bytes straight out of the read
-/// buffer and passes the bytes on in large chunks.
-async fn receive_blocks<R: AsyncRead + Unpin>(
-    frames: &mut FrameReader<R>,
-    size: u64,
-    to_writer: &mpsc::Sender<Bytes>,
-    to_hasher: &mpsc::Sender<Bytes>,
-    on_event: &mut impl FnMut(Event<'_>),
-) -> Result<()> {
+    let mut hasher = blake3::Hasher::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
     let mut received = 0u64;
-    let mut chunk = BytesMut::with_capacity(CHUNK);
     while received < size {
         match frames
             .front_block()
@@ -174,51 +193,75 @@ async fn receive_blocks<R: AsyncRead + Unpin>(
                 frames.consume(len);
                 received += len as u64;
                 if chunk.len() + BLOCK_SIZE > CHUNK || received == size {
-                    let full = chunk.split().freeze();
-                    chunk.reserve(CHUNK);
-                    // A worker that stopped has failed; its result says why.
-                    if to_writer.send(full.clone()).await.is_err()
-                        || to_hasher.send(full).await.is_err()
-                    {
-                        return Ok(());
-                    }
+                    file.write_all(&chunk).map_err(output_failed)?;
+                    hasher.update(&chunk);
+                    chunk.clear();
                 }
                 continue;
             }
             Front::OtherKind => {
-                let (kind, payload) = next_frame(frames).await?;
+                let (kind, payload) = next_frame(frames)?;
                 return Err(unexpected(kind, &payload, "a data frame"));
             }
             Front::Incomplete => {}
         }
-        let interrupted = |source| Error::Interrupted {
-            received,
-            expected: size,
-            source,
-        };
-        match tokio::time::timeout(CLIENT_TIMEOUT, frames.fill()).await {
-            Err(_) => return Err(Error::Stalled(CLIENT_TIMEOUT)),
-            Ok(Ok(0)) => return Err(interrupted(std::io::ErrorKind::UnexpectedEof.into())),
-            Ok(Ok(_)) => {}
-            Ok(Err(source)) => return Err(interrupted(source)),
+        match frames.fill_blocking() {
+            Ok(0) => {
+                return Err(Error::Interrupted {
+                    received,
+                    expected: size,
+                    source: std::io::ErrorKind::UnexpectedEof.into(),
+                });
+            }
+            Ok(_) => {}
+            Err(err) => return Err(lost(err, received, size)),
         }
     }
-    Ok(())
+    file.flush().map_err(output_failed)?;
+    #[cfg(unix)]
+    {
+        // tempfile creates 0600; a received book is an ordinary file.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(output_failed)?;
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// A failed read in the middle of the book: a stall if it timed out.
+fn lost(err: std::io::Error, received: u64, expected: u64) -> Error {
+    match err.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            Error::Stalled(CLIENT_TIMEOUT)
+        }
+        _ => Error::Interrupted {
+            received,
+            expected,
+            source: err,
+        },
+    }
 }
 
 /// Reads the next whole frame; an end of stream here is an interruption.
-async fn next_frame<R: AsyncRead + Unpin>(frames: &mut FrameReader<R>) -> Result<(Kind, Bytes)> {
+fn next_frame(frames: &mut FrameReader<StdStream>) -> Result<(Kind, Bytes)> {
     let limit = |kind| match kind {
         Some(Kind::Book) => BOOK_LEN,
         Some(Kind::Data) => BLOCK_SIZE,
         Some(Kind::Digest) => DIGEST_LEN,
         _ => MAX_TEXT,
     };
-    let frame = match tokio::time::timeout(CLIENT_TIMEOUT, frames.next_frame(limit)).await {
-        Err(_) => return Err(Error::Stalled(CLIENT_TIMEOUT)),
-        Ok(Ok(frame)) => frame,
-        Ok(Err(FrameError::Io(err))) => return Err(Error::Io(err)),
-        Ok(Err(err)) => return Err(Error::Protocol(err.to_string())),
+    let frame = match frames.next_frame_blocking(limit) {
+        Ok(frame) => frame,
+        Err(FrameError::Io(err))
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(Error::Stalled(CLIENT_TIMEOUT));
+        }
+        Err(FrameError::Io(err)) => return Err(Error::Io(err)),
+        Err(err) => return Err(Error::Protocol(err.to_string())),
     };
     let (kind, payload) = frame.ok_or_else(|| {
         Error::Protocol("the server closed the connection before the transfer was complete".into())
@@ -260,26 +303,4 @@ fn temp_file_beside(out: &Path) -> Result<NamedTempFile> {
             path: out.to_owned(),
             source,
         })
-}
-
-fn write_chunks(mut file: File, mut chunks: mpsc::Receiver<Bytes>) -> std::io::Result<()> {
-    while let Some(chunk) = chunks.blocking_recv() {
-        file.write_all(&chunk)?;
-    }
-    file.flush()?;
-    #[cfg(unix)]
-    {
-        // tempfile creates 0600; a received book is an ordinary file.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    Ok(())
-}
-
-fn hash_chunks(mut chunks: mpsc::Receiver<Bytes>) -> [u8; DIGEST_LEN] {
-    let mut hasher = blake3::Hasher::new();
-    while let Some(chunk) = chunks.blocking_recv() {
-        hasher.update(&chunk);
-    }
-    *hasher.finalize().as_bytes()
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::net::TcpListener;
 
 use crate::client::{Borrowed, Event, borrow_book};
@@ -107,33 +107,40 @@ pub async fn client(
     verbose: bool,
 ) -> anyhow::Result<Borrowed> {
     println!("Peminjaman buku sedang diproses");
-    let mut progress: Option<ProgressBar> = None;
-    let borrowed = borrow_book(addr, request, out, |event| match event {
-        Event::Started { size } => {
-            if !verbose && size >= PROGRESS_FROM && std::io::stdout().is_terminal() {
-                let bar = ProgressBar::new(size).with_style(
-                    ProgressStyle::with_template(
-                        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                    )
-                    .expect("valid progress template"),
-                );
-                progress = Some(bar);
+    // Hidden until the book turns out big enough to need it; only a shown
+    // bar is told of each block (telling a hidden one costs a lock and a
+    // clock read per block).
+    let progress = ProgressBar::hidden();
+    let on_event = {
+        let progress = progress.clone();
+        let mut shown = false;
+        move |event: Event<'_>| match event {
+            Event::Started { size } => {
+                shown = !verbose && size >= PROGRESS_FROM && std::io::stdout().is_terminal();
+                if shown {
+                    progress.set_length(size);
+                    progress.set_style(
+                        ProgressStyle::with_template(
+                            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                        )
+                        .expect("valid progress template"),
+                    );
+                    progress.set_draw_target(ProgressDrawTarget::stdout());
+                }
+            }
+            Event::Block(block) => {
+                if verbose {
+                    let block = String::from_utf8_lossy(block);
+                    println!("Data=> {}", plumbing::text::escape_text(&block));
+                }
+                if shown {
+                    progress.inc(block.len() as u64);
+                }
             }
         }
-        Event::Block(block) => {
-            if verbose {
-                let block = String::from_utf8_lossy(block);
-                println!("Data=> {}", plumbing::text::escape_text(&block));
-            }
-            if let Some(bar) = &progress {
-                bar.inc(block.len() as u64);
-            }
-        }
-    })
-    .await;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
+    };
+    let borrowed = borrow_book(addr, request, out, on_event).await;
+    progress.finish_and_clear();
     let borrowed = borrowed.with_context(|| {
         format!(
             "borrowing from {addr} failed; {} was not written",

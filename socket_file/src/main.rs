@@ -66,12 +66,12 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
-    /// Measure MB/s of the protocol and of a raw TCP copy in the same run.
+    /// Time a loan as `client` runs it against a plain copy, in the same run.
     Bench {
         /// Size of the generated book, in MiB.
         #[arg(long, default_value_t = 256)]
         size_mib: u64,
-        /// How many transfers of each kind.
+        /// How many transfers of each kind (they alternate).
         #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Folder for the generated book and the received copies (default: a

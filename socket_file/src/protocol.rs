@@ -5,7 +5,7 @@
 //! `B`, then `D` frames, then `S` and `M`, or an `E` frame at any point, and
 //! closes. The full spec, with a sequence diagram, is `docs/socket-file.md`.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Payload bytes per data frame: the chapter's 1024-byte blocks.
@@ -153,26 +153,35 @@ pub enum Front<'a> {
 /// Frames are parsed straight out of the buffer, so a run of small data
 /// frames costs one read call per buffer fill, not two per frame. A header
 /// is checked against the caller's limit before its payload is waited for,
-/// so a peer cannot make us buffer a huge frame.
+/// so a peer cannot make us buffer a huge frame. The same reader serves an
+/// async stream (the server reading a request) and a blocking one (the
+/// client receiving a book on a thread of its own, like a plain copy).
 pub struct FrameReader<R> {
     input: R,
-    buf: BytesMut,
-    capacity: usize,
+    /// Bytes `start..end` are read and not yet consumed.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
+impl<R> FrameReader<R> {
     pub fn new(input: R, capacity: usize) -> Self {
         FrameReader {
             input,
-            buf: BytesMut::with_capacity(capacity),
-            capacity,
+            buf: vec![0; capacity.max(2 * HEADER_LEN)],
+            start: 0,
+            end: 0,
         }
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
     }
 
     /// The kind byte and payload length of the frame at the front, once its
     /// header is buffered.
     fn header(&self) -> Option<(u8, usize)> {
-        let head = self.buf.get(..HEADER_LEN)?;
+        let head = self.buffered().get(..HEADER_LEN)?;
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
         Some((head[0], len as usize))
     }
@@ -191,7 +200,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(FrameError::BadBlock(len));
         }
         Ok(self
-            .buf
+            .buffered()
             .get(HEADER_LEN..HEADER_LEN + len)
             .map_or(Front::Incomplete, Front::Block))
     }
@@ -199,15 +208,62 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Drops the front frame, a block of `len` bytes seen with
     /// [`Self::front_block`].
     pub fn consume(&mut self, len: usize) {
-        self.buf.advance(HEADER_LEN + len);
+        self.start += HEADER_LEN + len;
     }
 
+    /// The front frame whole, if it is all buffered (`None`: read more);
+    /// its length is checked against `max_len(kind)` first.
+    fn take_frame(
+        &mut self,
+        max_len: &impl Fn(Option<Kind>) -> usize,
+    ) -> Result<Option<(u8, Bytes)>, FrameError> {
+        let Some((kind, len)) = self.header() else {
+            return Ok(None);
+        };
+        let max = max_len(Kind::from_byte(kind));
+        if len > max {
+            return Err(FrameError::TooLong { kind, len, max });
+        }
+        let Some(payload) = self.buffered().get(HEADER_LEN..HEADER_LEN + len) else {
+            return Ok(None);
+        };
+        let payload = Bytes::copy_from_slice(payload);
+        self.start += HEADER_LEN + len;
+        Ok(Some((kind, payload)))
+    }
+
+    /// Makes room to read into after `end`: the unconsumed bytes move to
+    /// the front, and the buffer grows if a frame longer than it is still
+    /// coming.
+    fn make_room(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(2 * self.buf.len(), 0);
+        }
+    }
+
+    /// The end of the stream, met while reading a frame: clean if no byte
+    /// of one was buffered.
+    fn ended(&self) -> Result<Option<(u8, Bytes)>, FrameError> {
+        if self.start == self.end {
+            Ok(None)
+        } else {
+            Err(FrameError::Truncated)
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads more bytes; `Ok(0)` is the end of the stream.
     pub async fn fill(&mut self) -> std::io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < self.capacity / 4 {
-            self.buf.reserve(self.capacity);
-        }
-        self.input.read_buf(&mut self.buf).await
+        self.make_room();
+        let read = self.input.read(&mut self.buf[self.end..]).await?;
+        self.end += read;
+        Ok(read)
     }
 
     /// Reads one whole frame whose payload may be at most `max_len(kind)`
@@ -216,29 +272,39 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &mut self,
         max_len: impl Fn(Option<Kind>) -> usize,
     ) -> Result<Option<(u8, Bytes)>, FrameError> {
-        let (kind, len) = loop {
-            if let Some(header) = self.header() {
-                break header;
+        loop {
+            if let Some(frame) = self.take_frame(&max_len)? {
+                return Ok(Some(frame));
             }
             if self.fill().await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(FrameError::Truncated)
-                };
-            }
-        };
-        let max = max_len(Kind::from_byte(kind));
-        if len > max {
-            return Err(FrameError::TooLong { kind, len, max });
-        }
-        while self.buf.len() < HEADER_LEN + len {
-            if self.fill().await? == 0 {
-                return Err(FrameError::Truncated);
+                return self.ended();
             }
         }
-        self.buf.advance(HEADER_LEN);
-        Ok(Some((kind, self.buf.split_to(len).freeze())))
+    }
+}
+
+impl<R: std::io::Read> FrameReader<R> {
+    /// [`Self::fill`], blocking.
+    pub fn fill_blocking(&mut self) -> std::io::Result<usize> {
+        self.make_room();
+        let read = self.input.read(&mut self.buf[self.end..])?;
+        self.end += read;
+        Ok(read)
+    }
+
+    /// [`Self::next_frame`], blocking.
+    pub fn next_frame_blocking(
+        &mut self,
+        max_len: impl Fn(Option<Kind>) -> usize,
+    ) -> Result<Option<(u8, Bytes)>, FrameError> {
+        loop {
+            if let Some(frame) = self.take_frame(&max_len)? {
+                return Ok(Some(frame));
+            }
+            if self.fill_blocking()? == 0 {
+                return self.ended();
+            }
+        }
     }
 }
 

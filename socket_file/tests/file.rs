@@ -88,19 +88,25 @@ async fn every_size_arrives_byte_for_byte_in_blocks_of_at_most_1024() {
         let book = write_book(dir.path(), &content);
         let server = TestServer::lending(&book).await;
         let out = dir.path().join("received.txt");
-        let mut announced = None;
-        let mut blocks = 0usize;
-        let borrowed = borrow_book(&server.addr, DEFAULT_REQUEST, &out, |event| match event {
-            Event::Started { size } => announced = Some(size),
-            Event::Block(block) => {
-                assert!((1..=1024).contains(&block.len()), "{}", block.len());
-                blocks += 1;
-            }
+        // What the client saw, in order: the announced size, then each
+        // block's length.
+        let (seen, events) = std::sync::mpsc::channel();
+        let borrowed = borrow_book(&server.addr, DEFAULT_REQUEST, &out, move |event| {
+            let _ = seen.send(match event {
+                Event::Started { size } => Err(size),
+                Event::Block(block) => Ok(block.len()),
+            });
         })
         .await
         .unwrap();
-        assert_eq!(announced, Some(content.len() as u64));
-        assert_eq!(blocks, content.len().div_ceil(1024));
+        let events: Vec<_> = events.try_iter().collect();
+        assert_eq!(events.first(), Some(&Err(content.len() as u64)));
+        let blocks = &events[1..];
+        assert!(
+            blocks.iter().all(|len| matches!(len, Ok(1..=1024))),
+            "{blocks:?}"
+        );
+        assert_eq!(blocks.len(), content.len().div_ceil(1024));
         assert_eq!(borrowed.size, content.len() as u64);
         assert_eq!(borrowed.closing, CLOSING_MESSAGE);
         assert_eq!(borrowed.digest, *blake3::hash(&content).as_bytes());
