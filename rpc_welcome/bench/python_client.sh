@@ -25,7 +25,12 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
 ns="127.0.0.1:$(free_port)"
-target/release/rpc_naming serve --addr "$ns" 2>/dev/null & pids+=($!)
+target/release/rpc_naming serve --addr "$ns" >/dev/null 2>&1 & pids+=($!)
+# The welcome server registers at start: wait until the name server answers.
+for _ in $(seq 100); do
+    target/release/rpc_naming ping --ns "$ns" >/dev/null 2>&1 && break
+    sleep 0.1
+done
 exec 3< <(target/release/rpc_welcome server --ns "$ns" --addr 127.0.0.1:0 2>/dev/null)
 pids+=($!)
 rust_uri=""
