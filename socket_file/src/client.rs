@@ -72,16 +72,10 @@ pub async fn borrow_book(
     // The path stays with this future, so dropping it deletes the file; the
     // receiving thread only holds the open file.
     let (file, temp) = temp_file_beside(out)?.into_parts();
-    let reply = tokio::task::spawn_blocking(move || receive(socket, file, on_event))
+    let temp_path = temp.to_path_buf();
+    let reply = tokio::task::spawn_blocking(move || receive(socket, file, &temp_path, on_event))
         .await
-        .expect("the receiving thread panicked");
-    let reply = reply.map_err(|err| match err {
-        Error::Output { source, .. } => Error::Output {
-            path: temp.to_path_buf(),
-            source,
-        },
-        other => other,
-    })?;
+        .expect("the receiving thread panicked")?;
     temp.persist(out).map_err(|err| Error::Output {
         path: out.to_owned(),
         source: err.error,
@@ -127,8 +121,13 @@ struct Reply {
 }
 
 /// Runs on a blocking thread: reads the reply (`B`, the `D` frames, `S`,
-/// `M`) from `socket`, writing the book to `file`.
-fn receive(socket: StdStream, file: File, mut on_event: impl FnMut(Event<'_>)) -> Result<Reply> {
+/// `M`) from `socket`, writing the book to `file` (at `path`).
+fn receive(
+    socket: StdStream,
+    file: File,
+    path: &Path,
+    mut on_event: impl FnMut(Event<'_>),
+) -> Result<Reply> {
     let mut frames = FrameReader::new(socket, READ_BUFFER);
     let size = match next_frame(&mut frames)? {
         (Kind::Book, payload) if payload.len() == BOOK_LEN => {
@@ -137,7 +136,7 @@ fn receive(socket: StdStream, file: File, mut on_event: impl FnMut(Event<'_>)) -
         (kind, payload) => return Err(unexpected(kind, &payload, "the book's size")),
     };
     on_event(Event::Started { size });
-    let digest = receive_book(&mut frames, size, file, &mut on_event)?;
+    let digest = receive_book(&mut frames, size, file, path, &mut on_event)?;
     let expected = match next_frame(&mut frames)? {
         (Kind::Digest, payload) if payload.len() == DIGEST_LEN => payload,
         (kind, payload) => return Err(unexpected(kind, &payload, "the digest")),
@@ -161,16 +160,17 @@ fn receive(socket: StdStream, file: File, mut on_event: impl FnMut(Event<'_>)) -
 }
 
 /// Parses the `D` frames of a book of `size` bytes straight out of the read
-/// buffer, gathers their blocks into large chunks, and writes and hashes
-/// each chunk; returns the digest of what arrived.
+/// buffer, gathers their blocks into large chunks, and writes (to `file`,
+/// at `path`) and hashes each chunk; returns the digest of what arrived.
 fn receive_book(
     frames: &mut FrameReader<StdStream>,
     size: u64,
     mut file: File,
+    path: &Path,
     on_event: &mut impl FnMut(Event<'_>),
 ) -> Result<[u8; DIGEST_LEN]> {
     let output_failed = |source| Error::Output {
-        path: PathBuf::new(),
+        path: path.to_owned(),
         source,
     };
     let mut hasher = blake3::Hasher::new();
