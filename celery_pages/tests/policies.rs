@@ -400,20 +400,26 @@ async fn a_task_may_handle_its_soft_limit() {
         .unwrap();
     assert_eq!(said, "cleaned up");
     // A task that does not handle it is stopped.
-    let err = caller
-        .call::<serde_json::Value>(
-            celery_pages::tasks::SLOW_ADD_TASK,
-            (1, 2, 60),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap_err();
+    let err = slow_add_for_a_minute(caller).await;
     assert!(
         err.to_string()
             .ends_with("SoftTimeLimitExceeded: SoftTimeLimitExceeded()"),
         "{err}"
     );
     side.stop().await;
+}
+
+/// `slow_add(1, 2, 60)`, which a time limit must stop: the error it ends
+/// with.
+async fn slow_add_for_a_minute(caller: &celery_pages::caller::Caller) -> celery_pages::Error {
+    caller
+        .call::<serde_json::Value>(
+            celery_pages::tasks::SLOW_ADD_TASK,
+            (1, 2, 60),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err()
 }
 
 /// Stopping a running task, as `revoke(id, terminate=True)` and `control
@@ -616,14 +622,7 @@ async fn a_time_limit_set_by_remote_control_stops_the_next_task() {
         replies,
         [(node, json!({"ok": "time limits set successfully"}))]
     );
-    let err = caller
-        .call::<serde_json::Value>(
-            celery_pages::tasks::SLOW_ADD_TASK,
-            (1, 2, 60),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap_err();
+    let err = slow_add_for_a_minute(caller).await;
     assert!(
         err.to_string()
             .ends_with("TimeLimitExceeded: TimeLimitExceeded(1,)"),
