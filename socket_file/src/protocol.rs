@@ -326,31 +326,44 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Reads every frame `wire` holds the way the client does: data blocks
-    /// from the buffer, any other frame whole. Returns how many it read.
+    /// Reads every frame `wire` holds the way the client does (blocking):
+    /// data blocks from the buffer, any other frame whole, with `next_frame`
+    /// as given (the blocking or the async one). Returns how many it read.
+    fn read_all_with(
+        wire: &[u8],
+        mut next_frame: impl FnMut(&mut FrameReader<&[u8]>) -> Result<Option<(u8, Bytes)>, FrameError>,
+    ) -> usize {
+        let mut frames = FrameReader::new(wire, 64);
+        let mut read = 0;
+        loop {
+            match frames.front_block() {
+                Ok(Front::Block(block)) => {
+                    let len = block.len();
+                    frames.consume(len);
+                    read += 1;
+                    continue;
+                }
+                Err(_) => return read,
+                Ok(Front::Incomplete | Front::OtherKind) => {}
+            }
+            match next_frame(&mut frames) {
+                Ok(Some(_)) => read += 1,
+                Ok(None) | Err(_) => return read,
+            }
+        }
+    }
+
     fn read_all(wire: &[u8]) -> usize {
+        read_all_with(wire, |frames| frames.next_frame_blocking(|_| MAX_TEXT))
+    }
+
+    /// [`read_all`] through the async reader, as the server reads.
+    fn read_all_async(wire: &[u8]) -> usize {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
-        runtime.block_on(async {
-            let mut frames = FrameReader::new(wire, 64);
-            let mut read = 0;
-            loop {
-                match frames.front_block() {
-                    Ok(Front::Block(block)) => {
-                        let len = block.len();
-                        frames.consume(len);
-                        read += 1;
-                        continue;
-                    }
-                    Err(_) => return read,
-                    Ok(Front::Incomplete | Front::OtherKind) => {}
-                }
-                match frames.next_frame(|_| MAX_TEXT).await {
-                    Ok(Some(_)) => read += 1,
-                    Ok(None) | Err(_) => return read,
-                }
-            }
+        read_all_with(wire, |frames| {
+            runtime.block_on(frames.next_frame(|_| MAX_TEXT))
         })
     }
 
@@ -361,6 +374,7 @@ mod tests {
         put_data_frames(&mut wire, &[1u8; 3000], |_| {});
         wire.extend_from_slice(&closing_frames(&[0; DIGEST_LEN], "done"));
         assert_eq!(read_all(&wire), 1 + 3 + 2);
+        assert_eq!(read_all_async(&wire), 1 + 3 + 2);
     }
 
     proptest! {
@@ -368,14 +382,15 @@ mod tests {
 
         #[test]
         fn no_bytes_make_the_frame_reader_panic(wire in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = read_all(&wire);
+            // Blocking and async, the reader reads the same frames.
+            prop_assert_eq!(read_all(&wire), read_all_async(&wire));
         }
 
         #[test]
         fn headers_of_any_length_are_checked_before_their_payload(kind in any::<u8>(), len in any::<u32>()) {
             let mut wire = vec![kind];
             wire.extend(len.to_be_bytes());
-            let _ = read_all(&wire);
+            prop_assert_eq!(read_all(&wire), read_all_async(&wire));
         }
     }
 }
