@@ -99,6 +99,18 @@ pub enum Error {
     )]
     ConnectionRefused { url: String, source: lapin::Error },
     #[error(
+        "{url} closed the connection or answered in something other than AMQP: is it a TLS port? Then write amqps:// \
+         (RabbitMQ's TLS port is usually 5671)"
+    )]
+    NotAmqp { url: String },
+    #[error("TLS to the AMQP broker at {url} failed: {reason}")]
+    Tls { url: String, reason: String },
+    #[error("the TLS settings of {url} cannot be used")]
+    TlsSettings {
+        url: String,
+        source: Box<plumbing::tls::TlsError>,
+    },
+    #[error(
         "{url:?} is not an AMQP URL: write amqp://USER:PASSWORD@HOST:PORT/VHOST, \
          e.g. {DEFAULT_BROKER} ({reason})"
     )]

@@ -11,7 +11,8 @@
 //! - [`accept`]: the accept loop, with a connection limit, an idle timeout and
 //!   one error policy;
 //! - [`bench`](mod@bench): the closed-loop bench runner and its statistics;
-//! - [`text`]: text from a peer made safe to print.
+//! - [`text`]: text from a peer made safe to print;
+//! - [`tls`]: TLS settings from PEM files, and one line per handshake failure.
 //!
 //! The rule: a piece of code goes here only if two or more examples' binaries
 //! need it and it says nothing about their protocols. What only tests need
@@ -22,6 +23,7 @@ pub mod bench;
 pub mod cli;
 pub mod shutdown;
 pub mod text;
+pub mod tls;
 
 /// An error with its causes, `outer: inner: innermost`, each cause once.
 ///

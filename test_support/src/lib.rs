@@ -7,12 +7,15 @@
 //!   virtual environment the first test creates, and Python's name server;
 //! - [`rabbitmq`]: RabbitMQ nodes and clusters of a test's own, killed on
 //!   every path;
+//! - [`tls`]: certificates made for a test (a CA, a server, a client and a
+//!   CA that signed nothing);
 //! - [`TestNameServer`]: a name server of either kind, for the interop
 //!   tests that run each case under both.
 
 pub mod child;
 pub mod python;
 pub mod rabbitmq;
+pub mod tls;
 
 use plumbing::bench::ServerThread;
 use python::PythonNameServer;

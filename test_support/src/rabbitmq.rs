@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::child::KillOnDrop;
+use crate::tls::TestCerts;
 
 /// Where Debian's package puts the scripts that run as the calling user
 /// (`/usr/sbin/rabbitmq-server` switches to the `rabbitmq` user).
@@ -29,6 +30,9 @@ const START_WAIT: Duration = Duration::from_secs(90);
 pub struct RabbitNode {
     pub name: String,
     pub port: u16,
+    /// The AMQP-over-TLS listener's port, for a node started with
+    /// [`RabbitNode::start_tls`].
+    pub tls_port: Option<u16>,
     dist_port: u16,
     dir: PathBuf,
     process: Option<Guarded>,
@@ -69,6 +73,18 @@ impl RabbitNode {
     /// Starts a node and waits until it accepts AMQP connections. Panics
     /// with one line saying what to install when the package is missing.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a node that also listens for AMQP over TLS
+    /// ([`tls_port`](Self::tls_port)) with `certs`' server certificate, and
+    /// requires a client certificate signed by its CA (`verify_peer`,
+    /// `fail_if_no_peer_cert`).
+    pub fn start_tls(certs: &TestCerts) -> Self {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&TestCerts>) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let number = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("test{}n{number}@localhost", std::process::id());
@@ -78,15 +94,27 @@ impl RabbitNode {
         let mut node = RabbitNode {
             name,
             port: free_port(),
+            tls_port: certs.map(|_| free_port()),
             dist_port: free_port(),
             dir,
             process: None,
         };
-        std::fs::write(
-            node.dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{}\n", node.port),
-        )
-        .expect("cannot write the node's configuration");
+        let mut config = format!("listeners.tcp.local = 127.0.0.1:{}\n", node.port);
+        if let (Some(certs), Some(port)) = (certs, node.tls_port) {
+            config += &format!(
+                "listeners.ssl.default = 127.0.0.1:{port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = true\n",
+                certs.path("ca.pem").display(),
+                certs.path("server.pem").display(),
+                certs.path("server.key").display(),
+            );
+        }
+        std::fs::write(node.dir.join("rabbitmq.conf"), config)
+            .expect("cannot write the node's configuration");
         std::fs::write(node.dir.join("plugins"), "[].\n").expect("cannot write the plugins file");
         node.run();
         node
@@ -95,6 +123,13 @@ impl RabbitNode {
     /// The node's AMQP URL (guest/guest, the default vhost).
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The node's amqps URL (guest/guest, the default vhost), with
+    /// `parameters` as its query (RabbitMQ's TLS settings).
+    pub fn tls_url(&self, parameters: &str) -> String {
+        let port = self.tls_port.expect("the node was started with start_tls");
+        format!("amqps://guest:guest@localhost:{port}/%2f?{parameters}")
     }
 
     /// Kills the node as a crash would (SIGKILL), keeping its data.
@@ -180,10 +215,17 @@ impl RabbitNode {
         self.wait_ready();
     }
 
-    /// Waits until the node accepts TCP on its AMQP port.
+    /// Waits until the node accepts TCP on its AMQP port (and on its TLS
+    /// port, which opens a little later).
     fn wait_ready(&mut self) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let started = Instant::now();
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            self.wait_port(port, started);
+        }
+    }
+
+    fn wait_port(&mut self, port: u16, started: Instant) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
             let process = self.process.as_mut().expect("started");
             if let Ok(Some(status)) = process.node.child().try_wait() {

@@ -24,8 +24,8 @@ use amq_protocol::protocol::{AMQPClass, basic, channel, confirm, connection, que
 use amq_protocol::types::FieldTable;
 use bytes::{Buf, BytesMut};
 use lapin::uri::AMQPUri;
+use plumbing::tls::ClientStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::{Broker, Error, Result};
 
@@ -66,9 +66,9 @@ pub async fn set_aside_unreadable(
         url: broker.current(),
         reason,
     };
-    let uri: AMQPUri = broker.current_url().parse().map_err(&failed)?;
     let work = async {
-        let mut raw = Raw::connect(&uri).await?;
+        let (stream, uri) = broker.connect_raw().await?;
+        let mut raw = Raw::connect(stream, &uri).await?;
         let moved = raw.move_unreadable(queue, window).await?;
         raw.close().await;
         Ok::<_, std::io::Error>(moved)
@@ -140,14 +140,14 @@ fn closed_by_broker(method: &AMQPClass) -> Option<String> {
 /// amq-protocol's typed frames; content frames are kept as raw bytes, since
 /// the unreadable ones are exactly what no parser takes.
 struct Raw {
-    stream: TcpStream,
+    stream: ClientStream,
     buf: BytesMut,
 }
 
 impl Raw {
-    async fn connect(uri: &AMQPUri) -> std::io::Result<Raw> {
+    /// Opens the AMQP connection on `stream`, a connection to `uri`.
+    async fn connect(stream: ClientStream, uri: &AMQPUri) -> std::io::Result<Raw> {
         use connection::AMQPMethod as C;
-        let stream = TcpStream::connect((uri.authority.host.as_str(), uri.authority.port)).await?;
         let mut raw = Raw {
             stream,
             buf: BytesMut::with_capacity(64 * 1024),

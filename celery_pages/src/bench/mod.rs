@@ -69,6 +69,11 @@ pub struct BenchArgs {
     /// spelling: 100/s, 6000/m), to measure tasks against it.
     #[arg(long, value_name = "RATE", conflicts_with = "no_worker")]
     rate_limit: Option<String>,
+    /// Also run the same bench over this amqps:// URL of the same broker
+    /// (its TLS listener, with RabbitMQ's TLS query parameters) and print
+    /// TLS beside plain.
+    #[arg(long, value_name = "AMQPS_URL", conflicts_with_all = ["drain", "no_worker"])]
+    tls: Option<Broker>,
     #[command(flatten)]
     options: WorkerOptions,
 }
@@ -103,10 +108,51 @@ pub async fn command(args: BenchArgs) -> Result<()> {
             let (tasks, window) = (args.tasks, args.window);
             let report = run(&config, tasks, window, args.no_worker, args.compression).await?;
             println!("{report}");
+            if let Some(tls) = args.tls {
+                anyhow::ensure!(tls.is_tls(), "--tls wants an amqps:// URL");
+                println!(
+                    "\nthe same over TLS ({tls}), alternating with plain, {TLS_ROUNDS} rounds:"
+                );
+                let tls_config = WorkerConfig {
+                    broker: tls,
+                    ..config.clone()
+                };
+                // Plain and TLS alternate, so that a busy moment of the
+                // machine does not fall on one side only.
+                let (mut plain, mut encrypted) = (vec![report], Vec::new());
+                for round in 0..TLS_ROUNDS {
+                    if round > 0 {
+                        plain.push(run(&config, tasks, window, false, args.compression).await?);
+                    }
+                    encrypted.push(run(&tls_config, tasks, window, false, args.compression).await?);
+                }
+                let median = |reports: &[Report], rate: fn(&Report) -> f64| {
+                    let mut rates: Vec<f64> = reports.iter().map(rate).collect();
+                    rates.sort_by(f64::total_cmp);
+                    rates[rates.len() / 2]
+                };
+                let tasks_rate = |report: &Report| report.celery.per_second();
+                let raw_rate = |report: &Report| report.raw.per_second();
+                let (plain_tasks, tls_tasks) =
+                    (median(&plain, tasks_rate), median(&encrypted, tasks_rate));
+                let (plain_raw, tls_raw) = (median(&plain, raw_rate), median(&encrypted, raw_rate));
+                println!("medians       plain     TLS   TLS/plain");
+                println!(
+                    "tasks/s     {plain_tasks:7.0} {tls_tasks:7.0}   {:.2}",
+                    tls_tasks / plain_tasks
+                );
+                println!(
+                    "raw trips/s {plain_raw:7.0} {tls_raw:7.0}   {:.2}",
+                    tls_raw / plain_raw
+                );
+            }
         }
     }
     Ok(())
 }
+
+/// Runs of each kind `--tls` makes.
+const TLS_ROUNDS: usize = 3;
 
 /// What a bench run measured.
 #[derive(Debug)]

@@ -226,7 +226,7 @@ fn signum(signal: &Value) -> Option<i32> {
 pub struct Node {
     pub name: String,
     queue: crate::TaskQueue,
-    broker: String,
+    broker: crate::Broker,
     /// Tasks run at once; `pool_grow` and `pool_shrink` change it.
     concurrency: std::sync::atomic::AtomicUsize,
     /// The current session's slots (one per task run at once).
@@ -279,7 +279,7 @@ impl Node {
         Node {
             name: name.to_owned(),
             queue: config.task_queue(),
-            broker: config.broker.to_string(),
+            broker: config.broker.clone(),
             concurrency: std::sync::atomic::AtomicUsize::new(config.concurrency.max(1)),
             slots: Mutex::new(std::sync::Arc::new(tokio::sync::Semaphore::new(
                 config.concurrency.max(1),
@@ -520,7 +520,7 @@ impl Node {
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
             std::env::consts::ARCH,
-            self.broker,
+            self.broker.to_string(),
             self.queue.name,
             self.concurrency(),
         );
@@ -661,7 +661,7 @@ impl Node {
                 json!(revoked.ids.keys().collect::<Vec<_>>())
             }
             "conf" => json!({
-                "broker_url": self.broker,
+                "broker_url": self.broker.to_string(),
                 "result_backend": "rpc://",
                 "task_default_queue": self.queue.name,
                 "task_default_queue_type": match self.queue.kind {
@@ -835,22 +835,7 @@ impl Node {
                 "put-guarded-by-semaphore": false,
                 "timeouts": [0, 0],
             },
-            "broker": {
-                "hostname": self.broker,
-                "transport": "amqp",
-                "virtual_host": "/",
-                "insist": false,
-                "ssl": false,
-                "heartbeat": 0,
-                "connect_timeout": 4,
-                "login_method": "PLAIN",
-                "port": 5672,
-                "userid": "",
-                "uri_prefix": null,
-                "transport_options": {},
-                "alternates": [],
-                "failover_strategy": "round-robin",
-            },
+            "broker": self.broker.stats(),
             "prefetch_count": self.prefetch(),
             "rusage": {},
         })

@@ -7,11 +7,14 @@ exchange type from CELERY_QUEUE_TYPE and CELERY_EXCHANGE_TYPE (Celery's
 defaults when unset); with CELERY_AT_LEAST_ONCE=1, a task is acked only
 after it ran and its result was confirmed by the broker (Celery's default
 acks first and publishes unconfirmed: a node's crash can lose a task);
-with CELERY_TASK_EVENTS=1 it sends task events (-E). Two teaching tasks
+with CELERY_TASK_EVENTS=1 it sends task events (-E); with CELERY_SSL_CA (and
+CELERY_SSL_CERT, CELERY_SSL_KEY) it reaches an amqps:// broker with those
+files as broker_use_ssl. Two teaching tasks
 beside `add`, twins of the Rust worker's: `slow_add` (waits, then adds) and
 `flaky_add` (fails its first attempts and retries).
 """
 import os
+import ssl
 import time
 
 from celery import Celery
@@ -24,6 +27,13 @@ app = Celery(
 app.conf.task_default_queue = os.environ.get("CELERY_QUEUE", "celery")
 app.conf.task_default_queue_type = os.environ.get("CELERY_QUEUE_TYPE", "classic")
 app.conf.task_default_exchange_type = os.environ.get("CELERY_EXCHANGE_TYPE", "direct")
+if os.environ.get("CELERY_SSL_CA"):
+    app.conf.broker_use_ssl = {
+        "ca_certs": os.environ["CELERY_SSL_CA"],
+        "certfile": os.environ.get("CELERY_SSL_CERT"),
+        "keyfile": os.environ.get("CELERY_SSL_KEY"),
+        "cert_reqs": ssl.CERT_REQUIRED,
+    }
 if os.environ.get("CELERY_TASK_EVENTS") == "1":
     app.conf.worker_send_task_events = True
 if os.environ.get("CELERY_AT_LEAST_ONCE") == "1":

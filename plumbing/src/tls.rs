@@ -1,0 +1,521 @@
+//! TLS settings, built once for every connection that can be encrypted: the
+//! broker connection of `celery_pages` (amqps) and the RPC servers and
+//! clients (Pyro4's SSL).
+//!
+//! Both sides read certificates and keys from PEM files, as RabbitMQ's and
+//! Pyro4's settings name them, and run on rustls with the *ring* provider
+//! (no OpenSSL, no C build). What this module adds to rustls is what a user
+//! of those settings expects:
+//!
+//! - a **client** that trusts the CA file it is given (else the system's
+//!   store), shows a client certificate when it has one, and can be told not
+//!   to verify the server at all (`verify=verify_none`, for tests only);
+//! - a **server** that shows its certificate and, when given a CA file,
+//!   refuses any client without a certificate signed by it (Pyro4's
+//!   `SSL_REQUIRECLIENTCERT`);
+//! - **one line for each handshake failure** ([`explain`]): rustls reports
+//!   "invalid peer certificate: UnknownIssuer"; a user needs to hear which
+//!   setting to look at.
+//!
+//! ```no_run
+//! use plumbing::tls::{ClientSettings, Verify};
+//!
+//! let settings = ClientSettings {
+//!     ca_file: Some("ca.pem".into()),
+//!     identity: Some(("client.pem".into(), "client.key".into())),
+//!     verify: Verify::Peer,
+//! };
+//! let config = settings.config().unwrap();
+//! let connector = tokio_rustls::TlsConnector::from(config);
+//! # let _ = connector;
+//! ```
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, ToSocketAddrs};
+
+/// What can go wrong building TLS settings (not a handshake: see
+/// [`explain`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{what} {path} holds no certificate")]
+    NoCertificate { what: &'static str, path: PathBuf },
+    #[error("the CA file {path} holds a certificate rustls cannot use")]
+    BadCa {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("the system's CA store cannot be read ({0}); give a CA file")]
+    SystemStore(String),
+    #[error("the certificate {cert} and key {key} do not make a usable identity")]
+    Identity {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("cannot build a verifier of client certificates from {path}")]
+    ClientVerifier {
+        path: PathBuf,
+        source: rustls::server::VerifierBuilderError,
+    },
+}
+
+/// Whether a client checks the server's certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// Against the CA file (or the system's store), and for the name
+    /// connected to: the default.
+    #[default]
+    Peer,
+    /// Not at all: encrypted, but anyone can pose as the server. RabbitMQ's
+    /// `verify_none`; for tests only.
+    None,
+}
+
+/// A client's TLS settings, as paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// The CA certificates to trust; without one, the system's store.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for servers that ask for one.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    pub verify: Verify,
+}
+
+impl ClientSettings {
+    /// rustls's client configuration for these settings, files read now.
+    pub fn config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let provider = provider();
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let builder = match self.verify {
+            Verify::Peer => builder.with_root_certificates(self.roots()?),
+            Verify::None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+        };
+        let config = match &self.identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(certificates(cert, "client certificate")?, private_key(key)?)
+                .map_err(|source| TlsError::Identity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    source,
+                })?,
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Arc::new(config))
+    }
+
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
+        let mut roots = RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                for cert in certificates(path, "CA file")? {
+                    roots.add(cert).map_err(|source| TlsError::BadCa {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                if found.certs.is_empty() {
+                    let why = found
+                        .errors
+                        .first()
+                        .map_or("no certificate found".to_owned(), ToString::to_string);
+                    return Err(TlsError::SystemStore(why));
+                }
+                roots.add_parsable_certificates(found.certs);
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// A server's TLS settings, as paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// With a CA file, a client must show a certificate it signed.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ServerSettings {
+    /// rustls's server configuration for these settings, files read now.
+    pub fn config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let provider = provider();
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let builder = match &self.client_ca_file {
+            Some(path) => {
+                let mut roots = RootCertStore::empty();
+                for cert in certificates(path, "CA file")? {
+                    roots.add(cert).map_err(|source| TlsError::BadCa {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|source| TlsError::ClientVerifier {
+                        path: path.clone(),
+                        source,
+                    })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
+            .with_single_cert(
+                certificates(&self.cert_file, "server certificate")?,
+                private_key(&self.key_file)?,
+            )
+            .map_err(|source| TlsError::Identity {
+                cert: self.cert_file.clone(),
+                key: self.key_file.clone(),
+                source,
+            })?;
+        Ok(Arc::new(config))
+    }
+}
+
+/// The longest a TLS handshake may take, on either end: a peer that stalls
+/// in it (or speaks plain text and waits) is dropped after this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a client connects with over TLS: its configuration, and the name it
+/// checks the server's certificate for (else the host it connects to).
+#[derive(Clone)]
+pub struct ClientTls {
+    connector: tokio_rustls::TlsConnector,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    pub fn new(config: Arc<ClientConfig>) -> Self {
+        ClientTls {
+            connector: config.into(),
+            server_name: None,
+        }
+    }
+
+    /// Checks the server's certificate for `name` (and sends it as SNI),
+    /// whatever host is connected to.
+    pub fn with_server_name(mut self, name: ServerName<'static>) -> Self {
+        self.server_name = Some(name);
+        self
+    }
+
+    /// Makes the TLS handshake on `stream`, a connection to `host`, within
+    /// [`HANDSHAKE_TIMEOUT`]. A failure is one line saying what it means
+    /// ([`explain`]).
+    pub async fn handshake(&self, stream: TcpStream, host: &str) -> io::Result<ClientStream> {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => {
+                server_name(host).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?
+            }
+        };
+        let handshake = self.connector.connect(name, stream);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(tls)) => Ok(ClientStream::Tls(Box::new(tls))),
+            Ok(Err(err)) => Err(explained(err)),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no TLS handshake within {HANDSHAKE_TIMEOUT:?} (is this a plain port, or \
+                     one that speaks another protocol?)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Connects to `addr` (`host` is what it was named, for the certificate
+/// check) with `TCP_NODELAY`, over TLS when `tls` is given.
+pub async fn connect(
+    addr: impl ToSocketAddrs,
+    host: &str,
+    tls: Option<&ClientTls>,
+) -> io::Result<ClientStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    match tls {
+        Some(tls) => tls.handshake(stream, host).await,
+        None => Ok(ClientStream::Plain(stream)),
+    }
+}
+
+/// An error from rustls with its meaning ([`explain`]) as its message; any
+/// other as it is.
+pub fn explained(err: io::Error) -> io::Error {
+    match explain(&err) {
+        Some(line) => io::Error::new(err.kind(), line),
+        None => err,
+    }
+}
+
+/// A connection a client opened: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl ClientStream {
+    /// The TCP connection underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            ClientStream::Plain(tcp) => tcp,
+            ClientStream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(tcp) => tcp.is_write_vectored(),
+            ClientStream::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+}
+
+/// The name a client checks the server's certificate for (and sends as
+/// SNI): a DNS name, or an IP address as written.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .map_err(|_| format!("{host:?} is not a valid server name"))
+}
+
+/// One line saying what a failed TLS handshake (or the first read after
+/// one) means, for an error that came from rustls; `None` for any other.
+///
+/// ```
+/// use rustls::{CertificateError, Error};
+///
+/// let err = std::io::Error::new(
+///     std::io::ErrorKind::InvalidData,
+///     Error::InvalidCertificate(CertificateError::UnknownIssuer),
+/// );
+/// let line = plumbing::tls::explain(&err).unwrap();
+/// assert!(line.starts_with("the server's certificate is not signed by a CA we trust"));
+/// ```
+pub fn explain(err: &io::Error) -> Option<String> {
+    let tls = err.get_ref()?.downcast_ref::<rustls::Error>()?;
+    Some(match tls {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => {
+            format!(
+                "the server's certificate is not signed by a CA we trust (check the CA file) ({tls})"
+            )
+        }
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "the server's certificate is not for the name connected to (connect by the name it \
+             was issued for, or set server_name_indication) ({tls})"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        ) => format!("the server's certificate is out of its validity period ({tls})"),
+        rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::AccessDenied
+            | AlertDescription::HandshakeFailure,
+        ) => format!(
+            "the server refused the connection's client certificate, or wants one and got none \
+             (check certfile and keyfile) ({tls})"
+        ),
+        rustls::Error::NoCertificatesPresented => {
+            "the client showed no certificate, and this server requires one".to_owned()
+        }
+        rustls::Error::InvalidMessage(_) => format!(
+            "the peer does not speak TLS (is this a plain port? use amqp:// or unset the TLS \
+             settings) ({tls})"
+        ),
+        other => format!("TLS failed: {other}"),
+    })
+}
+
+/// The *ring* provider. rustls deprecates it for lacking post-quantum key
+/// exchange; the provider that has it (aws-lc-rs) needs a C and CMake build,
+/// which this workspace avoids. Classic X25519 and ECDHE remain secure.
+#[allow(deprecated)]
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let read = |source| TlsError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(read)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            what,
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read {
+        what: "key file",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The verifier of `Verify::None`: any certificate, any name. Handshake
+/// signatures are still checked (the connection is encrypted to whoever
+/// holds the key of the certificate shown).
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
