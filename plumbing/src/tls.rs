@@ -280,12 +280,26 @@ pub async fn connect(
     }
 }
 
-/// An error from rustls with its meaning ([`explain`]) as its message; any
-/// other as it is.
+/// An error from rustls with its meaning ([`explain`]) as its message (a
+/// [`TlsFailure`], which [`failure`] finds again); any other as it is.
 pub fn explained(err: io::Error) -> io::Error {
     match explain(&err) {
-        Some(line) => io::Error::new(err.kind(), line),
+        Some(line) => io::Error::new(err.kind(), TlsFailure(line)),
         None => err,
+    }
+}
+
+/// A failed TLS handshake (or a TLS alert after one), said in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsFailure(pub String);
+
+/// What `err` says of a TLS failure, if it is one: a [`TlsFailure`], or an
+/// error from rustls (then [`explain`]ed).
+pub fn failure(err: &io::Error) -> Option<String> {
+    match err.get_ref()?.downcast_ref::<TlsFailure>() {
+        Some(failure) => Some(failure.0.clone()),
+        None => explain(err),
     }
 }
 
@@ -421,7 +435,7 @@ pub fn explain(err: &io::Error) -> Option<String> {
             | AlertDescription::HandshakeFailure,
         ) => format!(
             "the server refused the connection's client certificate, or wants one and got none \
-             (check certfile and keyfile) ({tls})"
+             (check the client certificate and key settings) ({tls})"
         ),
         rustls::Error::NoCertificatesPresented => {
             "the client showed no certificate, and this server requires one".to_owned()

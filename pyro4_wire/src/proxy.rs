@@ -6,7 +6,7 @@
 //! sends one INVOKE in serpent and waits for its RESULT. Calls on one proxy
 //! go one at a time, on one connection, as in Python.
 
-use tokio::net::TcpStream;
+use plumbing::tls::{ClientStream, ClientTls};
 
 use crate::call::{Call, PayloadError, PyroException, Serializer};
 use crate::io::{MAX_MESSAGE, ReadError, read_message, write_message};
@@ -57,7 +57,7 @@ impl ProxyError {
 #[derive(Debug)]
 pub struct Proxy {
     uri: PyroUri,
-    stream: TcpStream,
+    stream: ClientStream,
     seq: u16,
     methods: Vec<String>,
     /// What the daemon's CONNECTOK carried besides the metadata.
@@ -70,14 +70,19 @@ pub struct Proxy {
 impl Proxy {
     /// Connects to the object at `uri` and makes the handshake.
     pub async fn connect(uri: &PyroUri) -> Result<Proxy, ProxyError> {
-        let connect_error = |source| ProxyError::Connect {
-            uri: uri.to_string(),
-            source,
-        };
-        let stream = TcpStream::connect((uri.host.as_str(), uri.port))
+        Self::connect_with(uri, None).await
+    }
+
+    /// Connects to the object at `uri`, over TLS with `tls` (as Pyro4 with
+    /// `SSL` set: the whole connection, the server's certificate checked
+    /// for the URI's host), and makes the handshake.
+    pub async fn connect_with(uri: &PyroUri, tls: Option<&ClientTls>) -> Result<Proxy, ProxyError> {
+        let stream = plumbing::tls::connect((uri.host.as_str(), uri.port), &uri.host, tls)
             .await
-            .map_err(connect_error)?;
-        stream.set_nodelay(true).map_err(connect_error)?;
+            .map_err(|source| ProxyError::Connect {
+                uri: uri.to_string(),
+                source,
+            })?;
         let mut proxy = Proxy {
             uri: uri.clone(),
             stream,
@@ -115,7 +120,7 @@ impl Proxy {
 
     /// The address the connection went to.
     pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.stream.peer_addr()
+        self.stream.tcp().peer_addr()
     }
 
     /// The methods the object exposes.

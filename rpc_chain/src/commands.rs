@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 
 use rpc_naming::{DEFAULT_MAX_NAMES, NameServerClient};
+use rpc_transport::Listener;
+use rpc_transport::tls::SslArgs;
 
 use crate::{
     ChainServer, Placement, connect, python_list, send, serve, server_name, start_ring,
@@ -29,11 +31,21 @@ pub async fn demo(servers: u32) -> anyhow::Result<()> {
 /// `server`: server `id` of a ring, passing messages on to `next`, on
 /// `addr`, registered with the name server at `ns`, until Ctrl-C or
 /// SIGTERM.
-pub async fn server(ns: &str, id: u32, next: u32, addr: SocketAddr) -> anyhow::Result<()> {
+pub async fn server(
+    ns: &str,
+    ssl: &SslArgs,
+    id: u32,
+    next: u32,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let tls = ssl.server()?;
     let listener = plumbing::cli::listen(addr).await?;
-    let ns = NameServerClient::connect(ns).await?;
+    let bound = listener.local_addr()?;
+    let listener = Listener::new(listener, tls);
+    // Its link to the next hop goes through this client: TLS too.
+    let ns = NameServerClient::connect_with(ns, ssl.client()?).await?;
     let stop = plumbing::shutdown::signal();
-    let lease = ns.claim(&server_name(id), listener.local_addr()?).await?;
+    let lease = ns.claim(&server_name(id), bound).await?;
     println!("{}", starting_line(id));
     serve(listener, ChainServer::new(id, next, ns, true), stop).await;
     rpc_naming::release_on_exit(lease).await;
@@ -42,8 +54,8 @@ pub async fn server(ns: &str, id: u32, next: u32, addr: SocketAddr) -> anyhow::R
 
 /// `client`: sends `words` round the ring from server `start` and prints
 /// the status, as `client_chain.py`.
-pub async fn client(ns: &str, start: u32, words: Vec<String>) -> anyhow::Result<()> {
-    let ns = NameServerClient::connect(ns).await?;
+pub async fn client(ns: &str, ssl: &SslArgs, start: u32, words: Vec<String>) -> anyhow::Result<()> {
+    let ns = NameServerClient::connect_with(ns, ssl.client()?).await?;
     let client = connect(&ns, start).await?;
     let status = send(&client, start, words).await?;
     println!("Status = {}", python_list(&status));

@@ -489,9 +489,13 @@ impl Service for ChainServer {
     }
 }
 
-/// Serves `server` on `listener` until `shutdown` completes, over tarpc
-/// and, as the object named like the server, Pyro4.
-pub async fn serve(listener: TcpListener, server: ChainServer, shutdown: impl Future<Output = ()>) {
+/// Serves `server` on `listener` (plain, or TLS) until `shutdown`
+/// completes, over tarpc and, as the object named like the server, Pyro4.
+pub async fn serve(
+    listener: impl Into<rpc_transport::Listener>,
+    server: ChainServer,
+    shutdown: impl Future<Output = ()>,
+) {
     let pyro = PyroObject::new(&server_name(server.id), PyroChain(server.clone()));
     rpc_transport::serve(listener, "chain server", shutdown, server, pyro).await;
 }

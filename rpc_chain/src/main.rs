@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use plumbing::cli::{Runtime, host_port, socket_addr};
+use rpc_transport::tls::SslArgs;
 
 use rpc_chain::commands;
 use rpc_naming::{DEFAULT_NS_ADDR, NS_ENV};
@@ -36,6 +37,8 @@ enum Command {
         /// `python -m Pyro4.naming`.
         #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
         ns: String,
+        #[command(flatten)]
+        ssl: SslArgs,
         /// This server's id: it registers as example.chainTopology.ID.
         #[arg(long)]
         id: u32,
@@ -52,6 +55,8 @@ enum Command {
         /// The name server, HOST:PORT.
         #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
         ns: String,
+        #[command(flatten)]
+        ssl: SslArgs,
         /// The server to start at.
         #[arg(long, default_value_t = 1)]
         start: u32,
@@ -79,8 +84,19 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo { servers } => commands::demo(servers.max(1)).await,
-        Command::Server { ns, id, next, addr } => commands::server(&ns, id, next, addr).await,
-        Command::Client { ns, start, words } => commands::client(&ns, start, words).await,
+        Command::Server {
+            ns,
+            ssl,
+            id,
+            next,
+            addr,
+        } => commands::server(&ns, &ssl, id, next, addr).await,
+        Command::Client {
+            ns,
+            ssl,
+            start,
+            words,
+        } => commands::client(&ns, &ssl, start, words).await,
         Command::Bench(args) => bench::command(args).await,
     }
 }

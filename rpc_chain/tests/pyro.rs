@@ -29,7 +29,9 @@ struct Hop {
 
 fn rust_hop(ns: &TestNameServer, id: u32, next: u32) -> Hop {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_chain"));
-    command.args(["server", "--ns", &ns.addr()]);
+    command
+        .args(["server", "--ns", &ns.addr()])
+        .envs(ns.peer_env());
     command.args(["--id", &id.to_string(), "--next", &next.to_string()]);
     started(spawn_lines(command).unwrap(), id)
 }
@@ -37,7 +39,7 @@ fn rust_hop(ns: &TestNameServer, id: u32, next: u32) -> Hop {
 fn python_hop(ns: &TestNameServer, id: u32) -> Hop {
     let script = format!("server_chain_{id}.py");
     started(
-        spawn_lines(pyro4_script(python_dir(), &script, ns.port())).unwrap(),
+        spawn_lines(pyro4_script(python_dir(), &script, ns)).unwrap(),
         id,
     )
 }
@@ -61,7 +63,7 @@ fn ring(ns: &TestNameServer, python: [bool; 3]) -> Vec<Hop> {
 }
 
 fn python_client(ns: &TestNameServer) -> Output {
-    pyro4_script(python_dir(), "client_chain.py", ns.port())
+    pyro4_script(python_dir(), "client_chain.py", ns)
         .output()
         .unwrap()
 }
@@ -69,6 +71,7 @@ fn python_client(ns: &TestNameServer) -> Output {
 fn rust_client(ns: &TestNameServer) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rpc_chain"))
         .args(["client", "--ns", &ns.addr()])
+        .envs(ns.peer_env())
         .output()
         .unwrap()
 }
@@ -124,8 +127,21 @@ fn python_ring_with_a_rust_server_2_under_the_python_name_server() {
     both_clients_go_round(&ns, &hops);
 }
 
+/// Mixed rings over TLS (Pyro4's SSL, client certificates required on
+/// every hop): each hop's link to the next is TLS too, whatever language
+/// either end is.
+#[test]
+fn mixed_rings_go_round_over_tls_under_either_name_server() {
+    for ns in [TestNameServer::rust_tls(), TestNameServer::python_tls()] {
+        for python in [[false, true, false], [true, false, true]] {
+            let hops = ring(&ns, python);
+            both_clients_go_round(&ns, &hops);
+        }
+    }
+}
+
 fn faulty_hop_2(ns: &TestNameServer, mode: &str) -> Hop {
-    let mut command = pyro4_script(python_dir(), "faulty_chain.py", ns.port());
+    let mut command = pyro4_script(python_dir(), "faulty_chain.py", ns);
     command.arg(mode);
     started(spawn_lines(command).unwrap(), 2)
 }
@@ -216,11 +232,7 @@ fn a_rust_hops_error_reaches_the_python_client_as_a_pyro4_exception() {
 /// Runs `differential.py` against whatever ring is registered: one line
 /// per case.
 fn differential(ns: &TestNameServer) -> Vec<String> {
-    case_lines(&mut pyro4_script(
-        python_dir(),
-        "differential.py",
-        ns.port(),
-    ))
+    case_lines(&mut pyro4_script(python_dir(), "differential.py", ns))
 }
 
 /// One script of calls, against a ring of the chapter's Python servers and
@@ -231,6 +243,21 @@ fn differential(ns: &TestNameServer) -> Vec<String> {
 #[test]
 fn a_python_client_cannot_tell_the_rings_apart() {
     let ns = TestNameServer::python();
+    let python = {
+        let _ring = ring(&ns, [true; 3]);
+        differential(&ns)
+    };
+    let rust = {
+        let _ring = ring(&ns, [false; 3]);
+        differential(&ns)
+    };
+    assert_alike(&python, &rust, 16);
+}
+
+/// The same script over TLS, under Python's name server.
+#[test]
+fn a_python_client_cannot_tell_the_rings_apart_over_tls() {
+    let ns = TestNameServer::python_tls();
     let python = {
         let _ring = ring(&ns, [true; 3]);
         differential(&ns)

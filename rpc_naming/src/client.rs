@@ -14,6 +14,7 @@ use tokio::net::lookup_host;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use plumbing::tls::ClientTls;
 use pyro4_wire::{Proxy, ProxyError, PyroUri};
 
 use crate::pyro_client::PyroNameServerClient;
@@ -36,13 +37,46 @@ pub fn deadline_in(timeout: Duration) -> context::Context {
     ctx
 }
 
-/// Resolves `addr` (host:port) and connects within [`CONNECT_TIMEOUT`].
+/// Connects to `addr` within [`CONNECT_TIMEOUT`] (a TLS handshake has a
+/// deadline of its own), over TLS with `tls`, the server's certificate
+/// checked for `host`.
 pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
     addr: SocketAddr,
+    host: &str,
+    tls: Option<&ClientTls>,
 ) -> std::io::Result<ClientTransport<Req, Resp>> {
-    tokio::time::timeout(CONNECT_TIMEOUT, rpc_transport::connect(addr))
+    tokio::time::timeout(connect_limit(tls), rpc_transport::connect(addr, host, tls))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))?
+}
+
+/// How long a connection may take: [`CONNECT_TIMEOUT`], and the handshake's
+/// deadline over TLS.
+fn connect_limit(tls: Option<&ClientTls>) -> Duration {
+    match tls {
+        Some(_) => CONNECT_TIMEOUT + rpc_transport::tls::HANDSHAKE_TIMEOUT,
+        None => CONNECT_TIMEOUT,
+    }
+}
+
+/// What a failed Pyro4 connection says of TLS, if it failed in TLS: a
+/// handshake refused, or (TLS 1.3) the server's alert on the first read.
+fn tls_failure(err: &ProxyError) -> Option<String> {
+    match err {
+        ProxyError::Connect { source, .. }
+        | ProxyError::Read {
+            source: pyro4_wire::io::ReadError::Io(source),
+            ..
+        } => plumbing::tls::failure(source),
+        _ => None,
+    }
+}
+
+/// The host part of `addr` (host:port), without an IPv6 address's
+/// brackets: the name a server's certificate is checked for.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// A connection to a name server: this workspace's (over tarpc) or
@@ -56,6 +90,9 @@ pub async fn connect_within<Req: Serialize, Resp: DeserializeOwned>(
 pub struct NameServerClient {
     addr: String,
     backend: Backend,
+    /// TLS for every connection this client makes: to the name server and
+    /// to the servers it finds.
+    tls: Option<ClientTls>,
 }
 
 #[derive(Clone, Debug)]
@@ -125,15 +162,22 @@ impl NameServerClient {
     /// annotation [`rpc_transport::TARPC_MARK`] and is then spoken to over tarpc; Python's
     /// is spoken to over that Pyro4 connection.
     pub async fn connect(addr: &str) -> Result<Self> {
-        let proxy = Self::probe(addr).await?;
+        Self::connect_with(addr, None).await
+    }
+
+    /// [`connect`](Self::connect) over TLS with `tls` (Pyro4's SSL): to the
+    /// name server, and to every server found through it.
+    pub async fn connect_with(addr: &str, tls: Option<ClientTls>) -> Result<Self> {
+        let proxy = Self::probe(addr, tls.as_ref()).await?;
         let backend = if speaks_tarpc(&proxy) {
-            Backend::Tarpc(Arc::new(Mutex::new(Self::open(addr).await?)))
+            Backend::Tarpc(Arc::new(Mutex::new(Self::open(addr, tls.as_ref()).await?)))
         } else {
-            Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy)))
+            Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy, tls.clone())))
         };
         Ok(NameServerClient {
             addr: addr.to_owned(),
             backend,
+            tls,
         })
     }
 
@@ -141,49 +185,74 @@ impl NameServerClient {
     /// how a Python program sees it (the bench measures this workspace's
     /// name server's Pyro4 face so).
     pub async fn connect_pyro4(addr: &str) -> Result<Self> {
-        let proxy = Self::probe(addr).await?;
+        let proxy = Self::probe(addr, None).await?;
         Ok(NameServerClient {
             addr: addr.to_owned(),
-            backend: Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy))),
+            backend: Backend::Pyro(Arc::new(PyroNameServerClient::new(proxy, None))),
+            tls: None,
         })
     }
 
-    /// A Pyro4 proxy for `Pyro.NameServer` at `addr`, connected.
-    async fn probe(addr: &str) -> Result<Proxy> {
+    /// A Pyro4 proxy for `Pyro.NameServer` at `addr`, connected. Over TLS
+    /// the URI keeps the host as given: the certificate is checked for it.
+    async fn probe(addr: &str, tls: Option<&ClientTls>) -> Result<Proxy> {
         let resolved = resolve(addr).await?;
+        let host = match tls {
+            Some(_) => host_of(addr).to_owned(),
+            None => resolved.ip().to_string(),
+        };
         let uri = PyroUri {
             object: NAME_SERVER_ID.to_owned(),
-            host: resolved.ip().to_string(),
+            host,
             port: resolved.port(),
         };
-        let probe = tokio::time::timeout(CONNECT_TIMEOUT, Proxy::connect(&uri))
+        let probe = tokio::time::timeout(connect_limit(tls), Proxy::connect_with(&uri, tls))
             .await
             .map_err(|_| Error::NoNameServer {
                 addr: addr.to_owned(),
                 source: std::io::ErrorKind::TimedOut.into(),
             })?;
-        probe.map_err(|err| match err {
-            ProxyError::Connect { source, .. } => Error::NoNameServer {
-                addr: addr.to_owned(),
-                source,
-            },
-            ProxyError::Rejected { reason, .. } => Error::Refused {
-                addr: addr.to_owned(),
-                reason,
-            },
-            err => Error::Protocol {
-                addr: addr.to_owned(),
-                reason: format!(
-                    "it does not answer as a name server: {}",
-                    plumbing::describe(&err)
-                ),
-            },
+        probe.map_err(|err| {
+            if let Some(reason) = tls_failure(&err) {
+                return Error::Tls {
+                    addr: addr.to_owned(),
+                    reason,
+                };
+            }
+            match err {
+                ProxyError::Connect { source, .. } => Error::NoNameServer {
+                    addr: addr.to_owned(),
+                    source,
+                },
+                ProxyError::Rejected { reason, .. } => Error::Refused {
+                    addr: addr.to_owned(),
+                    reason,
+                },
+                // A TLS server drops a plain client's connection at once.
+                ProxyError::Closed { .. } | ProxyError::Read { .. } if tls.is_none() => {
+                    Error::Protocol {
+                        addr: addr.to_owned(),
+                        reason: format!(
+                            "it closed the connection without answering: does it require TLS? \
+                             (set PYRO_SSL and its certificates, or --ssl): {}",
+                            plumbing::describe(&err)
+                        ),
+                    }
+                }
+                err => Error::Protocol {
+                    addr: addr.to_owned(),
+                    reason: format!(
+                        "it does not answer as a name server: {}",
+                        plumbing::describe(&err)
+                    ),
+                },
+            }
         })
     }
 
-    async fn open(addr: &str) -> Result<NamingClient> {
+    async fn open(addr: &str, tls: Option<&ClientTls>) -> Result<NamingClient> {
         let resolved = resolve(addr).await?;
-        let transport = connect_within(resolved)
+        let transport = connect_within(resolved, host_of(addr), tls)
             .await
             .map_err(|source| Error::NoNameServer {
                 addr: addr.to_owned(),
@@ -218,7 +287,7 @@ impl NameServerClient {
             // A reply too large for a frame would be too large again.
             Err(err) if connection_broken(&err) && !frame_too_large(&err) => {
                 tracing::debug!(addr = %self.addr, %err, "name server connection broken; reconnecting");
-                let fresh = Self::open(&self.addr).await?;
+                let fresh = Self::open(&self.addr, self.tls.as_ref()).await?;
                 *client.lock().expect("name server client poisoned") = fresh.clone();
                 op(fresh, deadline_in(CALL_TIMEOUT))
                     .await
@@ -554,19 +623,22 @@ impl NameServerClient {
             }
         };
         match &location {
-            Location::Rust(addr) => connect_within(*addr)
-                .await
-                .map(Endpoint::Tarpc)
-                .map_err(|source| dead(&location, source.into())),
+            Location::Rust(addr) => {
+                connect_within(*addr, &addr.ip().to_string(), self.tls.as_ref())
+                    .await
+                    .map(Endpoint::Tarpc)
+                    .map_err(|source| dead(&location, source.into()))
+            }
             Location::Pyro(uri) => {
-                match tokio::time::timeout(CONNECT_TIMEOUT, Proxy::connect(uri)).await {
+                let connecting = Proxy::connect_with(uri, self.tls.as_ref());
+                match tokio::time::timeout(connect_limit(self.tls.as_ref()), connecting).await {
                     // A server of this workspace, registered by URI (on
                     // Python's name server): Rust talks to it over tarpc.
                     Ok(Ok(proxy)) if speaks_tarpc(&proxy) => {
                         let addr = proxy
                             .peer_addr()
                             .map_err(|err| dead(&location, err.into()))?;
-                        connect_within(addr)
+                        connect_within(addr, &uri.host, self.tls.as_ref())
                             .await
                             .map(Endpoint::Tarpc)
                             .map_err(|source| dead(&location, source.into()))

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 
 use plumbing::cli::{host_port, socket_addr};
+use rpc_transport::Listener;
+use rpc_transport::tls::SslArgs;
 
 use crate::{
     DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, Location, NS_ENV, NameServerClient, broadcast, server,
@@ -15,6 +17,15 @@ pub struct Ns {
     /// The name server to talk to (HOST:PORT).
     #[arg(long, env = NS_ENV, default_value = DEFAULT_NS_ADDR, value_parser = host_port)]
     pub ns: String,
+    #[command(flatten)]
+    pub ssl: SslArgs,
+}
+
+impl Ns {
+    /// Connects to the name server, over TLS when the SSL settings say so.
+    pub async fn connect(&self) -> anyhow::Result<NameServerClient> {
+        Ok(NameServerClient::connect_with(&self.ns, self.ssl.client()?).await?)
+    }
 }
 
 /// How Python's `Pyro4.locateNS()` without a host finds the name server.
@@ -50,16 +61,8 @@ pub struct ServeArgs {
     pub max_names: usize,
     #[command(flatten)]
     pub broadcast: Broadcast,
-}
-
-impl Default for ServeArgs {
-    fn default() -> Self {
-        ServeArgs {
-            addr: DEFAULT_NS_ADDR.parse().expect("valid default address"),
-            max_names: DEFAULT_MAX_NAMES,
-            broadcast: Broadcast::default(),
-        }
-    }
+    #[command(flatten)]
+    pub ssl: SslArgs,
 }
 
 /// `rpc_naming list`'s flags.
@@ -83,7 +86,7 @@ pub struct ListArgs {
 
 /// `list`: every registration (or those the flags select), `NAME --> WHERE`.
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let ns = NameServerClient::connect(&args.ns.ns).await?;
+    let ns = args.ns.connect().await?;
     let names = match args.regex {
         Some(pattern) => ns.list_matching(&pattern).await?,
         None if !args.meta_all.is_empty() => ns.list_by_metadata(&args.meta_all, false).await?,
@@ -98,10 +101,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
 
 /// `setmeta NAME TAG...`: sets (or, with no tags, clears) NAME's metadata.
 pub async fn setmeta(ns: &Ns, name: &str, tags: &[String]) -> anyhow::Result<()> {
-    NameServerClient::connect(&ns.ns)
-        .await?
-        .set_metadata(name, tags)
-        .await?;
+    ns.connect().await?.set_metadata(name, tags).await?;
     let done = if tags.is_empty() {
         "Metadata cleared"
     } else {
@@ -113,7 +113,7 @@ pub async fn setmeta(ns: &Ns, name: &str, tags: &[String]) -> anyhow::Result<()>
 
 /// `lookup NAME`: where NAME leads, and its metadata.
 pub async fn lookup(ns: &Ns, name: &str) -> anyhow::Result<()> {
-    let ns = NameServerClient::connect(&ns.ns).await?;
+    let ns = ns.connect().await?;
     let (location, metadata) = ns.lookup_with_metadata(name).await?;
     println!("{location}");
     if !metadata.is_empty() {
@@ -124,7 +124,7 @@ pub async fn lookup(ns: &Ns, name: &str) -> anyhow::Result<()> {
 
 /// `register NAME LOCATION`.
 pub async fn register(ns: &Ns, name: &str, location: Location, safe: bool) -> anyhow::Result<()> {
-    NameServerClient::connect(&ns.ns)
+    ns.connect()
         .await?
         .register(name, location.clone(), safe)
         .await?;
@@ -134,7 +134,7 @@ pub async fn register(ns: &Ns, name: &str, location: Location, safe: bool) -> an
 
 /// `remove NAME` (a regex with `regex`): prints how many went.
 pub async fn remove(ns: &Ns, name: &str, regex: bool) -> anyhow::Result<()> {
-    let ns = NameServerClient::connect(&ns.ns).await?;
+    let ns = ns.connect().await?;
     let removed = if regex {
         ns.remove_matching(name).await?
     } else {
@@ -146,7 +146,7 @@ pub async fn remove(ns: &Ns, name: &str, regex: bool) -> anyhow::Result<()> {
 
 /// `ping`: whether the name server answers.
 pub async fn ping(ns: &Ns) -> anyhow::Result<()> {
-    NameServerClient::connect(&ns.ns).await?.ping().await?;
+    ns.connect().await?.ping().await?;
     println!("Name server ping ok.");
     Ok(())
 }
@@ -157,11 +157,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         addr,
         max_names,
         broadcast,
+        ssl,
     } = args;
+    let tls = ssl.server()?;
     let listener = plumbing::cli::listen(addr).await?;
     let ns = listener.local_addr()?;
     let stop = plumbing::shutdown::signal();
-    println!("NS running on {ns}");
+    match tls {
+        Some(_) => println!("NS running on {ns} (TLS)"),
+        None => println!("NS running on {ns}"),
+    }
     let responder = match broadcast.addr(ns) {
         Some(udp) => {
             let socket = tokio::net::UdpSocket::bind(udp).await.map_err(|err| {
@@ -177,7 +182,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
-    server::serve(listener, max_names.max(1), stop).await;
+    server::serve(Listener::new(listener, tls), max_names.max(1), stop).await;
     if let Some(responder) = responder {
         responder.abort();
     }

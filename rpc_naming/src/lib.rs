@@ -291,6 +291,8 @@ pub enum Error {
         addr: String,
         source: pyro4_wire::ProxyError,
     },
+    #[error("TLS to the name server at {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("the name server at {addr} turned the connection away: {reason}")]
     Refused { addr: String, reason: String },
     #[error("the name server at {addr} broke the protocol: {reason}")]

@@ -79,9 +79,15 @@ enum Command {
 // between the threads of a work-stealing pool cost more than they give
 // (measured in the README).
 fn main() -> ExitCode {
-    let command = Cli::parse()
-        .command
-        .unwrap_or_else(|| Command::Serve(ServeArgs::default()));
+    // No subcommand is `serve` with its defaults (and its environment:
+    // PYRO_SSL and the rest).
+    let command = Cli::parse().command.unwrap_or_else(|| {
+        let program = std::env::args()
+            .next()
+            .unwrap_or_else(|| "rpc_naming".into());
+        let serve = Cli::parse_from([program.as_str(), "serve"]);
+        serve.command.expect("serve is a command")
+    });
     // A bench's own name server registering and stopping is not news.
     let log = match command {
         Command::Bench { .. } => "warn",

@@ -2,6 +2,7 @@
 //! Pyro4: what [`crate::NameServerClient`] uses when the name server it
 //! connects to turns out to be one.
 
+use plumbing::tls::ClientTls;
 use pyro4_wire::serpent::Value;
 use pyro4_wire::{Proxy, ProxyError, PyroUri};
 use tokio::sync::Mutex;
@@ -14,6 +15,7 @@ use crate::{Error, Location, NamingError, Result, validate_name};
 pub struct PyroNameServerClient {
     uri: PyroUri,
     proxy: Mutex<Option<Proxy>>,
+    tls: Option<ClientTls>,
 }
 
 /// What to make of a Python name server's answer.
@@ -41,11 +43,13 @@ fn strings(items: &[String]) -> Value {
 }
 
 impl PyroNameServerClient {
-    /// Wraps `proxy`, connected to `Pyro.NameServer`.
-    pub fn new(proxy: Proxy) -> Self {
+    /// Wraps `proxy`, connected to `Pyro.NameServer` (with `tls`, which it
+    /// connects again with).
+    pub fn new(proxy: Proxy, tls: Option<ClientTls>) -> Self {
         PyroNameServerClient {
             uri: proxy.uri().clone(),
             proxy: Mutex::new(Some(proxy)),
+            tls,
         }
     }
 
@@ -74,7 +78,7 @@ impl PyroNameServerClient {
         }
         *slot = None;
         let proxy = slot.insert(
-            Proxy::connect(&self.uri)
+            Proxy::connect_with(&self.uri, self.tls.as_ref())
                 .await
                 .map_err(|err| from_remote(&self.addr(), err))?,
         );

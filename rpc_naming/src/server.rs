@@ -5,7 +5,8 @@ use std::future::Future;
 
 use futures::StreamExt;
 use plumbing::bench::{ServerThread, spawn_server_thread};
-use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
+use rpc_transport::tls::ServerTls;
+use rpc_transport::{Listener, PyroObject, ServerChannel, Service, spawn_request};
 use tarpc::context::Context;
 use tarpc::server::Channel;
 use tokio::net::TcpListener;
@@ -155,10 +156,16 @@ impl Service for NameTable {
 }
 
 /// Serves a name server holding at most `max_names` names on `listener`
-/// until `shutdown` completes: tarpc and, as `Pyro.NameServer`, Pyro4.
-pub async fn serve(listener: TcpListener, max_names: usize, shutdown: impl Future<Output = ()>) {
+/// (plain, or TLS) until `shutdown` completes: tarpc and, as
+/// `Pyro.NameServer`, Pyro4.
+pub async fn serve(
+    listener: impl Into<Listener>,
+    max_names: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let listener = listener.into();
     let table = NameTable::new(max_names);
-    if let Ok(addr) = listener.local_addr() {
+    if let Ok(addr) = listener.tcp.local_addr() {
         table.insert_name_server(addr);
     }
     let pyro = PyroObject::new(NAME_SERVER_ID, PyroNameService(table.clone()));
@@ -179,10 +186,19 @@ pub async fn spawn_local(max_names: usize) -> std::io::Result<String> {
 /// on a thread (and runtime) of its own, as a separate process would run;
 /// it stops when the returned handle is dropped.
 pub fn spawn_thread() -> std::io::Result<ServerThread> {
+    spawn_thread_with(None)
+}
+
+/// [`spawn_thread`], over TLS with `tls`.
+pub fn spawn_thread_with(tls: Option<ServerTls>) -> std::io::Result<ServerThread> {
     spawn_server_thread(|listener, stopped| {
-        serve(listener, crate::DEFAULT_MAX_NAMES, async {
-            let _ = stopped.await;
-        })
+        serve(
+            Listener::new(listener, tls),
+            crate::DEFAULT_MAX_NAMES,
+            async {
+                let _ = stopped.await;
+            },
+        )
     })
 }
 

@@ -11,8 +11,8 @@ use pyro4_wire::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT};
 use pyro4_wire::serpent::{self, Value};
 use pyro4_wire::{Message, MessageType, Proxy, PyroUri};
 use rpc_naming::NameServerClient;
-use test_support::TestNameServer;
 use test_support::child::stdout_of;
+use test_support::{NameServerKind, TestNameServer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -125,9 +125,9 @@ fn the_bench_measures_either_name_server_and_leaves_it_as_it_was() {
     for ns in [TestNameServer::python(), TestNameServer::rust()] {
         let before = nsc(&ns, &["list"]);
         let report = stdout_of(&rpc_naming(&ns, &["bench", "--lookups", "300"]));
-        let protocol = match ns {
-            TestNameServer::Python(_) => "(Pyro4)",
-            TestNameServer::Rust(_) => "(tarpc)",
+        let protocol = match ns.kind {
+            NameServerKind::Python(_) => "(Pyro4)",
+            NameServerKind::Rust(_) => "(tarpc)",
         };
         for line in [
             "lookup, sequential:",
@@ -489,8 +489,8 @@ fn free_port(udp: bool) -> u16 {
 }
 
 /// Runs `differential.py` against the name server answering broadcasts on
-/// UDP `bcport`: one line per case.
-fn differential(bcport: u16) -> Vec<String> {
+/// UDP `bcport`, with `env` (Pyro4 settings): one line per case.
+fn differential(bcport: u16, env: &[(&str, String)]) -> Vec<String> {
     test_support::python::case_lines(
         Command::new(test_support::python::python())
             .arg("differential.py")
@@ -498,7 +498,8 @@ fn differential(bcport: u16) -> Vec<String> {
             // The local try first fails: nothing listens on this port.
             .env("PYRO_NS_PORT", free_port(false).to_string())
             .env("PYRO_NS_BCPORT", bcport.to_string())
-            .env("PYRO_BROADCAST_ADDRS", "127.0.0.1"),
+            .env("PYRO_BROADCAST_ADDRS", "127.0.0.1")
+            .envs(env.iter().map(|(k, v)| (k, v))),
     )
 }
 
@@ -509,6 +510,20 @@ fn differential(bcport: u16) -> Vec<String> {
 /// and Python's errors for bad arguments; every outcome alike.
 #[test]
 fn a_python_program_cannot_tell_the_name_servers_apart() {
+    name_servers_alike(&[]);
+}
+
+/// The same script over TLS: both name servers, and the script, with
+/// Pyro4's SSL settings (client certificates required).
+#[test]
+fn a_python_program_cannot_tell_the_name_servers_apart_over_tls() {
+    let certs = test_support::tls::TestCerts::make();
+    name_servers_alike(&certs.pyro_env());
+}
+
+/// [`differential`] against Python's name server and this one, both
+/// started with `env`: every outcome alike.
+fn name_servers_alike(env: &[(&str, String)]) {
     use test_support::child::{line_with, spawn_lines};
 
     // Python's answers broadcasts only when it listens beyond loopback;
@@ -518,20 +533,24 @@ fn a_python_program_cannot_tell_the_name_servers_apart() {
     command.args(["-u", "-m", "Pyro4.naming", "-n", "0.0.0.0", "-p"]);
     command.arg(free_port(false).to_string());
     command.args(["--bchost", "127.0.0.1", "--bcport", &bcport.to_string()]);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let python = {
         let (_server, lines) = spawn_lines(command).unwrap();
         line_with(&lines, &["NS running on"]);
-        differential(bcport)
+        differential(bcport, env)
     };
 
     let bcport = free_port(true);
     let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_naming"));
     command.args(["serve", "--addr", "127.0.0.1:0", "--broadcast"]);
     command.arg(bcport.to_string());
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let rust = {
         let (_server, lines) = spawn_lines(command).unwrap();
+        let running = line_with(&lines, &["NS running on"]);
+        assert_eq!(running.ends_with("(TLS)"), !env.is_empty(), "{running}");
         line_with(&lines, &["Broadcast server running on"]);
-        differential(bcport)
+        differential(bcport, env)
     };
     test_support::python::assert_alike(&python, &rust, 33);
 }

@@ -45,11 +45,17 @@
 //! fail its next call. The room bounds them instead (a newcomer at the
 //! limit takes the place of the least recently active connection), and a
 //! message stalled half-way, either way, still closes one.
+//!
+//! Any server can also be TLS from the first byte, as Pyro4's SSL is
+//! ([`tls`]): give [`serve`] a [`Listener`] with a [`tls::ServerTls`]. Both
+//! protocols are then served after the handshake, and clients connect with
+//! [`connect`] given a [`plumbing::tls::ClientTls`].
 
 pub mod backpressure;
 pub mod codec;
 pub mod frames;
 pub mod room;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,6 +64,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use plumbing::accept::{self, AcceptConfig, Connection, IdleTimeout, OnShutdown, Refused};
+use plumbing::tls::{ClientStream, ClientTls};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tarpc::serde_transport::{self, Transport};
@@ -73,6 +80,7 @@ use codec::{MAX_DEADLINE, ServerCodec};
 use frames::{FRAME_TIMEOUT, FrameWatch};
 use pyro4_wire::daemon::Watch;
 use room::{Membership, Room};
+use tls::{ServerIo, ServerTls, TlsServerStream};
 
 /// The annotation by which a server of this workspace (name server or not)
 /// tells a Pyro4 client, in its CONNECTOK answer, that it also speaks tarpc
@@ -92,15 +100,15 @@ pub const MAX_FRAME: usize = 1 << 20;
 /// The client side of a connection to a service with requests `Req` and
 /// responses `Resp`: hand it to the generated `XClient::new`.
 pub type ClientTransport<Req, Resp> = Transport<
-    TcpStream,
+    ClientStream,
     Response<Resp>,
     ClientMessage<Req>,
     Bincode<Response<Resp>, ClientMessage<Req>>,
 >;
 
-/// What a server reads and writes: a connection from the accept loop, its
-/// frames timed.
-pub type ServerStream = FrameWatch<IdleTimeout<TcpStream>>;
+/// What a server reads and writes: a connection from the accept loop
+/// (plain or TLS), its frames timed.
+pub type ServerStream = FrameWatch<ServerIo>;
 
 /// The server side of a connection.
 pub type ServerTransport<Req, Resp> =
@@ -136,7 +144,7 @@ where
 }
 
 fn server_transport<Req, Resp>(
-    stream: IdleTimeout<TcpStream>,
+    stream: ServerIo,
     on_request: impl Fn() + Send + Sync + 'static,
 ) -> ServerTransport<Req, Resp>
 where
@@ -157,15 +165,40 @@ where
     Backpressure::new(BaseChannel::with_defaults(transport), MAX_IN_FLIGHT)
 }
 
-/// Opens a connection to a service at `addr`.
-pub async fn connect<Req, Resp>(addr: SocketAddr) -> std::io::Result<ClientTransport<Req, Resp>>
+/// Opens a connection to a service at `addr`, over TLS with `tls` (the
+/// server's certificate checked for `host`, what `addr` was named).
+pub async fn connect<Req, Resp>(
+    addr: SocketAddr,
+    host: &str,
+    tls: Option<&ClientTls>,
+) -> std::io::Result<ClientTransport<Req, Resp>>
 where
     Req: Serialize,
     Resp: DeserializeOwned,
 {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+    let stream = plumbing::tls::connect(addr, host, tls).await?;
     Ok(frame(stream, Bincode::default()))
+}
+
+/// Where a server accepts: a TCP listener, and the TLS every connection
+/// must begin with, if any.
+#[derive(Debug)]
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<ServerTls>,
+}
+
+impl Listener {
+    pub fn new(tcp: TcpListener, tls: Option<ServerTls>) -> Self {
+        Listener { tcp, tls }
+    }
+}
+
+impl From<TcpListener> for Listener {
+    /// A plain listener.
+    fn from(tcp: TcpListener) -> Self {
+        Listener { tcp, tls: None }
+    }
 }
 
 /// How the RPC servers accept: [`MAX_CONNECTIONS`] at once, a 60 s idle
@@ -192,23 +225,26 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 /// Answers the first request of a connection over the limit with an error
 /// saying so, then closes it. A client sees `ConnectionRefused: <name> is
 /// busy...` instead of a connection that closed for no reason.
-async fn refuse<Req, Resp>(refused: Refused, name: &'static str)
+async fn refuse<Req, Resp>(refused: Refused, tls: Option<&ServerTls>, name: &'static str)
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
     let busy =
         format!("the {name} is busy: {MAX_CONNECTIONS} connections are open; try again shortly");
-    if let Ok(Ok(Protocol::Pyro)) = tokio::time::timeout(REFUSAL_WAIT, sniff(&refused.stream)).await
-    {
-        let _ = tokio::time::timeout(
-            REFUSAL_WAIT,
-            pyro4_wire::daemon::refuse(refused.stream, &busy),
-        )
-        .await;
+    let opened = tokio::time::timeout(REFUSAL_WAIT, open(refused.stream, tls)).await;
+    let Ok(Ok((protocol, stream))) = opened else {
         return;
-    }
-    let mut transport = server_transport::<Req, Resp>(refused.stream, || {});
+    };
+    let stream = match (protocol, stream) {
+        (Protocol::Pyro, stream) => {
+            let _ =
+                tokio::time::timeout(REFUSAL_WAIT, pyro4_wire::daemon::refuse(stream, &busy)).await;
+            return;
+        }
+        (Protocol::Tarpc, stream) => stream,
+    };
+    let mut transport = server_transport::<Req, Resp>(stream.tarpc(), || {});
     let first = tokio::time::timeout(REFUSAL_WAIT, transport.next()).await;
     if let Ok(Some(Ok(ClientMessage::Request(request)))) = first {
         let busy = ServerError::new(std::io::ErrorKind::ConnectionRefused, busy);
@@ -247,7 +283,10 @@ impl<O: pyro4_wire::daemon::Object> PyroObject<O> {
         }
     }
 
-    async fn serve(&self, stream: TcpStream, peer: SocketAddr, membership: Membership) {
+    async fn serve<S>(&self, stream: S, peer: SocketAddr, membership: Membership)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let served = pyro4_wire::daemon::serve(stream, &self.id, &*self.object, &membership);
         if let Err(err) = served.await {
             tracing::debug!(%peer, %err, "Pyro4 connection closed");
@@ -313,6 +352,93 @@ async fn sniff(stream: &IdleTimeout<TcpStream>) -> std::io::Result<Protocol> {
         .map_err(|_| std::io::ErrorKind::TimedOut)?
 }
 
+/// A connection whose protocol is known, ready to serve: [`ServerIo`] for
+/// tarpc (idle timeout kept); for Pyro4, the same without it.
+enum Opened {
+    Plain(IdleTimeout<TcpStream>),
+    Tls(TlsServerStream, std::time::Duration),
+}
+
+impl Opened {
+    fn tarpc(self) -> ServerIo {
+        match self {
+            Opened::Plain(stream) => ServerIo::Plain(stream),
+            Opened::Tls(stream, idle) => ServerIo::Tls(IdleTimeout::new(stream, idle)),
+        }
+    }
+}
+
+impl AsyncRead for Opened {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Opened::Plain(io) => std::pin::Pin::new(io.get_mut()).poll_read(cx, buf),
+            Opened::Tls(io, _) => std::pin::Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Opened {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Opened::Plain(io) => std::pin::Pin::new(io.get_mut()).poll_write(cx, buf),
+            Opened::Tls(io, _) => std::pin::Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Opened::Plain(io) => std::pin::Pin::new(io.get_mut()).poll_flush(cx),
+            Opened::Tls(io, _) => std::pin::Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Opened::Plain(io) => std::pin::Pin::new(io.get_mut()).poll_shutdown(cx),
+            Opened::Tls(io, _) => std::pin::Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Makes the TLS handshake if the server has TLS, then finds which
+/// protocol the client speaks. A client that does not finish the handshake
+/// within [`tls::HANDSHAKE_TIMEOUT`], or says nothing within the idle
+/// timeout, is an error.
+async fn open(
+    stream: IdleTimeout<TcpStream>,
+    tls: Option<&ServerTls>,
+) -> std::io::Result<(Protocol, Opened)> {
+    let Some(tls) = tls else {
+        let protocol = sniff(&stream).await?;
+        return Ok((protocol, Opened::Plain(stream)));
+    };
+    let idle = stream.timeout();
+    let mut tls = tls.accept(stream.into_inner()).await?;
+    let is_pyro = tokio::time::timeout(idle, tls.starts_with(pyro4_wire::message::MAGIC))
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)??;
+    let protocol = if is_pyro {
+        Protocol::Pyro
+    } else {
+        Protocol::Tarpc
+    };
+    Ok((protocol, Opened::Tls(tls, idle)))
+}
+
 /// A tarpc service as a server here runs it: each request of a connection
 /// in its own task (a ring of servers needs that: a hop waits on the next
 /// while its caller's other requests go on).
@@ -344,7 +470,7 @@ pub trait Service: Clone + Send + Sync + 'static {
 /// ([`room`]) and takes its place; only if none frees within a second is it
 /// told the server is busy.
 pub async fn serve<S, O>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     name: &'static str,
     shutdown: impl Future<Output = ()>,
     service: S,
@@ -353,15 +479,17 @@ pub async fn serve<S, O>(
     S: Service,
     O: pyro4_wire::daemon::Object,
 {
+    let Listener { tcp, tls } = listener.into();
     let server = Server {
         name,
         service,
         pyro,
         room: Room::default(),
+        tls,
     };
     let refusing = server.clone();
     accept::serve(
-        listener,
+        tcp,
         &accept_config(name),
         shutdown,
         |connection: Connection| server.clone().connection(connection),
@@ -376,6 +504,7 @@ struct Server<S, O> {
     service: S,
     pyro: PyroObject<O>,
     room: Room,
+    tls: Option<ServerTls>,
 }
 
 impl<S: Clone, O> Clone for Server<S, O> {
@@ -385,6 +514,7 @@ impl<S: Clone, O> Clone for Server<S, O> {
             service: self.service.clone(),
             pyro: self.pyro.clone(),
             room: self.room.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -397,28 +527,29 @@ impl<S: Service, O: pyro4_wire::daemon::Object> Server<S, O> {
         // A member from the start: a connection that never says a word is
         // the first to make room.
         let membership = self.room.join();
-        let protocol = tokio::select! {
-            protocol = sniff(&connection.stream) => protocol,
+        let peer = connection.peer;
+        let opened = tokio::select! {
+            opened = open(connection.stream, self.tls.as_ref()) => opened,
             () = membership.closing() => return,
         };
-        match protocol {
-            Ok(Protocol::Tarpc) => {
-                let transport = server_transport(connection.stream, membership.activity());
+        match opened {
+            Ok((Protocol::Tarpc, stream)) => {
+                let transport = server_transport(stream.tarpc(), membership.activity());
                 tokio::select! {
                     () = self.service.run(server_channel(transport)) => {}
                     () = membership.closing() => {
-                        tracing::info!(peer = %connection.peer, "{}: closed the least recently active connection to make room", self.name);
+                        tracing::info!(%peer, "{}: closed the least recently active connection to make room", self.name);
                     }
                 }
             }
             // No idle timeout: a Python proxy keeps its connection for life
             // and fails a call if it was closed under it (the daemon bounds
             // messages stalled either way).
-            Ok(Protocol::Pyro) => {
-                let stream = connection.stream.into_inner();
-                self.pyro.serve(stream, connection.peer, membership).await
+            Ok((Protocol::Pyro, stream)) => self.pyro.serve(stream, peer, membership).await,
+            Err(err) if self.tls.is_some() => {
+                tracing::info!(%peer, "{}: connection refused: {err}", self.name)
             }
-            Err(err) => tracing::debug!(peer = %connection.peer, %err, "no request"),
+            Err(err) => tracing::debug!(%peer, %err, "no request"),
         }
     }
 
@@ -426,11 +557,11 @@ impl<S: Service, O: pyro4_wire::daemon::Object> Server<S, O> {
     /// and serves this one in its place; told "busy" if no place frees.
     async fn over_limit(self, refused: Refused) {
         if !self.room.close_least_active() {
-            return refuse::<S::Req, S::Resp>(refused, self.name).await;
+            return refuse::<S::Req, S::Resp>(refused, self.tls.as_ref(), self.name).await;
         }
         match refused.admit(REFUSAL_WAIT).await {
             Ok(connection) => self.connection(connection).await,
-            Err(refused) => refuse::<S::Req, S::Resp>(refused, self.name).await,
+            Err(refused) => refuse::<S::Req, S::Resp>(refused, self.tls.as_ref(), self.name).await,
         }
     }
 }

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use plumbing::cli::host_port;
 use rpc_naming::{DEFAULT_MAX_NAMES, DEFAULT_NS_ADDR, NS_ENV, NameServerClient};
+use rpc_transport::Listener;
+use rpc_transport::tls::SslArgs;
 use tokio::net::TcpListener;
 
 use crate::{DEFAULT_NAME, PROMPT, buy, connect, ready_line, serve};
@@ -19,6 +21,16 @@ pub struct Naming {
     /// The name the server registers under.
     #[arg(long, default_value = DEFAULT_NAME)]
     pub name: String,
+    #[command(flatten)]
+    pub ssl: SslArgs,
+}
+
+impl Naming {
+    /// Connects to the name server, over TLS when the SSL settings say so
+    /// (and so to every server found through it).
+    async fn connect(&self) -> anyhow::Result<NameServerClient> {
+        Ok(NameServerClient::connect_with(&self.ns, self.ssl.client()?).await?)
+    }
 }
 
 /// `client`: buys `title` (asked on stdin, as the chapter did, when not
@@ -28,7 +40,7 @@ pub async fn client(naming: &Naming, title: Option<String>) -> anyhow::Result<()
         Some(title) => title,
         None => crate::ask_title().await?,
     };
-    let ns = NameServerClient::connect(&naming.ns).await?;
+    let ns = naming.connect().await?;
     let client = connect(&ns, &naming.name).await?;
     println!("{}", buy(&client, &naming.name, title.trim()).await?);
     Ok(())
@@ -65,9 +77,11 @@ pub async fn demo(title: &str) -> anyhow::Result<()> {
 /// `server`: serves on `addr`, registered with the name server, until
 /// Ctrl-C or SIGTERM.
 pub async fn server(naming: &Naming, addr: SocketAddr) -> anyhow::Result<()> {
+    let tls = naming.ssl.server()?;
     let listener = plumbing::cli::listen(addr).await?;
     let bound = listener.local_addr()?;
-    let ns = NameServerClient::connect(&naming.ns).await?;
+    let listener = Listener::new(listener, tls);
+    let ns = naming.connect().await?;
     let stop = plumbing::shutdown::signal();
     let lease = ns.claim(&naming.name, bound).await?;
     println!("{}", ready_line(&naming.name, bound));

@@ -46,7 +46,6 @@ use rpc_transport::{PyroObject, ServerChannel, Service, spawn_request};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
 use tarpc::server::Channel;
-use tokio::net::TcpListener;
 
 /// The name the chapter's server registers under.
 pub const DEFAULT_NAME: &str = "server";
@@ -148,9 +147,14 @@ impl Service for WelcomeServer {
     }
 }
 
-/// Serves [`WelcomeServer`] on `listener` until `shutdown` completes, over
-/// tarpc and, as the object `name` (the name it registers), Pyro4.
-pub async fn serve(listener: TcpListener, name: &str, shutdown: impl Future<Output = ()>) {
+/// Serves [`WelcomeServer`] on `listener` (plain, or TLS) until `shutdown`
+/// completes, over tarpc and, as the object `name` (the name it registers),
+/// Pyro4.
+pub async fn serve(
+    listener: impl Into<rpc_transport::Listener>,
+    name: &str,
+    shutdown: impl Future<Output = ()>,
+) {
     let pyro = PyroObject::new(name, PyroWelcome);
     rpc_transport::serve(listener, "welcome server", shutdown, WelcomeServer, pyro).await;
 }

@@ -19,22 +19,23 @@ fn python_dir() -> &'static Path {
 
 fn rust_server(ns: &TestNameServer) -> KillOnDrop {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rpc_welcome"));
-    command.args(["server", "--ns", &ns.addr()]);
+    command
+        .args(["server", "--ns", &ns.addr()])
+        .envs(ns.peer_env());
     let (process, lines) = spawn_lines(command).unwrap();
     line_with(&lines, &["Ready. Object uri = PYRO:server@127.0.0.1:"]);
     process
 }
 
 fn python_server(ns: &TestNameServer) -> KillOnDrop {
-    let (process, lines) =
-        spawn_lines(pyro4_script(python_dir(), "pyro_server.py", ns.port())).unwrap();
+    let (process, lines) = spawn_lines(pyro4_script(python_dir(), "pyro_server.py", ns)).unwrap();
     line_with(&lines, &["Ready. Object uri = PYRO:obj_"]);
     process
 }
 
 /// `pyro_client.py`, answering its prompt with `title`.
 fn python_client(ns: &TestNameServer, title: &str) -> Output {
-    let mut child = pyro4_script(python_dir(), "pyro_client.py", ns.port())
+    let mut child = pyro4_script(python_dir(), "pyro_client.py", ns)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -47,6 +48,7 @@ fn python_client(ns: &TestNameServer, title: &str) -> Output {
 fn rust_client(ns: &TestNameServer, title: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
         .args(["client", "--ns", &ns.addr(), "--title", title])
+        .envs(ns.peer_env())
         .output()
         .unwrap()
 }
@@ -98,6 +100,106 @@ fn python_name_server_and_rust_server() {
     assert!(!err.status.success());
     let stderr = String::from_utf8_lossy(&err.stderr);
     assert!(stderr.contains("unknown name: server"), "{stderr}");
+}
+
+/// Over TLS (Pyro4's SSL, client certificates required) on every side,
+/// every pairing works as in plain text: either name server, either
+/// server, either client.
+#[test]
+fn over_tls_every_name_server_server_and_client_pair_up() {
+    for ns in [TestNameServer::rust_tls(), TestNameServer::python_tls()] {
+        {
+            let _server = rust_server(&ns);
+            both_clients_buy(&ns);
+        }
+        let _server = python_server(&ns);
+        both_clients_buy(&ns);
+    }
+}
+
+/// The differential script over TLS, against Python's server and the Rust
+/// one under the Rust name server: every outcome alike.
+#[test]
+fn a_python_client_cannot_tell_the_servers_apart_over_tls() {
+    let ns = TestNameServer::rust_tls();
+    let python = {
+        let _server = python_server(&ns);
+        differential(&ns)
+    };
+    let rust = {
+        let _server = rust_server(&ns);
+        differential(&ns)
+    };
+    assert_alike(&python, &rust, 20);
+}
+
+/// On a name server and a server that require client certificates, a
+/// client without one, or with a CA that did not sign the server's, is
+/// refused before any call, Python's and Rust's alike; a plain-text client
+/// is told the server may want TLS.
+#[test]
+fn over_tls_clients_without_a_certificate_or_tls_are_refused() {
+    for ns in [TestNameServer::rust_tls(), TestNameServer::python_tls()] {
+        let _server = rust_server(&ns);
+        let certs = ns.certs().unwrap();
+        let without_certificate: Vec<(&str, String)> = ns
+            .peer_env()
+            .into_iter()
+            .filter(|(key, _)| !key.starts_with("PYRO_SSL_CLIENT"))
+            .collect();
+        let refused = rust_client_with(&ns, &without_certificate);
+        assert_refused(&refused, "refused the connection's client certificate");
+        let python = python_client_with(&ns, &without_certificate);
+        let stderr = String::from_utf8_lossy(&python.stderr);
+        assert!(
+            stderr.contains("NamingError: Failed to locate the nameserver"),
+            "{stderr}"
+        );
+
+        let mut other_ca = ns.peer_env();
+        other_ca.push(("PYRO_SSL_CACERTS", certs.file("other-ca.pem")));
+        let refused = rust_client_with(&ns, &other_ca);
+        assert_refused(&refused, "not signed by a CA we trust");
+
+        let refused = rust_client_with(&ns, &[("PYRO_SSL", "0".into())]);
+        assert_refused(&refused, "does it require TLS?");
+        // And everyone with the settings is still served.
+        both_clients_buy(&ns);
+    }
+}
+
+fn rust_client_with(ns: &TestNameServer, env: &[(&str, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
+        .args(["client", "--ns", &ns.addr(), "--title", TITLE])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+fn python_client_with(ns: &TestNameServer, env: &[(&str, String)]) -> Output {
+    let mut command = pyro4_script(python_dir(), "pyro_client.py", ns);
+    for (key, _) in ns.peer_env() {
+        command.env_remove(key);
+    }
+    let mut child = command
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{TITLE}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn assert_refused(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in {stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 }
 
 #[test]
@@ -181,11 +283,7 @@ async fn rust_talks_to_rust_over_tarpc_and_to_python_over_pyro4_under_pythons_na
 /// Runs `differential.py` (one line per case: a value, or an exception's
 /// type and message) against whatever is registered as `server`.
 fn differential(ns: &TestNameServer) -> Vec<String> {
-    case_lines(&mut pyro4_script(
-        python_dir(),
-        "differential.py",
-        ns.port(),
-    ))
+    case_lines(&mut pyro4_script(python_dir(), "differential.py", ns))
 }
 
 /// One script of calls, run against Python's `pyro_server.py` and then
@@ -224,19 +322,18 @@ fn free_port() -> u16 {
 /// both servers. One line per case.
 fn pyro4s_programs(ns: &TestNameServer) -> Vec<String> {
     let _server = rust_server(ns);
-    let mut echo = pyro4_script(python_dir(), "-m", ns.port());
+    let mut echo = pyro4_script(python_dir(), "-m", ns);
     echo.args(["Pyro4.test.echoserver", "-n"]);
     let (_echo, lines) = spawn_lines(echo).unwrap();
     line_with(&lines, &["echoserver running."]);
     let port = free_port().to_string();
-    let mut gateway = pyro4_script(python_dir(), "-W", ns.port());
+    let mut gateway = pyro4_script(python_dir(), "-W", ns);
     gateway.args(["ignore", "-m", "Pyro4.utils.httpgateway", "-H", "127.0.0.1"]);
     gateway.args(["-p", &port, "-e", r"server|test\."]);
     let (_gateway, lines) = spawn_lines(gateway).unwrap();
     line_with(&lines, &["Pyro HTTP gateway running on"]);
     case_lines(
-        pyro4_script(python_dir(), "pyro4_programs.py", ns.port())
-            .arg(format!("http://127.0.0.1:{port}")),
+        pyro4_script(python_dir(), "pyro4_programs.py", ns).arg(format!("http://127.0.0.1:{port}")),
     )
 }
 

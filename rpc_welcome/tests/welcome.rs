@@ -263,9 +263,10 @@ async fn a_client_that_never_reads_its_replies_holds_bounded_memory() {
     // Pipelines up to 5,000 requests of 64 KiB (320 MB, as many replies)
     // and never reads a reply. Once the server stops reading, the sends
     // block: after 2 s of that the flood stops.
-    let mut flood = rpc_transport::connect::<WelcomeRequest, WelcomeResponse>(addr)
-        .await
-        .unwrap();
+    let mut flood =
+        rpc_transport::connect::<WelcomeRequest, WelcomeResponse>(addr, "127.0.0.1", None)
+            .await
+            .unwrap();
     let title = "x".repeat(64 * 1024);
     let mut sent = 0;
     for id in 0..FLOOD {

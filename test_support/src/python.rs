@@ -110,11 +110,13 @@ pub struct PythonNameServer {
 }
 
 impl PythonNameServer {
-    /// Starts one (on `localhost`, Pyro4's default host) and waits until it
-    /// says where it runs. Panics when it cannot (a test that needs it fails).
-    pub fn start() -> Self {
+    /// Starts one (on `localhost`, Pyro4's default host) with `env` (Pyro4
+    /// settings) and waits until it says where it runs. Panics when it
+    /// cannot (a test that needs it fails).
+    pub fn start(env: &[(&str, String)]) -> Self {
         let mut command = Command::new(python());
         command.args(["-u", "-m", "Pyro4.naming", "-p", "0"]);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let (process, lines) = spawn_lines(command).expect("cannot start python -m Pyro4.naming");
         // "NS running on localhost:39373 (127.0.0.1)"
         let line = line_with(&lines, &["NS running on"]);
@@ -134,15 +136,16 @@ impl PythonNameServer {
 
 /// A command running the Python script `script` (unbuffered, so its lines
 /// can be read as they come) in `dir`, with Pyro4 told that the name server
-/// is on port `ns_port` (`PYRO_NS_PORT`; the host stays Pyro4's default,
-/// `localhost`).
-pub fn pyro4_script(dir: &Path, script: &str, ns_port: u16) -> Command {
+/// is `ns`'s port (`PYRO_NS_PORT`; the host stays Pyro4's default,
+/// `localhost`), and given its peers' settings (TLS, if `ns` is).
+pub fn pyro4_script(dir: &Path, script: &str, ns: &crate::TestNameServer) -> Command {
     let mut command = Command::new(python());
     command
         .arg("-u")
         .arg(script)
         .current_dir(dir)
-        .env("PYRO_NS_PORT", ns_port.to_string());
+        .env("PYRO_NS_PORT", ns.port().to_string())
+        .envs(ns.peer_env());
     command
 }
 
