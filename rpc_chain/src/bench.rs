@@ -133,7 +133,7 @@ pub async fn run(
     calls: u64,
     concurrency: usize,
 ) -> anyhow::Result<Report> {
-    let (ns, own) = connect_or_spawn(ns).await?;
+    let (ns, own) = connect_or_spawn(ns, &Default::default()).await?;
     let _ring = if own {
         start_ring(&ns, servers.max(1), false, Placement::OwnThread)
             .await

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use futures::StreamExt;
 use plumbing::bench::{ServerThread, spawn_server_thread};
-use rpc_transport::tls::ServerTls;
+use rpc_transport::tls::{ServerTls, SslArgs};
 use rpc_transport::{Listener, PyroObject, ServerChannel, Service, spawn_request};
 use tarpc::context::Context;
 use tarpc::server::Channel;
@@ -176,9 +176,18 @@ pub async fn serve(
 /// demos, benches and tests) that runs as long as the runtime does. Returns
 /// its address.
 pub async fn spawn_local(max_names: usize) -> std::io::Result<String> {
+    spawn_local_with(max_names, None).await
+}
+
+/// [`spawn_local`], over TLS with `tls`.
+pub async fn spawn_local_with(max_names: usize, tls: Option<ServerTls>) -> std::io::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    tokio::spawn(serve(listener, max_names, std::future::pending()));
+    tokio::spawn(serve(
+        Listener::new(listener, tls),
+        max_names,
+        std::future::pending(),
+    ));
     Ok(addr)
 }
 
@@ -206,11 +215,20 @@ pub fn spawn_thread_with(tls: Option<ServerTls>) -> std::io::Result<ServerThread
 /// (on this runtime); also says whether it was started here, and so
 /// whether the caller must start the servers it wants to find there (as
 /// the welcome and ring benches do).
-pub async fn connect_or_spawn(ns: Option<String>) -> anyhow::Result<(NameServerClient, bool)> {
+///
+/// With `ssl` on, the connection is TLS, and so is a name server started
+/// here.
+pub async fn connect_or_spawn(
+    ns: Option<String>,
+    ssl: &SslArgs,
+) -> anyhow::Result<(NameServerClient, bool)> {
     let own = ns.is_none();
     let addr = match ns {
         Some(ns) => ns,
-        None => spawn_local(crate::DEFAULT_MAX_NAMES).await?,
+        None => spawn_local_with(crate::DEFAULT_MAX_NAMES, ssl.server()?).await?,
     };
-    Ok((NameServerClient::connect(&addr).await?, own))
+    Ok((
+        NameServerClient::connect_with(&addr, ssl.client()?).await?,
+        own,
+    ))
 }

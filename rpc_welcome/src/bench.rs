@@ -11,6 +11,8 @@ use plumbing::bench::{Floor, RpcReport, Stats, closed_loop, spawn_server_thread}
 use plumbing::cli::host_port;
 use rpc_naming::NS_ENV;
 use rpc_naming::server::connect_or_spawn;
+use rpc_transport::Listener;
+use rpc_transport::tls::SslArgs;
 
 use rpc_welcome::{Connection, DEFAULT_NAME, Error, TITLE, buy, connect, serve};
 
@@ -33,29 +35,82 @@ pub struct BenchArgs {
     /// Calls in flight at once in the concurrent run.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Also measure over TLS, beside plain: the bench's own name server and
+    /// server, with the certificates the --ssl-* settings (PYRO_SSL_*)
+    /// name, alternating with plain runs; prints the medians.
+    #[arg(long, conflicts_with = "ns")]
+    tls: bool,
+    #[command(flatten)]
+    ssl: SslArgs,
 }
+
+/// Runs of each kind `--tls` makes.
+const TLS_ROUNDS: usize = 3;
 
 /// Runs the bench and prints its report.
 pub async fn command(args: BenchArgs) -> anyhow::Result<()> {
-    let report = run(args.ns, &args.name, args.calls, args.concurrency).await?;
-    println!("{report}");
+    let (calls, concurrency) = (args.calls, args.concurrency);
+    if !args.tls {
+        let report = run(args.ns, &args.name, calls, concurrency, &args.ssl).await?;
+        println!("{report}");
+        return Ok(());
+    }
+    let tls = SslArgs {
+        ssl: true,
+        ..args.ssl
+    };
+    let plain = SslArgs::default();
+    // Plain and TLS alternate, so that a busy moment of the machine does
+    // not fall on one side only.
+    let (mut plain_reports, mut tls_reports) = (Vec::new(), Vec::new());
+    for _ in 0..TLS_ROUNDS {
+        plain_reports.push(run(None, &args.name, calls, concurrency, &plain).await?);
+        tls_reports.push(run(None, &args.name, calls, concurrency, &tls).await?);
+    }
+    println!("plain (the first run):\n{}", plain_reports[0]);
+    println!("\nTLS (the first run):\n{}", tls_reports[0]);
+    println!("\nmedians of {TLS_ROUNDS} runs    plain/s    TLS/s  TLS/plain");
+    let rows: [(&str, Rate); 3] = [
+        ("sequential (tarpc)", |r| r.sequential.per_second()),
+        ("concurrent (tarpc)", |r| r.concurrent.per_second()),
+        ("sequential (Pyro4)", |r| r.pyro.per_second()),
+    ];
+    for (label, rate) in rows {
+        let (plain, tls) = (median(&plain_reports, rate), median(&tls_reports, rate));
+        println!("{label:<24} {plain:9.0} {tls:8.0}  {:.2}", tls / plain);
+    }
     Ok(())
+}
+
+/// One figure of a report.
+type Rate = fn(&RpcReport) -> f64;
+
+fn median(reports: &[RpcReport], rate: Rate) -> f64 {
+    let mut rates: Vec<f64> = reports.iter().map(rate).collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
 }
 
 /// Measures the server registered as `name` with the name server `ns`;
 /// without `ns`, starts a name server here and a welcome server on a thread
 /// of its own (as a separate process would be), registered through it.
+///
+/// With `ssl` on, every connection is TLS, and so are the servers started
+/// here.
 pub async fn run(
     ns: Option<String>,
     name: &str,
     calls: u64,
     concurrency: usize,
+    ssl: &SslArgs,
 ) -> anyhow::Result<RpcReport> {
-    let (ns, own) = connect_or_spawn(ns).await?;
+    let (ns, own) = connect_or_spawn(ns, ssl).await?;
+    let client_tls = ssl.client()?;
     let _own_server = if own {
         let object = name.to_owned();
+        let tls = ssl.server()?;
         let server = spawn_server_thread(move |listener, stopped| async move {
-            serve(listener, &object, async {
+            serve(Listener::new(listener, tls), &object, async {
                 let _ = stopped.await;
             })
             .await
@@ -68,7 +123,7 @@ pub async fn run(
     };
     let client = Arc::new(connect(&ns, name).await?);
     let location = ns.lookup(name).await?;
-    let pyro = pyro4_wire::Proxy::connect(&location.pyro_uri(name))
+    let pyro = pyro4_wire::Proxy::connect_with(&location.pyro_uri(name), client_tls.as_ref())
         .await
         .map_err(|source| Error::Pyro {
             name: name.to_owned(),

@@ -263,24 +263,24 @@ impl fmt::Display for Broker {
 /// );
 /// ```
 pub fn redact(url: &str) -> String {
-    // The password is in the authority, before any path or query.
-    let authority_end = url
+    // The credentials end at the last '@' before the query (a password may
+    // hold a '/'); with no scheme, the text is still searched, since a
+    // mistyped setting is echoed in its error.
+    let start = url
         .find("://")
-        .and_then(|scheme| {
-            url[scheme + 3..]
-                .find(['/', '?'])
-                .map(|end| scheme + 3 + end)
+        .filter(|&end| {
+            url[..end]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         })
-        .unwrap_or(url.len());
-    match (url.find("://"), url[..authority_end].rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+        .map_or(0, |end| end + 3);
+    let query = url.find('?').filter(|&q| q >= start).unwrap_or(url.len());
+    let Some(at) = url[start..query].rfind('@').map(|at| start + at) else {
+        return url.to_owned();
+    };
+    match url[start..at].split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -509,5 +509,28 @@ mod tests {
         );
         assert!(";".parse::<Broker>().is_err());
         assert!("http://h1//".parse::<Broker>().is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        /// Any setting parses or is refused without a panic, and what is
+        /// shown of it never holds the password.
+        #[test]
+        fn any_setting_is_parsed_or_refused_and_never_shows_its_password(
+            scheme in "amqps?://|http://|",
+            user in "[a-z]{0,6}",
+            host in "[a-z0-9.\\[\\]:]{0,12}",
+            rest in "[/%2fA-Za-z0-9?&=_.;:@-]{0,40}",
+        ) {
+            let password = "s3cr3tpass";
+            let setting = format!("{scheme}{user}:{password}@{host}{rest}");
+            let shown = match setting.parse::<Broker>() {
+                Ok(broker) => broker.to_string(),
+                Err(err) => err.to_string(),
+            };
+            proptest::prop_assert!(!shown.contains(password), "{shown}");
+            let _ = split_tls_parameters(&setting);
+        }
     }
 }
