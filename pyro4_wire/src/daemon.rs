@@ -14,6 +14,7 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::call::{Call, PayloadError, PyroException, Serializer};
+use crate::correlation;
 use crate::io::{MAX_REQUEST, ReadError, read_message, write_message};
 use crate::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT, FLAG_ONEWAY, Message, MessageType};
 use crate::serpent::Value;
@@ -125,6 +126,12 @@ where
     if answer.kind == MessageType::ConnectOk {
         answer.annotations = object.connect_annotations();
     }
+    // Every answer carries the request's correlation id, or a new one, as
+    // Python's daemon answers.
+    let correlation_id = correlation::of(&connect).unwrap_or_else(correlation::fresh);
+    answer
+        .annotations
+        .push(correlation::annotation(correlation_id));
     write_message(&mut stream, &answer).await?;
     if answer.kind != MessageType::ConnectOk {
         return Ok(());
@@ -138,12 +145,16 @@ where
             return Ok(());
         };
         watch.active();
+        let correlation_id = correlation::of(&request).unwrap_or_else(correlation::fresh);
         let answer = match request.kind {
             MessageType::Ping => Some(Message {
                 payload: b"pong".to_vec(),
                 ..reply(&request, MessageType::Ping, 0, &Value::None)
             }),
-            MessageType::Invoke => invoke(&request, object_id, object).await,
+            MessageType::Invoke => {
+                let invoked = invoke(&request, object_id, object);
+                correlation::scope(Some(correlation_id), invoked).await
+            }
             other => {
                 return Err(ReadError::Io(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
@@ -151,7 +162,10 @@ where
                 )));
             }
         };
-        if let Some(answer) = answer {
+        if let Some(mut answer) = answer {
+            answer
+                .annotations
+                .push(correlation::annotation(correlation_id));
             write_message(&mut stream, &answer).await?;
         }
     }
@@ -431,6 +445,66 @@ mod tests {
                 matches!(value, Value::Tuple(_) | Value::List(_)),
                 "{value:?}"
             );
+        }
+    }
+
+    /// As Python's daemon: a call's correlation id is current while the
+    /// object runs it and comes back on the answer; a call without one
+    /// gets a new one, also on the answer.
+    #[test]
+    fn a_calls_correlation_id_is_current_in_the_object_and_answered() {
+        struct Current;
+        impl Object for Current {
+            fn class_name(&self) -> &'static str {
+                "Current"
+            }
+            fn methods(&self) -> &[&'static str] {
+                &["current"]
+            }
+            async fn invoke(&self, _call: Call) -> Result<Value, PyroException> {
+                let id = correlation::current().expect("a current id");
+                Ok(Value::Str(format!("{id:032x}")))
+            }
+        }
+        let call = Call {
+            object: "echo_1".into(),
+            method: "current".into(),
+            args: vec![],
+            kwargs: vec![],
+        };
+        for sent in [Some(0x1234_u128), None] {
+            let mut invoke = Message::new(
+                MessageType::Invoke,
+                1,
+                Serializer::Serpent.dumps_call(&call),
+            );
+            invoke.annotations.extend(sent.map(correlation::annotation));
+            let mut bytes = connect_bytes();
+            bytes.extend(invoke.encode());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let written = runtime.block_on(async {
+                let (mut client, server) = tokio::io::duplex(1 << 16);
+                let serving =
+                    tokio::spawn(async move { serve(server, "echo_1", &Current, &()).await });
+                client.write_all(&bytes).await.unwrap();
+                client.shutdown().await.unwrap();
+                let mut written = Vec::new();
+                client.read_to_end(&mut written).await.unwrap();
+                let _ = serving.await.unwrap();
+                written
+            });
+            let ok = Message::decode(&written, MAX_REQUEST).unwrap();
+            assert!(correlation::of(&ok).is_some(), "CONNECTOK carries one");
+            let result = Message::decode(&written[ok.encode().len()..], MAX_REQUEST).unwrap();
+            let answered = correlation::of(&result).expect("the answer carries the id");
+            if let Some(sent) = sent {
+                assert_eq!(answered, sent);
+            }
+            let seen = Serializer::Serpent.loads(&result.payload).unwrap();
+            assert_eq!(seen, Value::Str(format!("{answered:032x}")));
         }
     }
 

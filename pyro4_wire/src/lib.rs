@@ -44,6 +44,7 @@
 //! ```
 
 pub mod call;
+pub mod correlation;
 pub mod daemon;
 pub mod io;
 pub mod json;

@@ -9,6 +9,7 @@
 use plumbing::tls::{ClientStream, ClientTls};
 
 use crate::call::{Call, PayloadError, PyroException, Serializer};
+use crate::correlation;
 use crate::io::{MAX_MESSAGE, ReadError, read_message, write_message};
 use crate::message::{FLAG_EXCEPTION, FLAG_META_ON_CONNECT, Message, MessageType};
 use crate::serpent::Value;
@@ -136,7 +137,8 @@ impl Proxy {
             .map(|(_, data)| data.as_slice())
     }
 
-    /// Calls `method(*args, **kwargs)` on the object.
+    /// Calls `method(*args, **kwargs)` on the object, with the current
+    /// correlation id ([`correlation::current`]) if there is one.
     pub async fn call(
         &mut self,
         method: &str,
@@ -157,11 +159,15 @@ impl Proxy {
             kwargs,
         };
         self.seq = self.seq.wrapping_add(1);
-        let invoke = Message::new(
+        let mut invoke = Message::new(
             MessageType::Invoke,
             self.seq,
             Serializer::Serpent.dumps_call(&call),
         );
+        // As a Python proxy does: the current correlation id goes along.
+        if let Some(id) = correlation::current() {
+            invoke.annotations.push(correlation::annotation(id));
+        }
         let answer = self.exchange(&invoke).await?;
         if answer.kind != MessageType::Result || answer.seq != self.seq {
             return Err(self.protocol(&format!(

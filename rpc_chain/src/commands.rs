@@ -53,11 +53,24 @@ pub async fn server(
 }
 
 /// `client`: sends `words` round the ring from server `start` and prints
-/// the status, as `client_chain.py`.
-pub async fn client(ns: &str, ssl: &SslArgs, start: u32, words: Vec<String>) -> anyhow::Result<()> {
-    let ns = NameServerClient::connect_with(ns, ssl.client()?).await?;
-    let client = connect(&ns, start).await?;
-    let status = send(&client, start, words).await?;
+/// the status, as `client_chain.py`. Every call of the trip carries
+/// `correlation_id` (else a new one), as Pyro4's
+/// `current_context.correlation_id` does.
+pub async fn client(
+    ns: &str,
+    ssl: &SslArgs,
+    start: u32,
+    words: Vec<String>,
+    correlation_id: Option<uuid::Uuid>,
+) -> anyhow::Result<()> {
+    let id = correlation_id.unwrap_or_else(uuid::Uuid::new_v4);
+    tracing::debug!(correlation_id = %id, "sending round the ring");
+    let trip = async {
+        let ns = NameServerClient::connect_with(ns, ssl.client()?).await?;
+        let client = connect(&ns, start).await?;
+        anyhow::Ok(send(&client, start, words).await?)
+    };
+    let status = pyro4_wire::correlation::scope(Some(id.as_u128()), trip).await?;
     println!("Status = {}", python_list(&status));
     Ok(())
 }

@@ -338,7 +338,12 @@ impl ChainServer {
 
 impl Chain for ChainServer {
     async fn process(self, ctx: Context, message: Vec<String>) -> Result<Vec<String>, ChainError> {
-        self.handle(ctx, message).await
+        // The caller's correlation id rides in tarpc's trace id: the calls
+        // made for this request (the next hop, over either protocol) carry
+        // it on, as a Python hop carries Pyro4's.
+        let id = u128::from(ctx.trace_context.trace_id);
+        let handled = self.handle(ctx, message);
+        pyro4_wire::correlation::scope((id != 0).then_some(id), handled).await
     }
 }
 

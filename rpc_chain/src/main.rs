@@ -60,6 +60,10 @@ enum Command {
         /// The server to start at.
         #[arg(long, default_value_t = 1)]
         start: u32,
+        /// The Pyro4 correlation id (a UUID) every call of the trip
+        /// carries; without it, a new one.
+        #[arg(long, value_name = "UUID")]
+        correlation_id: Option<uuid::Uuid>,
         /// The message's words.
         #[arg(default_values_t = ["hello".to_owned()])]
         words: Vec<String>,
@@ -95,8 +99,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             ns,
             ssl,
             start,
+            correlation_id,
             words,
-        } => commands::client(&ns, &ssl, start, words).await,
+        } => commands::client(&ns, &ssl, start, words, correlation_id).await,
         Command::Bench(args) => bench::command(args).await,
     }
 }

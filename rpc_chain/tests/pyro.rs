@@ -127,6 +127,72 @@ fn python_ring_with_a_rust_server_2_under_the_python_name_server() {
     both_clients_go_round(&ns, &hops);
 }
 
+/// Ring server `id` of the chapter's Python, printing the correlation id of
+/// each call it gets (`traced_chain.py`).
+fn traced_python_hop(ns: &TestNameServer, id: u32) -> Hop {
+    let mut command = pyro4_script(python_dir(), "traced_chain.py", ns);
+    command.args([id.to_string(), (id % 3 + 1).to_string()]);
+    started(spawn_lines(command).unwrap(), id)
+}
+
+/// The correlation id the next call to `hop` carried.
+fn correlation_seen(hop: &Hop) -> String {
+    line_with(&hop.lines, &["correlation "])
+}
+
+/// A client's correlation id goes round a mixed ring whole: every call to
+/// a Python hop carries it, whoever called (a Python hop, a Rust hop called
+/// over Pyro4, a Rust hop called over tarpc by another Rust hop), from
+/// Python's client (`Pyro4.current_context.correlation_id`) and from the
+/// Rust one (`--correlation-id`).
+#[test]
+fn a_clients_correlation_id_reaches_every_python_hop_of_a_mixed_ring() {
+    let ns = TestNameServer::rust();
+    for python in [
+        [true, false, true],
+        [false, true, false],
+        [false, false, true],
+    ] {
+        let hops: Vec<Hop> = (1..=3)
+            .map(|id| match python[id as usize - 1] {
+                true => traced_python_hop(&ns, id),
+                false => rust_hop(&ns, id, id % 3 + 1),
+            })
+            .collect();
+        let ids = [
+            "6f1c1c2e-8b0a-4a55-9d38-2c3b8c1f0a01",
+            "0b7e4d52-3f61-4c1e-8a9b-5d2e6f7a8b02",
+        ];
+        let python_client = pyro4_script(python_dir(), "traced_client.py", &ns)
+            .arg(ids[0])
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout_of(&python_client),
+            format!("{STATUS}\n"),
+            "{python:?}"
+        );
+        let rust_client = Command::new(env!("CARGO_BIN_EXE_rpc_chain"))
+            .args(["client", "--ns", &ns.addr(), "--correlation-id", ids[1]])
+            .output()
+            .unwrap();
+        assert_eq!(stdout_of(&rust_client), format!("{STATUS}\n"), "{python:?}");
+        for id in ids {
+            let expected = format!("correlation {id}");
+            for (hop, is_python) in hops.iter().zip(python) {
+                if !is_python {
+                    continue;
+                }
+                assert_eq!(correlation_seen(hop), expected, "{python:?}");
+            }
+            // Hop 1 is called twice: at the start and by the last hop.
+            if python[0] {
+                assert_eq!(correlation_seen(&hops[0]), expected, "{python:?}");
+            }
+        }
+    }
+}
+
 /// Mixed rings over TLS (Pyro4's SSL, client certificates required on
 /// every hop): each hop's link to the next is TLS too, whatever language
 /// either end is.

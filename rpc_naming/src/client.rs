@@ -30,10 +30,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time to live of a lease; heartbeats renew it three times as often.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
 
-/// A context whose deadline is `timeout` from now.
+/// A context whose deadline is `timeout` from now, carrying the current
+/// Pyro4 correlation id ([`pyro4_wire::correlation`]) as its trace id, so
+/// that a call made on behalf of a request keeps the request's id.
 pub fn deadline_in(timeout: Duration) -> context::Context {
     let mut ctx = context::current();
     ctx.deadline = Instant::now() + timeout;
+    if let Some(id) = pyro4_wire::correlation::current() {
+        ctx.trace_context.trace_id = id.into();
+    }
     ctx
 }
 

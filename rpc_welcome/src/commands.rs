@@ -35,14 +35,26 @@ impl Naming {
 
 /// `client`: buys `title` (asked on stdin, as the chapter did, when not
 /// given) from the server registered as the name `naming` gives.
-pub async fn client(naming: &Naming, title: Option<String>) -> anyhow::Result<()> {
+/// Its calls carry `correlation_id` (else a new one), as Pyro4's
+/// `current_context.correlation_id` does.
+pub async fn client(
+    naming: &Naming,
+    title: Option<String>,
+    correlation_id: Option<uuid::Uuid>,
+) -> anyhow::Result<()> {
     let title = match title {
         Some(title) => title,
         None => crate::ask_title().await?,
     };
-    let ns = naming.connect().await?;
-    let client = connect(&ns, &naming.name).await?;
-    println!("{}", buy(&client, &naming.name, title.trim()).await?);
+    let id = correlation_id.unwrap_or_else(uuid::Uuid::new_v4);
+    tracing::debug!(correlation_id = %id, "buying");
+    let purchase = async {
+        let ns = naming.connect().await?;
+        let client = connect(&ns, &naming.name).await?;
+        anyhow::Ok(buy(&client, &naming.name, title.trim()).await?)
+    };
+    let bought = pyro4_wire::correlation::scope(Some(id.as_u128()), purchase).await?;
+    println!("{bought}");
     Ok(())
 }
 

@@ -46,6 +46,10 @@ enum Command {
         /// The book's title; without it, asks on stdin as the chapter did.
         #[arg(long)]
         title: Option<String>,
+        /// The Pyro4 correlation id (a UUID) the calls carry; without it, a
+        /// new one.
+        #[arg(long, value_name = "UUID")]
+        correlation_id: Option<uuid::Uuid>,
     },
     /// Calls/s sequential and concurrent, over tarpc and Pyro4, and a raw TCP ping-pong in the same run.
     Bench(bench::BenchArgs),
@@ -70,7 +74,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo { title } => commands::demo(&title).await,
         Command::Server { naming, addr } => commands::server(&naming, addr).await,
-        Command::Client { naming, title } => commands::client(&naming, title).await,
+        Command::Client {
+            naming,
+            title,
+            correlation_id,
+        } => commands::client(&naming, title, correlation_id).await,
         Command::Bench(args) => bench::command(args).await,
     }
 }

@@ -202,6 +202,42 @@ fn assert_refused(output: &Output, expected: &str) {
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 }
 
+/// `rpc_welcome client --correlation-id` makes its call carry that id, as
+/// Pyro4's `current_context.correlation_id` does; without it, a new one
+/// each time.
+#[test]
+fn the_rust_client_sends_the_correlation_id_it_is_given() {
+    let ns = TestNameServer::rust();
+    let (_server, lines) =
+        spawn_lines(pyro4_script(python_dir(), "traced_server.py", &ns)).unwrap();
+    line_with(&lines, &["Ready. Object uri = PYRO:obj_"]);
+    let id = "3e0f6a1c-58b2-4d7e-9c41-7a2b9d0e5f11";
+    let bought = Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
+        .args([
+            "client",
+            "--ns",
+            &ns.addr(),
+            "--title",
+            TITLE,
+            "--correlation-id",
+            id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout_of(&bought), format!("{BOUGHT}\n"));
+    assert_eq!(
+        line_with(&lines, &["correlation "]),
+        format!("correlation {id}")
+    );
+    let (first, second) = (rust_client(&ns, TITLE), rust_client(&ns, TITLE));
+    assert!(first.status.success() && second.status.success());
+    let (first, second) = (
+        line_with(&lines, &["correlation "]),
+        line_with(&lines, &["correlation "]),
+    );
+    assert_ne!(first, second, "a new id each time");
+}
+
 #[test]
 fn an_unknown_name_is_pyro4s_naming_error_in_python_and_a_clear_error_in_rust() {
     for ns in [TestNameServer::rust(), TestNameServer::python()] {
