@@ -214,6 +214,8 @@ async fn a_retry_keeps_every_header_and_the_callers_address() {
     let mut headers = properties.headers().clone().unwrap();
     let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     headers.insert("traceparent".into(), AMQPValue::LongString(trace.into()));
+    let sentry = "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1";
+    headers.insert("sentry-trace".into(), AMQPValue::LongString(sentry.into()));
     channel
         .basic_publish(
             queue.as_str().into(),
@@ -243,9 +245,18 @@ async fn a_retry_keeps_every_header_and_the_callers_address() {
             .get(key)
             .cloned()
     };
+    // The retry is sent from the span the worker ran the task in: the same
+    // trace, that span's id (as an instrumented Python worker sends it).
+    let Some(AMQPValue::LongString(resent)) = header(&retry, "traceparent") else {
+        panic!("no traceparent on the retry");
+    };
+    let resent = resent.to_string();
+    assert_eq!(resent[..36], trace[..36], "{resent}");
+    assert_ne!(resent, trace);
+    // A header the worker does not know travels on unchanged.
     assert_eq!(
-        header(&retry, "traceparent"),
-        Some(AMQPValue::LongString(trace.into()))
+        header(&retry, "sentry-trace"),
+        Some(AMQPValue::LongString(sentry.into()))
     );
     assert_eq!(header(&first, "id"), header(&retry, "id"));
     assert!(matches!(

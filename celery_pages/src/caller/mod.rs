@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::amqp::{declare_task_queue, reply_queue};
+use crate::message::trace::TraceContext;
 use crate::message::{Embed, TaskMessage, TaskOutcome, parse_result};
 use crate::{Broker, Error, Result, TaskQueue};
 
@@ -135,6 +136,7 @@ impl Caller {
             origin: &self.origin,
             eta,
             compression: self.compression,
+            trace: Some(TraceContext::for_publish()),
             ..TaskMessage::default()
         };
         match route {
@@ -207,6 +209,7 @@ impl Caller {
                     chain: steps,
                     ..Embed::default()
                 },
+                trace: Some(TraceContext::for_publish()),
                 ..TaskMessage::default()
             })
             .await;

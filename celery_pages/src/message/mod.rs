@@ -8,6 +8,7 @@
 
 pub mod compression;
 pub mod pyjson;
+pub mod trace;
 
 use std::collections::BTreeMap;
 
@@ -110,6 +111,9 @@ pub struct TaskRequest {
     pub stamps: Vec<(String, Value)>,
     /// What runs after it: the rest of a chain, callbacks, errbacks.
     pub embed: Embed,
+    /// The span it runs in: a child of the trace context its message
+    /// carried (none if it carried none). What it sends on carries this.
+    pub trace: Option<trace::TraceContext>,
 }
 
 impl TaskRequest {
@@ -128,6 +132,7 @@ impl TaskRequest {
             time_limits: (None, None),
             stamps: Vec::new(),
             embed: Embed::default(),
+            trace: None,
         }
     }
 
@@ -288,15 +293,19 @@ fn header_u32(headers: &BTreeMap<ShortString, AMQPValue>, key: &str) -> Option<u
 /// header kept, known or not, so tracing headers travel on), with the
 /// `retries` header set to `retries` and the `eta` header to `eta`, as
 /// Celery's `Task.retry` resends a task (same id, same `reply_to` and
-/// correlation id).
+/// correlation id); sent from the span `trace` when the task is traced.
 pub fn retry_properties(
     properties: &BasicProperties,
     retries: u32,
     eta: DateTime<Utc>,
+    trace: Option<&trace::TraceContext>,
 ) -> BasicProperties {
     let mut headers = properties.headers().clone().unwrap_or_default();
     headers.insert("retries".into(), to_amqp(&json!(retries)));
     headers.insert("eta".into(), to_amqp(&iso(Some(eta))));
+    if let Some(trace) = trace {
+        trace.write(&mut headers);
+    }
     properties.clone().with_headers(headers)
 }
 
@@ -377,6 +386,7 @@ pub fn parse_task(properties: &BasicProperties, body: &[u8]) -> Result<TaskReque
         time_limits,
         stamps: stamps_of(headers),
         embed: Embed::parse(&embed),
+        trace: trace::TraceContext::from_headers(headers).map(|parent| parent.child()),
     })
 }
 
@@ -483,6 +493,8 @@ pub struct TaskMessage<'a> {
     pub embed: Embed,
     /// How the body is compressed (kombu's `compression=`), if at all.
     pub compression: Option<crate::message::compression::Compression>,
+    /// The span it is sent from (`traceparent`, ...), if traced.
+    pub trace: Option<trace::TraceContext>,
 }
 
 fn iso(time: Option<DateTime<Utc>>) -> Value {
@@ -520,9 +532,12 @@ impl TaskMessage<'_> {
         if let Some(method) = self.compression {
             headers["compression"] = json!(method.content_type());
         }
-        let AMQPValue::FieldTable(headers) = to_amqp(&headers) else {
+        let AMQPValue::FieldTable(mut headers) = to_amqp(&headers) else {
             unreachable!("an object converts to a table");
         };
+        if let Some(trace) = &self.trace {
+            trace.write(&mut headers);
+        }
         let body = json!([self.args, kwargs, self.embed.to_json()]);
         let mut properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
@@ -906,7 +921,7 @@ mod tests {
                 .with_content_type(CONTENT_TYPE.into())
                 .with_headers(headers);
             if let Ok(request) = parse_task(&p, b"[[1, 2], {}, {}]") {
-                let _ = retry_properties(&p, request.retries.saturating_add(1), Utc::now());
+                let _ = retry_properties(&p, request.retries.saturating_add(1), Utc::now(), request.trace.as_ref());
             }
         }
 

@@ -114,6 +114,8 @@ pub fn call_signature(
             callbacks: signatures(&options["link"]),
             errbacks: signatures(&options["link_error"]),
         },
+        // Sent from the span the parent task ran in.
+        trace: parent.trace.clone(),
         ..TaskMessage::default()
     }
     .encode();
@@ -248,6 +250,7 @@ mod tests {
             time_limits: (None, None),
             stamps: Vec::new(),
             embed,
+            trace: None,
         }
     }
 

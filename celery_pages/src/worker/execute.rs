@@ -209,7 +209,12 @@ async fn send_retry(
         .ok()
         .and_then(|wait| now.checked_add_signed(wait))
         .unwrap_or(now);
-    let properties = retry_properties(&delivery.properties, request.retries + 1, eta);
+    let properties = retry_properties(
+        &delivery.properties,
+        request.retries + 1,
+        eta,
+        request.trace.as_ref(),
+    );
     let message = canvas::Outgoing {
         route: canvas::Route::Exchange {
             exchange: delivery.exchange.as_str().to_owned(),
@@ -382,7 +387,9 @@ async fn run_task(node: &Node, request: &TaskRequest) -> (Outcome, Vec<Value>) {
     let (hard, soft) = node.time_limits(task);
     let limits = (header_hard.or(hard), header_soft.or(soft));
     let options = task.options();
-    match run_limited(tasks, request, limits, task.is_plain()).await {
+    // Within the task's span: a task that calls others continues its trace.
+    let run = run_limited(tasks, request, limits, task.is_plain());
+    match crate::message::trace::scope(request.trace.clone(), run).await {
         Ok(done) => (Outcome::Succeeded(done.value), done.sends),
         Err(Failure::Raised(exc)) if TaskContext::is_retry(&exc) => {
             (asked_retry(options, request, exc), Vec::new())

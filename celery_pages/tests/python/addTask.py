@@ -9,7 +9,8 @@ after it ran and its result was confirmed by the broker (Celery's default
 acks first and publishes unconfirmed: a node's crash can lose a task);
 with CELERY_TASK_EVENTS=1 it sends task events (-E); with CELERY_SSL_CA (and
 CELERY_SSL_CERT, CELERY_SSL_KEY) it reaches an amqps:// broker with those
-files as broker_use_ssl. Two teaching tasks
+files as broker_use_ssl; with CELERY_OTEL_FILE, OpenTelemetry's Celery
+instrumentation writes its spans to that file (otel_setup.py). Two teaching tasks
 beside `add`, twins of the Rust worker's: `slow_add` (waits, then adds) and
 `flaky_add` (fails its first attempts and retries).
 """
@@ -18,6 +19,9 @@ import ssl
 import time
 
 from celery import Celery
+
+if os.environ.get("CELERY_OTEL_FILE"):
+    import otel_setup  # noqa: F401  (instruments Celery)
 
 app = Celery(
     "addTask",

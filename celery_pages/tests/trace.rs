@@ -1,0 +1,181 @@
+//! One trace across Python and Rust hops: Python's caller and worker
+//! instrumented with OpenTelemetry's Celery instrumentation (the pinned
+//! `opentelemetry-instrumentation-celery`, spans written by
+//! `tests/python/otel_setup.py`), the Rust worker and caller between them.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use celery_pages::message::trace::TraceContext;
+use common::{
+    TestWorker, broker, delete_queue, python, python_broker, python_dir, start_python_worker_with,
+    unique_queue,
+};
+use serde_json::Value;
+
+/// The spans a Python peer wrote to `file` so far.
+fn spans(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Waits (bounded) for the span named `name` about task `task_id` (any
+/// task, without one) in `file`: a worker writes its run span when the task
+/// ends, about when the caller gets its result.
+async fn span_of(file: &Path, name: &str, task_id: Option<&str>) -> Value {
+    let started = Instant::now();
+    loop {
+        let found = spans(file)
+            .into_iter()
+            .find(|span| span["name"] == name && task_id.is_none_or(|id| span["task_id"] == id));
+        if let Some(span) = found {
+            return span;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no {name} span for task {task_id:?} in {}: {:#?}",
+            file.display(),
+            spans(file)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `python trace_calls.py ARGS` as an instrumented caller writing its spans
+/// to `file`; the lines it printed.
+async fn traced_caller(args: &[&str], queue: &str, file: &Path) -> Vec<String> {
+    let mut command = Command::new(python());
+    command
+        .arg("trace_calls.py")
+        .args(args)
+        .current_dir(python_dir())
+        .env("CELERY_QUEUE", queue)
+        .env("CELERY_BROKER", python_broker())
+        .env("CELERY_OTEL_FILE", file);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An instrumented Python worker on `queue`, writing its spans to `file`.
+async fn traced_python_worker(queue: &str, file: &Path) -> test_support::child::KillOnDrop {
+    let file = file.display().to_string();
+    start_python_worker_with(queue, &[("CELERY_OTEL_FILE", &file)]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_through_the_rust_worker_stays_in_the_callers_trace() {
+    let (pyq, rsq) = (unique_queue("trace-py"), unique_queue("trace-rs"));
+    let dir = tempfile::tempdir().unwrap();
+    let (caller_file, worker_file) = (dir.path().join("caller"), dir.path().join("worker"));
+    let rust = TestWorker::start(&broker(), &rsq);
+    let python_worker = traced_python_worker(&pyq, &worker_file).await;
+
+    // add(4, 10) on Python, add(6) on Rust, add(1) on Python.
+    let printed = traced_caller(&["chain", &pyq, &rsq], &pyq, &caller_file).await;
+    assert_eq!(printed[0], "21");
+    let ids: Vec<&str> = printed[1].split(' ').collect();
+    let first = span_of(&worker_file, "run/addTask.add", Some(ids[0])).await;
+    let third = span_of(&worker_file, "run/addTask.add", Some(ids[2])).await;
+    let caller = spans(&caller_file);
+    let sent = caller
+        .iter()
+        .find(|span| span["name"] == "apply_async/addTask.add")
+        .expect("the caller's publish span");
+
+    // Every Python span, the caller's and the worker's, is in one trace.
+    let python_spans: Vec<Value> = caller.iter().cloned().chain(spans(&worker_file)).collect();
+    for span in &python_spans {
+        assert_eq!(span["trace_id"], sent["trace_id"], "{span}");
+    }
+    assert_eq!(first["parent_id"], sent["span_id"]);
+    // The third step's parent is no Python span: it is the span the Rust
+    // worker ran the second step in (a child of the Python worker's
+    // publish of that step).
+    let python_ids: Vec<&Value> = python_spans.iter().map(|span| &span["span_id"]).collect();
+    assert!(third["parent_id"].is_string(), "{third}");
+    assert!(!python_ids.contains(&&third["parent_id"]), "{third}");
+
+    drop(python_worker);
+    rust.stop().await;
+    delete_queue(&pyq).await;
+    delete_queue(&rsq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_and_a_link_callback_on_the_rust_worker_keep_the_trace() {
+    let (pyq, rsq) = (unique_queue("trace-py"), unique_queue("trace-rs"));
+    let dir = tempfile::tempdir().unwrap();
+    let (caller_file, worker_file) = (dir.path().join("caller"), dir.path().join("worker"));
+    let rust = TestWorker::start(&broker(), &rsq);
+    let python_worker = traced_python_worker(&pyq, &worker_file).await;
+
+    // flaky_add fails once on the Rust worker, is retried there, then its
+    // link callback add(5) runs on Python's.
+    let link_id = uuid::Uuid::new_v4().to_string();
+    let printed = traced_caller(&["retry_link", &pyq, &rsq, &link_id], &pyq, &caller_file).await;
+    assert_eq!(printed, ["3"]);
+    let callback = span_of(&worker_file, "run/addTask.add", Some(&link_id)).await;
+    let sent = spans(&caller_file)
+        .into_iter()
+        .find(|span| span["name"] == "apply_async/addTask.flaky_add")
+        .expect("the caller's publish span");
+    assert_eq!(callback["trace_id"], sent["trace_id"]);
+    assert_ne!(
+        callback["parent_id"], sent["span_id"],
+        "sent by the Rust worker"
+    );
+
+    drop(python_worker);
+    rust.stop().await;
+    delete_queue(&pyq).await;
+    delete_queue(&rsq).await;
+}
+
+/// The Rust caller continues the trace it runs in (`TRACEPARENT`) and
+/// writes it on its message: Python's worker runs the task in that trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_caller_continues_the_trace_it_runs_in() {
+    let queue = unique_queue("trace-caller");
+    let dir = tempfile::tempdir().unwrap();
+    let worker_file = dir.path().join("worker");
+    let python_worker = traced_python_worker(&queue, &worker_file).await;
+
+    let outer = TraceContext::root();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_celery_pages"));
+    command
+        .args(["add", "4", "10", "--queue", &queue, "--broker"])
+        .arg(common::broker_url())
+        .env(
+            celery_pages::message::trace::TRACEPARENT_ENV,
+            outer.traceparent(),
+        );
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "14");
+    let span = span_of(&worker_file, "run/addTask.add", None).await;
+    assert_eq!(span["trace_id"], format!("{:032x}", outer.trace_id));
+    assert_ne!(
+        span["parent_id"],
+        format!("{:016x}", outer.span_id),
+        "a span of the caller's own"
+    );
+    drop(python_worker);
+    delete_queue(&queue).await;
+}
