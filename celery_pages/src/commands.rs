@@ -19,7 +19,9 @@ use crate::{ADD_TASK, Broker, DEFAULT_QUEUE, Error, ExchangeType, QueueType, Tas
 #[derive(clap::Args, Clone)]
 pub struct BrokerArg {
     /// The AMQP broker: a URL, or Celery's failover list `URL;URL;...`
-    /// (tried in order, the next on failure).
+    /// (tried in order, the next on failure). `amqps://` is TLS, with
+    /// RabbitMQ's query parameters: `?cacertfile=ca.pem&certfile=c.pem&keyfile=c.key`
+    /// (also `verify=verify_none`, `server_name_indication=NAME`).
     #[arg(long = "broker", value_name = "URL", env = BROKER_ENV, default_value = DEFAULT_BROKER)]
     pub setting: String,
 }

@@ -21,7 +21,10 @@
 //!   (chains, callbacks), remote control and events;
 //! - [`tasks`]: the registry of tasks a worker runs, which a user extends
 //!   with typed functions of their own; the chapter's `addTask.add` and
-//!   Celery's built-ins are registered the same way.
+//!   Celery's built-ins are registered the same way;
+//! - [`telemetry`]: the spans of tasks run and sent, exported with the
+//!   OpenTelemetry crates when asked (the trace context itself travels in
+//!   [`message::trace`] either way).
 //!
 //! What this worker adds to Celery's defaults: a task is acknowledged only
 //! after its result is confirmed by the broker (late ack), so a worker killed
@@ -59,6 +62,7 @@ pub mod caller;
 pub mod commands;
 pub mod message;
 pub mod tasks;
+pub mod telemetry;
 pub mod worker;
 
 pub use amqp::broker::{BROKER_ENV, Broker, DEFAULT_BROKER};

@@ -10,6 +10,7 @@ use plumbing::cli::Runtime;
 use celery_pages::commands::{
     self, AddArgs, BrokerArg, CallArgs, ChainArgs, Target, WorkerOptions,
 };
+use celery_pages::telemetry::{self, Destination};
 
 mod bench;
 
@@ -27,6 +28,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Export the spans of the tasks run and sent: `otlp` (to the collector
+    /// OTEL_EXPORTER_OTLP_ENDPOINT names, http://localhost:4318 by default;
+    /// setting that variable alone does the same) or a FILE (JSON lines).
+    #[arg(long, global = true, value_name = "otlp|FILE")]
+    trace: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -84,7 +90,22 @@ fn main() -> ExitCode {
         }
         _ => "warn,lapin=off",
     };
-    plumbing::cli::run(Runtime::MultiThread, log, run(cli.command))
+    plumbing::cli::run(Runtime::MultiThread, log, traced(cli.trace, cli.command))
+}
+
+/// Runs `command`, exporting spans if asked to ([`telemetry`]), flushed
+/// before exit.
+async fn traced(trace: Option<String>, command: Option<Command>) -> anyhow::Result<()> {
+    let exporting = match Destination::from_flag(trace.as_deref()) {
+        Some(destination) => Some(telemetry::start(&destination)?),
+        None => None,
+    };
+    let ran = run(command).await;
+    if let Some(exporting) = exporting {
+        // A flush may wait on the collector: off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || exporting.shutdown()).await;
+    }
+    ran
 }
 
 async fn run(command: Option<Command>) -> anyhow::Result<()> {

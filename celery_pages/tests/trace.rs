@@ -15,6 +15,8 @@ use common::{
     unique_queue,
 };
 use serde_json::Value;
+use std::process::Stdio;
+use test_support::child::{KillOnDrop, line_with, lines_of};
 
 /// The spans a Python peer wrote to `file` so far.
 fn spans(file: &Path) -> Vec<Value> {
@@ -40,6 +42,27 @@ async fn span_of(file: &Path, name: &str, task_id: Option<&str>) -> Value {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no {name} span for task {task_id:?} in {}: {:#?}",
+            file.display(),
+            spans(file)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) for the Rust worker's exported span `name` about task
+/// `task_id` (its attributes hold the task id) in `file`.
+async fn rust_span_of(file: &Path, name: &str, task_id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let found = spans(file).into_iter().find(|span| {
+            span["name"] == name && span["attributes"]["messaging.message.id"] == task_id
+        });
+        if let Some(span) = found {
+            return span;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no {name} span for task {task_id} in {}: {:#?}",
             file.display(),
             spans(file)
         );
@@ -78,12 +101,36 @@ async fn traced_python_worker(queue: &str, file: &Path) -> test_support::child::
     start_python_worker_with(queue, &[("CELERY_OTEL_FILE", &file)]).await
 }
 
+/// The Rust worker as its binary runs it, on `queue`, exporting its spans
+/// to `file` (`--trace FILE`); ready when it says so. Its log lines are
+/// read for as long as the guard lives (a full pipe would stall it).
+async fn traced_rust_worker(
+    queue: &str,
+    file: &Path,
+) -> (KillOnDrop, std::sync::mpsc::Receiver<String>) {
+    let mut command = common::worker_command(queue);
+    command
+        .arg("--trace")
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut worker = KillOnDrop::new(command.spawn().unwrap());
+        let lines = lines_of(worker.child().stderr.take().unwrap());
+        line_with(&lines, &["worker ready"]);
+        (worker, lines)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_through_the_rust_worker_stays_in_the_callers_trace() {
     let (pyq, rsq) = (unique_queue("trace-py"), unique_queue("trace-rs"));
     let dir = tempfile::tempdir().unwrap();
     let (caller_file, worker_file) = (dir.path().join("caller"), dir.path().join("worker"));
-    let rust = TestWorker::start(&broker(), &rsq);
+    let rust_file = dir.path().join("rust");
+    let rust = traced_rust_worker(&rsq, &rust_file).await;
     let python_worker = traced_python_worker(&pyq, &worker_file).await;
 
     // add(4, 10) on Python, add(6) on Rust, add(1) on Python.
@@ -104,15 +151,22 @@ async fn a_chain_through_the_rust_worker_stays_in_the_callers_trace() {
         assert_eq!(span["trace_id"], sent["trace_id"], "{span}");
     }
     assert_eq!(first["parent_id"], sent["span_id"]);
-    // The third step's parent is no Python span: it is the span the Rust
-    // worker ran the second step in (a child of the Python worker's
-    // publish of that step).
+    // The third step's parent is the span the Rust worker ran the second
+    // step in (exported by it), whose parent is the Python worker's publish
+    // of that step.
     let python_ids: Vec<&Value> = python_spans.iter().map(|span| &span["span_id"]).collect();
-    assert!(third["parent_id"].is_string(), "{third}");
     assert!(!python_ids.contains(&&third["parent_id"]), "{third}");
+    let rust_span = rust_span_of(&rust_file, "run/addTask.add", ids[1]).await;
+    assert_eq!(rust_span["span_id"], third["parent_id"], "{rust_span}");
+    assert_eq!(rust_span["trace_id"], sent["trace_id"]);
+    let second_sent = span_of(&worker_file, "apply_async/addTask.add", Some(ids[1])).await;
+    assert_eq!(
+        rust_span["parent_id"], second_sent["span_id"],
+        "{rust_span}"
+    );
 
     drop(python_worker);
-    rust.stop().await;
+    drop(rust);
     delete_queue(&pyq).await;
     delete_queue(&rsq).await;
 }
@@ -177,5 +231,87 @@ async fn the_rust_caller_continues_the_trace_it_runs_in() {
         "a span of the caller's own"
     );
     drop(python_worker);
+    delete_queue(&queue).await;
+}
+
+/// What a stand-in OpenTelemetry collector received: each request's
+/// first line, content type and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+/// A stand-in collector on a free port: answers every OTLP/HTTP request
+/// with 200 and keeps what it got. Its thread ends with the test process.
+fn collector() -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let received = Received::default();
+    let keep = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100) {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut first = String::new();
+                if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                    break;
+                }
+                let (mut length, mut content_type) = (0, String::new());
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    let lower = header.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    if let Some(value) = lower.strip_prefix("content-type:") {
+                        content_type = value.trim().to_owned();
+                    }
+                }
+                let mut body = vec![0; length.min(1 << 20)];
+                if reader.read_exact(&mut body).is_err() {
+                    break;
+                }
+                keep.lock()
+                    .unwrap()
+                    .push((first.trim().to_owned(), content_type, body));
+                let _ = reader
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            }
+        }
+    });
+    (endpoint, received)
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the caller's span goes to the
+/// collector over OTLP/HTTP (protobuf), flushed before the process ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_go_to_the_collector_otel_exporter_otlp_endpoint_names() {
+    let queue = unique_queue("trace-otlp");
+    let worker = TestWorker::start(&broker(), &queue);
+    let (endpoint, received) = collector();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_celery_pages"));
+    command
+        .args(["add", "4", "10", "--queue", &queue, "--broker"])
+        .arg(common::broker_url())
+        .env(celery_pages::telemetry::OTLP_ENDPOINT_ENV, &endpoint);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "14");
+    let received = received.lock().unwrap().clone();
+    let exported = received
+        .iter()
+        .find(|(first, _, _)| first.starts_with("POST /v1/traces"))
+        .unwrap_or_else(|| panic!("nothing exported: {received:?}"));
+    assert_eq!(exported.1, "application/x-protobuf");
+    let name = b"apply_async/addTask.add";
+    assert!(
+        exported.2.windows(name.len()).any(|window| window == name),
+        "the span's name is in the export"
+    );
+    worker.stop().await;
     delete_queue(&queue).await;
 }

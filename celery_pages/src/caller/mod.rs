@@ -22,7 +22,9 @@ use tokio::sync::oneshot;
 use crate::amqp::{declare_task_queue, reply_queue};
 use crate::message::trace::TraceContext;
 use crate::message::{Embed, TaskMessage, TaskOutcome, parse_result};
+use crate::telemetry;
 use crate::{Broker, Error, Result, TaskQueue};
+use opentelemetry::trace::SpanKind;
 
 type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, crate::PyException>>>>>;
 
@@ -253,6 +255,11 @@ impl Caller {
         message: &TaskMessage<'_>,
     ) -> Result<()> {
         let (body, properties) = message.encode();
+        // The publish's own span, as OpenTelemetry's instrumentation makes one.
+        let _span = message.trace.as_ref().map(|context| {
+            let name = format!("apply_async/{}", message.task);
+            telemetry::span(&name, SpanKind::Producer, context, message.id, message.task)
+        });
         let confirmed = async {
             self.channel
                 .basic_publish(

@@ -37,6 +37,8 @@ pub const TRACEPARENT_ENV: &str = "TRACEPARENT";
 pub struct TraceContext {
     pub trace_id: u128,
     pub span_id: u64,
+    /// The span this one is a child of, when it was made here.
+    pub parent_span_id: Option<u64>,
     pub flags: u8,
     pub tracestate: Option<String>,
     pub baggage: Option<String>,
@@ -66,6 +68,7 @@ impl TraceContext {
         TraceContext {
             trace_id: random_u128(),
             span_id: random_span_id(),
+            parent_span_id: None,
             flags: 1,
             tracestate: None,
             baggage: None,
@@ -76,6 +79,7 @@ impl TraceContext {
     pub fn child(&self) -> Self {
         TraceContext {
             span_id: random_span_id(),
+            parent_span_id: Some(self.span_id),
             ..self.clone()
         }
     }
@@ -114,6 +118,7 @@ impl TraceContext {
         (trace_id != 0 && span_id != 0).then_some(TraceContext {
             trace_id,
             span_id,
+            parent_span_id: None,
             flags,
             tracestate: None,
             baggage: None,

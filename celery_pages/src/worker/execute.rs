@@ -19,10 +19,12 @@ use crate::message::{
     retry_properties, revoked_body, success_body,
 };
 use crate::tasks::{Failure, SoftLimit, TaskContext, TaskOptions};
+use crate::telemetry;
 use crate::worker::canvas;
 use crate::worker::control::{Node, TimeLimits};
 use crate::worker::events::Events;
 use crate::{Registry, TaskQueue};
+use opentelemetry::trace::SpanKind;
 
 /// The longest wait a time limit or a retry's countdown can ask for.
 const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -388,6 +390,16 @@ async fn run_task(node: &Node, request: &TaskRequest) -> (Outcome, Vec<Value>) {
     let limits = (header_hard.or(hard), header_soft.or(soft));
     let options = task.options();
     // Within the task's span: a task that calls others continues its trace.
+    let _span = request.trace.as_ref().map(|context| {
+        let name = format!("run/{}", request.task);
+        telemetry::span(
+            &name,
+            SpanKind::Consumer,
+            context,
+            &request.id,
+            &request.task,
+        )
+    });
     let run = run_limited(tasks, request, limits, task.is_plain());
     match crate::message::trace::scope(request.trace.clone(), run).await {
         Ok(done) => (Outcome::Succeeded(done.value), done.sends),
