@@ -315,3 +315,44 @@ async fn spans_go_to_the_collector_otel_exporter_otlp_endpoint_names() {
     worker.stop().await;
     delete_queue(&queue).await;
 }
+
+/// Headers the worker does not know travel on as Python's worker passes
+/// them: a chain's next step, sent by either worker, carries the same
+/// headers beyond Celery's own (none: Celery builds the step from its
+/// signature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chains_next_step_carries_the_headers_pythons_worker_gives_it() {
+    let next_step_headers = async |first: &str, second: &str| {
+        let mut command = Command::new(python());
+        command
+            .args(["header_calls.py", first, second])
+            .current_dir(python_dir())
+            .env("CELERY_QUEUE", first)
+            .env("CELERY_BROKER", python_broker());
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let (py1, py2) = (unique_queue("headers-py"), unique_queue("headers-py-next"));
+    let python = {
+        let _worker = common::start_python_worker(&py1).await;
+        next_step_headers(&py1, &py2).await
+    };
+    let (rs1, rs2) = (unique_queue("headers-rs"), unique_queue("headers-rs-next"));
+    let rust = {
+        let worker = TestWorker::start(&broker(), &rs1);
+        let headers = next_step_headers(&rs1, &rs2).await;
+        worker.stop().await;
+        headers
+    };
+    assert_eq!(rust, python);
+    for queue in [py1, rs1] {
+        delete_queue(&queue).await;
+    }
+}
