@@ -285,6 +285,31 @@ mod tests {
         assert_eq!(out[0].properties.reply_to().as_ref().unwrap().as_str(), "r");
     }
 
+    /// Everything a traced task sends on (a chain step, a callback, the
+    /// signatures `chunks` and `map` send: all made here) is sent from the
+    /// task's span; an untraced task's carry no trace context.
+    #[test]
+    fn what_a_traced_task_sends_names_its_span() {
+        let sig =
+            json!({"task": ADD_TASK, "args": [1], "kwargs": {}, "options": {}, "immutable": false});
+        let parent = crate::message::trace::TraceContext::parse(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .unwrap();
+        let mut req = request(Embed::default());
+        req.trace = Some(parent.child());
+        let out = call_signature(&sig, &[], &req, Vec::new(), "celery", "w@h").unwrap();
+        let headers = out.properties.headers().as_ref().unwrap().inner();
+        let sent = crate::message::trace::TraceContext::from_headers(headers).unwrap();
+        let task_span = req.trace.as_ref().unwrap();
+        assert_eq!(sent.trace_id, parent.trace_id);
+        assert_eq!(sent.span_id, task_span.span_id);
+        req.trace = None;
+        let out = call_signature(&sig, &[], &req, Vec::new(), "celery", "w@h").unwrap();
+        let headers = out.properties.headers().as_ref().unwrap().inner();
+        assert!(!headers.contains_key("traceparent"));
+    }
+
     #[test]
     fn callbacks_get_the_result_unless_immutable_and_route_by_default() {
         let req = request(Embed {
