@@ -19,8 +19,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
@@ -29,7 +28,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, SdkTracerProvider, SpanData, SpanExporter,
+    IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
 };
 use serde_json::json;
 
@@ -38,9 +37,10 @@ use crate::message::trace::TraceContext;
 /// The environment variable that turns OTLP export on.
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
-/// Whether spans are recorded: checked first, so that with export off a
-/// task costs one atomic load.
-static ENABLED: AtomicBool = AtomicBool::new(false);
+/// The tracer spans are made with, once exporting has started: with export
+/// off a task costs one load of it. (After [`Exporting::shutdown`] its spans
+/// record nothing.)
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Where spans go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,15 +93,17 @@ pub fn start(destination: &Destination) -> anyhow::Result<Exporting> {
                 .build()
         }
     };
+    // Global too, so that a user's task code can make spans of its own.
     opentelemetry::global::set_tracer_provider(provider.clone());
-    ENABLED.store(true, Ordering::Relaxed);
+    if TRACER.set(provider.tracer("celery_pages")).is_err() {
+        anyhow::bail!("span export was already started in this process");
+    }
     Ok(Exporting { provider })
 }
 
 impl Exporting {
     /// Stops exporting and flushes the spans not yet sent.
     pub fn shutdown(self) {
-        ENABLED.store(false, Ordering::Relaxed);
         if let Err(err) = self.provider.shutdown() {
             tracing::warn!(%err, "spans not all exported");
         }
@@ -109,16 +111,15 @@ impl Exporting {
 }
 
 /// A span being recorded; it ends when dropped.
-pub struct Span(Option<opentelemetry::global::BoxedSpan>);
+pub struct Span(Option<opentelemetry_sdk::trace::Span>);
 
 /// Records the span `context` (its parent being `context.parent_span_id`,
 /// in the same trace), named `name`, about task `task_id`: a no-op unless
 /// exporting.
 pub fn span(name: &str, kind: SpanKind, context: &TraceContext, task_id: &str, task: &str) -> Span {
-    if !ENABLED.load(Ordering::Relaxed) {
+    let Some(tracer) = TRACER.get() else {
         return Span(None);
-    }
-    let tracer = opentelemetry::global::tracer_provider().tracer("celery_pages");
+    };
     let flags = TraceFlags::new(context.flags);
     let parent = match context.parent_span_id {
         Some(parent) => Context::new().with_remote_span_context(SpanContext::new(
@@ -140,7 +141,7 @@ pub fn span(name: &str, kind: SpanKind, context: &TraceContext, task_id: &str, t
             KeyValue::new("messaging.message.id", task_id.to_owned()),
             KeyValue::new("celery.task_name", task.to_owned()),
         ])
-        .start_with_context(&tracer, &parent);
+        .start_with_context(tracer, &parent);
     PRESET.with(|preset| preset.set(None));
     Span(Some(span))
 }

@@ -9,7 +9,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{TestWorker, python, python_dir, python_worker_with};
+use common::{TestWorker, python_script_with, python_worker_with};
 use test_support::rabbitmq::RabbitNode;
 use test_support::tls::TestCerts;
 
@@ -41,18 +41,9 @@ fn python_settings(node: &RabbitNode, certs: &TestCerts) -> Vec<(&'static str, S
     ]
 }
 
-/// `python tls_calls.py ARGS` on `queue` with `settings`, off the runtime.
-async fn python_call(args: &[&str], queue: &str, settings: &[(&str, String)]) -> Output {
-    let mut command = Command::new(python());
-    command
-        .arg("tls_calls.py")
-        .args(args)
-        .current_dir(python_dir())
-        .env("CELERY_QUEUE", queue)
-        .envs(settings.iter().map(|(k, v)| (k, v)));
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
+/// What `python tls_calls.py ssl NODE` printed: a `broker.ssl` as JSON.
+fn ssl_of(lines: &[String]) -> serde_json::Value {
+    serde_json::from_str(&lines.join("\n")).unwrap_or_else(|err| panic!("{err}: {lines:?}"))
 }
 
 /// `celery_pages ARGS --broker BROKER`, off the runtime.
@@ -78,6 +69,8 @@ async fn amqps_with_client_certificates_both_ways_and_each_refusal_in_one_line()
     let node = tokio::task::block_in_place(|| RabbitNode::start_tls(&certs));
     let good = node.tls_url(&parameters(&certs, "ca.pem", true));
     let python_side = python_settings(&node, &certs);
+    let python_side: Vec<(&str, &str)> =
+        python_side.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     // Python's caller, over TLS, served by the Rust worker.
     let queue = "tls_interop";
@@ -86,21 +79,18 @@ async fn amqps_with_client_certificates_both_ways_and_each_refusal_in_one_line()
     let mut config = TestWorker::config(&broker, queue);
     config.node = "rs.tls@test".into();
     let worker = TestWorker::with_config(config);
-    let answered = python_call(&["add"], queue, &python_side).await;
-    assert_eq!(said(&answered).trim(), "14", "{}", said(&answered));
+    let answered = python_script_with("tls_calls.py", &["add"], queue, &python_side).await;
+    assert_eq!(answered, ["14"]);
     // `inspect stats` shows the connection as TLS, with its settings.
-    let rust_ssl = python_call(&["ssl", "rs.tls@test"], queue, &python_side).await;
-    let rust_ssl: serde_json::Value =
-        serde_json::from_slice(&rust_ssl.stdout).unwrap_or_else(|_| panic!("{}", said(&rust_ssl)));
+    let rust_ssl = ssl_of(
+        &python_script_with("tls_calls.py", &["ssl", "rs.tls@test"], queue, &python_side).await,
+    );
     worker.stop().await;
 
     // The Rust caller, over TLS, served by Python's worker.
     let python_queue = "tls_interop_py";
-    let python_worker = tokio::task::block_in_place(|| {
-        let settings: Vec<(&str, &str)> =
-            python_side.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        python_worker_with(python_queue, &settings)
-    });
+    let python_worker =
+        tokio::task::block_in_place(|| python_worker_with(python_queue, &python_side));
     let added = rust_cli(&["add", "4", "10", "--queue", python_queue], &good).await;
     assert!(added.status.success(), "{}", said(&added));
     assert_eq!(String::from_utf8_lossy(&added.stdout).trim(), "14");
@@ -119,9 +109,15 @@ async fn amqps_with_client_certificates_both_ways_and_each_refusal_in_one_line()
     );
     // Python's worker shows its broker_use_ssl the same way.
     let python_node = format!("py-{python_queue}@{}", hostname());
-    let python_ssl = python_call(&["ssl", &python_node], python_queue, &python_side).await;
-    let python_ssl: serde_json::Value = serde_json::from_slice(&python_ssl.stdout)
-        .unwrap_or_else(|_| panic!("{}", said(&python_ssl)));
+    let python_ssl = ssl_of(
+        &python_script_with(
+            "tls_calls.py",
+            &["ssl", &python_node],
+            python_queue,
+            &python_side,
+        )
+        .await,
+    );
     drop(python_worker);
     assert_eq!(rust_ssl, python_ssl, "broker.ssl of inspect stats");
     assert_eq!(rust_ssl["cert_reqs"], 2);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use celery_pages::message::trace::TraceContext;
 use common::{
-    TestWorker, broker, delete_queue, python, python_broker, python_dir, start_python_worker_with,
+    TestWorker, broker, delete_queue, python_script, python_script_with, start_python_worker_with,
     unique_queue,
 };
 use serde_json::Value;
@@ -28,14 +28,16 @@ fn spans(file: &Path) -> Vec<Value> {
 }
 
 /// Waits (bounded) for the span named `name` about task `task_id` (any
-/// task, without one) in `file`: a worker writes its run span when the task
-/// ends, about when the caller gets its result.
+/// task, without one) in `file`, as a Python peer or the Rust worker wrote
+/// it: a worker writes its run span when the task ends, about when the
+/// caller gets its result.
 async fn span_of(file: &Path, name: &str, task_id: Option<&str>) -> Value {
     let started = Instant::now();
     loop {
-        let found = spans(file)
-            .into_iter()
-            .find(|span| span["name"] == name && task_id.is_none_or(|id| span["task_id"] == id));
+        let found = spans(file).into_iter().find(|span| {
+            span["name"] == name
+                && task_id.is_none_or(|id| span["attributes"]["messaging.message.id"] == id)
+        });
         if let Some(span) = found {
             return span;
         }
@@ -49,50 +51,17 @@ async fn span_of(file: &Path, name: &str, task_id: Option<&str>) -> Value {
     }
 }
 
-/// Waits (bounded) for the Rust worker's exported span `name` about task
-/// `task_id` (its attributes hold the task id) in `file`.
-async fn rust_span_of(file: &Path, name: &str, task_id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let found = spans(file).into_iter().find(|span| {
-            span["name"] == name && span["attributes"]["messaging.message.id"] == task_id
-        });
-        if let Some(span) = found {
-            return span;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no {name} span for task {task_id} in {}: {:#?}",
-            file.display(),
-            spans(file)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `python trace_calls.py ARGS` as an instrumented caller writing its spans
 /// to `file`; the lines it printed.
 async fn traced_caller(args: &[&str], queue: &str, file: &Path) -> Vec<String> {
-    let mut command = Command::new(python());
-    command
-        .arg("trace_calls.py")
-        .args(args)
-        .current_dir(python_dir())
-        .env("CELERY_QUEUE", queue)
-        .env("CELERY_BROKER", python_broker())
-        .env("CELERY_OTEL_FILE", file);
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let file = file.display().to_string();
+    python_script_with(
+        "trace_calls.py",
+        args,
+        queue,
+        &[("CELERY_OTEL_FILE", &file)],
+    )
+    .await
 }
 
 /// An instrumented Python worker on `queue`, writing its spans to `file`.
@@ -156,7 +125,7 @@ async fn a_chain_through_the_rust_worker_stays_in_the_callers_trace() {
     // of that step.
     let python_ids: Vec<&Value> = python_spans.iter().map(|span| &span["span_id"]).collect();
     assert!(!python_ids.contains(&&third["parent_id"]), "{third}");
-    let rust_span = rust_span_of(&rust_file, "run/addTask.add", ids[1]).await;
+    let rust_span = span_of(&rust_file, "run/addTask.add", Some(ids[1])).await;
     assert_eq!(rust_span["span_id"], third["parent_id"], "{rust_span}");
     assert_eq!(rust_span["trace_id"], sent["trace_id"]);
     let second_sent = span_of(&worker_file, "apply_async/addTask.add", Some(ids[1])).await;
@@ -323,21 +292,7 @@ async fn spans_go_to_the_collector_otel_exporter_otlp_endpoint_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chains_next_step_carries_the_headers_pythons_worker_gives_it() {
     let next_step_headers = async |first: &str, second: &str| {
-        let mut command = Command::new(python());
-        command
-            .args(["header_calls.py", first, second])
-            .current_dir(python_dir())
-            .env("CELERY_QUEUE", first)
-            .env("CELERY_BROKER", python_broker());
-        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        python_script("header_calls.py", &[first, second], first).await
     };
     let (py1, py2) = (unique_queue("headers-py"), unique_queue("headers-py-next"));
     let python = {

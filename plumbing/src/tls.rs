@@ -32,9 +32,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -46,8 +44,8 @@ use rustls::{
     AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
     ServerConfig, SignatureScheme,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio_util::either::Either;
 
 /// What can go wrong building TLS settings (not a handshake: see
 /// [`explain`]).
@@ -130,17 +128,10 @@ impl ClientSettings {
     }
 
     fn roots(&self) -> Result<RootCertStore, TlsError> {
-        let mut roots = RootCertStore::empty();
         match &self.ca_file {
-            Some(path) => {
-                for cert in certificates(path, "CA file")? {
-                    roots.add(cert).map_err(|source| TlsError::BadCa {
-                        path: path.clone(),
-                        source,
-                    })?;
-                }
-            }
+            Some(path) => ca_store(path),
             None => {
+                let mut roots = RootCertStore::empty();
                 let found = rustls_native_certs::load_native_certs();
                 if found.certs.is_empty() {
                     let why = found
@@ -150,9 +141,9 @@ impl ClientSettings {
                     return Err(TlsError::SystemStore(why));
                 }
                 roots.add_parsable_certificates(found.certs);
+                Ok(roots)
             }
         }
-        Ok(roots)
     }
 }
 
@@ -174,13 +165,7 @@ impl ServerSettings {
             .expect("ring supports the default protocol versions");
         let builder = match &self.client_ca_file {
             Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in certificates(path, "CA file")? {
-                    roots.add(cert).map_err(|source| TlsError::BadCa {
-                        path: path.clone(),
-                        source,
-                    })?;
-                }
+                let roots = ca_store(path)?;
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
                     .build()
                     .map_err(|source| TlsError::ClientVerifier {
@@ -252,7 +237,7 @@ impl ClientTls {
         };
         let handshake = self.connector.connect(name, stream);
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Ok(tls)) => Ok(ClientStream::Tls(Box::new(tls))),
+            Ok(Ok(tls)) => Ok(Either::Right(Box::new(tls))),
             Ok(Err(err)) => Err(explained(err)),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -276,7 +261,7 @@ pub async fn connect(
     stream.set_nodelay(true)?;
     match tls {
         Some(tls) => tls.handshake(stream, host).await,
-        None => Ok(ClientStream::Plain(stream)),
+        None => Ok(Either::Left(stream)),
     }
 }
 
@@ -303,82 +288,15 @@ pub fn failure(err: &io::Error) -> Option<String> {
     }
 }
 
-/// A connection a client opened: plain TCP, or TLS over it.
-#[derive(Debug)]
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
+/// A connection a client opened: plain TCP (`Left`), or TLS over it
+/// (`Right`). tokio-util's `Either` reads and writes whichever it holds.
+pub type ClientStream = Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
-impl ClientStream {
-    /// The TCP connection underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            ClientStream::Plain(tcp) => tcp,
-            ClientStream::Tls(tls) => tls.get_ref().0,
-        }
-    }
-
-    pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
-    }
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientStream::Plain(tcp) => tcp.is_write_vectored(),
-            ClientStream::Tls(tls) => tls.is_write_vectored(),
-        }
+/// The TCP connection under a client's connection.
+pub fn tcp(stream: &ClientStream) -> &TcpStream {
+    match stream {
+        Either::Left(tcp) => tcp,
+        Either::Right(tls) => tls.get_ref().0,
     }
 }
 
@@ -473,6 +391,18 @@ fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'s
         });
     }
     Ok(certs)
+}
+
+/// The CA certificates in the PEM file at `path`, as a trust store.
+fn ca_store(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(path, "CA file")? {
+        roots.add(cert).map_err(|source| TlsError::BadCa {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(roots)
 }
 
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {

@@ -402,13 +402,18 @@ mod tests {
     /// Serves one connection that sends `bytes` and closes; returns what
     /// the daemon wrote back.
     fn serve_bytes(bytes: Vec<u8>) -> Vec<u8> {
+        serve_bytes_to(Echo, bytes)
+    }
+
+    /// [`serve_bytes`] with `object` as `echo_1`.
+    fn serve_bytes_to(object: impl Object, bytes: Vec<u8>) -> Vec<u8> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
             let (mut client, server) = tokio::io::duplex(1 << 16);
-            let serving = tokio::spawn(async move { serve(server, "echo_1", &Echo, &()).await });
+            let serving = tokio::spawn(async move { serve(server, "echo_1", &object, &()).await });
             client.write_all(&bytes).await.unwrap();
             client.shutdown().await.unwrap();
             let mut written = Vec::new();
@@ -481,21 +486,7 @@ mod tests {
             invoke.annotations.extend(sent.map(correlation::annotation));
             let mut bytes = connect_bytes();
             bytes.extend(invoke.encode());
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let written = runtime.block_on(async {
-                let (mut client, server) = tokio::io::duplex(1 << 16);
-                let serving =
-                    tokio::spawn(async move { serve(server, "echo_1", &Current, &()).await });
-                client.write_all(&bytes).await.unwrap();
-                client.shutdown().await.unwrap();
-                let mut written = Vec::new();
-                client.read_to_end(&mut written).await.unwrap();
-                let _ = serving.await.unwrap();
-                written
-            });
+            let written = serve_bytes_to(Current, bytes);
             let ok = Message::decode(&written, MAX_REQUEST).unwrap();
             assert!(correlation::of(&ok).is_some(), "CONNECTOK carries one");
             let result = Message::decode(&written[ok.encode().len()..], MAX_REQUEST).unwrap();

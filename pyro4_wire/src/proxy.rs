@@ -121,7 +121,7 @@ impl Proxy {
 
     /// The address the connection went to.
     pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.stream.tcp().peer_addr()
+        plumbing::tls::tcp(&self.stream).peer_addr()
     }
 
     /// The methods the object exposes.

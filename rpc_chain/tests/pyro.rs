@@ -308,29 +308,25 @@ fn differential(ns: &TestNameServer) -> Vec<String> {
 /// int; Python's `TypeError`s for a wrong call; batches; marshal).
 #[test]
 fn a_python_client_cannot_tell_the_rings_apart() {
-    let ns = TestNameServer::python();
-    let python = {
-        let _ring = ring(&ns, [true; 3]);
-        differential(&ns)
-    };
-    let rust = {
-        let _ring = ring(&ns, [false; 3]);
-        differential(&ns)
-    };
-    assert_alike(&python, &rust, 16);
+    rings_alike(&TestNameServer::python());
 }
 
 /// The same script over TLS, under Python's name server.
 #[test]
 fn a_python_client_cannot_tell_the_rings_apart_over_tls() {
-    let ns = TestNameServer::python_tls();
+    rings_alike(&TestNameServer::python_tls());
+}
+
+/// [`differential`] against a ring of Python servers, then of Rust ones,
+/// under `ns`: every outcome alike.
+fn rings_alike(ns: &TestNameServer) {
     let python = {
-        let _ring = ring(&ns, [true; 3]);
-        differential(&ns)
+        let _ring = ring(ns, [true; 3]);
+        differential(ns)
     };
     let rust = {
-        let _ring = ring(&ns, [false; 3]);
-        differential(&ns)
+        let _ring = ring(ns, [false; 3]);
+        differential(ns)
     };
     assert_alike(&python, &rust, 16);
 }

@@ -81,6 +81,7 @@ use frames::{FRAME_TIMEOUT, FrameWatch};
 use pyro4_wire::daemon::Watch;
 use room::{Membership, Room};
 use tls::{ServerIo, ServerTls, TlsServerStream};
+use tokio_util::either::Either;
 
 /// The annotation by which a server of this workspace (name server or not)
 /// tells a Pyro4 client, in its CONNECTOK answer, that it also speaks tarpc
@@ -238,8 +239,11 @@ where
     };
     let stream = match (protocol, stream) {
         (Protocol::Pyro, stream) => {
-            let _ =
-                tokio::time::timeout(REFUSAL_WAIT, pyro4_wire::daemon::refuse(stream, &busy)).await;
+            let _ = tokio::time::timeout(
+                REFUSAL_WAIT,
+                pyro4_wire::daemon::refuse(stream.pyro(), &busy),
+            )
+            .await;
             return;
         }
         (Protocol::Tarpc, stream) => stream,
@@ -352,64 +356,28 @@ async fn sniff(stream: &IdleTimeout<TcpStream>) -> std::io::Result<Protocol> {
         .map_err(|_| std::io::ErrorKind::TimedOut)?
 }
 
-/// A connection whose protocol is known, ready to serve: [`ServerIo`] for
-/// tarpc (idle timeout kept); for Pyro4, the same without it.
+/// A connection whose protocol is known, ready to serve.
 enum Opened {
     Plain(IdleTimeout<TcpStream>),
+    /// With the idle timeout its tarpc side gets.
     Tls(TlsServerStream, std::time::Duration),
 }
 
 impl Opened {
+    /// For tarpc: failed once idle too long.
     fn tarpc(self) -> ServerIo {
         match self {
-            Opened::Plain(stream) => ServerIo::Plain(stream),
-            Opened::Tls(stream, idle) => ServerIo::Tls(IdleTimeout::new(stream, idle)),
-        }
-    }
-}
-
-impl AsyncRead for Opened {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Opened::Plain(io) => std::pin::Pin::new(io.get_mut()).poll_read(cx, buf),
-            Opened::Tls(io, _) => std::pin::Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Opened {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Opened::Plain(io) => std::pin::Pin::new(io.get_mut()).poll_write(cx, buf),
-            Opened::Tls(io, _) => std::pin::Pin::new(io).poll_write(cx, buf),
+            Opened::Plain(stream) => Either::Left(stream),
+            Opened::Tls(stream, idle) => Either::Right(IdleTimeout::new(stream, idle)),
         }
     }
 
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Opened::Plain(io) => std::pin::Pin::new(io.get_mut()).poll_flush(cx),
-            Opened::Tls(io, _) => std::pin::Pin::new(io).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Opened::Plain(io) => std::pin::Pin::new(io.get_mut()).poll_shutdown(cx),
-            Opened::Tls(io, _) => std::pin::Pin::new(io).poll_shutdown(cx),
+    /// For Pyro4: no idle timeout (a Python proxy keeps its connection for
+    /// life; the daemon bounds messages stalled either way).
+    fn pyro(self) -> Either<TcpStream, TlsServerStream> {
+        match self {
+            Opened::Plain(stream) => Either::Left(stream.into_inner()),
+            Opened::Tls(stream, _) => Either::Right(stream),
         }
     }
 }
@@ -542,10 +510,7 @@ impl<S: Service, O: pyro4_wire::daemon::Object> Server<S, O> {
                     }
                 }
             }
-            // No idle timeout: a Python proxy keeps its connection for life
-            // and fails a call if it was closed under it (the daemon bounds
-            // messages stalled either way).
-            Ok((Protocol::Pyro, stream)) => self.pyro.serve(stream, peer, membership).await,
+            Ok((Protocol::Pyro, stream)) => self.pyro.serve(stream.pyro(), peer, membership).await,
             Err(err) if self.tls.is_some() => {
                 tracing::info!(%peer, "{}: connection refused: {err}", self.name)
             }

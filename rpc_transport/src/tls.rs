@@ -25,6 +25,7 @@ use plumbing::accept::IdleTimeout;
 use plumbing::tls::{ClientSettings, ClientTls, ServerSettings, TlsError, Verify};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
 
 pub use plumbing::tls::HANDSHAKE_TIMEOUT;
 
@@ -242,62 +243,6 @@ impl AsyncWrite for TlsServerStream {
     }
 }
 
-/// What a server's tarpc side reads and writes: a plain connection, or a
-/// TLS one, either way failed once idle too long.
-#[derive(Debug)]
-pub enum ServerIo {
-    Plain(IdleTimeout<TcpStream>),
-    Tls(IdleTimeout<TlsServerStream>),
-}
-
-macro_rules! either {
-    ($self:ident, $io:ident => $call:expr) => {
-        match $self.get_mut() {
-            ServerIo::Plain($io) => $call,
-            ServerIo::Tls($io) => $call,
-        }
-    };
-}
-
-impl AsyncRead for ServerIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        either!(self, io => Pin::new(io).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for ServerIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        either!(self, io => Pin::new(io).poll_write(cx, buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either!(self, io => Pin::new(io).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either!(self, io => Pin::new(io).poll_shutdown(cx))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        either!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ServerIo::Plain(io) => io.is_write_vectored(),
-            ServerIo::Tls(io) => io.is_write_vectored(),
-        }
-    }
-}
+/// What a server's tarpc side reads and writes: a plain connection
+/// (`Left`), or a TLS one (`Right`), either way failed once idle too long.
+pub type ServerIo = Either<IdleTimeout<TcpStream>, IdleTimeout<TlsServerStream>>;

@@ -35,7 +35,18 @@ fn python_server(ns: &TestNameServer) -> KillOnDrop {
 
 /// `pyro_client.py`, answering its prompt with `title`.
 fn python_client(ns: &TestNameServer, title: &str) -> Output {
-    let mut child = pyro4_script(python_dir(), "pyro_client.py", ns)
+    python_client_with(ns, title, &ns.peer_env())
+}
+
+/// [`python_client`] with the Pyro4 settings `env` instead of those the
+/// name server gives its peers.
+fn python_client_with(ns: &TestNameServer, title: &str, env: &[(&str, String)]) -> Output {
+    let mut command = pyro4_script(python_dir(), "pyro_client.py", ns);
+    for (key, _) in ns.peer_env() {
+        command.env_remove(key);
+    }
+    let mut child = command
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -46,9 +57,14 @@ fn python_client(ns: &TestNameServer, title: &str) -> Output {
 }
 
 fn rust_client(ns: &TestNameServer, title: &str) -> Output {
+    rust_client_with(ns, title, &ns.peer_env())
+}
+
+/// [`rust_client`] with the Pyro4 settings `env`.
+fn rust_client_with(ns: &TestNameServer, title: &str, env: &[(&str, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
         .args(["client", "--ns", &ns.addr(), "--title", title])
-        .envs(ns.peer_env())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap()
 }
@@ -121,16 +137,7 @@ fn over_tls_every_name_server_server_and_client_pair_up() {
 /// one under the Rust name server: every outcome alike.
 #[test]
 fn a_python_client_cannot_tell_the_servers_apart_over_tls() {
-    let ns = TestNameServer::rust_tls();
-    let python = {
-        let _server = python_server(&ns);
-        differential(&ns)
-    };
-    let rust = {
-        let _server = rust_server(&ns);
-        differential(&ns)
-    };
-    assert_alike(&python, &rust, 20);
+    servers_alike(&TestNameServer::rust_tls());
 }
 
 /// On a name server and a server that require client certificates, a
@@ -147,9 +154,9 @@ fn over_tls_clients_without_a_certificate_or_tls_are_refused() {
             .into_iter()
             .filter(|(key, _)| !key.starts_with("PYRO_SSL_CLIENT"))
             .collect();
-        let refused = rust_client_with(&ns, &without_certificate);
+        let refused = rust_client_with(&ns, TITLE, &without_certificate);
         assert_refused(&refused, "refused the connection's client certificate");
-        let python = python_client_with(&ns, &without_certificate);
+        let python = python_client_with(&ns, TITLE, &without_certificate);
         let stderr = String::from_utf8_lossy(&python.stderr);
         assert!(
             stderr.contains("NamingError: Failed to locate the nameserver"),
@@ -158,38 +165,14 @@ fn over_tls_clients_without_a_certificate_or_tls_are_refused() {
 
         let mut other_ca = ns.peer_env();
         other_ca.push(("PYRO_SSL_CACERTS", certs.file("other-ca.pem")));
-        let refused = rust_client_with(&ns, &other_ca);
+        let refused = rust_client_with(&ns, TITLE, &other_ca);
         assert_refused(&refused, "not signed by a CA we trust");
 
-        let refused = rust_client_with(&ns, &[("PYRO_SSL", "0".into())]);
+        let refused = rust_client_with(&ns, TITLE, &[("PYRO_SSL", "0".into())]);
         assert_refused(&refused, "does it require TLS?");
         // And everyone with the settings is still served.
         both_clients_buy(&ns);
     }
-}
-
-fn rust_client_with(ns: &TestNameServer, env: &[(&str, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rpc_welcome"))
-        .args(["client", "--ns", &ns.addr(), "--title", TITLE])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap()
-}
-
-fn python_client_with(ns: &TestNameServer, env: &[(&str, String)]) -> Output {
-    let mut command = pyro4_script(python_dir(), "pyro_client.py", ns);
-    for (key, _) in ns.peer_env() {
-        command.env_remove(key);
-    }
-    let mut child = command
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{TITLE}").unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn assert_refused(output: &Output, expected: &str) {
@@ -330,14 +313,19 @@ fn differential(ns: &TestNameServer) -> Vec<String> {
 /// same methods, with nothing of the Rust plumbing).
 #[test]
 fn a_python_client_cannot_tell_the_servers_apart() {
-    let ns = TestNameServer::python();
+    servers_alike(&TestNameServer::python());
+}
+
+/// [`differential`] against Python's server, then the Rust one, under
+/// `ns`: every outcome alike.
+fn servers_alike(ns: &TestNameServer) {
     let python = {
-        let _server = python_server(&ns);
-        differential(&ns)
+        let _server = python_server(ns);
+        differential(ns)
     };
     let rust = {
-        let _server = rust_server(&ns);
-        differential(&ns)
+        let _server = rust_server(ns);
+        differential(ns)
     };
     assert_alike(&python, &rust, 20);
 }

@@ -475,13 +475,25 @@ impl EventLog {
 /// Runs `python <script> <args>` from `tests/python/` against `queue`, off
 /// the async runtime's threads; the lines it printed (it must succeed).
 pub async fn python_script(script: &str, args: &[&str], queue: &str) -> Vec<String> {
+    python_script_with(script, args, queue, &[]).await
+}
+
+/// [`python_script`] with more of `addTask.py`'s settings in its
+/// environment (`CELERY_BROKER` overrides the test broker).
+pub async fn python_script_with(
+    script: &str,
+    args: &[&str],
+    queue: &str,
+    settings: &[(&str, &str)],
+) -> Vec<String> {
     let mut command = Command::new(python());
     command
         .arg(script)
         .args(args)
         .current_dir(python_dir())
         .env("CELERY_QUEUE", queue)
-        .env("CELERY_BROKER", python_broker());
+        .env("CELERY_BROKER", python_broker())
+        .envs(settings.iter().copied());
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();

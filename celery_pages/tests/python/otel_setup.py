@@ -1,7 +1,8 @@
 """OpenTelemetry in a test's Python peer, as its documentation sets it up:
 a tracer provider, Celery instrumented, and every span written when it ends
 as one JSON line to CELERY_OTEL_FILE (its trace, its id, its parent's id,
-its name, and the task id it is about)."""
+its name and its attributes), in the shape `celery_pages --trace FILE`
+writes."""
 import json
 import os
 
@@ -23,7 +24,7 @@ class JsonLines(SpanExporter):
                     "trace_id": format(span.context.trace_id, "032x"),
                     "span_id": format(span.context.span_id, "016x"),
                     "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
-                    "task_id": span.attributes.get("messaging.message.id"),
+                    "attributes": {key: str(value) for key, value in span.attributes.items()},
                 }) + "\n")
         return SpanExportResult.SUCCESS
 
