@@ -4,6 +4,10 @@
 #   server.pem, server.key  signed by it, for localhost and 127.0.0.1 (serverAuth)
 #   client.pem, client.key  signed by it (clientAuth)
 #   other-ca.pem            a second CA that signed nothing (to see a refusal)
+#   server-encrypted.key, client-encrypted.key
+#                           the same keys encrypted (PKCS#8, AES-256), password
+#                           "test-password"
+#   cadir/                  ca.pem under its hash name, as OpenSSL's capath wants
 # Usage: tls/make-test-certs.sh DIR   (DIR is created; files in it are replaced)
 set -euo pipefail
 dir=${1:?usage: $0 DIR}
@@ -31,4 +35,10 @@ leaf server localhost "subjectAltName=DNS:localhost,IP:127.0.0.1
 extendedKeyUsage=serverAuth"
 leaf client "E-Library client" "extendedKeyUsage=clientAuth"
 rm -f ca.srl
-echo "made ca.pem, server.pem/.key, client.pem/.key and other-ca.pem in $dir"
+for name in server client; do
+    openssl pkcs8 -topk8 -v2 aes-256-cbc -passout pass:test-password \
+        -in "$name.key" -out "$name-encrypted.key"
+done
+mkdir -p cadir
+cp ca.pem "cadir/$(openssl x509 -hash -noout -in ca.pem).0"
+echo "made ca.pem, server.pem/.key, client.pem/.key, other-ca.pem, encrypted keys and cadir/ in $dir"

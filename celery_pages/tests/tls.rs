@@ -207,6 +207,22 @@ fn tls_settings_are_checked_when_the_broker_is_parsed() {
         verify.to_string().contains("verify_peer or verify_none"),
         "{verify}"
     );
+    // No URI parameter gives a key's password (Python's dict of
+    // broker_use_ssl has none either): an encrypted key is named as such.
+    let encrypted = parse(format!(
+        "{base}?certfile={}&keyfile={}",
+        certs.file("client.pem"),
+        certs.file("client-encrypted.key")
+    ))
+    .unwrap_err();
+    assert!(
+        plumbing::describe(&encrypted)
+            .contains("client-encrypted.key is encrypted: nothing here gives its password"),
+        "{}",
+        plumbing::describe(&encrypted)
+    );
+    // A CA directory, as for Pyro4.
+    parse(format!("{base}?cacertfile={}", certs.file("cadir"))).unwrap();
     // Percent-encoded paths, as RabbitMQ's URI examples write them.
     let encoded = certs.file("ca.pem").replace('/', "%2F");
     parse(format!("{base}?cacertfile={encoded}&heartbeat=10")).unwrap();

@@ -7,22 +7,25 @@
 //! (no OpenSSL, no C build). What this module adds to rustls is what a user
 //! of those settings expects:
 //!
-//! - a **client** that trusts the CA file it is given (else the system's
-//!   store), shows a client certificate when it has one, and can be told not
-//!   to verify the server at all (`verify=verify_none`, for tests only);
+//! - a **client** that trusts the CA file (or directory) it is given (else
+//!   the system's store), shows a client certificate when it has one, and
+//!   can be told not to verify the server at all (`verify=verify_none`, for
+//!   tests only);
 //! - a **server** that shows its certificate and, when given a CA file,
 //!   refuses any client without a certificate signed by it (Pyro4's
 //!   `SSL_REQUIRECLIENTCERT`);
+//! - private keys **encrypted with a password** (PKCS#8, as OpenSSL 3
+//!   writes them), which Python's `load_cert_chain(..., password)` reads;
 //! - **one line for each handshake failure** ([`explain`]): rustls reports
 //!   "invalid peer certificate: UnknownIssuer"; a user needs to hear which
 //!   setting to look at.
 //!
 //! ```no_run
-//! use plumbing::tls::{ClientSettings, Verify};
+//! use plumbing::tls::{ClientSettings, Identity, Verify};
 //!
 //! let settings = ClientSettings {
 //!     ca_file: Some("ca.pem".into()),
-//!     identity: Some(("client.pem".into(), "client.key".into())),
+//!     identity: Some(Identity::new("client.pem", "client.key")),
 //!     verify: Verify::Peer,
 //! };
 //! let config = settings.config().unwrap();
@@ -57,6 +60,18 @@ pub enum TlsError {
         path: PathBuf,
         source: rustls::pki_types::pem::Error,
     },
+    #[error("cannot read the CA directory {path}")]
+    ReadDir { path: PathBuf, source: io::Error },
+    #[error("the key file {path} is encrypted: {how}")]
+    KeyPasswordMissing { path: PathBuf, how: String },
+    #[error("cannot decrypt the key file {path}: wrong password, or a cipher it cannot read")]
+    KeyDecrypt { path: PathBuf, source: pkcs8::Error },
+    #[error("the encrypted key in {path} is not PKCS#8 as PEM writes it")]
+    KeyMalformed { path: PathBuf, source: pkcs8::Error },
+    #[error(
+        "the key file {path} is encrypted in OpenSSL's legacy format (Proc-Type: 4,ENCRYPTED), which is not read here; convert it to PKCS#8: openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD -out NEW"
+    )]
+    LegacyEncryptedKey { path: PathBuf },
     #[error("{what} {path} holds no certificate")]
     NoCertificate { what: &'static str, path: PathBuf },
     #[error("the CA file {path} holds a certificate rustls cannot use")]
@@ -91,13 +106,72 @@ pub enum Verify {
     None,
 }
 
+/// A certificate (chain) and its private key, as PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The key file's password, when it is encrypted.
+    pub key_password: Option<KeyPassword>,
+    /// The setting that gives the password, named when it is missing
+    /// (`PYRO_SSL_SERVERKEYPASSWD`, ...); `None` where none can.
+    pub password_setting: Option<&'static str>,
+}
+
+impl Identity {
+    /// An identity whose key is not encrypted.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Identity {
+            cert: cert.into(),
+            key: key.into(),
+            key_password: None,
+            password_setting: None,
+        }
+    }
+
+    /// The same, its key encrypted with `password` (if `Some`), which the
+    /// user gives as `setting`.
+    pub fn with_password(mut self, password: Option<KeyPassword>, setting: &'static str) -> Self {
+        self.key_password = password;
+        self.password_setting = Some(setting);
+        self
+    }
+
+    fn key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+        let password = self
+            .key_password
+            .as_ref()
+            .map(|password| password.0.as_str());
+        private_key(&self.key, password, self.password_setting)
+    }
+}
+
+/// A private key's password: never shown by `Debug` (settings are logged).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyPassword(pub String);
+
+impl std::fmt::Debug for KeyPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyPassword(***)")
+    }
+}
+
+impl std::str::FromStr for KeyPassword {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(KeyPassword(text.to_owned()))
+    }
+}
+
 /// A client's TLS settings, as paths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientSettings {
-    /// The CA certificates to trust; without one, the system's store.
+    /// The CA certificates to trust, a PEM file or a directory of them;
+    /// without one, the system's store.
     pub ca_file: Option<PathBuf>,
     /// A client certificate and its key, for servers that ask for one.
-    pub identity: Option<(PathBuf, PathBuf)>,
+    pub identity: Option<Identity>,
     pub verify: Verify,
 }
 
@@ -115,11 +189,14 @@ impl ClientSettings {
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
         };
         let config = match &self.identity {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(certificates(cert, "client certificate")?, private_key(key)?)
+            Some(identity) => builder
+                .with_client_auth_cert(
+                    certificates(&identity.cert, "client certificate")?,
+                    identity.key()?,
+                )
                 .map_err(|source| TlsError::Identity {
-                    cert: cert.clone(),
-                    key: key.clone(),
+                    cert: identity.cert.clone(),
+                    key: identity.key.clone(),
                     source,
                 })?,
             None => builder.with_no_client_auth(),
@@ -150,9 +227,9 @@ impl ClientSettings {
 /// A server's TLS settings, as paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSettings {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    /// With a CA file, a client must show a certificate it signed.
+    pub identity: Identity,
+    /// With a CA file (or directory), a client must show a certificate it
+    /// signed.
     pub client_ca_file: Option<PathBuf>,
 }
 
@@ -176,14 +253,15 @@ impl ServerSettings {
             }
             None => builder.with_no_client_auth(),
         };
+        let identity = &self.identity;
         let config = builder
             .with_single_cert(
-                certificates(&self.cert_file, "server certificate")?,
-                private_key(&self.key_file)?,
+                certificates(&identity.cert, "server certificate")?,
+                identity.key()?,
             )
             .map_err(|source| TlsError::Identity {
-                cert: self.cert_file.clone(),
-                key: self.key_file.clone(),
+                cert: identity.cert.clone(),
+                key: identity.key.clone(),
                 source,
             })?;
         Ok(Arc::new(config))
@@ -238,7 +316,7 @@ impl ClientTls {
         let handshake = self.connector.connect(name, stream);
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(tls)) => Ok(Either::Right(Box::new(tls))),
-            Ok(Err(err)) => Err(explained(err)),
+            Ok(Err(err)) => Err(handshake_failed(err)),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
@@ -272,6 +350,43 @@ pub fn explained(err: io::Error) -> io::Error {
         Some(line) => io::Error::new(err.kind(), TlsFailure(line)),
         None => err,
     }
+}
+
+/// A client's failed handshake, always a [`TlsFailure`]: [`explain`]'s
+/// line for an error from rustls, else the I/O error said as the
+/// handshake's. So an I/O error that is not one came after the handshake
+/// (see [`closed_after_handshake`]).
+pub fn handshake_failed(err: io::Error) -> io::Error {
+    use io::ErrorKind::{ConnectionReset, UnexpectedEof};
+    let line = explain(&err).unwrap_or_else(|| match err.kind() {
+        ConnectionReset | UnexpectedEof => format!(
+            "the server closed the connection during the TLS handshake (does it speak TLS on \
+             this port?) ({err})"
+        ),
+        _ => format!("the TLS handshake failed ({err})"),
+    });
+    io::Error::new(err.kind(), TlsFailure(line))
+}
+
+/// What a TLS client's connection closed by the server just after the
+/// handshake most likely means. In TLS 1.3 a server checks the client's
+/// certificate only once the client has finished its side of the
+/// handshake: a refused (or missing) one is then an alert and a close, and
+/// when the client's first message crossed that close, the client sees a
+/// reset instead of the alert. `None` for any other error.
+pub fn closed_after_handshake(err: &io::Error) -> Option<String> {
+    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        err.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+    .then(|| {
+        format!(
+            "the server closed the connection just after the TLS handshake: it most likely \
+             refused the connection's client certificate, or wants one and got none (check the \
+             client certificate and key settings) ({err})"
+        )
+    })
 }
 
 /// A failed TLS handshake (or a TLS alert after one), said in one line.
@@ -393,10 +508,42 @@ fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
-/// The CA certificates in the PEM file at `path`, as a trust store.
+/// The CA certificates at `path`, as a trust store: a PEM file, or a
+/// directory whose files hold them (as OpenSSL's `capath`, which Python
+/// reads when Pyro4's `SSL_CACERTS` is a directory; every file with a
+/// certificate counts, hashed name or not).
 fn ca_store(path: &Path) -> Result<RootCertStore, TlsError> {
+    let certs = if path.is_dir() {
+        let read_dir = |source| TlsError::ReadDir {
+            path: path.to_owned(),
+            source,
+        };
+        let mut files = std::fs::read_dir(path)
+            .map_err(read_dir)?
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_dir)?;
+        files.sort();
+        let certs: Vec<_> = files
+            .iter()
+            .filter(|file| file.is_file())
+            // A file that is not PEM certificates (a README, a CRL) is
+            // passed over, as OpenSSL passes over what it cannot use.
+            .filter_map(|file| certificates(file, "CA file").ok())
+            .flatten()
+            .collect();
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate {
+                what: "CA directory",
+                path: path.to_owned(),
+            });
+        }
+        certs
+    } else {
+        certificates(path, "CA file")?
+    };
     let mut roots = RootCertStore::empty();
-    for cert in certificates(path, "CA file")? {
+    for cert in certs {
         roots.add(cert).map_err(|source| TlsError::BadCa {
             path: path.to_owned(),
             source,
@@ -405,12 +552,68 @@ fn ca_store(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read {
+/// The private key in the PEM file at `path`: plain, or PKCS#8 encrypted
+/// with `password` (named `setting` when it is needed and missing).
+fn private_key(
+    path: &Path,
+    password: Option<&str>,
+    setting: Option<&'static str>,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let read = |source| TlsError::Read {
         what: "key file",
         path: path.to_owned(),
         source,
-    })
+    };
+    let pem = std::fs::read_to_string(path)
+        .map_err(|err| read(rustls::pki_types::pem::Error::Io(err)))?;
+    if let Some(block) = encrypted_pkcs8_block(&pem) {
+        let Some(password) = password else {
+            let how = match setting {
+                Some(setting) => format!("give its password ({setting})"),
+                None => {
+                    "nothing here gives its password; decrypt it: openssl pkey -in KEY -out PLAIN"
+                        .to_owned()
+                }
+            };
+            return Err(TlsError::KeyPasswordMissing {
+                path: path.to_owned(),
+                how,
+            });
+        };
+        let malformed = |source| TlsError::KeyMalformed {
+            path: path.to_owned(),
+            source,
+        };
+        let (_, document) = pkcs8::SecretDocument::from_pem(block)
+            .map_err(|err| malformed(pkcs8::Error::Asn1(err)))?;
+        let encrypted =
+            pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes()).map_err(malformed)?;
+        let key = encrypted
+            .decrypt(password)
+            .map_err(|source| TlsError::KeyDecrypt {
+                path: path.to_owned(),
+                source,
+            })?;
+        return Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()));
+    }
+    if pem.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(TlsError::LegacyEncryptedKey {
+            path: path.to_owned(),
+        });
+    }
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(read)
+}
+
+/// The encrypted PKCS#8 key's block of a PEM file, if it has one (the
+/// file may hold the certificate too, before or after it).
+fn encrypted_pkcs8_block(pem: &str) -> Option<&str> {
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    let begin = pem.find("-----BEGIN ENCRYPTED PRIVATE KEY-----")?;
+    let end = begin
+        + pem[begin..]
+            .find(END)
+            .map_or(pem.len() - begin, |end| end + END.len());
+    Some(&pem[begin..end])
 }
 
 /// The verifier of `Verify::None`: any certificate, any name. Handshake

@@ -65,14 +65,16 @@ fn connect_limit(tls: Option<&ClientTls>) -> Duration {
 }
 
 /// What a failed Pyro4 connection says of TLS, if it failed in TLS: a
-/// handshake refused, or (TLS 1.3) the server's alert on the first read.
-fn tls_failure(err: &ProxyError) -> Option<String> {
+/// handshake refused, or (TLS 1.3) the server's alert on the first
+/// exchange, or its close crossing that exchange.
+fn tls_failure(err: &ProxyError, tls: bool) -> Option<String> {
     match err {
-        ProxyError::Connect { source, .. }
-        | ProxyError::Read {
+        ProxyError::Connect { source, .. } => plumbing::tls::failure(source),
+        ProxyError::Read {
             source: pyro4_wire::io::ReadError::Io(source),
             ..
-        } => plumbing::tls::failure(source),
+        } => plumbing::tls::failure(source)
+            .or_else(|| tls.then(|| plumbing::tls::closed_after_handshake(source))?),
         _ => None,
     }
 }
@@ -218,7 +220,7 @@ impl NameServerClient {
                 source: std::io::ErrorKind::TimedOut.into(),
             })?;
         probe.map_err(|err| {
-            if let Some(reason) = tls_failure(&err) {
+            if let Some(reason) = tls_failure(&err, tls.is_some()) {
                 return Error::Tls {
                     addr: addr.to_owned(),
                     reason,

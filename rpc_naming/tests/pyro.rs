@@ -521,6 +521,25 @@ fn a_python_program_cannot_tell_the_name_servers_apart_over_tls() {
     name_servers_alike(&certs.pyro_env());
 }
 
+/// The same again with both keys encrypted (`PYRO_SSL_*KEYPASSWD`) and the
+/// CA given as a hashed directory, as Python's `ssl` reads them; and this
+/// crate's client, with those settings, against Python's name server.
+#[test]
+fn a_python_program_cannot_tell_the_name_servers_apart_with_encrypted_keys_and_a_ca_directory() {
+    let certs = test_support::tls::TestCerts::make();
+    let env = certs.pyro_env_encrypted();
+    name_servers_alike(&env);
+
+    let python = test_support::python::PythonNameServer::start(&env);
+    let output = Command::new(env!("CARGO_BIN_EXE_rpc_naming"))
+        .args(["list", "--ns", &python.addr()])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let listed = test_support::child::stdout_of(&output);
+    assert!(listed.contains("Pyro.NameServer"), "{listed}");
+}
+
 /// [`differential`] against Python's name server and this one, both
 /// started with `env`: every outcome alike.
 fn name_servers_alike(env: &[(&str, String)]) {

@@ -22,7 +22,9 @@ use std::task::{Context, Poll};
 
 use clap::builder::BoolishValueParser;
 use plumbing::accept::IdleTimeout;
-use plumbing::tls::{ClientSettings, ClientTls, ServerSettings, TlsError, Verify};
+use plumbing::tls::{
+    ClientSettings, ClientTls, Identity, KeyPassword, ServerSettings, TlsError, Verify,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::either::Either;
@@ -31,8 +33,9 @@ pub use plumbing::tls::HANDSHAKE_TIMEOUT;
 
 /// Pyro4's SSL settings, from its environment variables or from flags of
 /// the same meaning (`--ssl` is `PYRO_SSL=1`, ...). A server uses
-/// `servercert`, `serverkey`, `cacerts` and `requireclientcert`; a client
-/// `cacerts`, `clientcert` and `clientkey`.
+/// `servercert`, `serverkey` (and `serverkeypasswd`), `cacerts` and
+/// `requireclientcert`; a client `cacerts`, `clientcert` and `clientkey`
+/// (and `clientkeypasswd`).
 #[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct SslArgs {
     /// Speak TLS (Pyro4's SSL) on every connection, served or made.
@@ -46,12 +49,21 @@ pub struct SslArgs {
         value_name = "PEM"
     )]
     pub servercert: Option<PathBuf>,
-    /// The server certificate's key (PEM).
+    /// The server certificate's key (PEM); without it, the key is read
+    /// from the certificate's file.
     #[arg(long = "ssl-serverkey", env = "PYRO_SSL_SERVERKEY", value_name = "PEM")]
     pub serverkey: Option<PathBuf>,
-    /// The CA certificates to trust: a client checks the server against
-    /// them (else against the system's store); a server checks clients'
-    /// certificates against them.
+    /// The password of an encrypted server key (PKCS#8).
+    #[arg(
+        long = "ssl-serverkeypasswd",
+        env = "PYRO_SSL_SERVERKEYPASSWD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub serverkeypasswd: Option<KeyPassword>,
+    /// The CA certificates to trust, a PEM file or a directory of them: a
+    /// client checks the server against them (else against the system's
+    /// store); a server checks clients' certificates against them.
     #[arg(long = "ssl-cacerts", env = "PYRO_SSL_CACERTS", value_name = "PEM")]
     pub cacerts: Option<PathBuf>,
     /// A server refuses any client without a certificate signed by
@@ -69,9 +81,18 @@ pub struct SslArgs {
         value_name = "PEM"
     )]
     pub clientcert: Option<PathBuf>,
-    /// The client certificate's key (PEM).
+    /// The client certificate's key (PEM); without it, the key is read
+    /// from the certificate's file.
     #[arg(long = "ssl-clientkey", env = "PYRO_SSL_CLIENTKEY", value_name = "PEM")]
     pub clientkey: Option<PathBuf>,
+    /// The password of an encrypted client key (PKCS#8).
+    #[arg(
+        long = "ssl-clientkeypasswd",
+        env = "PYRO_SSL_CLIENTKEYPASSWD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub clientkeypasswd: Option<KeyPassword>,
 }
 
 /// What is wrong with a set of SSL settings.
@@ -100,11 +121,14 @@ impl SslArgs {
             // As Pyro4: without REQUIRECLIENTCERT no certificate is asked.
             (false, _) => None,
         };
+        // Pyro4 takes the key from the certificate file when no key file
+        // is given.
+        let key = self.serverkey.clone().unwrap_or_else(|| cert.clone());
         let settings = ServerSettings {
-            // Pyro4 takes the key from the certificate file when no key
-            // file is given.
-            key_file: self.serverkey.clone().unwrap_or_else(|| cert.clone()),
-            cert_file: cert,
+            identity: Identity::new(cert, key).with_password(
+                self.serverkeypasswd.clone(),
+                "PYRO_SSL_SERVERKEYPASSWD, --ssl-serverkeypasswd",
+            ),
             client_ca_file,
         };
         let config = settings.config().map_err(Box::new)?;
@@ -120,7 +144,10 @@ impl SslArgs {
             ca_file: self.cacerts.clone(),
             identity: self.clientcert.clone().map(|cert| {
                 let key = self.clientkey.clone().unwrap_or_else(|| cert.clone());
-                (cert, key)
+                Identity::new(cert, key).with_password(
+                    self.clientkeypasswd.clone(),
+                    "PYRO_SSL_CLIENTKEYPASSWD, --ssl-clientkeypasswd",
+                )
             }),
             verify: Verify::Peer,
         };

@@ -39,7 +39,7 @@ use std::time::Duration;
 use lapin::tcp::{AMQPUriTcpExt, RustlsConnector};
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties};
-use plumbing::tls::{ClientSettings, ClientTls, Verify};
+use plumbing::tls::{ClientSettings, ClientTls, Identity, Verify};
 use serde_json::{Value, json};
 
 use crate::{Error, Result};
@@ -125,7 +125,7 @@ impl Broker {
             Some(tls) => {
                 let path = |path: &std::path::PathBuf| Value::from(path.display().to_string());
                 let (certfile, keyfile) = match &tls.settings.identity {
-                    Some((cert, key)) => (path(cert), path(key)),
+                    Some(identity) => (path(&identity.cert), path(&identity.key)),
                     None => (Value::Null, Value::Null),
                 };
                 let mut ssl = json!({
@@ -337,7 +337,7 @@ impl Node {
             }
         }
         settings.identity = match (cert, key) {
-            (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+            (Some(cert), Some(key)) => Some(Identity::new(cert, key)),
             (None, None) => None,
             _ => {
                 return Err(bad(
@@ -381,7 +381,7 @@ impl Node {
                 let stream = plain.connect_async(&runtime).await?;
                 let handshake = stream.into_rustls(&connector, &server_name);
                 match tokio::time::timeout(plumbing::tls::HANDSHAKE_TIMEOUT, handshake).await {
-                    Ok(handshaken) => Ok(handshaken.map_err(plumbing::tls::explained)?),
+                    Ok(handshaken) => Ok(handshaken.map_err(plumbing::tls::handshake_failed)?),
                     Err(_) => Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "no TLS handshake: is this a plain amqp:// port? (amqps is usually 5671)",
@@ -424,7 +424,9 @@ impl Node {
             {
                 Error::Tls {
                     url,
-                    reason: plumbing::tls::explain(io).unwrap_or_else(|| io.to_string()),
+                    reason: plumbing::tls::failure(io)
+                        .or_else(|| plumbing::tls::closed_after_handshake(io))
+                        .unwrap_or_else(|| io.to_string()),
                 }
             }
             // A TLS listener answers AMQP's protocol header with a TLS
