@@ -15,7 +15,8 @@
 //!   refuses any client without a certificate signed by it (Pyro4's
 //!   `SSL_REQUIRECLIENTCERT`);
 //! - private keys **encrypted with a password** (PKCS#8, as OpenSSL 3
-//!   writes them), which Python's `load_cert_chain(..., password)` reads;
+//!   writes them, or OpenSSL's older encrypted PEM), as Python's
+//!   `load_cert_chain(..., password)` reads them;
 //! - **one line for each handshake failure** ([`explain`]): rustls reports
 //!   "invalid peer certificate: UnknownIssuer"; a user needs to hear which
 //!   setting to look at.
@@ -68,10 +69,8 @@ pub enum TlsError {
     KeyDecrypt { path: PathBuf, source: pkcs8::Error },
     #[error("the encrypted key in {path} is not PKCS#8 as PEM writes it")]
     KeyMalformed { path: PathBuf, source: pkcs8::Error },
-    #[error(
-        "the key file {path} is encrypted in OpenSSL's legacy format (Proc-Type: 4,ENCRYPTED), which is not read here; convert it to PKCS#8: openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD -out NEW"
-    )]
-    LegacyEncryptedKey { path: PathBuf },
+    #[error("cannot read the key file {path} (OpenSSL's legacy encrypted PEM): {why}")]
+    LegacyKey { path: PathBuf, why: String },
     #[error("{what} {path} holds no certificate")]
     NoCertificate { what: &'static str, path: PathBuf },
     #[error("the CA file {path} holds a certificate rustls cannot use")]
@@ -568,16 +567,9 @@ fn private_key(
         .map_err(|err| read(rustls::pki_types::pem::Error::Io(err)))?;
     if let Some(block) = encrypted_pkcs8_block(&pem) {
         let Some(password) = password else {
-            let how = match setting {
-                Some(setting) => format!("give its password ({setting})"),
-                None => {
-                    "nothing here gives its password; decrypt it: openssl pkey -in KEY -out PLAIN"
-                        .to_owned()
-                }
-            };
             return Err(TlsError::KeyPasswordMissing {
                 path: path.to_owned(),
-                how,
+                how: password_hint(setting),
             });
         };
         let malformed = |source| TlsError::KeyMalformed {
@@ -597,11 +589,127 @@ fn private_key(
         return Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()));
     }
     if pem.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(TlsError::LegacyEncryptedKey {
+        let Some(password) = password else {
+            return Err(TlsError::KeyPasswordMissing {
+                path: path.to_owned(),
+                how: password_hint(setting),
+            });
+        };
+        return legacy_encrypted_key(&pem, password).map_err(|why| TlsError::LegacyKey {
             path: path.to_owned(),
+            why,
         });
     }
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(read)
+}
+
+/// What to do about an encrypted key given no password: name the setting
+/// that gives one, else say how to decrypt the file.
+fn password_hint(setting: Option<&'static str>) -> String {
+    match setting {
+        Some(setting) => format!("give its password ({setting})"),
+        None => "nothing here gives its password; decrypt it: openssl pkey -in KEY -out PLAIN"
+            .to_owned(),
+    }
+}
+
+/// A key in OpenSSL's legacy encrypted PEM, as `openssl genrsa -aes256`
+/// wrote it before OpenSSL 3 (and Python still reads it):
+///
+/// ```text
+/// -----BEGIN RSA PRIVATE KEY-----
+/// Proc-Type: 4,ENCRYPTED
+/// DEK-Info: AES-256-CBC,<IV in hex>
+///
+/// <base64>
+/// -----END RSA PRIVATE KEY-----
+/// ```
+///
+/// The cipher's key is OpenSSL's `EVP_BytesToKey` of the password: MD5,
+/// one round, the IV's first eight bytes as salt.
+fn legacy_encrypted_key(pem: &str, password: &str) -> Result<PrivateKeyDer<'static>, String> {
+    use aes::cipher::block_padding::Pkcs7;
+    use aes::cipher::{BlockDecryptMut, KeyIvInit};
+    use base64::Engine;
+    use md5::{Digest, Md5};
+
+    let mut lines = pem.lines().map(str::trim).skip_while(|line| {
+        !(line.starts_with("-----BEGIN ") && line.ends_with(" PRIVATE KEY-----"))
+    });
+    let label = lines
+        .next()
+        .and_then(|line| line.strip_prefix("-----BEGIN "))
+        .and_then(|line| line.strip_suffix(" PRIVATE KEY-----"))
+        .ok_or("no BEGIN line")?;
+    let mut dek_info = None;
+    let mut body = String::new();
+    for line in lines.take_while(|line| !line.starts_with("-----END ")) {
+        if let Some(value) = line.strip_prefix("DEK-Info:") {
+            dek_info = Some(value.trim());
+        } else if !line.contains(':') {
+            body.push_str(line);
+        }
+    }
+    let (cipher, iv) = dek_info
+        .and_then(|info| info.split_once(','))
+        .ok_or("no DEK-Info header")?;
+    let iv = (0..iv.len())
+        .step_by(2)
+        .map(|at| {
+            iv.get(at..at + 2)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .filter(|iv| iv.len() >= 8)
+        .ok_or("DEK-Info's IV is not hex")?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(&body)
+        .map_err(|err| format!("its body is not base64 ({err})"))?;
+    let key_of = |len: usize| {
+        let mut key = Vec::with_capacity(len + 16);
+        let mut block: Vec<u8> = Vec::new();
+        while key.len() < len {
+            block = Md5::new()
+                .chain_update(&block)
+                .chain_update(password)
+                .chain_update(&iv[..8])
+                .finalize()
+                .to_vec();
+            key.extend_from_slice(&block);
+        }
+        key.truncate(len);
+        key
+    };
+    let wrong = |_| "wrong password, or a damaged file".to_owned();
+    let der = match cipher {
+        "AES-128-CBC" => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key_of(16), &iv)
+            .map_err(|_| "bad IV")?
+            .decrypt_padded_vec_mut::<Pkcs7>(&data)
+            .map_err(wrong)?,
+        "AES-192-CBC" => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key_of(24), &iv)
+            .map_err(|_| "bad IV")?
+            .decrypt_padded_vec_mut::<Pkcs7>(&data)
+            .map_err(wrong)?,
+        "AES-256-CBC" => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key_of(32), &iv)
+            .map_err(|_| "bad IV")?
+            .decrypt_padded_vec_mut::<Pkcs7>(&data)
+            .map_err(wrong)?,
+        "DES-EDE3-CBC" => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key_of(24), &iv)
+            .map_err(|_| "bad IV")?
+            .decrypt_padded_vec_mut::<Pkcs7>(&data)
+            .map_err(wrong)?,
+        other => {
+            return Err(format!(
+                "cipher {other} is not read here (AES-128/192/256-CBC and DES-EDE3-CBC are); \
+                 convert it: openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD -out NEW"
+            ));
+        }
+    };
+    match label {
+        "RSA" => Ok(PrivateKeyDer::Pkcs1(der.into())),
+        "EC" => Ok(PrivateKeyDer::Sec1(der.into())),
+        other => Err(format!("a {other} key cannot be used for TLS here")),
+    }
 }
 
 /// The encrypted PKCS#8 key's block of a PEM file, if it has one (the

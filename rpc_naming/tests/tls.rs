@@ -86,8 +86,9 @@ async fn plain_and_silent_clients_on_a_tls_port_are_dropped_and_the_rest_served(
 
 /// Encrypted keys (PKCS#8, with `PYRO_SSL_*KEYPASSWD`) and a CA directory
 /// (`PYRO_SSL_CACERTS` naming OpenSSL's hashed `capath`) serve as Python's
-/// Pyro4 reads them; a missing or wrong password, a key in OpenSSL's
-/// legacy encrypted format and an empty CA directory are each named.
+/// Pyro4 reads them, and so do keys in OpenSSL's legacy encrypted PEM; a
+/// missing or wrong password, a cipher not read here and an empty CA
+/// directory are each named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_keys_and_a_ca_directory_serve_and_their_mistakes_are_named() {
     let certs = TestCerts::make();
@@ -162,31 +163,66 @@ async fn encrypted_keys_and_a_ca_directory_serve_and_their_mistakes_are_named() 
         "{wrong}"
     );
 
-    let legacy = certs.path("legacy-encrypted.key");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "rsa",
-            "-traditional",
-            "-aes256",
-            "-passout",
-            "pass:secret",
-            "-in",
-        ])
-        .arg(certs.path("server.key"))
-        .arg("-out")
-        .arg(&legacy)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let legacy_error = server_error(SslArgs {
-        serverkey: Some(legacy),
-        serverkeypasswd: Some(KeyPassword("secret".into())),
-        ..encrypted.clone()
+    // OpenSSL's legacy encrypted PEM, as Python also reads it: each cipher
+    // `openssl rsa -traditional` offers that Python's OpenSSL writes by
+    // default or on request, served; a wrong password and a cipher not read
+    // here named.
+    let legacy = |cipher: &str| {
+        let file = certs.path(&format!("legacy{cipher}.key"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "rsa",
+                "-traditional",
+                cipher,
+                "-passout",
+                "pass:secret",
+                "-in",
+            ])
+            .arg(certs.path("server.key"))
+            .arg("-out")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("Proc-Type: 4,ENCRYPTED"), "{text}");
+        SslArgs {
+            serverkey: Some(file),
+            serverkeypasswd: Some(KeyPassword("secret".into())),
+            ..encrypted.clone()
+        }
+    };
+    for cipher in ["-aes128", "-aes192", "-aes256", "-des3"] {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap().to_string();
+        let server = legacy(cipher)
+            .server()
+            .unwrap_or_else(|err| panic!("{cipher}: {err}"));
+        tokio::spawn(rpc_naming::server::serve(
+            Listener::new(tcp, server),
+            100,
+            std::future::pending(),
+        ));
+        NameServerClient::connect_with(&addr, encrypted.client().unwrap())
+            .await
+            .unwrap_or_else(|err| panic!("{cipher}: {err}"))
+            .ping()
+            .await
+            .unwrap();
+    }
+    let wrong_legacy = server_error(SslArgs {
+        serverkeypasswd: Some(KeyPassword("not-the-password".into())),
+        ..legacy("-aes256")
     });
     assert!(
-        legacy_error.contains("OpenSSL's legacy format")
-            && legacy_error.contains("openssl pkcs8 -topk8"),
-        "{legacy_error}"
+        wrong_legacy.contains("legacy encrypted PEM") && wrong_legacy.contains("wrong password"),
+        "{wrong_legacy}"
+    );
+    let other_cipher = server_error(legacy("-camellia256"));
+    assert!(
+        other_cipher.contains("cipher CAMELLIA-256-CBC is not read here")
+            && other_cipher.contains("openssl pkcs8 -topk8"),
+        "{other_cipher}"
     );
 
     let empty = certs.path("empty-cadir");
