@@ -628,8 +628,6 @@ fn password_hint(setting: Option<&'static str>) -> String {
 /// The cipher's key is OpenSSL's `EVP_BytesToKey` of the password: MD5,
 /// one round, the IV's first eight bytes as salt.
 fn legacy_encrypted_key(pem: &str, password: &str) -> Result<PrivateKeyDer<'static>, String> {
-    use aes::cipher::block_padding::Pkcs7;
-    use aes::cipher::{BlockDecryptMut, KeyIvInit};
     use base64::Engine;
     use md5::{Digest, Md5};
 
@@ -680,24 +678,11 @@ fn legacy_encrypted_key(pem: &str, password: &str) -> Result<PrivateKeyDer<'stat
         key.truncate(len);
         key
     };
-    let wrong = |_| "wrong password, or a damaged file".to_owned();
     let der = match cipher {
-        "AES-128-CBC" => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key_of(16), &iv)
-            .map_err(|_| "bad IV")?
-            .decrypt_padded_vec_mut::<Pkcs7>(&data)
-            .map_err(wrong)?,
-        "AES-192-CBC" => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key_of(24), &iv)
-            .map_err(|_| "bad IV")?
-            .decrypt_padded_vec_mut::<Pkcs7>(&data)
-            .map_err(wrong)?,
-        "AES-256-CBC" => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key_of(32), &iv)
-            .map_err(|_| "bad IV")?
-            .decrypt_padded_vec_mut::<Pkcs7>(&data)
-            .map_err(wrong)?,
-        "DES-EDE3-CBC" => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key_of(24), &iv)
-            .map_err(|_| "bad IV")?
-            .decrypt_padded_vec_mut::<Pkcs7>(&data)
-            .map_err(wrong)?,
+        "AES-128-CBC" => decrypt_cbc::<aes::Aes128>(&key_of(16), &iv, &data)?,
+        "AES-192-CBC" => decrypt_cbc::<aes::Aes192>(&key_of(24), &iv, &data)?,
+        "AES-256-CBC" => decrypt_cbc::<aes::Aes256>(&key_of(32), &iv, &data)?,
+        "DES-EDE3-CBC" => decrypt_cbc::<des::TdesEde3>(&key_of(24), &iv, &data)?,
         other => {
             return Err(format!(
                 "cipher {other} is not read here (AES-128/192/256-CBC and DES-EDE3-CBC are); \
@@ -710,6 +695,20 @@ fn legacy_encrypted_key(pem: &str, password: &str) -> Result<PrivateKeyDer<'stat
         "EC" => Ok(PrivateKeyDer::Sec1(der.into())),
         other => Err(format!("a {other} key cannot be used for TLS here")),
     }
+}
+
+/// `data` decrypted with block cipher `C` in CBC mode, PKCS#7 padded.
+fn decrypt_cbc<C>(key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, String>
+where
+    C: aes::cipher::BlockDecryptMut + aes::cipher::BlockCipher + aes::cipher::KeyInit,
+{
+    use aes::cipher::block_padding::Pkcs7;
+    use aes::cipher::{BlockDecryptMut, KeyIvInit};
+
+    cbc::Decryptor::<C>::new_from_slices(key, iv)
+        .map_err(|_| "DEK-Info's IV is not one block long")?
+        .decrypt_padded_vec_mut::<Pkcs7>(data)
+        .map_err(|_| "wrong password, or a damaged file".to_owned())
 }
 
 /// The encrypted PKCS#8 key's block of a PEM file, if it has one (the
