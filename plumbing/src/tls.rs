@@ -136,7 +136,7 @@ impl Identity {
         self
     }
 
-    fn key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+    fn read_key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
         let password = self
             .key_password
             .as_ref()
@@ -191,7 +191,7 @@ impl ClientSettings {
             Some(identity) => builder
                 .with_client_auth_cert(
                     certificates(&identity.cert, "client certificate")?,
-                    identity.key()?,
+                    identity.read_key()?,
                 )
                 .map_err(|source| TlsError::Identity {
                     cert: identity.cert.clone(),
@@ -256,7 +256,7 @@ impl ServerSettings {
         let config = builder
             .with_single_cert(
                 certificates(&identity.cert, "server certificate")?,
-                identity.key()?,
+                identity.read_key()?,
             )
             .map_err(|source| TlsError::Identity {
                 cert: identity.cert.clone(),
@@ -354,7 +354,7 @@ pub fn explained(err: io::Error) -> io::Error {
 /// A client's failed handshake, always a [`TlsFailure`]: [`explain`]'s
 /// line for an error from rustls, else the I/O error said as the
 /// handshake's. So an I/O error that is not one came after the handshake
-/// (see [`closed_after_handshake`]).
+/// (see [`client_failure`]).
 pub fn handshake_failed(err: io::Error) -> io::Error {
     use io::ErrorKind::{ConnectionReset, UnexpectedEof};
     let line = explain(&err).unwrap_or_else(|| match err.kind() {
@@ -367,13 +367,18 @@ pub fn handshake_failed(err: io::Error) -> io::Error {
     io::Error::new(err.kind(), TlsFailure(line))
 }
 
-/// What a TLS client's connection closed by the server just after the
-/// handshake most likely means. In TLS 1.3 a server checks the client's
-/// certificate only once the client has finished its side of the
-/// handshake: a refused (or missing) one is then an alert and a close, and
-/// when the client's first message crossed that close, the client sees a
-/// reset instead of the alert. `None` for any other error.
-pub fn closed_after_handshake(err: &io::Error) -> Option<String> {
+/// What an error on a TLS client's connection says of TLS, if anything: its
+/// handshake's failure or a TLS alert after it ([`failure`]), or the
+/// server's close just after the handshake, said as what it most likely
+/// means. In TLS 1.3 a server checks the client's certificate only once the
+/// client has finished its side of the handshake: a refused (or missing)
+/// one is then an alert and a close, and when the client's first message
+/// crossed that close, the client sees a reset instead of the alert.
+pub fn client_failure(err: &io::Error) -> Option<String> {
+    failure(err).or_else(|| closed_after_handshake(err))
+}
+
+fn closed_after_handshake(err: &io::Error) -> Option<String> {
     use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     matches!(
         err.kind(),
@@ -551,8 +556,9 @@ fn ca_store(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// The private key in the PEM file at `path`: plain, or PKCS#8 encrypted
-/// with `password` (named `setting` when it is needed and missing).
+/// The private key in the PEM file at `path`: plain, or encrypted (PKCS#8,
+/// or OpenSSL's legacy PEM) with `password` (named `setting` when it is
+/// needed and missing).
 fn private_key(
     path: &Path,
     password: Option<&str>,
@@ -565,13 +571,15 @@ fn private_key(
     };
     let pem = std::fs::read_to_string(path)
         .map_err(|err| read(rustls::pki_types::pem::Error::Io(err)))?;
-    if let Some(block) = encrypted_pkcs8_block(&pem) {
-        let Some(password) = password else {
-            return Err(TlsError::KeyPasswordMissing {
-                path: path.to_owned(),
-                how: password_hint(setting),
-            });
-        };
+    let pkcs8_block = encrypted_pkcs8_block(&pem);
+    if pkcs8_block.is_none() && !pem.contains(LEGACY_ENCRYPTED) {
+        return PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(read);
+    }
+    let password = password.ok_or_else(|| TlsError::KeyPasswordMissing {
+        path: path.to_owned(),
+        how: password_hint(setting),
+    })?;
+    if let Some(block) = pkcs8_block {
         let malformed = |source| TlsError::KeyMalformed {
             path: path.to_owned(),
             source,
@@ -588,20 +596,14 @@ fn private_key(
             })?;
         return Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()));
     }
-    if pem.contains("Proc-Type: 4,ENCRYPTED") {
-        let Some(password) = password else {
-            return Err(TlsError::KeyPasswordMissing {
-                path: path.to_owned(),
-                how: password_hint(setting),
-            });
-        };
-        return legacy_encrypted_key(&pem, password).map_err(|why| TlsError::LegacyKey {
-            path: path.to_owned(),
-            why,
-        });
-    }
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(read)
+    legacy_encrypted_key(&pem, password).map_err(|why| TlsError::LegacyKey {
+        path: path.to_owned(),
+        why,
+    })
 }
+
+/// The header of a key in OpenSSL's legacy encrypted PEM.
+const LEGACY_ENCRYPTED: &str = "Proc-Type: 4,ENCRYPTED";
 
 /// What to do about an encrypted key given no password: name the setting
 /// that gives one, else say how to decrypt the file.
@@ -651,13 +653,8 @@ fn legacy_encrypted_key(pem: &str, password: &str) -> Result<PrivateKeyDer<'stat
     let (cipher, iv) = dek_info
         .and_then(|info| info.split_once(','))
         .ok_or("no DEK-Info header")?;
-    let iv = (0..iv.len())
-        .step_by(2)
-        .map(|at| {
-            iv.get(at..at + 2)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
+    let iv = hex::decode(iv)
+        .ok()
         .filter(|iv| iv.len() >= 8)
         .ok_or("DEK-Info's IV is not hex")?;
     let data = base64::engine::general_purpose::STANDARD

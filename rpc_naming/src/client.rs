@@ -73,8 +73,7 @@ fn tls_failure(err: &ProxyError, tls: bool) -> Option<String> {
         ProxyError::Read {
             source: pyro4_wire::io::ReadError::Io(source),
             ..
-        } => plumbing::tls::failure(source)
-            .or_else(|| tls.then(|| plumbing::tls::closed_after_handshake(source))?),
+        } => plumbing::tls::client_failure(source).filter(|_| tls),
         _ => None,
     }
 }

@@ -12,11 +12,13 @@ use test_support::tls::TestCerts;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A TLS name server on this runtime; its address.
-async fn start_tls_ns(certs: &TestCerts) -> String {
+/// A name server on this runtime serving over TLS with `args`; its address.
+async fn start_tls_ns(args: &SslArgs) -> String {
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap().to_string();
-    let tls = certs.ssl_args().server().unwrap();
+    let tls = args
+        .server()
+        .unwrap_or_else(|err| panic!("{args:?}: {err}"));
     tokio::spawn(rpc_naming::server::serve(
         Listener::new(tcp, tls),
         100,
@@ -37,7 +39,7 @@ async fn closed_by_the_server(stream: &mut TcpStream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_and_silent_clients_on_a_tls_port_are_dropped_and_the_rest_served() {
     let certs = TestCerts::make();
-    let addr = start_tls_ns(&certs).await;
+    let addr = start_tls_ns(&certs.ssl_args()).await;
     let client_tls = certs.ssl_args().client().unwrap();
     let served = NameServerClient::connect_with(&addr, client_tls.clone())
         .await
@@ -99,13 +101,7 @@ async fn encrypted_keys_and_a_ca_directory_serve_and_their_mistakes_are_named() 
         !shown.contains(test_support::tls::KEY_PASSWORD) && shown.contains("KeyPassword(***)"),
         "{shown}"
     );
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap().to_string();
-    tokio::spawn(rpc_naming::server::serve(
-        Listener::new(tcp, encrypted.server().unwrap()),
-        100,
-        std::future::pending(),
-    ));
+    let addr = start_tls_ns(&encrypted).await;
     let client = NameServerClient::connect_with(&addr, encrypted.client().unwrap())
         .await
         .unwrap();
@@ -193,16 +189,7 @@ async fn encrypted_keys_and_a_ca_directory_serve_and_their_mistakes_are_named() 
         }
     };
     for cipher in ["-aes128", "-aes192", "-aes256", "-des3"] {
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap().to_string();
-        let server = legacy(cipher)
-            .server()
-            .unwrap_or_else(|err| panic!("{cipher}: {err}"));
-        tokio::spawn(rpc_naming::server::serve(
-            Listener::new(tcp, server),
-            100,
-            std::future::pending(),
-        ));
+        let addr = start_tls_ns(&legacy(cipher)).await;
         NameServerClient::connect_with(&addr, encrypted.client().unwrap())
             .await
             .unwrap_or_else(|err| panic!("{cipher}: {err}"))

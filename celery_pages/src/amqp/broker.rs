@@ -424,9 +424,7 @@ impl Node {
             {
                 Error::Tls {
                     url,
-                    reason: plumbing::tls::failure(io)
-                        .or_else(|| plumbing::tls::closed_after_handshake(io))
-                        .unwrap_or_else(|| io.to_string()),
+                    reason: plumbing::tls::client_failure(io).unwrap_or_else(|| io.to_string()),
                 }
             }
             // A TLS listener answers AMQP's protocol header with a TLS
